@@ -1,0 +1,1 @@
+"""The demo ASIOU: the reference schema and a deterministic synthetic school generator."""
