@@ -1,0 +1,256 @@
+"""The engine: the only place that sequences I/O (read → map → gate → plan → guard).
+
+For each entity in dependency order it streams the source rows through the compiled mapping and
+the gate into the planner, which merges them with the state store's entries. Deciding happens in
+pure modules (``mapping``, ``gate``, ``plan``, ``guard``); the engine only wires them and
+handles the read that fails midway (no deletes from a partial read).
+
+A full run reads every row and finds deletions. An incremental run reads rows whose watermark
+moved since the last run (plus every row of a pupil whose consent or enrolment changed), pairs
+them with the state by lookup, and never deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from bridge import gate
+from bridge.errors import SourceError
+from bridge.gate import Context, MissingReference
+from bridge.guard import GuardHold, Thresholds
+from bridge.guard import check as guard_check
+from bridge.mapping import CompiledMapping, MappingSet, RowRejected
+from bridge.model import Change, Hold, Record, Rejection
+from bridge.plan import Item, Plan, diff, merge, pair_by_lookup
+from bridge.source import Rescan, Source
+from bridge.state import Delivered, StateStore
+
+ChangeSink = Callable[[Change], None]
+# Index entities learnt in a pre-pass because an earlier entity's gate needs them.
+PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
+PUPIL_FIELD = "pupil"
+# A change of these makes every record of the pupil pass the gate again (consent, stays).
+DIRTYING = frozenset({"pupil", "enrollment"})
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to plan one run."""
+
+    as_of: date
+    incremental: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    overlap: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class PlanResult:
+    """A planned run: the plan, the guard's verdict, and the watermarks reached."""
+
+    plan: Plan
+    guard_holds: list[GuardHold] = field(default_factory=list)
+    approved: bool = False
+    watermarks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def held(self) -> bool:
+        """True when the deletes must wait for an admin's approval."""
+        return bool(self.guard_holds) and not self.approved
+
+
+def plan_run(
+    mappings: MappingSet,
+    source: Source,
+    state: StateStore,
+    options: RunOptions,
+    sink: ChangeSink | None = None,
+) -> PlanResult:
+    """Plan one run; non-delete changes go to ``sink`` as they are found, deletes wait in the
+    plan (they go last, and only if the guard lets them)."""
+    run = _Run(mappings, source, state, options, sink)
+    try:
+        for mapping in mappings.mappings:
+            run.plan_entity(mapping)
+    except SourceError as exc:
+        run.result.plan.discard_deletes(str(exc))
+        raise
+    finally:
+        run.result.watermarks = run.watermarks
+    _guard(run.result, state, options.thresholds)
+    return run.result
+
+
+def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> None:
+    plan = result.plan
+    if not plan.deletes:
+        return
+    totals = {e: state.count(e) for e in {c.entity for c in plan.deletes}}
+    result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"), thresholds)
+    result.approved = bool(result.guard_holds) and state.is_approved(plan.plan_id)
+
+
+class _Run:
+    """The mutable working set of one planning run."""
+
+    def __init__(self, mappings: MappingSet, source: Source, state: StateStore,
+                 options: RunOptions, sink: ChangeSink | None) -> None:
+        self.mappings, self.source, self.state, self.options = mappings, source, state, options
+        self.sink = sink
+        self.ctx = Context(as_of=options.as_of.isoformat())
+        self.result = PlanResult(Plan(mode="incremental" if options.incremental else "full"))
+        self.watermarks: dict[str, str] = {}
+        self.dirty_pupils: set[str] = set()
+        self.referenced = {t for m in mappings.mappings for t in m.refs.values()}
+
+    def plan_entity(self, mapping: CompiledMapping) -> None:
+        """Read, map, gate and plan one entity."""
+        needed = PREPASS.get(mapping.entity)
+        if needed is not None and needed in self.mappings:
+            self._prepass(self.mappings[needed])
+        since = self._since(mapping)
+        leaf = mapping.entity not in self.referenced
+        rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
+        items = self._items(mapping, rows)
+        if since is None:
+            pairs = merge(items, self.state.entries(mapping.entity))
+        else:
+            changed = items if leaf else (i for i in items if self._is_changed(i, since))
+            pairs = pair_by_lookup(changed, lambda keys: self.state.lookup(mapping.entity, keys))
+        for outcome in diff(pairs, complete=since is None):
+            self._note(mapping.entity, outcome)
+
+    def _note(self, entity: str, outcome: Item | Change) -> None:
+        self.result.plan.note(entity, outcome)
+        if isinstance(outcome, Change) and outcome.record is not None and self.sink is not None:
+            self.sink(outcome)
+        if self.options.incremental and isinstance(outcome, Change) and entity in DIRTYING:
+            self._note_dirty(outcome)
+
+    def _note_dirty(self, change: Change) -> None:
+        owner = change.key if change.entity == "pupil" else (
+            gate.owner_pupil(change.record) if change.record is not None else None)
+        if owner is not None:
+            self.dirty_pupils.add(owner)
+
+    def _since(self, mapping: CompiledMapping) -> datetime | None:
+        if not self.options.incremental or mapping.watermark is None:
+            return None
+        mark = self.state.watermark(mapping.entity)
+        return None if mark is None else datetime.fromisoformat(mark) - self.options.overlap
+
+    def _dirty(self, mapping: CompiledMapping, since: datetime | None) -> Rescan | None:
+        """The pupils whose rows an incremental read must re-read in full (their consent or
+        enrolment changed, so every record of theirs must pass the gate again)."""
+        if since is None or not self.dirty_pupils or mapping.entity == "pupil":
+            return None
+        spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
+        return None if spec is None else Rescan(spec.columns[0], sorted(self.dirty_pupils))
+
+    def _is_changed(self, item: Item, since: datetime) -> bool:
+        record = item.record if isinstance(item, Hold) else item
+        if not isinstance(record, Record):
+            return True
+        if record.entity == "pupil" and record.key in self.dirty_pupils:
+            return True
+        mark = _as_datetime(record.watermark)
+        return mark is None or mark >= since
+
+    def _items(self, mapping: CompiledMapping, rows: Iterable[object]) -> Iterator[Item]:
+        """Rows → records, holds and rejections, in key order; learns the context."""
+        counter = self.result.plan.records_read
+        for item in to_items(mapping, rows, self.ctx, self._track(mapping)):  # type: ignore[arg-type]
+            counter[mapping.entity] += 1
+            yield item
+
+    def _track(self, mapping: CompiledMapping) -> Callable[[object], None]:
+        entity = mapping.entity
+        best: list[datetime] = []
+
+        def track(raw: object) -> None:
+            mark = _as_datetime(raw)
+            if mark is not None and (not best or mark > best[0]):
+                best[:] = [mark]
+                self.watermarks[entity] = mark.isoformat(sep=" ")
+
+        return track if mapping.watermark else (lambda raw: None)
+
+    def _prepass(self, mapping: CompiledMapping) -> None:
+        records = (r for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
+                   if isinstance(r, Record))
+        if mapping.entity == "enrollment":
+            self.ctx.learn_stays(records)
+        else:
+            self.ctx.allow_guardians((str(r.payload["pupil"]), str(r.payload["guardian"]))
+                                     for r in records)
+
+
+def to_items(
+    mapping: CompiledMapping,
+    rows: Iterable[object],
+    ctx: Context,
+    track: Callable[[object], None] | None = None,
+    gated: bool = True,
+) -> Iterator[Item]:
+    """Map (and unless ``gated`` is false, gate) rows that come in key order. A duplicate key is
+    rejected (the first row with that key is kept); rows out of order mean the merge cannot be
+    trusted: fatal."""
+    build, refs, previous = mapping.build, mapping.refs, ""
+    for row in rows:
+        try:
+            record = build(row)  # type: ignore[arg-type]
+        except RowRejected as exc:
+            previous = exc.sort_key or previous
+            ctx.forget(mapping.entity, exc.key)
+            yield Rejection(mapping.entity, mapping.location, exc.key, exc.field, exc.reason,
+                            exc.sort_key)
+            continue
+        if track is not None:
+            track(record.watermark)
+        if record.sort_key <= previous:
+            yield _out_of_order(mapping, record, previous)
+            continue
+        previous = record.sort_key
+        yield _gated(mapping, record, refs, ctx) if gated else record
+
+
+def _out_of_order(mapping: CompiledMapping, record: Record, previous: str) -> Rejection:
+    if record.sort_key == previous:
+        return Rejection(mapping.entity, mapping.location, record.key, ",".join(
+            mapping.key_columns), "duplicate key: an earlier row has the same key and was kept")
+    from bridge.errors import SourceOrderError  # noqa: PLC0415 - only on this rare path
+    raise SourceOrderError(mapping.entity, mapping.location, record.key, previous)
+
+
+def _gated(mapping: CompiledMapping, record: Record, refs: dict[str, str], ctx: Context) -> Item:
+    verdict = gate.check(record, refs, ctx)
+    if isinstance(verdict, MissingReference):
+        ctx.forget(mapping.entity, record.key)
+        return Rejection(mapping.entity, mapping.location, record.key, verdict.field,
+                         verdict.reason, record.sort_key, dangling=not verdict.rejected)
+    record = gate.derive(record, ctx)
+    ctx.remember(record)
+    return record if verdict is None else Hold(record, verdict)
+
+
+def _as_datetime(raw: object) -> datetime | None:
+    if isinstance(raw, datetime):
+        return raw.replace(tzinfo=None)
+    if isinstance(raw, str) and raw:
+        try:
+            return datetime.fromisoformat(raw).replace(tzinfo=None)
+        except ValueError:
+            return None
+    return None
+
+
+def delivered(change: Change, mappings: MappingSet) -> Delivered:
+    """What the state store records once the portal acknowledged ``change``."""
+    record = change.record
+    version = mappings[change.entity].version if change.entity in mappings else 1
+    if record is None:
+        return Delivered(change, mapping_version=version)
+    class_key = record.payload.get("class")
+    return Delivered(change, gate.owner_pupil(record),
+                     None if class_key is None else str(class_key), mapping_version=version)

@@ -1,0 +1,94 @@
+"""The exception tree. Exceptions carry facts; the CLI renders them for admins (``bridge.render``).
+
+::
+
+    BridgeError                    root; ``exit_code`` tells the CLI how to end
+    ├── ConfigError                configuration or mappings are invalid (all problems at once)
+    ├── FatalError                 the run cannot go on (stop, report, exit non-zero)
+    │   └── SourceError            the ASIOU database failed (connect, query, lost mid-read)
+    ├── RetriableError             try again later (the portal is busy, a timeout)
+    └── SkippableError             this one record cannot be processed; the run goes on
+
+The engine branches on these dispositions, never on a driver's own exception: adapters translate
+foreign exceptions at their seam with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ExitCode:
+    """Process exit codes, documented in docs/operations.md."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    CONFIG = 3
+    SOURCE_UNAVAILABLE = 4
+    PLAN_HELD = 5
+    PARTIAL = 6
+    PORTAL_AUTH = 7
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+    exit_code = ExitCode.FAILURE
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration or mapping problem: where it is and what is wrong."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(BridgeError):
+    """Configuration or mappings are invalid; carries every problem found."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class FatalError(BridgeError):
+    """The run cannot continue."""
+
+
+class SourceError(FatalError):
+    """The source database failed: ``operation`` says what the bridge was doing."""
+
+    exit_code = ExitCode.SOURCE_UNAVAILABLE
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(f"{operation}: {detail}")
+        self.operation = operation
+        self.detail = detail
+
+
+class SourceOrderError(FatalError):
+    """Rows did not come in key order, so a one-pass merge would be wrong."""
+
+    def __init__(self, entity: str, table: str, key: str, previous: str) -> None:
+        super().__init__(f"{entity}: table {table} returned key {key} after {previous}")
+        self.entity = entity
+        self.table = table
+        self.key = key
+        self.previous = previous
+
+
+class RetriableError(BridgeError):
+    """A temporary failure: the same call may succeed later."""
+
+
+class SkippableError(BridgeError):
+    """One record cannot be processed; the run goes on without it."""

@@ -1,0 +1,243 @@
+"""The gate: which valid records may leave the school, and which are held back, and why.
+
+Pure decisions over a :class:`Context` that remembers what earlier entities of the same run said
+(consent, enrolment intervals, class grades, lesson dates). Rules (``docs/rules.md``):
+
+* a pupil without written consent (§3.1.2): nothing of theirs leaves, not even the name, and no
+  guardian who represents only such pupils;
+* withdrawal is effective-dated: a mark, absence or period mark dated outside every stay of the
+  pupil in that class is held (after a withdrawal, or before an enrolment); a re-admission opens
+  a new stay under the same pupil key;
+* no marks in grade 1 (§3.2.4.11);
+* a reference to a record that is missing or was rejected makes the row a rejection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from bridge.mapping import fingerprint
+from bridge.model import HoldReason, Record, Value
+
+Stay = tuple[str, str, str | None]
+"""(class key, first day, last day or None while open): one stay of a pupil in a class."""
+
+
+@dataclass
+class Context:
+    """What the run has learnt so far; indexes hold small entities only (never marks)."""
+
+    as_of: str = "9999-12-31"
+    keys: dict[str, set[str]] = field(default_factory=dict)
+    rejected: dict[str, set[str]] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    stays: dict[str, list[Stay]] = field(default_factory=dict)
+    grade: dict[str, int] = field(default_factory=dict)
+    lesson: dict[str, tuple[str, str]] = field(default_factory=dict)
+    work_lesson: dict[str, str] = field(default_factory=dict)
+    period_end: dict[str, str] = field(default_factory=dict)
+    guardians_allowed: set[str] = field(default_factory=set)
+
+    def knows(self, entity: str, key: str) -> bool:
+        """True when a record of ``entity`` with ``key`` was mapped in this run."""
+        return key in self.keys.get(entity, ())
+
+    def remember(self, record: Record) -> None:
+        """Learn from a mapped record (allowed or held; never from a rejection)."""
+        self.keys.setdefault(record.entity, set()).add(record.key)
+        learn = LEARNERS.get(record.entity)
+        if learn is not None:
+            learn(self, record)
+
+    def forget(self, entity: str, key: str) -> None:
+        """Note a rejected record, so references to it are told apart from dangling ones."""
+        if key:
+            self.rejected.setdefault(entity, set()).add(key)
+
+    def learn_stays(self, enrollments: Iterable[Record]) -> None:
+        """Learn every pupil's stays in classes from the mapped enrolment records."""
+        for record in enrollments:
+            end = record.payload.get("date_to")
+            stay = (_text(record, "class"), _text(record, "date_from"),
+                    None if end is None else str(end))
+            self.stays.setdefault(_text(record, "pupil"), []).append(stay)
+
+    def allow_guardians(self, links: Iterable[tuple[str, str]]) -> None:
+        """Mark guardians linked to at least one consenting pupil, from (pupil, guardian)."""
+        for pupil, guardian in links:
+            if self.consent.get(pupil, False):
+                self.guardians_allowed.add(guardian)
+
+    def stay_reason(self, pupil: str, class_key: str, day: str) -> HoldReason | None:
+        """None when the pupil was in the class that day, else why not."""
+        stays = self.stays.get(pupil, [])
+        if any(c == class_key and start <= day and (end is None or day <= end)
+               for c, start, end in stays):
+            return None
+        if any(end is not None and end < day for _, _, end in stays):
+            return HoldReason.AFTER_WITHDRAWAL
+        return HoldReason.NOT_ENROLLED
+
+    def class_on(self, pupil: str, day: str) -> str | None:
+        """The class the pupil was in on ``day``, if any."""
+        for class_key, start, end in self.stays.get(pupil, []):
+            if start <= day and (end is None or day <= end):
+                return class_key
+        return None
+
+    def is_open(self, pupil: str, day: str) -> bool:
+        """True when the pupil has a stay that has not ended by ``day``."""
+        return any(start <= day and (end is None or end >= day)
+                   for _, start, end in self.stays.get(pupil, []))
+
+
+def _text(record: Record, name: str) -> str:
+    value = record.payload.get(name, record.attrs.get(name))
+    return str(value)
+
+
+def _learn_pupil(ctx: Context, record: Record) -> None:
+    ctx.consent[record.key] = has_consent(record)
+
+
+def _learn_class(ctx: Context, record: Record) -> None:
+    ctx.grade[record.key] = int(record.payload["grade"])  # type: ignore[arg-type]
+
+
+def _learn_lesson(ctx: Context, record: Record) -> None:
+    ctx.lesson[record.key] = (_text(record, "date"), _text(record, "class"))
+
+
+def _learn_work(ctx: Context, record: Record) -> None:
+    ctx.work_lesson[record.key] = _text(record, "lesson")
+
+
+def _learn_period(ctx: Context, record: Record) -> None:
+    ctx.period_end[record.key] = _text(record, "date_to")
+
+
+LEARNERS: dict[str, Callable[[Context, Record], None]] = {
+    "pupil": _learn_pupil,
+    "class": _learn_class,
+    "lesson": _learn_lesson,
+    "work": _learn_work,
+    "period": _learn_period,
+}
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MissingReference:
+    """A record refers to a record of another entity that is missing or was rejected."""
+
+    field: str
+    entity: str
+    key: str
+    rejected: bool
+
+    @property
+    def reason(self) -> str:
+        """The rejection reason, fit to show an admin."""
+        why = "was rejected" if self.rejected else "is missing from the source"
+        return f"refers to {self.entity} {self.key}, which {why}"
+
+
+Verdict = HoldReason | MissingReference | None
+
+
+def missing_reference(record: Record, refs: dict[str, str], ctx: Context) -> Verdict:
+    """The first reference of ``record`` that does not resolve, if any."""
+    for name, entity in refs.items():
+        value: Value = record.payload.get(name, record.attrs.get(name))
+        if value is not None and not ctx.knows(entity, str(value)):
+            key = str(value)
+            return MissingReference(name, entity, key, key in ctx.rejected.get(entity, ()))
+    return None
+
+
+def check(record: Record, refs: dict[str, str], ctx: Context) -> Verdict:
+    """Why ``record`` must not leave (a hold or a rejection), or None when it may."""
+    missing = missing_reference(record, refs, ctx)
+    if missing is not None:
+        return missing
+    rule = RULES.get(record.entity)
+    return rule(record, ctx) if rule is not None else None
+
+
+def has_consent(record: Record) -> bool:
+    """True when a pupil record says written consent is on file."""
+    return bool(record.attrs.get("consent", record.payload.get("consent")))
+
+
+def _pupil(record: Record, ctx: Context) -> Verdict:
+    return None if has_consent(record) else HoldReason.NO_CONSENT
+
+
+def _owned(record: Record, ctx: Context) -> Verdict:
+    return None if ctx.consent.get(_text(record, "pupil"), False) else HoldReason.NO_CONSENT
+
+
+def _guardian(record: Record, ctx: Context) -> Verdict:
+    return None if record.key in ctx.guardians_allowed else HoldReason.NO_CONSENT
+
+
+def _on_lesson(pupil: str, lesson: str, ctx: Context, marked: bool) -> Verdict:
+    if not ctx.consent.get(pupil, False):
+        return HoldReason.NO_CONSENT
+    day, class_key = ctx.lesson[lesson]
+    if marked and ctx.grade.get(class_key) == 1:
+        return HoldReason.GRADE_1_MARK
+    return ctx.stay_reason(pupil, class_key, day)
+
+
+def _mark(record: Record, ctx: Context) -> Verdict:
+    lesson = ctx.work_lesson[_text(record, "work")]
+    return _on_lesson(_text(record, "pupil"), lesson, ctx, marked=True)
+
+
+def _absence(record: Record, ctx: Context) -> Verdict:
+    return _on_lesson(_text(record, "pupil"), _text(record, "lesson"), ctx, marked=False)
+
+
+def _period_mark(record: Record, ctx: Context) -> Verdict:
+    pupil = _text(record, "pupil")
+    if not ctx.consent.get(pupil, False):
+        return HoldReason.NO_CONSENT
+    day = ctx.period_end[_text(record, "period")]
+    class_key = ctx.class_on(pupil, day)
+    if class_key is None:
+        return ctx.stay_reason(pupil, "", day)
+    return HoldReason.GRADE_1_MARK if ctx.grade.get(class_key) == 1 else None
+
+
+RULES: dict[str, Callable[[Record, Context], Verdict]] = {
+    "pupil": _pupil,
+    "enrollment": _owned,
+    "group_member": _owned,
+    "guardian_link": _owned,
+    "guardian": _guardian,
+    "mark": _mark,
+    "absence": _absence,
+    "period_mark": _period_mark,
+}
+
+
+def owner_pupil(record: Record) -> str | None:
+    """The pupil a record belongs to (itself for a pupil), for scoped resync, erase, explain."""
+    if record.entity == "pupil":
+        return record.key
+    value = record.payload.get("pupil", record.attrs.get("pupil"))
+    return None if value is None else str(value)
+
+
+def derive(record: Record, ctx: Context) -> Record:
+    """Add fields the gate computes: a pupil is ``active`` while a stay is open on ``as_of``
+    (withdrawal archives the pupil on the portal; re-admission makes it active again)."""
+    if record.entity != "pupil":
+        return record
+    active = ctx.is_open(record.key, ctx.as_of)
+    payload = {**record.payload, "active": active}
+    return replace(record, payload=payload, fingerprint=fingerprint(1, [record.fingerprint, active]))

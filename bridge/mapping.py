@@ -1,0 +1,446 @@
+"""Declarative mappings: ``mappings/*.toml`` loaded, validated and compiled once at start-up.
+
+One file per canonical entity says which source table (or view) holds it, which columns form
+its key, how columns become canonical fields (transforms, value maps, types), which fields are
+personal data, which refer to other entities, and which column, if any, is a watermark for
+incremental reads. ASIOU table and column names live only there, never in Python code.
+
+Every problem in every file is reported at once (:class:`~bridge.errors.ConfigError`), each
+with its file and the path inside it; the format is documented in ``docs/mappings.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError, Problem
+from bridge.fields import TRANSFORMS, TYPES, FieldSpec, InvalidValue, compile_field, joined, key_part
+from bridge.model import Record, Value
+
+# The canonical entities, in dependency order, with the fields the gate and planner rely on.
+CANONICAL: dict[str, frozenset[str]] = {
+    "period": frozenset({"date_from", "date_to"}),
+    "subject": frozenset(),
+    "teacher": frozenset(),
+    "class": frozenset({"grade"}),
+    "group": frozenset({"class"}),
+    "pupil": frozenset({"consent"}),
+    "enrollment": frozenset({"pupil", "class", "date_from", "date_to"}),
+    "group_member": frozenset({"pupil", "group"}),
+    "guardian_link": frozenset({"pupil", "guardian"}),
+    "guardian": frozenset(),
+    "lesson": frozenset({"class", "date"}),
+    "work": frozenset({"lesson"}),
+    "mark": frozenset({"work", "pupil", "value"}),
+    "absence": frozenset({"lesson", "pupil", "code"}),
+    "period_mark": frozenset({"pupil", "period", "value"}),
+}
+FILTER_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null")
+TOP_KEYS = frozenset({"entity", "version", "description", "source", "fields"})
+SOURCE_KEYS = frozenset({"table", "schema", "key", "watermark", "where", "key_collation"})
+FIELD_KEYS = frozenset(
+    {"column", "columns", "type", "transforms", "values", "required", "default", "max_length",
+     "min", "max", "separator", "personal", "export", "ref", "description"}
+)
+KEY_SEPARATOR = "-"
+SORT_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A row filter from ``source.where``."""
+
+    column: str
+    op: str
+    value: Value | list[Value] = None
+
+
+class RowRejected(Exception):  # noqa: N818 - an outcome of building a record
+    """A row cannot become a record: ``field`` and ``reason`` say why."""
+
+    def __init__(self, key: str, sort_key: str, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key, self.sort_key, self.field, self.reason = key, sort_key, field, reason
+
+
+RecordBuilder = Callable[[Sequence[Any]], Record]
+
+
+@dataclass(frozen=True)
+class CompiledMapping:
+    """A validated mapping with its row→record builder compiled."""
+
+    entity: str
+    version: int
+    file: str
+    table: str
+    schema: str | None
+    key_columns: tuple[str, ...]
+    columns: tuple[str, ...]
+    filters: tuple[Filter, ...]
+    watermark: str | None
+    key_collation: str | None
+    fields: tuple[FieldSpec, ...]
+    build: RecordBuilder
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """Field name → the entity it refers to."""
+        return {f.name: f.ref for f in self.fields if f.ref is not None}
+
+    @property
+    def personal_fields(self) -> frozenset[str]:
+        """Fields holding personal data (never logged, never quoted in reasons)."""
+        return frozenset(f.name for f in self.fields if f.personal)
+
+    @property
+    def location(self) -> str:
+        """Where the rows come from, for messages (``schema.table``)."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """All compiled mappings, in dependency order (parents before children)."""
+
+    mappings: tuple[CompiledMapping, ...]
+
+    def __getitem__(self, entity: str) -> CompiledMapping:
+        for mapping in self.mappings:
+            if mapping.entity == entity:
+                return mapping
+        raise KeyError(entity)
+
+    def __contains__(self, entity: object) -> bool:
+        return any(m.entity == entity for m in self.mappings)
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """Entity names in dependency order."""
+        return tuple(m.entity for m in self.mappings)
+
+
+# --- keys and fingerprints ------------------------------------------------------------------
+
+
+def sort_key_part(part: object) -> str:
+    """An order-preserving text form of one key part (numbers sort as numbers)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return f"i{part + 2**63:020d}"
+    return "s" + key_part(part)
+
+
+def make_keys(parts: Sequence[object]) -> tuple[str, str]:
+    """The key text and sort key of one row's key column values."""
+    if len(parts) == 1:
+        return key_part(parts[0]), sort_key_part(parts[0])
+    key = KEY_SEPARATOR.join(key_part(p) for p in parts)
+    return key, SORT_SEPARATOR.join(sort_key_part(p) for p in parts)
+
+
+def fingerprint(version: int, values: Sequence[Value]) -> str:
+    """A short stable hash of a payload's values (in mapping field order) and mapping version."""
+    return hashlib.blake2b(repr((version, *values)).encode(), digest_size=8).hexdigest()
+
+
+# --- loading and validation -------------------------------------------------------------------
+
+
+class _Problems:
+    """Collects problems of one file with their paths."""
+
+    def __init__(self, file: str, sink: list[Problem]) -> None:
+        self.file, self.sink = file, sink
+
+    def add(self, path: str, message: str) -> None:
+        self.sink.append(Problem(self.file, path, message))
+
+    def unknown_keys(self, path: str, table: Mapping[str, Any], allowed: frozenset[str]) -> None:
+        for name in sorted(set(table) - allowed):
+            self.add(f"{path}.{name}" if path else name, "unknown key")
+
+
+def load_mappings(directory: Path) -> MappingSet:
+    """Load, validate and compile every ``*.toml`` in ``directory``; raise ConfigError listing
+    every problem in every file."""
+    problems: list[Problem] = []
+    files = sorted(directory.glob("*.toml")) if directory.is_dir() else []
+    if not files:
+        raise ConfigError([Problem(str(directory), "", "no mapping files (*.toml) found")])
+    raw = {f: _read_toml(f, problems) for f in files}
+    by_entity = _index_entities(raw, problems)
+    specs = {e: _check_mapping(f, data, set(by_entity), problems) for e, (f, data) in
+             by_entity.items()}
+    if problems:
+        raise ConfigError(problems)
+    order = _dependency_order({e: s for e, s in specs.items() if s is not None}, problems)
+    if problems:
+        raise ConfigError(problems)
+    return MappingSet(tuple(_compile(*specs[e]) for e in order if specs[e] is not None))  # type: ignore[misc]
+
+
+def _read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        problems.append(Problem(str(path), "", f"cannot read: {exc}"))
+        return None
+
+
+def _index_entities(
+    raw: dict[Path, dict[str, Any] | None], problems: list[Problem]
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, data in raw.items():
+        if data is None:
+            continue
+        entity = data.get("entity")
+        if not isinstance(entity, str) or entity not in CANONICAL:
+            known = ", ".join(CANONICAL)
+            problems.append(Problem(str(path), "entity", f"must be one of: {known}"))
+        elif entity in found:
+            problems.append(Problem(str(path), "entity",
+                                    f"{entity!r} is already mapped in {found[entity][0]}"))
+        else:
+            found[entity] = (path, data)
+    return found
+
+
+_Spec = tuple[str, dict[str, Any], tuple[FieldSpec, ...]]
+
+
+def _check_mapping(
+    path: Path, data: dict[str, Any], mapped: set[str], sink: list[Problem]
+) -> _Spec | None:
+    """Validate one file; return (file, source table, fields) or None when it has problems."""
+    before = len(sink)
+    p = _Problems(str(path), sink)
+    p.unknown_keys("", data, TOP_KEYS)
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        p.add("version", "must be a positive whole number")
+    source = _check_source(p, data.get("source"))
+    fields = _check_fields(p, data.get("fields"), mapped)
+    entity = data["entity"]
+    names = {f.name for f in fields}
+    for name in sorted(CANONICAL[entity] - names):
+        p.add(f"fields.{name}", f"required by the {entity!r} entity but not mapped")
+    if len(sink) > before:
+        return None
+    return str(path), {"version": version, "entity": entity, **source}, fields
+
+
+def _check_source(p: _Problems, source: object) -> dict[str, Any]:
+    if not isinstance(source, dict):
+        p.add("source", "missing table [source] (with table and key)")
+        return {}
+    p.unknown_keys("source", source, SOURCE_KEYS)
+    table, key = source.get("table"), source.get("key")
+    if not isinstance(table, str) or not table.strip():
+        p.add("source.table", "must name the source table or view")
+    if not isinstance(key, list) or not key or not all(isinstance(k, str) and k for k in key):
+        p.add("source.key", "must be a non-empty list of column names")
+        key = []
+    for name in ("schema", "watermark", "key_collation"):
+        if name in source and not isinstance(source[name], str):
+            p.add(f"source.{name}", "must be text")
+    filters = _check_filters(p, source.get("where", []))
+    return {"table": table, "schema": source.get("schema"), "key": tuple(key),
+            "watermark": source.get("watermark"), "where": filters,
+            "key_collation": source.get("key_collation")}
+
+
+def _check_filters(p: _Problems, where: object) -> tuple[Filter, ...]:
+    if not isinstance(where, list):
+        p.add("source.where", "must be a list of {column, op, value} tables")
+        return ()
+    filters = []
+    for i, item in enumerate(where):
+        path = f"source.where[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("column"), str):
+            p.add(path, "must be a table with column, op and value")
+            continue
+        p.unknown_keys(path, item, frozenset({"column", "op", "value"}))
+        op = item.get("op", "eq")
+        if op not in FILTER_OPS:
+            p.add(f"{path}.op", f"must be one of: {', '.join(FILTER_OPS)}")
+        elif op in ("in", "not_in") and not isinstance(item.get("value"), list):
+            p.add(f"{path}.value", f"must be a list for op {op!r}")
+        filters.append(Filter(item["column"], op, item.get("value")))
+    return tuple(filters)
+
+
+def _check_fields(p: _Problems, fields: object, mapped: set[str]) -> tuple[FieldSpec, ...]:
+    if not isinstance(fields, dict) or not fields:
+        p.add("fields", "missing: map at least one field ([fields.NAME] with a column)")
+        return ()
+    specs = []
+    for name, body in fields.items():
+        spec = _check_field(p, f"fields.{name}", name, body, mapped)
+        if spec is not None:
+            specs.append(spec)
+    return tuple(specs)
+
+
+def _check_field(
+    p: _Problems, path: str, name: str, body: object, mapped: set[str]
+) -> FieldSpec | None:
+    if not isinstance(body, dict):
+        p.add(path, "must be a table")
+        return None
+    before = len(p.sink)
+    p.unknown_keys(path, body, FIELD_KEYS)
+    columns = _field_columns(p, path, body)
+    kind = body.get("type", "ref" if "ref" in body else "text")
+    if kind not in TYPES:
+        p.add(f"{path}.type", f"must be one of: {', '.join(TYPES)}")
+    _check_ref(p, path, body, kind, mapped)
+    _check_options(p, path, body)
+    if len(p.sink) > before:
+        return None
+    return _field_spec(name, columns, kind, body)
+
+
+def _field_columns(p: _Problems, path: str, body: dict[str, Any]) -> tuple[str, ...]:
+    if isinstance(body.get("column"), str) and body["column"]:
+        if "columns" in body:
+            p.add(path, "give either column or columns, not both")
+        return (body["column"],)
+    columns = body.get("columns")
+    if isinstance(columns, list) and columns and all(isinstance(c, str) and c for c in columns):
+        return tuple(columns)
+    p.add(f"{path}.column", "missing: name the source column (or columns = [...] to join)")
+    return ()
+
+
+def _check_ref(p: _Problems, path: str, body: dict[str, Any], kind: str, mapped: set[str]) -> None:
+    ref = body.get("ref")
+    if kind == "ref" and ref is None:
+        p.add(f"{path}.ref", "a field of type 'ref' must name the entity it refers to")
+    elif ref is not None and ref not in mapped:
+        p.add(f"{path}.ref", f"refers to {ref!r}, which has no mapping")
+
+
+def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
+    for name in ("required", "personal", "export"):
+        if name in body and not isinstance(body[name], bool):
+            p.add(f"{path}.{name}", "must be true or false")
+    for name in ("max_length", "min", "max"):
+        if name in body and (not isinstance(body[name], int) or isinstance(body[name], bool)):
+            p.add(f"{path}.{name}", "must be a whole number")
+    if isinstance(body.get("max_length"), int) and body["max_length"] < 1:
+        p.add(f"{path}.max_length", "must be at least 1")
+    transforms = body.get("transforms", [])
+    if not isinstance(transforms, list):
+        p.add(f"{path}.transforms", "must be a list")
+        transforms = []
+    for i, name in enumerate(transforms):
+        if name not in TRANSFORMS:
+            p.add(f"{path}.transforms[{i}]",
+                  f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+    values = body.get("values")
+    if values is not None and (not isinstance(values, dict) or not values):
+        p.add(f"{path}.values", "must be a non-empty table of source value = canonical value")
+
+
+def _field_spec(name: str, columns: tuple[str, ...], kind: str, body: dict[str, Any]) -> FieldSpec:
+    return FieldSpec(
+        name=name, columns=columns, type=kind, transforms=tuple(body.get("transforms", ())),
+        values=body.get("values"), required=body.get("required", kind == "ref"),
+        default=body.get("default"), max_length=body.get("max_length", 2000),
+        min=body.get("min"), max=body.get("max"), separator=body.get("separator", " "),
+        personal=body.get("personal", False), export=body.get("export", True),
+        ref=body.get("ref"),
+    )
+
+
+def _dependency_order(specs: dict[str, _Spec], problems: list[Problem]) -> list[str]:
+    """Entities with every referenced entity before them; ties keep the canonical order."""
+    order: list[str] = []
+    pending = [e for e in CANONICAL if e in specs]
+    while pending:
+        ready = [e for e in pending if all(
+            f.ref in order or f.ref == e for f in specs[e][2] if f.ref is not None)]
+        if not ready:
+            problems.extend(Problem(specs[e][0], "fields", "references form a cycle")
+                            for e in pending)
+            return order
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
+
+
+# --- compilation ------------------------------------------------------------------------------
+
+
+def _compile(file: str, source: dict[str, Any], fields: tuple[FieldSpec, ...]) -> CompiledMapping:
+    columns = _select_columns(source, fields)
+    entity, version = source["entity"], source["version"]
+    return CompiledMapping(
+        entity=entity, version=version, file=file, table=source["table"],
+        schema=source["schema"], key_columns=source["key"], columns=columns,
+        filters=source["where"], watermark=source["watermark"],
+        key_collation=source["key_collation"], fields=fields,
+        build=_builder(entity, version, columns, source["key"], fields, source["watermark"]),
+    )
+
+
+def _select_columns(source: dict[str, Any], fields: tuple[FieldSpec, ...]) -> tuple[str, ...]:
+    wanted = [*source["key"], *(c for f in fields for c in f.columns)]
+    if source["watermark"]:
+        wanted.append(source["watermark"])
+    return tuple(dict.fromkeys(wanted))
+
+
+def _reader(spec: FieldSpec, columns: tuple[str, ...]) -> Callable[[Sequence[Any]], Any]:
+    """How one field's raw value is taken from a row (one column, or several joined)."""
+    positions = [columns.index(c) for c in spec.columns]
+    if len(positions) == 1:
+        (at,) = positions
+        return lambda row: row[at]
+    separator = spec.separator
+    return lambda row: joined([row[i] for i in positions], separator)
+
+
+def _builder(
+    entity: str,
+    version: int,
+    columns: tuple[str, ...],
+    key_columns: tuple[str, ...],
+    fields: tuple[FieldSpec, ...],
+    watermark: str | None,
+) -> RecordBuilder:
+    key_at = [columns.index(c) for c in key_columns]
+    steps = [(f.name, _reader(f, columns), compile_field(f), f.export) for f in fields]
+    mark_at = columns.index(watermark) if watermark else None
+
+    def build(row: Sequence[Any]) -> Record:
+        key, sort_key = _row_keys(row, key_at, key_columns)
+        payload: dict[str, Value] = {}
+        attrs: dict[str, Value] = {}
+        for name, read, convert, export in steps:
+            try:
+                value = convert(read(row))
+            except InvalidValue as exc:
+                raise RowRejected(key, sort_key, name, exc.reason) from None
+            (payload if export else attrs)[name] = value
+        return Record(entity, key, sort_key, payload, fingerprint(version, list(payload.values())),
+                      attrs, None if mark_at is None else row[mark_at])
+
+    return build
+
+
+def _row_keys(row: Sequence[Any], key_at: list[int], names: tuple[str, ...]) -> tuple[str, str]:
+    parts = [row[i] for i in key_at]
+    for name, part in zip(names, parts, strict=True):
+        if part is None:
+            raise RowRejected("", "", name, "missing key (NULL in a key column)")
+    try:
+        return make_keys(parts)
+    except InvalidValue as exc:
+        raise RowRejected("", "", names[0], exc.reason) from None

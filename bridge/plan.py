@@ -1,0 +1,177 @@
+"""The planner: a pure diff of one entity's records against the state store.
+
+Source records and state entries both arrive in ``sort_key`` order and are merged in one pass
+(constant memory); an incremental read, which sees only changed rows, pairs them by lookup
+instead and never deletes. ``decide`` holds every case, one commented branch each.
+
+A :class:`Plan` accumulates the outcome of a run: counts per entity and operation, holds per
+reason, rejections (with a bounded sample), bounded field-level detail of updates, and the
+deletes, which are delivered last, children first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from bridge.model import Change, Hold, Op, Record, Rejection, StateEntry
+
+Item = Record | Hold | Rejection
+Pair = tuple[Item | None, StateEntry | None]
+SAMPLE_LIMIT = 50
+
+
+def sort_key_of(item: Item) -> str:
+    """The sort key of a source item ("" for a row whose key could not be read)."""
+    if isinstance(item, Hold):
+        return item.record.sort_key
+    return item.sort_key
+
+
+def merge(items: Iterable[Item], entries: Iterator[StateEntry]) -> Iterator[Pair]:
+    """Pair source items with state entries of the same sort key; both come sorted."""
+    entry = next(entries, None)
+    for item in items:
+        key = sort_key_of(item)
+        if not key:
+            yield item, None
+            continue
+        while entry is not None and entry.sort_key < key:
+            yield None, entry
+            entry = next(entries, None)
+        if entry is not None and entry.sort_key == key:
+            yield item, entry
+            entry = next(entries, None)
+        else:
+            yield item, None
+    while entry is not None:
+        yield None, entry
+        entry = next(entries, None)
+
+
+def pair_by_lookup(
+    items: Iterable[Item], lookup: Callable[[list[str]], dict[str, StateEntry]], chunk: int = 500
+) -> Iterator[Pair]:
+    """Pair source items with their state entries by key lookups, ``chunk`` keys at a time."""
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= chunk:
+            yield from _paired(batch, lookup)
+            batch = []
+    yield from _paired(batch, lookup)
+
+
+def _paired(batch: list[Item], lookup: Callable[[list[str]], dict[str, StateEntry]]
+            ) -> Iterator[Pair]:
+    found = lookup([k for k in map(sort_key_of, batch) if k])
+    for item in batch:
+        yield item, found.get(sort_key_of(item))
+
+
+def decide(item: Item | None, entry: StateEntry | None, complete: bool) -> Change | None:
+    """The change one (source item, state entry) pair calls for, if any."""
+    if item is None:
+        assert entry is not None
+        # Delivered once, gone from the source now. Only a complete read may say "gone".
+        return _delete(entry, "gone from the source") if complete else None
+    if isinstance(item, Record):
+        return _upsert(item, entry)
+    if isinstance(item, Hold):
+        # Valid but must not leave (consent withdrawn, dated after withdrawal...): if the portal
+        # has it, it must not keep it.
+        return _delete(entry, item.reason.value) if entry is not None else None
+    # A rejected row. When it refers to a record gone from the source and the portal holds it,
+    # it goes too (a deleted lesson takes its marks). Any other bad row leaves the portal as is.
+    if item.dangling and entry is not None and complete:
+        return _delete(entry, item.reason)
+    return None
+
+
+def _upsert(record: Record, entry: StateEntry | None) -> Change | None:
+    if entry is None:
+        # New in the source: create.
+        return Change(Op.CREATE, record.entity, record.key, record.sort_key, record)
+    if entry.fingerprint == record.fingerprint:
+        # Unchanged since delivered.
+        return None
+    if record.payload.get("active") is False and entry.status != "archived":
+        # A pupil withdrawn with no stay left open: archived on the portal, not deleted.
+        return Change(Op.ARCHIVE, record.entity, record.key, record.sort_key, record)
+    # Changed since delivered (a re-admission makes an archived pupil active again).
+    return Change(Op.UPDATE, record.entity, record.key, record.sort_key, record)
+
+
+def _delete(entry: StateEntry, reason: str) -> Change:
+    return Change(Op.DELETE, entry.entity, entry.key, entry.sort_key, None, reason=reason,
+                  class_key=entry.class_key)
+
+
+def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
+    """Every source item (for counting) and every change the pairs call for."""
+    for item, entry in pairs:
+        if item is not None and not isinstance(item, Record):
+            yield item
+        change = decide(item, entry, complete)
+        if change is not None:
+            yield change
+
+
+@dataclass
+class Plan:
+    """The outcome of planning a run (counts, samples, deletes), built while streaming."""
+
+    mode: str = "full"
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    holds: dict[str, Counter[str]] = field(default_factory=dict)
+    rejection_counts: Counter[str] = field(default_factory=Counter)
+    rejections: list[Rejection] = field(default_factory=list)
+    updates: list[Change] = field(default_factory=list)
+    deletes: list[Change] = field(default_factory=list)
+    records_read: Counter[str] = field(default_factory=Counter)
+    failure: str | None = None
+    sample_limit: int = SAMPLE_LIMIT
+
+    def note(self, entity: str, outcome: Item | Change) -> None:
+        """Count one outcome; keep samples and deletes."""
+        if isinstance(outcome, Change):
+            self._note_change(outcome)
+        elif isinstance(outcome, Hold):
+            self.holds.setdefault(entity, Counter())[outcome.reason.value] += 1
+        elif isinstance(outcome, Rejection):
+            self.rejection_counts[entity] += 1
+            if self.rejection_counts[entity] <= self.sample_limit:
+                self.rejections.append(outcome)
+
+    def _note_change(self, change: Change) -> None:
+        self.counts.setdefault(change.entity, Counter())[change.op.value] += 1
+        if change.op == Op.DELETE:
+            self.deletes.append(change)
+        elif change.op == Op.UPDATE and self.counts[change.entity][Op.UPDATE] <= self.sample_limit:
+            self.updates.append(change)
+
+    def discard_deletes(self, why: str) -> None:
+        """Drop every delete (a read failed midway: nothing may be called gone)."""
+        for change in self.deletes:
+            self.counts[change.entity][Op.DELETE.value] -= 1
+        self.deletes.clear()
+        self.failure = why
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the plan has no change at all."""
+        return not any(n for counts in self.counts.values() for n in counts.values())
+
+    def total(self, op: Op) -> int:
+        """Changes of one operation across entities."""
+        return sum(c[op.value] for c in self.counts.values())
+
+    @property
+    def plan_id(self) -> str:
+        """A stable id of the plan's deletes, which an admin approves when a guard holds it."""
+        digest = hashlib.blake2b(digest_size=6)
+        for change in self.deletes:
+            digest.update(f"{change.entity}\x1f{change.sort_key}\x1e".encode())
+        return digest.hexdigest()

@@ -1,0 +1,298 @@
+"""The state store: what the portal holds, per (entity, key), as far as the bridge knows.
+
+One row per delivered record: fingerprint of the canonical payload, delivery status, portal id,
+mapping version, owner pupil and class (for scoped resync, erase and explain), and timestamps.
+SQLAlchemy, so a SQLite file (default, created mode 0600) or a shared PostgreSQL database. The
+schema is versioned in ``meta.schema_version`` and migrated forward on open.
+
+``entries()`` streams one entity in ``sort_key`` order (binary collation, the same order the
+planner merges in), so a full plan never holds the state of a whole entity in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from bridge.errors import FatalError
+from bridge.model import Change, Op, StateEntry, Value
+
+SCHEMA_VERSION = 1
+LOOKUP_CHUNK = 500
+DELETED = "deleted"
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One acknowledged change to record: the change and the owners of its record."""
+
+    change: Change
+    pupil_key: str | None = None
+    class_key: str | None = None
+    portal_id: str | None = None
+    mapping_version: int = 1
+
+
+class StateStore(Protocol):
+    """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
+
+    def entries(self, entity: str) -> Iterator[StateEntry]:
+        """Live entries of ``entity`` in sort_key order."""
+        ...
+
+    def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
+        """Live entries of ``entity`` among ``sort_keys``, by sort key."""
+        ...
+
+    def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
+        """The recorded payloads of the given live entries, by sort key."""
+        ...
+
+    def record(self, delivered: Sequence[Delivered]) -> None:
+        """Record acknowledged changes, all or nothing."""
+        ...
+
+    def count(self, entity: str) -> int:
+        """How many live entries ``entity`` has."""
+        ...
+
+    def count_by_class(self, entity: str) -> dict[str, int]:
+        """Live entries of ``entity`` per owner class."""
+        ...
+
+    def watermark(self, entity: str) -> str | None:
+        """The watermark an incremental read of ``entity`` starts from."""
+        ...
+
+    def set_watermarks(self, marks: Mapping[str, str]) -> None:
+        """Advance the watermarks of the given entities."""
+        ...
+
+    def is_approved(self, plan_id: str) -> bool:
+        """True when an admin approved the held plan ``plan_id``."""
+        ...
+
+    def approve(self, plan_id: str, by: str) -> None:
+        """Record an admin's approval of a held plan."""
+        ...
+
+
+def utc_now() -> datetime:
+    """The real clock; only adapters built by the CLI use it."""
+    return datetime.now(UTC)
+
+
+metadata = sa.MetaData()
+_KEY = sa.String(400).with_variant(sa.String(400, collation="C"), "postgresql")
+meta = sa.Table("meta", metadata, sa.Column("name", sa.String(50), primary_key=True),
+                sa.Column("value", sa.String(200), nullable=False))
+record_state = sa.Table(
+    "record_state", metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("sort_key", _KEY, primary_key=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("payload", sa.Text),
+    sa.Column("portal_id", sa.String(100)),
+    sa.Column("mapping_version", sa.Integer, nullable=False),
+    sa.Column("pupil_key", sa.String(400)),
+    sa.Column("class_key", sa.String(400)),
+    sa.Column("first_delivered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_record_state_key", "entity", "key"),
+    sa.Index("ix_record_state_pupil", "pupil_key"),
+    sqlite_with_rowid=False,
+)
+watermark = sa.Table("watermark", metadata, sa.Column("entity", sa.String(40), primary_key=True),
+                     sa.Column("value", sa.String(40), nullable=False),
+                     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False))
+approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
+                    sa.Column("approved_by", sa.String(100), nullable=False),
+                    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False))
+
+_ENTRY_COLUMNS = (record_state.c.entity, record_state.c.key, record_state.c.sort_key,
+                  record_state.c.fingerprint, record_state.c.status, record_state.c.pupil_key,
+                  record_state.c.class_key)
+
+
+def _entry(row: sa.Row[tuple[str, str, str, str, str, str | None, str | None]]) -> StateEntry:
+    return StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5], row[6])
+
+
+def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
+    """Open (creating or migrating) the state store at a SQLAlchemy URL."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _create_private_file(Path(str(parsed.database)))
+    try:
+        engine = sa.create_engine(parsed)
+        store = SqlStateStore(engine, clock)
+        store.migrate()
+    except sa.exc.SQLAlchemyError as exc:
+        raise FatalError(f"state store {parsed.render_as_string(hide_password=True)}: "
+                         f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+                         ) from exc
+    return store
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds personal data)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+class SqlStateStore:
+    """The state store on any SQLAlchemy database (SQLite, PostgreSQL)."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def migrate(self) -> None:
+        """Create the schema, or bring an older one up to SCHEMA_VERSION."""
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(sa.select(meta.c.value).where(
+                meta.c.name == "schema_version")).scalar()
+            if found is None:
+                conn.execute(meta.insert().values(name="schema_version",
+                                                  value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise FatalError(f"state store schema version {found} is newer than this "
+                                 f"asiou-bridge understands ({SCHEMA_VERSION}); upgrade it")
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(meta.c.value).where(
+                meta.c.name == "schema_version")).scalar_one())
+
+    def entries(self, entity: str) -> Iterator[StateEntry]:
+        query = (sa.select(*_ENTRY_COLUMNS)
+                 .where(record_state.c.entity == entity, record_state.c.status != DELETED)
+                 .order_by(record_state.c.sort_key))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=5000).execute(query)
+            for row in result:
+                yield _entry(row)
+
+    def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
+        found: dict[str, StateEntry] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sort_keys, LOOKUP_CHUNK):
+                query = sa.select(*_ENTRY_COLUMNS).where(
+                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk),
+                    record_state.c.status != DELETED)
+                found.update((row[2], _entry(row)) for row in conn.execute(query))
+        return found
+
+    def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
+        found: dict[str, Mapping[str, Value]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sort_keys, LOOKUP_CHUNK):
+                query = sa.select(record_state.c.sort_key, record_state.c.payload).where(
+                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk))
+                found.update((k, json.loads(p)) for k, p in conn.execute(query) if p)
+        return found
+
+    def record(self, delivered: Sequence[Delivered]) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            live = [_row(d, now) for d in delivered if d.change.op != Op.DELETE]
+            gone = [d.change for d in delivered if d.change.op == Op.DELETE]
+            if live:
+                conn.execute(self._upsert(), live)
+            if gone:
+                self._tombstone(conn, gone, now)
+
+    def _upsert(self) -> sa.Insert:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+            stmt = pg_insert(record_state)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+            stmt = sqlite_insert(record_state)
+        kept = {"entity", "sort_key", "first_delivered_at"}
+        return stmt.on_conflict_do_update(
+            index_elements=["entity", "sort_key"],
+            set_={c.name: stmt.excluded[c.name] for c in record_state.c if c.name not in kept})
+
+    def _tombstone(self, conn: sa.Connection, gone: list[Change], now: datetime) -> None:
+        stmt = (record_state.update()
+                .where(record_state.c.entity == sa.bindparam("e"),
+                       record_state.c.sort_key == sa.bindparam("s"))
+                .values(status=DELETED, fingerprint="", payload=None, updated_at=now))
+        conn.execute(stmt, [{"e": c.entity, "s": c.sort_key} for c in gone])
+
+    def count(self, entity: str) -> int:
+        query = sa.select(sa.func.count()).select_from(record_state).where(
+            record_state.c.entity == entity, record_state.c.status != DELETED)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def count_by_class(self, entity: str) -> dict[str, int]:
+        query = (sa.select(record_state.c.class_key, sa.func.count())
+                 .where(record_state.c.entity == entity, record_state.c.status != DELETED,
+                        record_state.c.class_key.is_not(None))
+                 .group_by(record_state.c.class_key))
+        with self.engine.connect() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query)}
+
+    def watermark(self, entity: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(watermark.c.value).where(
+                watermark.c.entity == entity)).scalar()
+        return None if value is None else str(value)
+
+    def set_watermarks(self, marks: Mapping[str, str]) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            for entity, value in marks.items():
+                conn.execute(watermark.delete().where(watermark.c.entity == entity))
+                conn.execute(watermark.insert().values(entity=entity, value=value,
+                                                       updated_at=now))
+
+    def is_approved(self, plan_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(approval.c.plan_id).where(
+                approval.c.plan_id == plan_id)).first() is not None
+
+    def approve(self, plan_id: str, by: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(approval.c.plan_id).where(
+                    approval.c.plan_id == plan_id)).first() is None:
+                conn.execute(approval.insert().values(plan_id=plan_id, approved_by=by,
+                                                      approved_at=self.clock()))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+
+def _row(d: Delivered, now: datetime) -> dict[str, object]:
+    change = d.change
+    record = change.record
+    assert record is not None, "only deletes come without a record"
+    status = "archived" if change.op == Op.ARCHIVE else "delivered"
+    return {"entity": change.entity, "sort_key": change.sort_key, "key": change.key,
+            "fingerprint": record.fingerprint, "status": status,
+            "payload": json.dumps(dict(record.payload), ensure_ascii=False),
+            "portal_id": d.portal_id, "mapping_version": d.mapping_version,
+            "pupil_key": d.pupil_key, "class_key": d.class_key,
+            "first_delivered_at": now, "updated_at": now}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
