@@ -13,7 +13,7 @@ them with the state by lookup, and never deletes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from bridge import gate
@@ -79,7 +79,16 @@ def plan_run(
     finally:
         run.result.watermarks = run.watermarks
     _guard(run.result, state, options.thresholds)
+    _fill_before(run.result.plan, state)
     return run.result
+
+
+def _fill_before(plan: Plan, state: StateStore) -> None:
+    """Give the sampled updates their recorded payloads, for a field-level review."""
+    for entity in {c.entity for c in plan.updates}:
+        found = state.payloads(entity, [c.sort_key for c in plan.updates if c.entity == entity])
+        plan.updates = [replace(c, before=found.get(c.sort_key)) if c.entity == entity else c
+                        for c in plan.updates]
 
 
 def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> None:

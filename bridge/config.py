@@ -1,0 +1,213 @@
+"""Configuration: one TOML file, validated at start-up, every problem reported at once.
+
+Lookup order: ``--config FILE``, ``$ASIOU_BRIDGE_CONFIG``, ``/etc/asiou-bridge/bridge.toml``.
+``config/bridge.toml`` is the commented example; ``SCHEMA`` below is the one description of every
+key (type, default, meaning) that validation uses.
+
+Secrets never live in the file. The source database password comes from
+``$ASIOU_BRIDGE_DB_PASSWORD``, a file named by ``source.password_file``, or the systemd credential
+``db-password`` (``$CREDENTIALS_DIRECTORY``); the portal secret likewise from
+``$ASIOU_BRIDGE_PORTAL_SECRET``, ``portal.secret_file`` or the credential ``portal-secret``.
+A password written inline in a database URL is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.errors import ConfigError, Problem
+from bridge.guard import Thresholds
+
+SYSTEM_CONFIG = Path("/etc/asiou-bridge/bridge.toml")
+CONFIG_ENV = "ASIOU_BRIDGE_CONFIG"
+DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"
+PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# section -> key -> (type, default, meaning). None as default means "required".
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
+    "source": {
+        "url": (str, None, "SQLAlchemy URL of the ASIOU database, without a password"),
+        "password_file": (str, "", "file holding the database password"),
+    },
+    "state": {
+        "url": (str, "sqlite:////var/lib/asiou-bridge/state.sqlite",
+                "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)"),
+    },
+    "mappings": {
+        "dir": (str, str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)"),
+    },
+    "portal": {
+        "url": (str, "http://127.0.0.1:8400", "base URL of the diary import API"),
+        "school": (str, "demo", "the school's id on the portal"),
+        "client_id": (str, "asiou-bridge", "OAuth2 client id"),
+        "secret_file": (str, "", "file holding the OAuth2 client secret"),
+    },
+    "sync": {
+        "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
+    },
+    "guard": {
+        "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
+        "min_deletes": (int, 20, "never hold for fewer deletes than this"),
+        "hold_whole_class": (bool, True, "hold a plan deleting a whole class"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated configuration. Secrets are kept out of ``repr``."""
+
+    file: str
+    source_url: str
+    state_url: str
+    mappings_dir: Path
+    portal_url: str
+    portal_school: str
+    portal_client_id: str
+    thresholds: Thresholds
+    overlap: timedelta
+    source_password_file: str = ""
+    portal_secret_file: str = ""
+
+    def source_url_with_password(self, env: Mapping[str, str] = os.environ) -> sa.URL:
+        """The source URL with the password from the environment or a credential file."""
+        url = sa.make_url(self.source_url)
+        password = read_secret(DB_PASSWORD_ENV, self.source_password_file, "db-password", env)
+        return url if password is None else url.set(password=password)
+
+    def portal_secret(self, env: Mapping[str, str] = os.environ) -> str | None:
+        """The portal's client secret from the environment or a credential file."""
+        return read_secret(PORTAL_SECRET_ENV, self.portal_secret_file, "portal-secret", env)
+
+
+def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str]) -> str | None:
+    """A secret from ``$variable``, else ``file``, else ``$CREDENTIALS_DIRECTORY/credential``."""
+    if env.get(variable):
+        return env[variable]
+    candidates = [Path(file)] if file else []
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / credential)
+    for path in candidates:
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    return None
+
+
+def find_config(explicit: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use, by the documented lookup order."""
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    raise ConfigError([Problem("(no file)", "", "no configuration found: pass --config FILE, set "
+                               f"${CONFIG_ENV}, or create {SYSTEM_CONFIG} (example: "
+                               "config/bridge.toml); `asiou-bridge demo` needs none")])
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate parsed TOML against SCHEMA and build a Config."""
+    problems: list[Problem] = []
+    values = _validate(data, str(path), problems)
+    _check_urls(values, str(path), problems)
+    if problems:
+        raise ConfigError(problems)
+    base = path.parent
+    return Config(
+        file=str(path), source_url=_anchor(values["source"]["url"], base),
+        state_url=_anchor(values["state"]["url"], base),
+        mappings_dir=(base / values["mappings"]["dir"]).resolve(),
+        portal_url=values["portal"]["url"].rstrip("/"), portal_school=values["portal"]["school"],
+        portal_client_id=values["portal"]["client_id"],
+        thresholds=Thresholds(float(values["guard"]["max_delete_fraction"]),
+                              values["guard"]["min_deletes"], values["guard"]["hold_whole_class"]),
+        overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
+        source_password_file=values["source"]["password_file"],
+        portal_secret_file=values["portal"]["secret_file"],
+    )
+
+
+def _validate(data: Mapping[str, Any], file: str, problems: list[Problem]) -> dict[str, Any]:
+    for section in sorted(set(data) - set(SCHEMA)):
+        problems.append(Problem(file, section, f"unknown section; known: {', '.join(SCHEMA)}"))
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            problems.append(Problem(file, section, "must be a table"))
+            given = {}
+        for key in sorted(set(given) - set(keys)):
+            problems.append(Problem(file, f"{section}.{key}", "unknown key"))
+        values[section] = {k: _value(given, section, k, spec, file, problems)
+                           for k, spec in keys.items()}
+    return values
+
+
+def _value(given: Mapping[str, Any], section: str, key: str,
+           spec: tuple[type | tuple[type, ...], Any, str], file: str,
+           problems: list[Problem]) -> Any:
+    kind, default, meaning = spec
+    if key not in given:
+        if default is None:
+            problems.append(Problem(file, f"{section}.{key}", f"missing: {meaning}"))
+        return default
+    value = given[key]
+    wrong_bool = isinstance(value, bool) and kind is not bool
+    if wrong_bool or not isinstance(value, kind):
+        problems.append(Problem(file, f"{section}.{key}", f"must be {_type_name(kind)}"))
+        return default
+    return value
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    for section in ("source", "state"):
+        url = values[section]["url"]
+        if not isinstance(url, str):
+            continue
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            problems.append(Problem(file, f"{section}.url", "is not a valid SQLAlchemy URL"))
+            continue
+        if parsed.password:
+            problems.append(Problem(file, f"{section}.url", "holds a password: remove it and set "
+                                    f"${DB_PASSWORD_ENV} or a credential file instead"))
+    guard = values["guard"]
+    if not 0 <= float(guard["max_delete_fraction"]) <= 1:
+        problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+
+
+def _anchor(url: str, base: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to the working directory."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if Path(database).is_absolute():
+        return url
+    return parsed.set(database=str((base / database).resolve())).render_as_string(False)
