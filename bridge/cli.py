@@ -147,6 +147,8 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) 
         result = plan_run(mappings, source, state, options)
     finally:
         state.close()
+    if result.error is not None:
+        raise result.error
     plan = result.plan
     log.info("plan.done", mode=plan.mode, read=sum(plan.records_read.values()),
              changes={e: dict(c) for e, c in plan.counts.items()},

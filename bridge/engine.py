@@ -53,6 +53,8 @@ class PlanResult:
     guard_holds: list[GuardHold] = field(default_factory=list)
     approved: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
+    error: SourceError | None = None
+    """Set when a read failed midway: the plan is partial and must not be delivered as is."""
 
     @property
     def held(self) -> bool:
@@ -68,16 +70,18 @@ def plan_run(
     sink: ChangeSink | None = None,
 ) -> PlanResult:
     """Plan one run; non-delete changes go to ``sink`` as they are found, deletes wait in the
-    plan (they go last, and only if the guard lets them)."""
+    plan (they go last, and only if the guard lets them). A read that fails midway does not
+    raise: the result carries the error and no deletes."""
     run = _Run(mappings, source, state, options, sink)
     try:
         for mapping in mappings.mappings:
             run.plan_entity(mapping)
     except SourceError as exc:
+        # A partial read proves nothing is gone: keep no delete, advance no watermark.
         run.result.plan.discard_deletes(str(exc))
-        raise
-    finally:
-        run.result.watermarks = run.watermarks
+        run.result.error = exc
+        return run.result
+    run.result.watermarks = run.watermarks
     _guard(run.result, state, options.thresholds)
     _fill_before(run.result.plan, state)
     return run.result
@@ -235,7 +239,9 @@ def _out_of_order(mapping: CompiledMapping, record: Record, previous: str) -> Re
 def _gated(mapping: CompiledMapping, record: Record, refs: dict[str, str], ctx: Context) -> Item:
     verdict = gate.check(record, refs, ctx)
     if isinstance(verdict, MissingReference):
-        ctx.forget(mapping.entity, record.key)
+        if verdict.rejected:
+            # Its parent is bad, not gone: its own children must not be taken for orphans.
+            ctx.forget(mapping.entity, record.key)
         return Rejection(mapping.entity, mapping.location, record.key, verdict.field,
                          verdict.reason, record.sort_key, dangling=not verdict.rejected)
     record = gate.derive(record, ctx)

@@ -65,6 +65,11 @@ def base_rows() -> dict[sa.Table, list[dict[str, Any]]]:
     }
 
 
+def _at(row_id: int) -> datetime:
+    """Journal rows were edited at different times: a minute apart per id."""
+    return T0 + timedelta(minutes=row_id)
+
+
 LESSON_DAYS = [FIRST_DAY + timedelta(days=7 * w) for w in range(12)]  # Mondays to 2025-11-17
 
 
@@ -77,12 +82,13 @@ def journal_rows() -> dict[sa.Table, list[dict[str, Any]]]:
             lessons.append({"id": lid, "class_id": cid, "group_id": None, "subject_id": 1,
                             "teacher_id": 1, "lesson_date": day, "lesson_num": 1,
                             "topic": f"Тема урока {n}", "homework": f"§{n}, упр. {n}",
-                            "modified_at": T0})
+                            "modified_at": _at(lid)})
             works.append({"id": lid, "lesson_id": lid, "work_kind": "УО", "weight": 1,
-                          "modified_at": T0})
+                          "modified_at": _at(lid)})
             marks.extend({"id": lid * 10 + p, "work_id": lid, "pupil_id": p,
-                          "mark_value": "5", "modified_at": T0} for p in pupils)
-        absences.append({"lesson_id": 100 + n, "pupil_id": 1, "code": "н", "modified_at": T0})
+                          "mark_value": "5", "modified_at": _at(lid * 10 + p)} for p in pupils)
+        absences.append({"lesson_id": 100 + n, "pupil_id": 1, "code": "н",
+                         "modified_at": _at(100 + n)})
     return {schema.lesson: lessons, schema.lesson_work: works, schema.mark: marks,
             schema.absence: absences}
 
