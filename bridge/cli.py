@@ -24,7 +24,7 @@ from bridge.engine import PlanResult, RunOptions, plan_run
 from bridge.errors import BridgeError, ConfigError, ExitCode, Problem
 from bridge.mapping import MappingSet, load_mappings
 from bridge.render import error_text, plan_json, plan_text
-from bridge.source import SqlSource, open_source
+from bridge.source import open_source
 from bridge.state import open_state, utc_now
 
 DEMO_DIR = Path("var/demo")

@@ -28,8 +28,8 @@ from bridge.guard import Thresholds
 
 SYSTEM_CONFIG = Path("/etc/asiou-bridge/bridge.toml")
 CONFIG_ENV = "ASIOU_BRIDGE_CONFIG"
-DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"
-PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"
+DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"  # noqa: S105 - a variable name, not a secret
+PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"  # noqa: S105 - a variable name
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # section -> key -> (type, default, meaning). None as default means "required".
@@ -162,7 +162,8 @@ def _validate(data: Mapping[str, Any], file: str, problems: list[Problem]) -> di
     return values
 
 
-def _value(given: Mapping[str, Any], section: str, key: str,
+def _value(  # noqa: PLR0917 - private helper of _validate
+    given: Mapping[str, Any], section: str, key: str,
            spec: tuple[type | tuple[type, ...], Any, str], file: str,
            problems: list[Problem]) -> Any:
     kind, default, meaning = spec

@@ -24,7 +24,7 @@ from bridge.guard import check as guard_check
 from bridge.mapping import CompiledMapping, MappingSet, RowRejected
 from bridge.model import Change, Hold, Record, Rejection
 from bridge.plan import Item, Plan, diff, merge, pair_by_lookup
-from bridge.source import Rescan, Source
+from bridge.source import Rescan, Row, Source
 from bridge.state import Delivered, StateStore
 
 ChangeSink = Callable[[Change], None]
@@ -170,10 +170,10 @@ class _Run:
         mark = _as_datetime(record.watermark)
         return mark is None or mark >= since
 
-    def _items(self, mapping: CompiledMapping, rows: Iterable[object]) -> Iterator[Item]:
+    def _items(self, mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[Item]:
         """Rows → records, holds and rejections, in key order; learns the context."""
         counter = self.result.plan.records_read
-        for item in to_items(mapping, rows, self.ctx, self._track(mapping)):  # type: ignore[arg-type]
+        for item in to_items(mapping, rows, self.ctx, self._track(mapping)):
             counter[mapping.entity] += 1
             yield item
 
@@ -201,7 +201,7 @@ class _Run:
 
 def to_items(
     mapping: CompiledMapping,
-    rows: Iterable[object],
+    rows: Iterable[Row],
     ctx: Context,
     track: Callable[[object], None] | None = None,
     gated: bool = True,
@@ -212,7 +212,7 @@ def to_items(
     build, refs, previous = mapping.build, mapping.refs, ""
     for row in rows:
         try:
-            record = build(row)  # type: ignore[arg-type]
+            record = build(row)
         except RowRejected as exc:
             previous = exc.sort_key or previous
             ctx.forget(mapping.entity, exc.key)

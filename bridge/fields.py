@@ -144,7 +144,7 @@ def _date_from_text(text: str) -> str:
     head = text[:10]
     for fmt in DATE_FORMATS:
         try:
-            return dt.datetime.strptime(head, fmt).date().isoformat()  # noqa: DTZ007 - a date
+            return dt.datetime.strptime(head, fmt).date().isoformat()
         except ValueError:
             continue
     raise InvalidValue(f"not a valid date: {text[:30]!r}")

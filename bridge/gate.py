@@ -102,7 +102,7 @@ def _learn_pupil(ctx: Context, record: Record) -> None:
 
 
 def _learn_class(ctx: Context, record: Record) -> None:
-    ctx.grade[record.key] = int(record.payload["grade"])  # type: ignore[arg-type]
+    ctx.grade[record.key] = int(str(record.payload["grade"]))
 
 
 def _learn_lesson(ctx: Context, record: Record) -> None:
@@ -240,4 +240,5 @@ def derive(record: Record, ctx: Context) -> Record:
         return record
     active = ctx.is_open(record.key, ctx.as_of)
     payload = {**record.payload, "active": active}
-    return replace(record, payload=payload, fingerprint=fingerprint(1, [record.fingerprint, active]))
+    marked = fingerprint(1, [record.fingerprint, active])
+    return replace(record, payload=payload, fingerprint=marked)

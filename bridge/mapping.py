@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError, Problem
-from bridge.fields import TRANSFORMS, TYPES, FieldSpec, InvalidValue, compile_field, joined, key_part
+from bridge.fields import (
+    TRANSFORMS,
+    TYPES,
+    FieldSpec,
+    InvalidValue,
+    compile_field,
+    joined,
+    key_part,
+)
 from bridge.model import Record, Value
 
 # The canonical entities, in dependency order, with the fields the gate and planner rely on.
@@ -407,7 +415,7 @@ def _reader(spec: FieldSpec, columns: tuple[str, ...]) -> Callable[[Sequence[Any
     return lambda row: joined([row[i] for i in positions], separator)
 
 
-def _builder(
+def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
     entity: str,
     version: int,
     columns: tuple[str, ...],

@@ -7,6 +7,7 @@ command or config key that fixes it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
     header = f"{'entity':<14}{'read':>9}" + "".join(f"{op.value:>9}" for op in OPS)
     lines += [header + f"{'held':>9}{'rejected':>10}", "-" * (len(header) + 19)]
     for entity in entities:
-        counts = plan.counts.get(entity, {})
+        counts = plan.counts.get(entity, Counter())
         held = sum(plan.holds.get(entity, {}).values())
         row = f"{entity:<14}{plan.records_read[entity]:>9}"
         row += "".join(f"{counts.get(op.value, 0):>9}" for op in OPS)

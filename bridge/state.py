@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.errors import FatalError
 from bridge.model import Change, Op, StateEntry, Value
@@ -124,7 +125,7 @@ _ENTRY_COLUMNS = (record_state.c.entity, record_state.c.key, record_state.c.sort
                   record_state.c.class_key)
 
 
-def _entry(row: sa.Row[tuple[str, str, str, str, str, str | None, str | None]]) -> StateEntry:
+def _entry(row: Sequence[Any]) -> StateEntry:
     return StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5], row[6])
 
 
@@ -216,17 +217,15 @@ class SqlStateStore:
                 self._tombstone(conn, gone, now)
 
     def _upsert(self) -> sa.Insert:
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
-            stmt = pg_insert(record_state)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
-            stmt = sqlite_insert(record_state)
+        """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
         kept = {"entity", "sort_key", "first_delivered_at"}
-        return stmt.on_conflict_do_update(
-            index_elements=["entity", "sort_key"],
-            set_={c.name: stmt.excluded[c.name] for c in record_state.c if c.name not in kept})
+        if self.engine.dialect.name == "postgresql":
+            pg = postgresql.insert(record_state)
+            return pg.on_conflict_do_update(index_elements=["entity", "sort_key"], set_={
+                c.name: pg.excluded[c.name] for c in record_state.c if c.name not in kept})
+        lite = sqlite.insert(record_state)
+        return lite.on_conflict_do_update(index_elements=["entity", "sort_key"], set_={
+            c.name: lite.excluded[c.name] for c in record_state.c if c.name not in kept})
 
     def _tombstone(self, conn: sa.Connection, gone: list[Change], now: datetime) -> None:
         stmt = (record_state.update()
