@@ -1,0 +1,137 @@
+"""The CLI as an admin uses it: subprocesses, real config files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.demo import schema
+from bridge.errors import ExitCode
+from tests import school
+
+
+def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "bridge"]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, check=False,
+                          timeout=300)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
+    school.write_school(engine)
+    engine.dispose()
+    path = tmp_path / "bridge.toml"
+    path.write_text('[source]\nurl = "sqlite:///asiou.sqlite"\n'
+                    '[state]\nurl = "sqlite:///state.sqlite"\n'
+                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n', encoding="utf-8")
+    return path
+
+
+def test_plan_prints_counts_and_holds_and_exits_zero(config: Path) -> None:
+    """`plan` prints a table of counts per entity and the held-back reasons."""
+    result = run("plan", "--as-of", "2025-12-01", config=config)
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert "nothing was sent or recorded" in result.stdout
+    mark_line = next(line for line in result.stdout.splitlines() if line.startswith("mark "))
+    assert mark_line.split()[1:3] == ["60", "28"]
+    assert "after_withdrawal 8, grade_1_mark 12, no_consent 12" in result.stdout
+
+
+def test_plan_json_is_machine_readable(config: Path) -> None:
+    """`plan --json` prints only JSON with the same counts."""
+    result = run("plan", "--json", "--as-of", "2025-12-01", config=config)
+    data = json.loads(result.stdout)
+    assert data["counts"]["mark"] == {"create": 28}
+    assert data["held_back"]["pupil"] == {"no_consent": 1}
+    assert data["guard"]["held"] is False
+
+
+def test_plan_changes_nothing(config: Path) -> None:
+    """Two plans in a row are identical: `plan` records nothing in the state store."""
+    first = run("plan", "--json", "--as-of", "2025-12-01", config=config)
+    second = run("plan", "--json", "--as-of", "2025-12-01", config=config)
+    assert json.loads(first.stdout)["counts"] == json.loads(second.stdout)["counts"]
+    assert json.loads(second.stdout)["counts"]["mark"] == {"create": 28}
+
+
+def test_bad_config_exits_with_the_config_code_listing_every_problem(tmp_path: Path) -> None:
+    """A broken config exits 3 and names each bad key; nothing is run."""
+    path = tmp_path / "bridge.toml"
+    path.write_text('[source]\nurl = 5\n[guard]\nmin_deletes = "x"\n', encoding="utf-8")
+    result = run("plan", config=path)
+    assert result.returncode == ExitCode.CONFIG
+    assert "source.url" in result.stderr
+    assert "guard.min_deletes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_broken_mappings_exit_with_the_config_code(tmp_path: Path, config: Path) -> None:
+    """A mapping error is a configuration error, reported with file and path."""
+    broken = tmp_path / "mappings"
+    broken.mkdir()
+    (broken / "mark.toml").write_text('entity = "mark"\n[source]\ntable = "mark"\n', "utf-8")
+    config.write_text(config.read_text().replace(str(Path("mappings").resolve()), str(broken)))
+    result = run("plan", config=config)
+    assert result.returncode == ExitCode.CONFIG
+    assert "mark.toml: source.key" in result.stderr
+
+
+def test_unreachable_source_exits_with_the_source_code(tmp_path: Path) -> None:
+    """A source that cannot be reached exits 4 with what failed and what to check."""
+    path = tmp_path / "bridge.toml"
+    path.write_text('[source]\nurl = "sqlite:////nonexistent/dir/asiou.sqlite"\n'
+                    f'[state]\nurl = "sqlite:///{tmp_path / "s.sqlite"}"\n', encoding="utf-8")
+    result = run("plan", config=path)
+    assert result.returncode == ExitCode.SOURCE_UNAVAILABLE, result.stderr
+    assert "The ASIOU database failed" in result.stderr
+    assert "asiou-bridge check" in result.stderr
+
+
+def test_a_held_plan_exits_with_its_code_and_says_how_to_approve(config: Path) -> None:
+    """A mass delete makes `plan` exit 5 and print the approve command; approving clears it."""
+    from bridge.engine import RunOptions, delivered, plan_run
+    from bridge.mapping import load_mappings
+    from bridge.source import SqlSource
+    from bridge.state import open_state
+
+    folder = config.parent
+    engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
+    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
+    mappings = load_mappings(Path("mappings"))
+    sent: list = []
+    plan_run(mappings, SqlSource(engine), state, RunOptions(as_of=school.FIRST_DAY), sent.append)
+    state.record([delivered(c, mappings) for c in sent])
+    state.close()
+    with engine.begin() as conn:
+        conn.execute(schema.mark.delete())
+    engine.dispose()
+    held = run("plan", config=config)
+    assert held.returncode == ExitCode.PLAN_HELD
+    plan_id = held.stdout.split("asiou-bridge approve ")[1].split()[0]
+    assert run("approve", plan_id, config=config).returncode == ExitCode.OK
+    assert run("plan", config=config).returncode == ExitCode.OK
+
+
+def test_check_reports_missing_tables(config: Path) -> None:
+    """`check` names a mapped table the ASIOU database does not have."""
+    engine = sa.create_engine(f"sqlite:///{config.parent / 'asiou.sqlite'}")
+    schema.period_mark.drop(engine)
+    engine.dispose()
+    result = run("check", config=config)
+    assert result.returncode == ExitCode.CONFIG
+    assert "table or view period_mark is not in the ASIOU database" in result.stderr
+
+
+def test_every_command_has_help_with_examples() -> None:
+    """Each subcommand answers --help, and plan's help shows examples."""
+    for command in ("plan", "approve", "check", "demo-db", "demo"):
+        assert run(command, "--help").returncode == 0
+    assert "examples:" in run("plan", "--help").stdout

@@ -1,0 +1,99 @@
+"""Configuration: validated at start-up, every problem at once, secrets never inline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import find_config, load_config, read_secret
+from bridge.errors import ConfigError, ExitCode
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
+    """Only source.url is required; the rest comes from the schema's defaults."""
+    config = load_config(_write(tmp_path, '[source]\nurl = "sqlite:///school.sqlite"\n'))
+    assert config.source_url == f"sqlite:///{tmp_path / 'school.sqlite'}"
+    assert config.thresholds.max_delete_fraction == 0.10
+    assert config.portal_url == "http://127.0.0.1:8400"
+    assert config.mappings_dir.name == "mappings"
+
+
+def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> None:
+    """Unknown sections and keys, wrong types, missing keys and inline passwords all at once."""
+    path = _write(tmp_path, """
+[source]
+password_file = 5
+[state]
+url = "postgresql://bridge:hunter2@db/bridge"
+urll = "typo"
+[guard]
+max_delete_fraction = 2.5
+min_deletes = "many"
+hold_whole_class = 1
+[extra]
+x = 1
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    paths = {p.path for p in caught.value.problems}
+    assert paths == {"source.url", "source.password_file", "state.url", "state.urll",
+                     "guard.max_delete_fraction", "guard.min_deletes", "guard.hold_whole_class",
+                     "extra"}
+    assert all(p.file == str(path) for p in caught.value.problems)
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.exit_code == ExitCode.CONFIG
+
+
+def test_a_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    """A file that is not TOML is reported with its name, not a traceback."""
+    path = _write(tmp_path, "[source\nurl = 1")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_lookup_order_is_flag_then_environment_then_etc(tmp_path: Path) -> None:
+    """--config wins over $ASIOU_BRIDGE_CONFIG, which is used when there is no flag."""
+    assert find_config("a.toml", {"ASIOU_BRIDGE_CONFIG": "b.toml"}) == Path("a.toml")
+    assert find_config(None, {"ASIOU_BRIDGE_CONFIG": "b.toml"}) == Path("b.toml")
+
+
+def test_no_config_anywhere_says_where_it_looked() -> None:
+    """Without any config the error names the flag, the variable and the system path."""
+    if Path("/etc/asiou-bridge/bridge.toml").exists():
+        pytest.skip("this machine has a system-wide config")
+    with pytest.raises(ConfigError, match="ASIOU_BRIDGE_CONFIG"):
+        find_config(None, {})
+
+
+def test_secrets_come_from_environment_file_or_credentials(tmp_path: Path) -> None:
+    """The variable wins; then the configured file; then $CREDENTIALS_DIRECTORY."""
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "db-password").write_text("from-credential\n")
+    (tmp_path / "file").write_text("from-file\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")}
+    assert read_secret("PW", "", "db-password", env) == "from-credential"
+    assert read_secret("PW", str(tmp_path / "file"), "db-password", env) == "from-file"
+    assert read_secret("PW", str(tmp_path / "file"), "db-password", {**env, "PW": "v"}) == "v"
+    assert read_secret("PW", "", "db-password", {}) is None
+
+
+def test_the_password_is_added_to_the_source_url_but_not_shown(tmp_path: Path) -> None:
+    """The database password reaches the URL used to connect and never its printed form."""
+    config = load_config(_write(tmp_path, '[source]\nurl = "mysql+pyodbc://bridge@h/asiou"\n'))
+    url = config.source_url_with_password({"ASIOU_BRIDGE_DB_PASSWORD": "s3cret"})
+    assert url.password == "s3cret"
+    assert "s3cret" not in str(url)
+    assert "s3cret" not in repr(config)
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    """config/bridge.toml passes validation as shipped."""
+    config = load_config(Path("config/bridge.toml"))
+    assert config.source_url.startswith("mysql+pyodbc://")

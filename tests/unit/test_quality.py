@@ -1,0 +1,25 @@
+"""The code passes the project's static checks: ruff (broad selection) and mypy --strict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_ruff_finds_nothing() -> None:
+    """ruff reports no problem in the package, the tests or the benchmarks."""
+    result = _run(str(BIN / "ruff"), "check", "bridge", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_finds_nothing() -> None:
+    """mypy --strict reports no problem in the package."""
+    result = _run(str(BIN / "mypy"), "--strict", "bridge")
+    assert result.returncode == 0, result.stdout + result.stderr
