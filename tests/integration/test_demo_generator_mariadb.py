@@ -1,0 +1,115 @@
+"""The generator writes the same school into MariaDB (over pyodbc) as into SQLite.
+
+Uses its own database, ``asiou_gen_test``, so it never clobbers another test's tables. Skips with
+the reason when pyodbc, the MariaDB ODBC driver or the server is missing; on CI (``CI=true``)
+that is a failure instead, so a broken service cannot pass as green.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.demo import schema
+from bridge.demo.generate import SchoolSpec, generate
+
+DATABASE = "asiou_gen_test"
+DRIVER = "MariaDB Unicode"
+SPEC = SchoolSpec(pupils=60, seed=5, days=70)
+
+
+def _url(database: str) -> str:
+    driver = DRIVER.replace(" ", "+")
+    return f"mysql+pyodbc://root:@127.0.0.1:3306/{database}?driver={driver}&charset=utf8mb4"
+
+
+def _unavailable(what: str) -> NoReturn:
+    """Skip because ``what`` is missing, or fail on CI where nothing may be missing."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(what)
+
+
+def _create_database() -> None:
+    try:
+        import pyodbc  # imported here only to tell a missing driver from a missing server
+    except ImportError:
+        _unavailable("MariaDB access missing: the pyodbc package is not installed")
+    if DRIVER not in pyodbc.drivers():
+        _unavailable(f"ODBC driver {DRIVER!r} is not installed (found: {pyodbc.drivers()})")
+    admin = sa.create_engine(_url("mysql"), poolclass=sa.NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE DATABASE IF NOT EXISTS {DATABASE} "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    except sa.exc.DBAPIError as exc:
+        first_line = str(exc.orig or exc).splitlines()[0]
+        _unavailable(f"MariaDB not reachable at 127.0.0.1:3306 as root: {first_line}")
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[sa.Engine]:
+    """An engine on the dedicated test database, created if needed."""
+    _create_database()
+    engine = sa.create_engine(_url(DATABASE), poolclass=sa.NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def maria_counts(mariadb: sa.Engine) -> dict[str, int]:
+    """Row counts of generating SPEC into MariaDB."""
+    return generate(mariadb, SPEC)
+
+
+@pytest.fixture(scope="module")
+def sqlite_school(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[sa.Engine, dict[str, int]]]:
+    """A SQLite file holding the same SPEC, and its row counts."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path_factory.mktemp('gen') / 'school.sqlite'}")
+    counts = generate(engine, SPEC)
+    yield engine, counts
+    engine.dispose()
+
+
+def _rows(engine: sa.Engine, table: sa.Table) -> list[tuple[object, ...]]:
+    """All rows of ``table``, sorted in Python so that collations cannot differ."""
+    with engine.connect() as conn:
+        return sorted((tuple(r) for r in conn.execute(sa.select(table))), key=repr)
+
+
+def test_mariadb_counts_equal_sqlite_counts(
+    mariadb: sa.Engine,
+    maria_counts: dict[str, int],
+    sqlite_school: tuple[sa.Engine, dict[str, int]],
+) -> None:
+    """The same spec gives the same row counts in MariaDB as in SQLite, as stored."""
+    assert maria_counts == sqlite_school[1]
+    assert all(n > 0 for n in maria_counts.values())
+    with mariadb.connect() as conn:
+        stored = {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in schema.metadata.sorted_tables
+        }
+    assert stored == maria_counts
+
+
+@pytest.mark.parametrize("table", schema.metadata.sorted_tables, ids=lambda t: t.name)
+def test_mariadb_rows_equal_sqlite_rows(
+    mariadb: sa.Engine,
+    maria_counts: dict[str, int],
+    sqlite_school: tuple[sa.Engine, dict[str, int]],
+    table: sa.Table,
+) -> None:
+    """Every value survives the trip through pyodbc: Cyrillic, control characters, NULLs, dates."""
+    assert maria_counts[table.name] > 0
+    assert _rows(mariadb, table) == _rows(sqlite_school[0], table)
