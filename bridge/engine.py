@@ -12,18 +12,19 @@ them with the state by lookup, and never deletes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from bridge import gate
-from bridge.errors import SourceError
+from bridge.errors import SourceError, SourceOrderError
 from bridge.gate import Context, MissingReference
 from bridge.guard import GuardHold, Thresholds
 from bridge.guard import check as guard_check
 from bridge.mapping import CompiledMapping, MappingSet, RowRejected
 from bridge.model import Change, Hold, Record, Rejection
-from bridge.plan import Item, Plan, diff, merge, pair_by_lookup
+from bridge.plan import Item, Plan, diff, diff_sorted, pair_by_lookup
 from bridge.source import Rescan, Row, Source
 from bridge.state import Delivered, StateStore
 
@@ -127,19 +128,20 @@ class _Run:
         rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
         items = self._items(mapping, rows)
         if since is None:
-            pairs = merge(items, self.state.entries(mapping.entity))
+            outcomes = diff_sorted(items, self.state.entries(mapping.entity))
         else:
             changed = items if leaf else (i for i in items if self._is_changed(i, since))
-            pairs = pair_by_lookup(changed, lambda keys: self.state.lookup(mapping.entity, keys))
-        for outcome in diff(pairs, complete=since is None):
-            self._note(mapping.entity, outcome)
-
-    def _note(self, entity: str, outcome: Item | Change) -> None:
-        self.result.plan.note(entity, outcome)
-        if isinstance(outcome, Change) and outcome.record is not None and self.sink is not None:
-            self.sink(outcome)
-        if self.options.incremental and isinstance(outcome, Change) and entity in DIRTYING:
-            self._note_dirty(outcome)
+            outcomes = diff(pair_by_lookup(
+                changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
+        note, sink = self.result.plan.note, self.sink
+        dirtying = self.options.incremental and mapping.entity in DIRTYING
+        for outcome in outcomes:
+            note(mapping.entity, outcome)
+            if outcome.__class__ is Change:
+                if sink is not None and outcome.record is not None:
+                    sink(outcome)
+                if dirtying:
+                    self._note_dirty(outcome)
 
     def _note_dirty(self, change: Change) -> None:
         owner = change.key if change.entity == "pupil" else (
@@ -171,23 +173,16 @@ class _Run:
         return mark is None or mark >= since
 
     def _items(self, mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[Item]:
-        """Rows → records, holds and rejections, in key order; learns the context."""
-        counter = self.result.plan.records_read
-        for item in to_items(mapping, rows, self.ctx, self._track(mapping)):
-            counter[mapping.entity] += 1
-            yield item
-
-    def _track(self, mapping: CompiledMapping) -> Callable[[object], None]:
-        entity = mapping.entity
-        best: list[datetime] = []
-
-        def track(raw: object) -> None:
-            mark = _as_datetime(raw)
-            if mark is not None and (not best or mark > best[0]):
-                best[:] = [mark]
-                self.watermarks[entity] = mark.isoformat(sep=" ")
-
-        return track if mapping.watermark else (lambda raw: None)
+        """Rows → records, holds and rejections, in key order; learns the context and the
+        highest watermark."""
+        track = Watermark() if mapping.watermark else None
+        try:
+            yield from to_items(mapping, rows, self.ctx, track=track,
+                                indexed=mapping.entity in self.referenced,
+                                read=self.result.plan.records_read)
+        finally:
+            if track is not None and track.best is not None:
+                self.watermarks[mapping.entity] = track.text()
 
     def _prepass(self, mapping: CompiledMapping) -> None:
         records = (r for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
@@ -199,54 +194,88 @@ class _Run:
                                      for r in records)
 
 
+class Watermark:
+    """The highest raw watermark seen (drivers return one type per column: compare raw)."""
+
+    def __init__(self) -> None:
+        self.best: object = None
+
+    def see(self, raw: object) -> None:
+        """Remember ``raw`` if it is the highest so far."""
+        if raw is not None and (self.best is None or raw > self.best):  # type: ignore[operator]
+            self.best = raw
+
+    def text(self) -> str:
+        """The highest watermark as ISO text (state store format)."""
+        best = _as_datetime(self.best)
+        return "" if best is None else best.isoformat(sep=" ")
+
+
 def to_items(
     mapping: CompiledMapping,
     rows: Iterable[Row],
     ctx: Context,
-    track: Callable[[object], None] | None = None,
+    *,
+    track: Watermark | None = None,
     gated: bool = True,
+    indexed: bool = True,
+    read: Counter[str] | None = None,
 ) -> Iterator[Item]:
     """Map (and unless ``gated`` is false, gate) rows that come in key order. A duplicate key is
     rejected (the first row with that key is kept); rows out of order mean the merge cannot be
-    trusted: fatal."""
-    build, refs, previous = mapping.build, mapping.refs, ""
-    for row in rows:
-        try:
-            record = build(row)
-        except RowRejected as exc:
-            previous = exc.sort_key or previous
-            ctx.forget(mapping.entity, exc.key)
-            yield Rejection(mapping.entity, mapping.location, exc.key, exc.field, exc.reason,
-                            exc.sort_key)
-            continue
-        if track is not None:
-            track(record.watermark)
-        if record.sort_key <= previous:
-            yield _out_of_order(mapping, record, previous)
-            continue
-        previous = record.sort_key
-        yield _gated(mapping, record, refs, ctx) if gated else record
+    trusted: fatal. ``read`` counts rows per entity."""
+    entity, build, previous, count = mapping.entity, mapping.build, "", 0
+    check = gate.compile_check(entity, mapping.refs, ctx)
+    remember = gate.compile_remember(entity, indexed, ctx)
+    derive = gate.derive if entity in gate.DERIVED else None
+    see = track.see if track is not None else None
+    try:
+        for row in rows:
+            count += 1
+            try:
+                record = build(row)
+            except RowRejected as exc:
+                previous = exc.sort_key or previous
+                ctx.forget(entity, exc.key)
+                yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
+                                exc.sort_key)
+                continue
+            if see is not None:
+                see(record.watermark)
+            if record.sort_key <= previous:
+                yield _out_of_order(mapping, record, previous)
+                continue
+            previous = record.sort_key
+            if not gated:
+                yield record
+                continue
+            verdict = check(record)
+            if verdict is None or verdict.__class__ is not MissingReference:
+                if derive is not None:
+                    record = derive(record, ctx)
+                remember(record)
+                yield record if verdict is None else Hold(record, verdict)  # type: ignore[arg-type]
+            else:
+                yield _dangling(mapping, record, verdict, ctx)
+    finally:
+        if read is not None:
+            read[entity] += count
 
 
 def _out_of_order(mapping: CompiledMapping, record: Record, previous: str) -> Rejection:
     if record.sort_key == previous:
         return Rejection(mapping.entity, mapping.location, record.key, ",".join(
             mapping.key_columns), "duplicate key: an earlier row has the same key and was kept")
-    from bridge.errors import SourceOrderError  # noqa: PLC0415 - only on this rare path
     raise SourceOrderError(mapping.entity, mapping.location, record.key, previous)
 
 
-def _gated(mapping: CompiledMapping, record: Record, refs: dict[str, str], ctx: Context) -> Item:
-    verdict = gate.check(record, refs, ctx)
-    if isinstance(verdict, MissingReference):
-        if verdict.rejected:
-            # Its parent is bad, not gone: its own children must not be taken for orphans.
-            ctx.forget(mapping.entity, record.key)
-        return Rejection(mapping.entity, mapping.location, record.key, verdict.field,
-                         verdict.reason, record.sort_key, dangling=not verdict.rejected)
-    record = gate.derive(record, ctx)
-    ctx.remember(record)
-    return record if verdict is None else Hold(record, verdict)
+def _dangling(mapping: CompiledMapping, record: Record, missing: MissingReference,
+              ctx: Context) -> Rejection:
+    if missing.rejected:
+        # Its parent is bad, not gone: its own children must not be taken for orphans.
+        ctx.forget(mapping.entity, record.key)
+    return Rejection(mapping.entity, mapping.location, record.key, missing.field, missing.reason,
+                     record.sort_key, dangling=not missing.rejected)
 
 
 def _as_datetime(raw: object) -> datetime | None:

@@ -9,9 +9,11 @@ for personal fields never quote the value.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from bridge.model import Value
@@ -21,7 +23,11 @@ Step = Callable[[str], str]
 
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 WHITESPACE_RUN = re.compile(r"\s+")
-DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%Y%m%d")
+INTEGER = re.compile(r"[+-]?[0-9]+")
+DATE_TEXT = re.compile(
+    r"(?P<y1>\d{4})-(?P<m1>\d{2})-(?P<d1>\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+    r"|(?P<d2>\d{2})\.(?P<m2>\d{2})\.(?P<y2>\d{4})(?: \d{2}:\d{2}(?::\d{2})?)?"
+    r"|(?P<y3>\d{4})(?P<m3>\d{2})(?P<d3>\d{2})")
 EARLIEST_DATE = "1900-01-01"
 LATEST_DATE = "2100-12-31"
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "да", "д"})
@@ -71,45 +77,72 @@ def _shown(spec: FieldSpec, raw: object) -> str:
 
 
 def _as_text(raw: object) -> str:
+    if raw.__class__ is str:
+        return raw
     if isinstance(raw, bytes):
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidValue("text is not valid UTF-8") from exc
-    return raw if isinstance(raw, str) else str(raw)
+    return str(raw)
 
 
-def _text(spec: FieldSpec) -> Converter:
-    steps = [TRANSFORMS[t] for t in spec.transforms]
-    limit = spec.max_length
+def _steps(spec: FieldSpec) -> Callable[[Any], str]:
+    """Raw value → text with the field's transforms applied, in order."""
+    steps = tuple(TRANSFORMS[t] for t in spec.transforms)
+    if not steps:
+        return _as_text
+    if len(steps) == 1:
+        (only,) = steps
+        return lambda raw: only(_as_text(raw))
 
-    def convert(raw: Any) -> Value:
+    def apply(raw: Any) -> str:
         text = _as_text(raw)
         for step in steps:
             text = step(text)
+        return text
+
+    return apply
+
+
+def _text(spec: FieldSpec) -> Converter:
+    to_text, limit, search = _steps(spec), spec.max_length, CONTROL_CHARS.search
+
+    def convert(raw: Any) -> Value:
+        text = to_text(raw)
         if len(text) > limit:
             raise InvalidValue(f"text is {len(text)} characters long, over the limit of {limit}")
-        if CONTROL_CHARS.search(text):
+        if search(text):
             raise InvalidValue("text contains control characters")
         return text
 
     return convert
 
 
+def whole_number(raw: object) -> int | None:
+    """``raw`` as an int when it is a whole number (int, integral float or Decimal, digits)."""
+    if raw.__class__ is int:
+        return raw
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float | Decimal):
+        return int(raw) if math.isfinite(raw) and raw == int(raw) else None
+    if isinstance(raw, str):
+        text = raw.strip()
+        return int(text) if INTEGER.fullmatch(text) else None
+    return None
+
+
 def _int(spec: FieldSpec) -> Converter:
     low, high = spec.min, spec.max
 
     def convert(raw: Any) -> Value:
-        if isinstance(raw, bool) or not isinstance(raw, int | str | float):
-            raise InvalidValue(f"not a whole number:{_shown(spec, raw)}")
-        try:
-            number = int(raw.strip()) if isinstance(raw, str) else int(raw)
-        except ValueError as exc:
-            raise InvalidValue(f"not a whole number:{_shown(spec, raw)}") from exc
-        if isinstance(raw, float) and raw != number:
+        number = whole_number(raw)
+        if number is None:
             raise InvalidValue(f"not a whole number:{_shown(spec, raw)}")
         if (low is not None and number < low) or (high is not None and number > high):
-            raise InvalidValue(f"{number} is outside {low}..{high}")
+            shown = "the value" if spec.personal else str(number)
+            raise InvalidValue(f"{shown} is outside {low}..{high}")
         return number
 
     return convert
@@ -127,64 +160,76 @@ def _bool(spec: FieldSpec) -> Converter:
     return convert
 
 
-def parse_date(raw: object) -> str:
-    """Any date-like raw value as an ISO date string; raises InvalidValue when impossible."""
+def parse_date(raw: object, personal: bool = False) -> str:
+    """Any date-like raw value as an ISO date string; raises InvalidValue when impossible.
+    Text must be exactly a date (ISO, dd.mm.yyyy or yyyymmdd), optionally followed by a time."""
     if isinstance(raw, dt.datetime):
         text = raw.date().isoformat()
     elif isinstance(raw, dt.date):
         text = raw.isoformat()
     else:
-        text = _date_from_text(_as_text(raw).strip())
+        text = _date_from_text(_as_text(raw).strip(), personal)
     if not EARLIEST_DATE <= text <= LATEST_DATE:
-        raise InvalidValue(f"date {text} is outside {EARLIEST_DATE}..{LATEST_DATE}")
+        shown = "the date" if personal else f"date {text}"
+        raise InvalidValue(f"{shown} is outside {EARLIEST_DATE}..{LATEST_DATE}")
     return text
 
 
-def _date_from_text(text: str) -> str:
-    head = text[:10]
-    for fmt in DATE_FORMATS:
+def _date_from_text(text: str, personal: bool) -> str:
+    found = DATE_TEXT.fullmatch(text)
+    if found is not None:
+        year, month, day = (found["y1"] or found["y2"] or found["y3"],
+                            found["m1"] or found["m2"] or found["m3"],
+                            found["d1"] or found["d2"] or found["d3"])
         try:
-            return dt.datetime.strptime(head, fmt).date().isoformat()
+            return dt.date(int(year), int(month), int(day)).isoformat()
         except ValueError:
-            continue
-    raise InvalidValue(f"not a valid date: {text[:30]!r}")
+            pass
+    shown = "" if personal else f": {text[:30]!r}"
+    raise InvalidValue(f"not a valid date{shown}")
 
 
 def _date(spec: FieldSpec) -> Converter:
-    return parse_date
+    personal = spec.personal
+    return lambda raw: parse_date(raw, personal)
 
 
 def _ref(spec: FieldSpec) -> Converter:
     def convert(raw: Any) -> Value:
-        return key_part(raw)
+        if raw.__class__ is int:
+            return str(raw)
+        return key_part(raw.strip() if isinstance(raw, str) else raw)
 
     return convert
 
 
 def key_part(raw: object) -> str:
-    """One key column's value as key text."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    """One key column's value as key text (text keys are kept exactly as stored)."""
+    if raw.__class__ is int:
         return str(raw)
-    text = _as_text(raw).strip()
-    if not text:
+    number = whole_number(raw) if isinstance(raw, float | Decimal) else None
+    if number is not None:
+        return str(number)
+    text = _as_text(raw)
+    if not text.strip():
         raise InvalidValue("empty key")
-    if CONTROL_CHARS.search(text) or "\x1f" in text:
+    if "\x00" in text or "\x01" in text:
         raise InvalidValue("key contains control characters")
     return text
 
 
-def _with_values(spec: FieldSpec, inner: Converter) -> Converter:
-    if spec.values is None:
-        return inner
-    table = dict(spec.values)
+def _with_values(spec: FieldSpec) -> Converter:
+    """A value-mapped field: the text (after transforms) looked up in the map, whatever the
+    field's type, since TOML map keys are always text."""
+    to_text, table = _steps(spec), dict(spec.values or {})
 
     def convert(raw: Any) -> Value:
-        value = inner(raw)
+        text = to_text(raw)
         try:
-            return table[value]
+            return table[text]
         except KeyError:
-            raise InvalidValue(f"value not in the value map of the mapping:{_shown(spec, value)}")\
-                from None
+            shown = _shown(spec, text)
+            raise InvalidValue(f"value not in the value map of the mapping:{shown}") from None
 
     return convert
 
@@ -193,7 +238,7 @@ def _with_nulls(spec: FieldSpec, inner: Converter) -> Converter:
     required, default = spec.required, spec.default
 
     def convert(raw: Any) -> Value:
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if raw is None or (raw.__class__ is str and not raw.strip()):
             if default is not None:
                 return default
             if required:
@@ -214,8 +259,9 @@ BUILDERS: dict[str, Callable[[FieldSpec], Converter]] = {
 
 
 def compile_field(spec: FieldSpec) -> Converter:
-    """The converter for one field: null handling, then type, then value map."""
-    return _with_nulls(spec, _with_values(spec, BUILDERS[spec.type](spec)))
+    """The converter for one field: null handling, then the value map or the type."""
+    inner = _with_values(spec) if spec.values is not None else BUILDERS[spec.type](spec)
+    return _with_nulls(spec, inner)
 
 
 def joined(parts: Sequence[object], separator: str) -> str | None:

@@ -93,8 +93,10 @@ class Context:
 
 
 def _text(record: Record, name: str) -> str:
-    value = record.payload.get(name, record.attrs.get(name))
-    return str(value)
+    value = record.payload.get(name)
+    if value is None:
+        value = record.attrs.get(name)
+    return value if value.__class__ is str else str(value)
 
 
 def _learn_pupil(ctx: Context, record: Record) -> None:
@@ -160,11 +162,41 @@ def missing_reference(record: Record, refs: dict[str, str], ctx: Context) -> Ver
 
 def check(record: Record, refs: dict[str, str], ctx: Context) -> Verdict:
     """Why ``record`` must not leave (a hold or a rejection), or None when it may."""
-    missing = missing_reference(record, refs, ctx)
-    if missing is not None:
-        return missing
-    rule = RULES.get(record.entity)
-    return rule(record, ctx) if rule is not None else None
+    return compile_check(record.entity, refs, ctx)(record)
+
+
+def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
+    """``check`` for one entity with its references and rule bound once (the hot path)."""
+    known = tuple((name, target, ctx.keys.setdefault(target, set()))
+                  for name, target in refs.items())
+    rule = RULES.get(entity)
+
+    def checked(record: Record) -> Verdict:
+        payload = record.payload
+        for name, target, keys in known:
+            value = payload.get(name)
+            if value is None:
+                value = record.attrs.get(name)
+            if value is not None and value not in keys:
+                key = str(value)
+                return MissingReference(name, target, key, key in ctx.rejected.get(target, ()))
+        return None if rule is None else rule(record, ctx)
+
+    return checked
+
+
+def compile_remember(entity: str, indexed: bool, ctx: Context) -> Callable[[Record], None]:
+    """``Context.remember`` for one entity: keys only where other entities refer to it."""
+    keys = ctx.keys.setdefault(entity, set()) if indexed else None
+    learn = LEARNERS.get(entity)
+
+    def remember(record: Record) -> None:
+        if keys is not None:
+            keys.add(record.key)
+        if learn is not None:
+            learn(ctx, record)
+
+    return remember
 
 
 def has_consent(record: Record) -> bool:
@@ -190,6 +222,9 @@ def _on_lesson(pupil: str, lesson: str, ctx: Context, marked: bool) -> Verdict:
     day, class_key = ctx.lesson[lesson]
     if marked and ctx.grade.get(class_key) == 1:
         return HoldReason.GRADE_1_MARK
+    for stay_class, start, end in ctx.stays.get(pupil, ()):
+        if stay_class == class_key and start <= day and (end is None or day <= end):
+            return None
     return ctx.stay_reason(pupil, class_key, day)
 
 
@@ -231,6 +266,10 @@ def owner_pupil(record: Record) -> str | None:
         return record.key
     value = record.payload.get("pupil", record.attrs.get("pupil"))
     return None if value is None else str(value)
+
+
+DERIVED = frozenset({"pupil"})
+"""Entities that get fields computed by the gate (see ``derive``)."""
 
 
 def derive(record: Record, ctx: Context) -> Record:

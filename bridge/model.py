@@ -1,5 +1,8 @@
 """The canonical model and the project's one glossary.
 
+Records, state entries and changes are plain slotted dataclasses, not frozen ones: a million of
+them are made per run and frozen construction costs four times as much. Treat them as values.
+
 Glossary (every module uses these words and no synonyms):
 
 row
@@ -59,7 +62,7 @@ class HoldReason(StrEnum):
     GRADE_1_MARK = "grade_1_mark"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """A canonical record built from one source row."""
 
@@ -95,7 +98,7 @@ class Hold:
     reason: HoldReason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateEntry:
     """What the state store remembers of one delivered record."""
 
@@ -109,7 +112,7 @@ class StateEntry:
     class_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """One operation for the portal. ``before`` is the state's payload for updates and deletes."""
 

@@ -93,10 +93,18 @@ def decide(item: Item | None, entry: StateEntry | None, complete: bool) -> Chang
 def _upsert(record: Record, entry: StateEntry | None) -> Change | None:
     if entry is None:
         # New in the source: create.
-        return Change(Op.CREATE, record.entity, record.key, record.sort_key, record)
+        return _create(record)
     if entry.fingerprint == record.fingerprint:
         # Unchanged since delivered.
         return None
+    return _update(record, entry)
+
+
+def _create(record: Record) -> Change:
+    return Change(Op.CREATE, record.entity, record.key, record.sort_key, record)
+
+
+def _update(record: Record, entry: StateEntry) -> Change:
     if record.payload.get("active") is False and entry.status != "archived":
         # A pupil withdrawn with no stay left open: archived on the portal, not deleted.
         return Change(Op.ARCHIVE, record.entity, record.key, record.sort_key, record)
@@ -110,13 +118,54 @@ def _delete(entry: StateEntry, reason: str) -> Change:
 
 
 def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
-    """Every source item (for counting) and every change the pairs call for."""
+    """Every held or rejected source item (for counting) and every change the pairs call for."""
     for item, entry in pairs:
-        if item is not None and not isinstance(item, Record):
+        if item is not None and item.__class__ is not Record:
             yield item
         change = decide(item, entry, complete)
         if change is not None:
             yield change
+
+
+def diff_sorted(items: Iterable[Item], entries: Iterator[StateEntry]) -> Iterator[Item | Change]:
+    """``diff(merge(items, entries), complete=True)`` in one loop: the full run's hot path."""
+    entry = next(entries, None)
+    for item in items:
+        if item.__class__ is Record:
+            key = item.sort_key
+            while entry is not None and entry.sort_key < key:
+                yield _delete(entry, "gone from the source")
+                entry = next(entries, None)
+            if entry is not None and entry.sort_key == key:
+                matched, entry = entry, next(entries, None)
+                if matched.fingerprint != item.fingerprint:
+                    yield _update(item, matched)
+            else:
+                yield _create(item)
+            continue
+        yield item
+        yield from _pair_other(item, entries_at := [entry], entries)
+        entry = entries_at[0]
+    while entry is not None:
+        yield _delete(entry, "gone from the source")
+        entry = next(entries, None)
+
+
+def _pair_other(item: Item, at: list[StateEntry | None], entries: Iterator[StateEntry]
+                ) -> Iterator[Change]:
+    """The merge step for a held or rejected item: ``at[0]`` is the current entry, and is
+    advanced past what this item consumed."""
+    entry, key, matched = at[0], sort_key_of(item), None
+    if key:
+        while entry is not None and entry.sort_key < key:
+            yield _delete(entry, "gone from the source")
+            entry = next(entries, None)
+        if entry is not None and entry.sort_key == key:
+            matched, entry = entry, next(entries, None)
+    at[0] = entry
+    change = decide(item, matched, True)
+    if change is not None:
+        yield change
 
 
 @dataclass
@@ -136,7 +185,7 @@ class Plan:
 
     def note(self, entity: str, outcome: Item | Change) -> None:
         """Count one outcome; keep samples and deletes."""
-        if isinstance(outcome, Change):
+        if outcome.__class__ is Change:
             self._note_change(outcome)
         elif isinstance(outcome, Hold):
             self.holds.setdefault(entity, Counter())[outcome.reason.value] += 1
@@ -146,10 +195,14 @@ class Plan:
                 self.rejections.append(outcome)
 
     def _note_change(self, change: Change) -> None:
-        self.counts.setdefault(change.entity, Counter())[change.op.value] += 1
-        if change.op == Op.DELETE:
+        counts = self.counts.get(change.entity)
+        if counts is None:
+            counts = self.counts[change.entity] = Counter()
+        op = change.op
+        counts[op] += 1  # Op is a StrEnum: its value is the counter key
+        if op is Op.DELETE:
             self.deletes.append(change)
-        elif change.op == Op.UPDATE and self.counts[change.entity][Op.UPDATE] <= self.sample_limit:
+        elif op is Op.UPDATE and counts[op] <= self.sample_limit:
             self.updates.append(change)
 
     def discard_deletes(self, why: str) -> None:

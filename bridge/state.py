@@ -132,13 +132,17 @@ def _entry(row: Sequence[Any]) -> StateEntry:
 def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
     """Open (creating or migrating) the state store at a SQLAlchemy URL."""
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        _create_private_file(Path(str(parsed.database)))
     try:
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            _create_private_file(Path(str(parsed.database)))
         engine = sa.create_engine(parsed)
         store = SqlStateStore(engine, clock)
-        store.migrate()
-    except sa.exc.SQLAlchemyError as exc:
+        try:
+            store.migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
         raise FatalError(f"state store {parsed.render_as_string(hide_password=True)}: "
                          f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
                          ) from exc
@@ -184,8 +188,13 @@ class SqlStateStore:
                  .order_by(record_state.c.sort_key))
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5000).execute(query)
-            for row in result:
-                yield _entry(row)
+            try:
+                for partition in result.partitions():
+                    for row in partition:
+                        yield StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5],
+                                         row[6])
+            finally:
+                result.close()  # a merge may stop early: free the server-side cursor now
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
         found: dict[str, StateEntry] = {}

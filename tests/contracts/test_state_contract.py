@@ -318,10 +318,6 @@ class TestSqlStateStore:
         with pytest.raises(FatalError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
             open_state(sql_url, clock)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "bug: open_state calls _create_private_file (mkdir/os.open) outside its try, so an "
-        "unusable SQLite path escapes as a raw OSError (NotADirectoryError, PermissionError) "
-        "instead of FatalError"))
     def test_unusable_sqlite_path_is_fatal(self, tmp_path: Path) -> None:
         """A SQLite state path that cannot be created is a FatalError naming the store."""
         blocker = tmp_path / "file"
@@ -350,15 +346,12 @@ class TestMemoryStateStore:
         assert by == ["admin"]
 
 
-# --- known bugs -------------------------------------------------------------------------------
+# --- early stops -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", [
     "memory", "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: SqlStateStore.entries() streams with yield_per (a psycopg server-side cursor) "
-        "but never closes its result; a caller that stops early (a SourceError mid-merge) "
-        "leaves the cursor to the garbage collector, which raises ResourceWarning"))),
+    "postgresql",
 ])
 def test_abandoned_entries_close_cleanly(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path

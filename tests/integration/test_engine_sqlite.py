@@ -174,7 +174,7 @@ def test_readmission_reopens_the_same_pupil(bench: Bench) -> None:
     bench.sql(schema.pupil_move.insert().values(
         id=6, pupil_id=5, class_id=1, date_in=date(2025, 11, 10), order_in="№6",
         modified_at=later()))
-    result, sent = bench.plan()
+    _, sent = bench.plan()
     assert {(c.op, c.entity, c.key) for c in sent} >= {
         (Op.CREATE, "enrollment", "6"), (Op.UPDATE, "pupil", "5")}
     assert keys(sent, "pupil") == {"5"}
