@@ -12,6 +12,7 @@ deletes, which are delivered last, children first.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -168,15 +169,27 @@ def _pair_other(item: Item, at: list[StateEntry | None], entries: Iterator[State
         yield change
 
 
+NUMBERS = re.compile(r"\d+")
+QUOTED = re.compile(r"'[^']*'")
+
+
+def rejection_group(rejection: Rejection) -> tuple[str, str, str, str]:
+    """(entity, table, field, kind of reason): rejections alike but for keys and values."""
+    kind = NUMBERS.sub("N", QUOTED.sub("'…'", rejection.reason))
+    return rejection.entity, rejection.table, rejection.field, kind
+
+
 @dataclass
 class Plan:
-    """The outcome of planning a run (counts, samples, deletes), built while streaming."""
+    """The outcome of planning a run (counts, samples, deletes), built while streaming.
+    Rejections are counted by group and kept as samples of ``sample_limit`` per group."""
 
     mode: str = "full"
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     holds: dict[str, Counter[str]] = field(default_factory=dict)
     rejection_counts: Counter[str] = field(default_factory=Counter)
     rejections: list[Rejection] = field(default_factory=list)
+    rejection_groups: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     updates: list[Change] = field(default_factory=list)
     deletes: list[Change] = field(default_factory=list)
     records_read: Counter[str] = field(default_factory=Counter)
@@ -191,7 +204,9 @@ class Plan:
             self.holds.setdefault(entity, Counter())[outcome.reason.value] += 1
         elif isinstance(outcome, Rejection):
             self.rejection_counts[entity] += 1
-            if self.rejection_counts[entity] <= self.sample_limit:
+            group = rejection_group(outcome)
+            self.rejection_groups[group] += 1
+            if self.rejection_groups[group] <= self.sample_limit:
                 self.rejections.append(outcome)
 
     def _note_change(self, change: Change) -> None:

@@ -14,8 +14,10 @@ from typing import Any
 from bridge.engine import PlanResult
 from bridge.errors import BridgeError, ConfigError, SourceError, SourceOrderError
 from bridge.model import Change, Op, changed_fields
+from bridge.plan import rejection_group
 
 OPS = (Op.CREATE, Op.UPDATE, Op.ARCHIVE, Op.DELETE)
+EXAMPLES = 3
 
 
 def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False) -> str:
@@ -30,7 +32,7 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
         row = f"{entity:<14}{plan.records_read[entity]:>9}"
         row += "".join(f"{counts.get(op.value, 0):>9}" for op in OPS)
         lines.append(row + f"{held:>9}{plan.rejection_counts[entity]:>10}")
-    lines += _holds(result) + _rejections(result) + _guard(result)
+    lines += _holds(result) + _rejections(result, detail) + _guard(result)
     if detail:
         lines += _details(plan.updates, plan.sample_limit)
     if plan.failure:
@@ -49,14 +51,24 @@ def _holds(result: PlanResult) -> list[str]:
     return lines
 
 
-def _rejections(result: PlanResult) -> list[str]:
+def _rejections(result: PlanResult, detail: bool) -> list[str]:
     plan = result.plan
     if not plan.rejections:
         return []
-    lines = ["", f"Rejected rows (first {plan.sample_limit} per entity; fix them in ASIOU):"]
+    total = sum(plan.rejection_counts.values())
+    lines = ["", f"Rejected rows: {total} (fix them in ASIOU; every other record is planned)"]
+    if detail:
+        return lines + [f"  {r.entity}: table {r.table}, key {r.key or '?'}, field {r.field}: "
+                        f"{r.reason}" for r in plan.rejections]
+    examples: dict[tuple[str, str, str, str], list[str]] = {}
     for r in plan.rejections:
-        lines.append(f"  {r.entity}: table {r.table}, key {r.key or '?'}, field {r.field}: "
-                     f"{r.reason}")
+        examples.setdefault(rejection_group(r), []).append(r.key or "?")
+    for group, count in plan.rejection_groups.items():
+        entity, table, name, kind = group
+        keys = examples.get(group, [])
+        shown = ", ".join(keys[:EXAMPLES]) + (", …" if count > EXAMPLES else "")
+        lines.append(f"  {entity} ({table}.{name}): {kind} — {count}× (keys {shown})")
+    lines.append("  (`plan --detail` lists the rows one by one)")
     return lines
 
 

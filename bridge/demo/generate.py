@@ -1107,7 +1107,7 @@ class SchoolSpec:
     seed: int = 1
     days: int | None = None
     mistakes: bool = True
-    marks_per_pupil_lesson: float = 0.8
+    marks_per_pupil_lesson: float = 1.0
 
     def __post_init__(self) -> None:
         """Reject specs that cannot describe a school."""
