@@ -88,6 +88,17 @@ def plan_run(
     return run.result
 
 
+def _fill_classes(plan: Plan, state: StateStore) -> None:
+    """Give enrolment deletes their owner class, which the whole-class guard counts by."""
+    wanted = [c.sort_key for c in plan.deletes if c.entity == "enrollment" and not c.class_key]
+    if wanted:
+        found = state.lookup("enrollment", wanted)
+        for change in plan.deletes:
+            entry = found.get(change.sort_key) if change.entity == "enrollment" else None
+            if entry is not None:
+                change.class_key = entry.class_key
+
+
 def _fill_before(plan: Plan, state: StateStore) -> None:
     """Give the sampled updates their recorded payloads, for a field-level review."""
     for entity in {c.entity for c in plan.updates}:
@@ -100,6 +111,7 @@ def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> Non
     plan = result.plan
     if not plan.deletes:
         return
+    _fill_classes(plan, state)
     totals = {e: state.count(e) for e in {c.entity for c in plan.deletes}}
     result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"), thresholds)
     result.approved = bool(result.guard_holds) and state.is_approved(plan.plan_id)
@@ -128,7 +140,7 @@ class _Run:
         rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
         items = self._items(mapping, rows)
         if since is None:
-            outcomes = diff_sorted(items, self.state.entries(mapping.entity))
+            outcomes = diff_sorted(mapping.entity, items, self.state.entries(mapping.entity))
         else:
             changed = items if leaf else (i for i in items if self._is_changed(i, since))
             outcomes = diff(pair_by_lookup(
@@ -253,7 +265,8 @@ def to_items(
             if verdict is None or verdict.__class__ is not MissingReference:
                 if derive is not None:
                     record = derive(record, ctx)
-                remember(record)
+                if remember is not None:
+                    remember(record)
                 yield record if verdict is None else Hold(record, verdict)  # type: ignore[arg-type]
             else:
                 yield _dangling(mapping, record, verdict, ctx)

@@ -191,7 +191,7 @@ class MemoryStateStore:
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
 
-    def entries(self, entity: str) -> Iterator[StateEntry]:
+    def entries(self, entity: str) -> Iterator[StateEntry]:  # StateEntry satisfies EntryView
         """Live entries of ``entity`` in sort_key order."""
         return iter([r.entry() for r in sorted(self._live(entity), key=lambda r: r.sort_key)])
 

@@ -43,6 +43,9 @@ TRANSFORMS: dict[str, Step] = {
 TYPES = ("text", "int", "bool", "date", "ref")
 
 
+_MISSING = object()
+
+
 class InvalidValue(Exception):  # noqa: N818 - an outcome of conversion, caught in mapping.py
     """A raw value cannot become a canonical value; ``reason`` says why."""
 
@@ -196,9 +199,34 @@ def _date(spec: FieldSpec) -> Converter:
 
 def _ref(spec: FieldSpec) -> Converter:
     def convert(raw: Any) -> Value:
+        return key_part(raw.strip() if isinstance(raw, str) else raw)
+
+    return convert
+
+
+def _fast_ref(spec: FieldSpec) -> Converter:
+    """A reference with the null handling folded in: whole-number keys take one check."""
+    slow = _with_nulls(spec, _ref(spec))
+
+    def convert(raw: Any) -> Value:
         if raw.__class__ is int:
             return str(raw)
-        return key_part(raw.strip() if isinstance(raw, str) else raw)
+        return slow(raw)
+
+    return convert
+
+
+def _fast_values(spec: FieldSpec) -> Converter:
+    """A value-mapped field with the null handling folded in: a hit takes one lookup."""
+    to_text, table, slow = _steps(spec), dict(spec.values or {}), _with_nulls(
+        spec, _with_values(spec))
+
+    def convert(raw: Any) -> Value:
+        if raw.__class__ is str:
+            found = table.get(to_text(raw), _MISSING)
+            if found is not _MISSING:
+                return found
+        return slow(raw)
 
     return convert
 
@@ -260,8 +288,11 @@ BUILDERS: dict[str, Callable[[FieldSpec], Converter]] = {
 
 def compile_field(spec: FieldSpec) -> Converter:
     """The converter for one field: null handling, then the value map or the type."""
-    inner = _with_values(spec) if spec.values is not None else BUILDERS[spec.type](spec)
-    return _with_nulls(spec, inner)
+    if spec.values is not None:
+        return _fast_values(spec)
+    if spec.type == "ref":
+        return _fast_ref(spec)
+    return _with_nulls(spec, BUILDERS[spec.type](spec))
 
 
 def joined(parts: Sequence[object], separator: str) -> str | None:

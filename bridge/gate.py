@@ -169,7 +169,8 @@ def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[
     """``check`` for one entity with its references and rule bound once (the hot path)."""
     known = tuple((name, target, ctx.keys.setdefault(target, set()))
                   for name, target in refs.items())
-    rule = RULES.get(entity)
+    compiled = COMPILED_RULES.get(entity)
+    rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
 
     def checked(record: Record) -> Verdict:
         payload = record.payload
@@ -180,15 +181,24 @@ def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[
             if value is not None and value not in keys:
                 key = str(value)
                 return MissingReference(name, target, key, key in ctx.rejected.get(target, ()))
-        return None if rule is None else rule(record, ctx)
+        return None if rule is None else rule(record)
 
     return checked
 
 
-def compile_remember(entity: str, indexed: bool, ctx: Context) -> Callable[[Record], None]:
-    """``Context.remember`` for one entity: keys only where other entities refer to it."""
+def _bound(rule: Callable[[Record, Context], Verdict] | None, ctx: Context
+           ) -> Callable[[Record], Verdict] | None:
+    return None if rule is None else (lambda record: rule(record, ctx))
+
+
+def compile_remember(entity: str, indexed: bool, ctx: Context
+                     ) -> Callable[[Record], None] | None:
+    """``Context.remember`` for one entity: keys only where other entities refer to it; None
+    when there is nothing to remember (marks, absences)."""
     keys = ctx.keys.setdefault(entity, set()) if indexed else None
     learn = LEARNERS.get(entity)
+    if keys is None and learn is None:
+        return None
 
     def remember(record: Record) -> None:
         if keys is not None:
@@ -247,6 +257,51 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
         return ctx.stay_reason(pupil, "", day)
     return HoldReason.GRADE_1_MARK if ctx.grade.get(class_key) == 1 else None
 
+
+def _compile_on_lesson(ctx: Context, marked: bool) -> Callable[[str, str], Verdict]:
+    """The mark/absence rule with the context's indexes bound (a million calls a run)."""
+    consent, lessons, grade, stays = ctx.consent, ctx.lesson, ctx.grade, ctx.stays
+
+    def rule(pupil: str, lesson: str) -> Verdict:
+        if not consent.get(pupil, False):
+            return HoldReason.NO_CONSENT
+        day, class_key = lessons[lesson]
+        if marked and grade.get(class_key) == 1:
+            return HoldReason.GRADE_1_MARK
+        for stay_class, start, end in stays.get(pupil, ()):
+            if stay_class == class_key and start <= day and (end is None or day <= end):
+                return None
+        return ctx.stay_reason(pupil, class_key, day)
+
+    return rule
+
+
+def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
+    on_lesson, work_lesson = _compile_on_lesson(ctx, marked=True), ctx.work_lesson
+
+    def rule(record: Record) -> Verdict:
+        payload = record.payload
+        return on_lesson(payload["pupil"], work_lesson[payload["work"]])
+
+    return rule
+
+
+def _compiled_absence(ctx: Context) -> Callable[[Record], Verdict]:
+    on_lesson = _compile_on_lesson(ctx, marked=False)
+
+    def rule(record: Record) -> Verdict:
+        payload = record.payload
+        return on_lesson(payload["pupil"], payload["lesson"])
+
+    return rule
+
+
+# Rules compiled against the context, for the entities with a million rows a year. They read
+# the gate's fields from the payload directly: mapping.py requires those fields be exported.
+COMPILED_RULES: dict[str, Callable[[Context], Callable[[Record], Verdict]]] = {
+    "mark": _compiled_mark,
+    "absence": _compiled_absence,
+}
 
 RULES: dict[str, Callable[[Record, Context], Verdict]] = {
     "pupil": _pupil,

@@ -50,6 +50,7 @@ CANONICAL: dict[str, frozenset[str]] = {
     "absence": frozenset({"lesson", "pupil", "code"}),
     "period_mark": frozenset({"pupil", "period", "value"}),
 }
+GATE_ONLY = frozenset({"consent"})  # read for the gate, never sent
 FILTER_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null")
 TOP_KEYS = frozenset({"entity", "version", "description", "source", "fields"})
 SOURCE_KEYS = frozenset({"table", "schema", "key", "watermark", "where", "key_collation"})
@@ -157,6 +158,13 @@ def make_keys(parts: Sequence[object]) -> tuple[str, str]:
     return key, SORT_SEPARATOR.join(sort_key_part(p) for p in parts)
 
 
+def key_from_sort_key(sort_key: str) -> str:
+    """The key text a sort key was made from (the inverse of ``make_keys``)."""
+    parts = sort_key.split(SORT_SEPARATOR)
+    return KEY_SEPARATOR.join(str(int(p[1:]) - INT_OFFSET) if p[0] == "i" else p[1:]
+                              for p in parts)
+
+
 def fingerprint(version: int, values: Sequence[Value]) -> str:
     """A short stable hash of a payload's values (in mapping field order) and mapping version.
     Text is hashed as is, anything else by its repr, each tagged so "1" and 1 differ."""
@@ -253,6 +261,10 @@ def _check_mapping(
     required = CANONICAL.get(entity, frozenset()) if isinstance(entity, str) else frozenset()
     for name in sorted(required - names):
         p.add(f"fields.{name}", f"required by the {entity!r} entity but not mapped")
+    for spec in fields:
+        if spec.name in required and spec.name not in GATE_ONLY and not spec.export:
+            p.add(f"fields.{spec.name}.export", f"the {entity!r} entity needs this field "
+                  "exported (the portal and the gate both use it)")
     if len(sink) > before:
         return None
     return str(path), {"version": version, "entity": entity, **source}, fields

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 Value = Any
 """A canonical field value: str, int, bool, datetime.date or None."""
@@ -110,6 +110,17 @@ class StateEntry:
     payload: Mapping[str, Value] | None = None
     pupil_key: str | None = None
     class_key: str | None = None
+
+
+class EntryView(Protocol):
+    """What a full merge reads of each state entry (a database row will do)."""
+
+    @property
+    def sort_key(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def status(self) -> str: ...
 
 
 @dataclass(slots=True)

@@ -17,7 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from bridge.model import Change, Hold, Op, Record, Rejection, StateEntry
+from bridge.mapping import key_from_sort_key
+from bridge.model import Change, EntryView, Hold, Op, Record, Rejection, StateEntry
 
 Item = Record | Hold | Rejection
 Pair = tuple[Item | None, StateEntry | None]
@@ -105,7 +106,7 @@ def _create(record: Record) -> Change:
     return Change(Op.CREATE, record.entity, record.key, record.sort_key, record)
 
 
-def _update(record: Record, entry: StateEntry) -> Change:
+def _update(record: Record, entry: EntryView) -> Change:
     if record.payload.get("active") is False and entry.status != "archived":
         # A pupil withdrawn with no stay left open: archived on the portal, not deleted.
         return Change(Op.ARCHIVE, record.entity, record.key, record.sort_key, record)
@@ -118,6 +119,13 @@ def _delete(entry: StateEntry, reason: str) -> Change:
                   class_key=entry.class_key)
 
 
+def _delete_view(entity: str, entry: EntryView, reason: str) -> Change:
+    """A delete from a merge's light entry: the key is decoded from the sort key, the owner
+    class is looked up later, for the few deletes the guard needs it for."""
+    return Change(Op.DELETE, entity, key_from_sort_key(entry.sort_key), entry.sort_key, None,
+                  reason=reason)
+
+
 def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
     """Every held or rejected source item (for counting) and every change the pairs call for."""
     for item, entry in pairs:
@@ -128,14 +136,16 @@ def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
             yield change
 
 
-def diff_sorted(items: Iterable[Item], entries: Iterator[StateEntry]) -> Iterator[Item | Change]:
+def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView]
+                ) -> Iterator[Item | Change]:
     """``diff(merge(items, entries), complete=True)`` in one loop: the full run's hot path."""
+    gone = "gone from the source"
     entry = next(entries, None)
     for item in items:
         if item.__class__ is Record:
             key = item.sort_key
             while entry is not None and entry.sort_key < key:
-                yield _delete(entry, "gone from the source")
+                yield _delete_view(entity, entry, gone)
                 entry = next(entries, None)
             if entry is not None and entry.sort_key == key:
                 matched, entry = entry, next(entries, None)
@@ -145,26 +155,31 @@ def diff_sorted(items: Iterable[Item], entries: Iterator[StateEntry]) -> Iterato
                 yield _create(item)
             continue
         yield item
-        yield from _pair_other(item, entries_at := [entry], entries)
+        yield from _pair_other(entity, item, entries_at := [entry], entries)
         entry = entries_at[0]
     while entry is not None:
-        yield _delete(entry, "gone from the source")
+        yield _delete_view(entity, entry, gone)
         entry = next(entries, None)
 
 
-def _pair_other(item: Item, at: list[StateEntry | None], entries: Iterator[StateEntry]
-                ) -> Iterator[Change]:
+def _pair_other(entity: str, item: Item, at: list[EntryView | None],
+                entries: Iterator[EntryView]) -> Iterator[Change]:
     """The merge step for a held or rejected item: ``at[0]`` is the current entry, and is
     advanced past what this item consumed."""
     entry, key, matched = at[0], sort_key_of(item), None
     if key:
         while entry is not None and entry.sort_key < key:
-            yield _delete(entry, "gone from the source")
+            yield _delete_view(entity, entry, "gone from the source")
             entry = next(entries, None)
         if entry is not None and entry.sort_key == key:
             matched, entry = entry, next(entries, None)
     at[0] = entry
-    change = decide(item, matched, True)
+    if matched is None:
+        change = decide(item, None, True)
+    elif isinstance(item, Hold):
+        change = _delete_view(entity, matched, item.reason.value)
+    else:
+        change = _delete_view(entity, matched, item.reason) if item.dangling else None  # type: ignore[union-attr]
     if change is not None:
         yield change
 

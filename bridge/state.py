@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.errors import FatalError
-from bridge.model import Change, Op, StateEntry, Value
+from bridge.model import Change, EntryView, Op, StateEntry, Value
 
 SCHEMA_VERSION = 1
 LOOKUP_CHUNK = 500
@@ -45,8 +45,8 @@ class Delivered:
 class StateStore(Protocol):
     """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
 
-    def entries(self, entity: str) -> Iterator[StateEntry]:
-        """Live entries of ``entity`` in sort_key order."""
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status)."""
         ...
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
@@ -182,17 +182,16 @@ class SqlStateStore:
             return int(conn.execute(sa.select(meta.c.value).where(
                 meta.c.name == "schema_version")).scalar_one())
 
-    def entries(self, entity: str) -> Iterator[StateEntry]:
-        query = (sa.select(*_ENTRY_COLUMNS)
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        query = (sa.select(record_state.c.sort_key, record_state.c.fingerprint,
+                           record_state.c.status)
                  .where(record_state.c.entity == entity, record_state.c.status != DELETED)
                  .order_by(record_state.c.sort_key))
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5000).execute(query)
             try:
                 for partition in result.partitions():
-                    for row in partition:
-                        yield StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5],
-                                         row[6])
+                    yield from partition  # rows have .sort_key, .fingerprint, .status
             finally:
                 result.close()  # a merge may stop early: free the server-side cursor now
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from bridge.errors import FatalError
 from bridge.fakes import MemoryStateStore
-from bridge.mapping import make_keys
+from bridge.mapping import key_from_sort_key, make_keys
 from bridge.model import Change, Op, Record, StateEntry, Value
 from bridge.state import (
     LOOKUP_CHUNK,
@@ -52,7 +52,7 @@ def delivery(op: Op, key: object, fingerprint: str = "f1", *, entity: str = "pup
 
 def keys_of(store: StateStore, entity: str = "pupil") -> list[str]:
     """The keys of the live entries of ``entity``, in the order ``entries`` gives them."""
-    return [e.key for e in store.entries(entity)]
+    return [key_from_sort_key(e.sort_key) for e in store.entries(entity)]
 
 
 def sort_keys(*keys: object) -> list[str]:
@@ -102,8 +102,11 @@ class TestStateStoreContract:
                       for k in (10, 2, 33, 1)])
         assert keys_of(store) == ["1", "2", "10", "33"]
         first, *_ = store.entries("pupil")
-        assert first == StateEntry("pupil", "1", make_keys([1])[1], "f1", "delivered", None,
-                                   "1", "c1")
+        assert (first.sort_key, first.fingerprint, first.status) == (
+            make_keys([1])[1], "f1", "delivered")
+        full = store.lookup("pupil", [first.sort_key])[first.sort_key]
+        assert full == StateEntry("pupil", "1", make_keys([1])[1], "f1", "delivered", None,
+                                  "1", "c1")
 
     def test_entries_are_per_entity(self, store: StateStore) -> None:
         """Entries, lookups and counts of one entity never include another entity's records."""
@@ -138,7 +141,8 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, 1, "first")])
         store.record([delivery(Op.DELETE, 1)])
         store.record([delivery(Op.CREATE, 1, "second")])
-        assert [(e.key, e.fingerprint, e.status) for e in store.entries("pupil")] == [
+        assert [(key_from_sort_key(e.sort_key), e.fingerprint, e.status)
+                for e in store.entries("pupil")] == [
             ("1", "second", "delivered")]
 
     def test_delete_of_an_unknown_key_changes_nothing(self, store: StateStore) -> None:
@@ -164,7 +168,8 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, k) for k in (1, 2, 3)])
         store.record([delivery(Op.CREATE, 4), delivery(Op.UPDATE, 1, "u"),
                       delivery(Op.ARCHIVE, 2, "x"), delivery(Op.DELETE, 3)])
-        assert [(e.key, e.fingerprint, e.status) for e in store.entries("pupil")] == [
+        assert [(key_from_sort_key(e.sort_key), e.fingerprint, e.status)
+                for e in store.entries("pupil")] == [
             ("1", "u", "delivered"), ("2", "x", "archived"), ("4", "f1", "delivered")]
 
     def test_record_is_all_or_nothing(self, store: StateStore) -> None:
@@ -174,7 +179,8 @@ class TestStateStoreContract:
                  delivery(Op.CREATE, 3, payload={"bad": {1, 2}})]
         with pytest.raises(TypeError):
             store.record(batch)
-        assert [(e.key, e.fingerprint) for e in store.entries("pupil")] == [("1", "kept")]
+        assert [(key_from_sort_key(e.sort_key), e.fingerprint)
+                for e in store.entries("pupil")] == [("1", "kept")]
 
     def test_lookup_crosses_the_chunk_size(self, store: StateStore) -> None:
         """Lookups and payloads of more keys than one chunk find every live entry asked for."""
@@ -305,7 +311,8 @@ class TestSqlStateStore:
         store.close()
         again = open_state(sql_url, clock)
         try:
-            assert [(e.key, e.fingerprint) for e in again.entries("pupil")] == [("1", "kept")]
+            assert [(key_from_sort_key(e.sort_key), e.fingerprint)
+                    for e in again.entries("pupil")] == [("1", "kept")]
             assert again.schema_version() == SCHEMA_VERSION
         finally:
             again.close()
@@ -364,7 +371,7 @@ def test_abandoned_entries_close_cleanly(
         sys.unraisablehook = lambda args: unraisable.append(repr(args.exc_value))
         try:
             entries = store.entries("pupil")
-            assert next(entries).key == "0"
+            assert key_from_sort_key(next(entries).sort_key) == "0"
             del entries
             gc.collect()
         finally:

@@ -1,0 +1,160 @@
+"""Benchmark: planning a generated school from SQLite against a bare streamed SELECT.
+
+    .venv/bin/python bench/plan_benchmark.py --pupils 1100 [--seed 1] [--dir var/bench]
+
+Phases run in separate processes so each one's peak RSS is its own (VmHWM):
+  generate  write the school into SQLite (skipped when the file for this size and seed exists)
+  select    a bare streamed SELECT of exactly the rows the mappings read (the baseline)
+  plan-new  a full plan against an empty state store (the first sync)
+  record    plan again and record every change in the state store (what delivery would)
+  plan-same a full plan against the recorded state (the nightly reconciliation: no changes)
+Prints a table and, with --json, one JSON object. Targets (docs/benchmarks.md): plan time at
+most 2.5 x the bare SELECT; peak RSS at most 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bridge.demo.generate import SchoolSpec, generate
+from bridge.engine import RunOptions, delivered, plan_run
+from bridge.guard import Thresholds
+from bridge.mapping import MappingSet, load_mappings
+from bridge.model import Change
+from bridge.source import SqlSource
+from bridge.state import Delivered, open_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+AS_OF = date(2026, 6, 1)
+RECORD_BATCH = 5000
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _open(folder: Path) -> tuple[MappingSet, SqlSource]:
+    engine = sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}")
+    return load_mappings(ROOT / "mappings"), SqlSource(engine)
+
+
+def phase_generate(folder: Path, pupils: int, seed: int) -> dict[str, float]:
+    engine = sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}")
+    started = time.perf_counter()
+    counts = generate(engine, SchoolSpec(pupils=pupils, seed=seed))
+    return {"seconds": time.perf_counter() - started, "rows": sum(counts.values()),
+            "marks": counts["mark"]}
+
+
+def phase_select(folder: Path) -> dict[str, float]:
+    mappings, source = _open(folder)
+    started, rows = time.perf_counter(), 0
+    for mapping in mappings.mappings:
+        for _ in source.read(mapping):
+            rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _plan(folder: Path, record: bool) -> dict[str, float]:
+    mappings, source = _open(folder)
+    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
+    batch: list[Delivered] = []
+
+    def sink(change: Change) -> None:
+        batch.append(delivered(change, mappings))
+        if len(batch) >= RECORD_BATCH:
+            state.record(batch)
+            batch.clear()
+
+    started = time.perf_counter()
+    result = plan_run(mappings, source, state, RunOptions(
+        as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9)), sink if record else None)
+    if record:
+        state.record(batch + [delivered(c, mappings) for c in result.plan.deletes])
+        state.set_watermarks(result.watermarks)
+    seconds = time.perf_counter() - started
+    plan = result.plan
+    return {"seconds": seconds, "rows": sum(plan.records_read.values()),
+            "changes": sum(sum(c.values()) for c in plan.counts.values())}
+
+
+PHASES: dict[str, Callable[..., dict[str, float]]] = {
+    "generate": phase_generate, "select": phase_select,
+    "plan-new": lambda folder: _plan(folder, record=False),
+    "record": lambda folder: _plan(folder, record=True),
+    "plan-same": lambda folder: _plan(folder, record=False),
+}
+
+
+def run_phase(name: str, folder: Path, *extra: str) -> dict[str, float]:
+    """Run one phase in a fresh interpreter and return its figures."""
+    out = subprocess.run([sys.executable, __file__, "--phase", name, "--dir", str(folder), *extra],
+                         capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--pupils", type=int, default=1100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    folder = Path(args.dir)
+    if args.phase:
+        extra = (args.pupils, args.seed) if args.phase == "generate" else ()
+        figures = PHASES[args.phase](folder, *extra)
+        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb()}))
+        return 0
+    return report(folder / f"school-{args.pupils}-{args.seed}", args)
+
+
+def report(folder: Path, args: argparse.Namespace) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, float]] = {}
+    if not (folder / "school.sqlite").exists():
+        results["generate"] = run_phase("generate", folder, "--pupils", str(args.pupils),
+                                        "--seed", str(args.seed))
+    (folder / "state.sqlite").unlink(missing_ok=True)
+    for name in ("select", "plan-new", "record", "plan-same"):
+        results[name] = run_phase(name, folder)
+    base = results["select"]["seconds"]
+    for figures in results.values():
+        figures["ratio_to_select"] = figures["seconds"] / base
+        figures["rows_per_s"] = figures.get("rows", 0) / figures["seconds"]
+    if args.json:
+        print(json.dumps({"pupils": args.pupils, "seed": args.seed, "phases": results}))
+    else:
+        print(table(args.pupils, results))
+    return 0
+
+
+def table(pupils: int, results: dict[str, dict[str, float]]) -> str:
+    lines = [f"school of {pupils} pupils ({results['select']['rows']:,.0f} source rows)",
+             f"{'phase':<10}{'seconds':>9}{'x SELECT':>10}{'rows/s':>12}{'changes':>10}"
+             f"{'peak RSS MB':>13}"]
+    for name, f in results.items():
+        lines.append(f"{name:<10}{f['seconds']:>9.2f}{f['ratio_to_select']:>10.2f}"
+                     f"{f['rows_per_s']:>12,.0f}{f.get('changes', 0):>10,.0f}"
+                     f"{f['peak_rss_mb']:>13.0f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
