@@ -12,6 +12,7 @@ them with the state by lookup, and never deletes.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -76,12 +77,15 @@ def plan_run(
     run = _Run(mappings, source, state, options, sink)
     try:
         for mapping in mappings.mappings:
+            gc.freeze()  # the context learnt so far is long-lived: keep the collector off it
             run.plan_entity(mapping)
     except SourceError as exc:
         # A partial read proves nothing is gone: keep no delete, advance no watermark.
         run.result.plan.discard_deletes(str(exc))
         run.result.error = exc
         return run.result
+    finally:
+        gc.unfreeze()
     run.result.watermarks = run.watermarks
     _guard(run.result, state, options.thresholds)
     _fill_before(run.result.plan, state)

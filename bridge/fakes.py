@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import SourceError
 from bridge.mapping import CompiledMapping, Filter
-from bridge.model import Op, StateEntry, Value
+from bridge.model import EntryView, Op, StateEntry, Value
 from bridge.source import Rescan, Row, Source
 from bridge.state import DELETED, Clock, Delivered, StateStore, utc_now
 
@@ -191,9 +191,10 @@ class MemoryStateStore:
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
 
-    def entries(self, entity: str) -> Iterator[StateEntry]:  # StateEntry satisfies EntryView
-        """Live entries of ``entity`` in sort_key order."""
-        return iter([r.entry() for r in sorted(self._live(entity), key=lambda r: r.sort_key)])
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status)."""
+        rows = sorted(self._live(entity), key=lambda r: r.sort_key)
+        return iter([(r.sort_key, r.fingerprint, r.status) for r in rows])
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
         """Live entries of ``entity`` among ``sort_keys``, by sort key."""

@@ -35,10 +35,10 @@ delivery
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 Value = Any
 """A canonical field value: str, int, bool, datetime.date or None."""
@@ -112,15 +112,9 @@ class StateEntry:
     class_key: str | None = None
 
 
-class EntryView(Protocol):
-    """What a full merge reads of each state entry (a database row will do)."""
-
-    @property
-    def sort_key(self) -> str: ...
-    @property
-    def fingerprint(self) -> str: ...
-    @property
-    def status(self) -> str: ...
+EntryView = Sequence[str]
+"""What a full merge reads of each state entry: (sort key, fingerprint, status). A database
+row will do, and indexing it is several times cheaper than an attribute."""
 
 
 @dataclass(slots=True)

@@ -106,8 +106,9 @@ def _create(record: Record) -> Change:
     return Change(Op.CREATE, record.entity, record.key, record.sort_key, record)
 
 
-def _update(record: Record, entry: EntryView) -> Change:
-    if record.payload.get("active") is False and entry.status != "archived":
+def _update(record: Record, entry: StateEntry | EntryView) -> Change:
+    status = entry.status if isinstance(entry, StateEntry) else entry[2]
+    if record.payload.get("active") is False and status != "archived":
         # A pupil withdrawn with no stay left open: archived on the portal, not deleted.
         return Change(Op.ARCHIVE, record.entity, record.key, record.sort_key, record)
     # Changed since delivered (a re-admission makes an archived pupil active again).
@@ -122,8 +123,7 @@ def _delete(entry: StateEntry, reason: str) -> Change:
 def _delete_view(entity: str, entry: EntryView, reason: str) -> Change:
     """A delete from a merge's light entry: the key is decoded from the sort key, the owner
     class is looked up later, for the few deletes the guard needs it for."""
-    return Change(Op.DELETE, entity, key_from_sort_key(entry.sort_key), entry.sort_key, None,
-                  reason=reason)
+    return Change(Op.DELETE, entity, key_from_sort_key(entry[0]), entry[0], None, reason=reason)
 
 
 def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
@@ -144,12 +144,12 @@ def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView]
     for item in items:
         if item.__class__ is Record:
             key = item.sort_key
-            while entry is not None and entry.sort_key < key:
+            while entry is not None and entry[0] < key:
                 yield _delete_view(entity, entry, gone)
                 entry = next(entries, None)
-            if entry is not None and entry.sort_key == key:
+            if entry is not None and entry[0] == key:
                 matched, entry = entry, next(entries, None)
-                if matched.fingerprint != item.fingerprint:
+                if matched[1] != item.fingerprint:
                     yield _update(item, matched)
             else:
                 yield _create(item)
@@ -168,10 +168,10 @@ def _pair_other(entity: str, item: Item, at: list[EntryView | None],
     advanced past what this item consumed."""
     entry, key, matched = at[0], sort_key_of(item), None
     if key:
-        while entry is not None and entry.sort_key < key:
+        while entry is not None and entry[0] < key:
             yield _delete_view(entity, entry, "gone from the source")
             entry = next(entries, None)
-        if entry is not None and entry.sort_key == key:
+        if entry is not None and entry[0] == key:
             matched, entry = entry, next(entries, None)
     at[0] = entry
     if matched is None:

@@ -191,7 +191,7 @@ class SqlStateStore:
             result = conn.execution_options(yield_per=5000).execute(query)
             try:
                 for partition in result.partitions():
-                    yield from partition  # rows have .sort_key, .fingerprint, .status
+                    yield from partition  # rows are (sort_key, fingerprint, status)
             finally:
                 result.close()  # a merge may stop early: free the server-side cursor now
 

@@ -52,7 +52,7 @@ def delivery(op: Op, key: object, fingerprint: str = "f1", *, entity: str = "pup
 
 def keys_of(store: StateStore, entity: str = "pupil") -> list[str]:
     """The keys of the live entries of ``entity``, in the order ``entries`` gives them."""
-    return [key_from_sort_key(e.sort_key) for e in store.entries(entity)]
+    return [key_from_sort_key(e[0]) for e in store.entries(entity)]
 
 
 def sort_keys(*keys: object) -> list[str]:
@@ -102,9 +102,8 @@ class TestStateStoreContract:
                       for k in (10, 2, 33, 1)])
         assert keys_of(store) == ["1", "2", "10", "33"]
         first, *_ = store.entries("pupil")
-        assert (first.sort_key, first.fingerprint, first.status) == (
-            make_keys([1])[1], "f1", "delivered")
-        full = store.lookup("pupil", [first.sort_key])[first.sort_key]
+        assert tuple(first) == (make_keys([1])[1], "f1", "delivered")
+        full = store.lookup("pupil", [first[0]])[first[0]]
         assert full == StateEntry("pupil", "1", make_keys([1])[1], "f1", "delivered", None,
                                   "1", "c1")
 
@@ -141,7 +140,7 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, 1, "first")])
         store.record([delivery(Op.DELETE, 1)])
         store.record([delivery(Op.CREATE, 1, "second")])
-        assert [(key_from_sort_key(e.sort_key), e.fingerprint, e.status)
+        assert [(key_from_sort_key(e[0]), e[1], e[2])
                 for e in store.entries("pupil")] == [
             ("1", "second", "delivered")]
 
@@ -168,7 +167,7 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, k) for k in (1, 2, 3)])
         store.record([delivery(Op.CREATE, 4), delivery(Op.UPDATE, 1, "u"),
                       delivery(Op.ARCHIVE, 2, "x"), delivery(Op.DELETE, 3)])
-        assert [(key_from_sort_key(e.sort_key), e.fingerprint, e.status)
+        assert [(key_from_sort_key(e[0]), e[1], e[2])
                 for e in store.entries("pupil")] == [
             ("1", "u", "delivered"), ("2", "x", "archived"), ("4", "f1", "delivered")]
 
@@ -179,7 +178,7 @@ class TestStateStoreContract:
                  delivery(Op.CREATE, 3, payload={"bad": {1, 2}})]
         with pytest.raises(TypeError):
             store.record(batch)
-        assert [(key_from_sort_key(e.sort_key), e.fingerprint)
+        assert [(key_from_sort_key(e[0]), e[1])
                 for e in store.entries("pupil")] == [("1", "kept")]
 
     def test_lookup_crosses_the_chunk_size(self, store: StateStore) -> None:
@@ -251,7 +250,7 @@ class TestStateStoreContract:
                  "10", "9", "a b", "a-b", "ab", "Ä", "z"]
         shuffled = random.Random(7).sample(texts, len(texts))
         store.record([delivery(Op.CREATE, t) for t in shuffled])
-        got = [e.sort_key for e in store.entries("pupil")]
+        got = [e[0] for e in store.entries("pupil")]
         assert got == sorted(sort_keys(*texts))
         assert keys_of(store) == sorted(texts)
 
@@ -259,7 +258,7 @@ class TestStateStoreContract:
         """Composite sort keys (ints and text joined by the separator) come in tuple order."""
         parts = [(2, "b"), (10, "a"), (2, "a"), (1, "Я"), (1, "z"), (2, "ab")]
         store.record([delivery(Op.CREATE, 0, sort_key=make_keys(p)[1]) for p in parts])
-        got = [e.sort_key for e in store.entries("pupil")]
+        got = [e[0] for e in store.entries("pupil")]
         assert got == [make_keys(p)[1] for p in sorted(parts)]
 
 
@@ -311,7 +310,7 @@ class TestSqlStateStore:
         store.close()
         again = open_state(sql_url, clock)
         try:
-            assert [(key_from_sort_key(e.sort_key), e.fingerprint)
+            assert [(key_from_sort_key(e[0]), e[1])
                     for e in again.entries("pupil")] == [("1", "kept")]
             assert again.schema_version() == SCHEMA_VERSION
         finally:
@@ -371,7 +370,7 @@ def test_abandoned_entries_close_cleanly(
         sys.unraisablehook = lambda args: unraisable.append(repr(args.exc_value))
         try:
             entries = store.entries("pupil")
-            assert key_from_sort_key(next(entries).sort_key) == "0"
+            assert key_from_sort_key(next(entries)[0]) == "0"
             del entries
             gc.collect()
         finally:
