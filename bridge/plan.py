@@ -235,6 +235,11 @@ class Plan:
         elif op is Op.UPDATE and counts[op] <= self.sample_limit:
             self.updates.append(change)
 
+    def deletes_children_first(self) -> list[Change]:
+        """The deletes in delivery order: children before parents (marks before their works,
+        works before their lessons), since they were found parents first."""
+        return self.deletes[::-1]
+
     def discard_deletes(self, why: str) -> None:
         """Drop every delete (a read failed midway: nothing may be called gone)."""
         for change in self.deletes:

@@ -135,3 +135,31 @@ def test_every_command_has_help_with_examples() -> None:
     for command in ("plan", "approve", "check", "demo-db", "demo"):
         assert run(command, "--help").returncode == 0
     assert "examples:" in run("plan", "--help").stdout
+
+
+def test_plan_detail_shows_field_level_before_and_after(config: Path) -> None:
+    """After a recorded sync, an edited topic shows in `plan --detail` as before -> after."""
+    from bridge.engine import RunOptions, delivered, plan_run
+    from bridge.mapping import load_mappings
+    from bridge.source import SqlSource
+    from bridge.state import open_state
+
+    folder = config.parent
+    engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
+    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
+    mappings = load_mappings(Path("mappings"))
+    sent: list = []
+    plan_run(mappings, SqlSource(engine), state, RunOptions(as_of=school.FIRST_DAY), sent.append)
+    state.record([delivered(c, mappings) for c in sent])
+    state.close()
+    with engine.begin() as conn:
+        conn.execute(schema.lesson.update().where(schema.lesson.c.id == 100).values(
+            topic="Сложение дробей"))
+    engine.dispose()
+    result = run("plan", "--detail", "--as-of", "2025-09-01", config=config)
+    assert "lesson 100:" in result.stdout
+    assert "topic: 'Тема урока 0' -> 'Сложение дробей'" in result.stdout
+    data = json.loads(run("plan", "--json", "--detail", "--as-of", "2025-09-01",
+                          config=config).stdout)
+    assert data["updates"] == [{"entity": "lesson", "key": "100", "fields": {
+        "topic": {"before": "Тема урока 0", "after": "Сложение дробей"}}}]

@@ -125,6 +125,9 @@ def test_deleted_lesson_deletes_its_works_marks_and_absences(bench: Bench) -> No
     gone = {(c.entity, c.key) for c in result.plan.deletes}
     assert gone == {("lesson", "100"), ("work", "100"), ("absence", "100-1"),
                     ("mark", "1001"), ("mark", "1003"), ("mark", "1005")}
+    order = [c.entity for c in result.plan.deletes_children_first()]
+    assert order.index("mark") < order.index("work") < order.index("lesson")
+    assert order.index("absence") < order.index("lesson")
 
 
 def test_orphans_of_a_deleted_lesson_are_deleted_and_reported(bench: Bench) -> None:
