@@ -5,8 +5,11 @@
     BridgeError                    root; ``exit_code`` tells the CLI how to end
     ├── ConfigError                configuration or mappings are invalid (all problems at once)
     ├── FatalError                 the run cannot go on (stop, report, exit non-zero)
-    │   └── SourceError            the ASIOU database failed (connect, query, lost mid-read)
+    │   ├── SourceError            the ASIOU database failed (connect, query, lost mid-read)
+    │   ├── PortalAuthError        the portal refused our credentials
+    │   └── PortalFatalError       the portal answered in a way retrying cannot fix
     ├── RetriableError             try again later (the portal is busy, a timeout)
+    │   └── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
     └── SkippableError             this one record cannot be processed; the run goes on
 
 The engine branches on these dispositions, never on a driver's own exception: adapters translate
@@ -88,6 +91,38 @@ class SourceOrderError(FatalError):
 
 class RetriableError(BridgeError):
     """A temporary failure: the same call may succeed later."""
+
+
+class PortalAuthError(FatalError):
+    """The portal refused the client credentials (or a fresh token)."""
+
+    exit_code = ExitCode.PORTAL_AUTH
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"portal authentication failed (HTTP {status}): {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class PortalFatalError(FatalError):
+    """The portal answered a whole request with an error retrying cannot fix (400, 403...)."""
+
+    def __init__(self, status: int, kind: str, detail: str) -> None:
+        super().__init__(f"portal error HTTP {status} {kind}: {detail}")
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+
+
+class PortalUnavailable(RetriableError):
+    """The portal kept failing (429, 5xx, timeouts, resets) until retries ran out."""
+
+    exit_code = ExitCode.PARTIAL
+
+    def __init__(self, attempts: int, last: str) -> None:
+        super().__init__(f"portal unavailable after {attempts} attempts; last: {last}")
+        self.attempts = attempts
+        self.last = last
 
 
 class SkippableError(BridgeError):
