@@ -50,6 +50,15 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "school": (str, "demo", "the school's id on the portal"),
         "client_id": (str, "asiou-bridge", "OAuth2 client id"),
         "secret_file": (str, "", "file holding the OAuth2 client secret"),
+        "batch_size": (int, 500, "operations per batch request"),
+        "connect_timeout": ((float, int), 3.05, "seconds to wait for a connection"),
+        "read_timeout": ((float, int), 30.0, "seconds to wait for an answer"),
+        "retries": (int, 8, "attempts per request before the run gives up"),
+        "rate_limit": ((float, int), 0.0, "at most this many requests per second (0: no limit)"),
+        "ca_bundle": (str, "", "CA bundle for TLS verification (default: the system's)"),
+    },
+    "delivery": {
+        "dead_letter_after": (int, 3, "refusals of one record before it becomes a dead letter"),
     },
     "sync": {
         "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
@@ -77,6 +86,12 @@ class Config:
     overlap: timedelta
     source_password_file: str = ""
     portal_secret_file: str = ""
+    portal_batch_size: int = 500
+    portal_timeouts: tuple[float, float] = (3.05, 30.0)
+    portal_retries: int = 8
+    portal_rate_limit: float = 0.0
+    portal_ca_bundle: str = ""
+    dead_letter_after: int = 3
 
     def source_url_with_password(self, env: Mapping[str, str] = os.environ) -> sa.URL:
         """The source URL with the password from the environment or a credential file."""
@@ -143,6 +158,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
         source_password_file=values["source"]["password_file"],
         portal_secret_file=values["portal"]["secret_file"],
+        portal_batch_size=values["portal"]["batch_size"],
+        portal_timeouts=(float(values["portal"]["connect_timeout"]),
+                         float(values["portal"]["read_timeout"])),
+        portal_retries=values["portal"]["retries"],
+        portal_rate_limit=float(values["portal"]["rate_limit"]),
+        portal_ca_bundle=values["portal"]["ca_bundle"],
+        dead_letter_after=values["delivery"]["dead_letter_after"],
     )
 
 
@@ -201,6 +223,12 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     guard = values["guard"]
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+    positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),
+                ("portal", "read_timeout"), ("delivery", "dead_letter_after")]
+    for section, key in positive:
+        value = values[section][key]
+        if isinstance(value, int | float) and value <= 0:
+            problems.append(Problem(file, f"{section}.{key}", "must be greater than 0"))
 
 
 def _anchor(url: str, base: Path) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from bridge import gate
-from bridge.errors import SourceError, SourceOrderError
+from bridge.errors import RetriableError, SourceError, SourceOrderError
 from bridge.gate import Context, MissingReference
 from bridge.guard import GuardHold, Thresholds
 from bridge.guard import check as guard_check
@@ -55,8 +55,9 @@ class PlanResult:
     guard_holds: list[GuardHold] = field(default_factory=list)
     approved: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
-    error: SourceError | None = None
-    """Set when a read failed midway: the plan is partial and must not be delivered as is."""
+    error: SourceError | RetriableError | None = None
+    """Set when a read failed midway, or delivery from the sink ran out of retries: the plan is
+    partial (it holds no deletes) and the run must not report success."""
 
     @property
     def held(self) -> bool:
@@ -79,7 +80,7 @@ def plan_run(
         for mapping in mappings.mappings:
             gc.freeze()  # the context learnt so far is long-lived: keep the collector off it
             run.plan_entity(mapping)
-    except SourceError as exc:
+    except (SourceError, RetriableError) as exc:
         # A partial read proves nothing is gone: keep no delete, advance no watermark.
         run.result.plan.discard_deletes(str(exc))
         run.result.error = exc

@@ -18,7 +18,15 @@ from bridge.errors import SourceError
 from bridge.mapping import CompiledMapping, Filter
 from bridge.model import EntryView, Op, StateEntry, Value
 from bridge.source import Rescan, Row, Source
-from bridge.state import DELETED, Clock, Delivered, StateStore, utc_now
+from bridge.state import (
+    DELETED,
+    Clock,
+    DeadLetter,
+    Delivered,
+    Refusal,
+    StateStore,
+    utc_now,
+)
 
 TableRows = Mapping[str, Iterable[Mapping[str, Any]]]
 
@@ -187,6 +195,8 @@ class MemoryStateStore:
         self.rows: dict[tuple[str, str], StoredRow] = {}
         self.watermarks: dict[str, str] = {}
         self.approvals: dict[str, Approval] = {}
+        self.letters: dict[tuple[str, str], DeadLetter] = {}
+        self.batches: dict[tuple[str, int], str] = {}
 
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
@@ -252,6 +262,38 @@ class MemoryStateStore:
     def set_watermarks(self, marks: Mapping[str, str]) -> None:
         """Advance the watermarks of the given entities."""
         self.watermarks.update(marks)
+
+    def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        """Record the intent to send a batch."""
+        self.batches[(run_id, batch)] = "sent"
+
+    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
+                     refused: Sequence[Refusal], max_attempts: int) -> None:
+        """Record acknowledged changes, count refusals, close the intent."""
+        self.record(delivered)
+        for d in delivered:
+            self.letters.pop((d.change.entity, d.change.sort_key), None)
+        for refusal in refused:
+            change = refusal.change
+            before = self.letters.get((change.entity, change.sort_key))
+            attempts = (before.attempts if before else 0) + 1
+            self.letters[(change.entity, change.sort_key)] = DeadLetter(
+                change.entity, change.key, change.sort_key, change.fingerprint or "",
+                change.op.value, attempts, refusal.kind, refusal.reason[:500],
+                "dead" if attempts >= max_attempts else "retrying")
+        self.batches[(run_id, batch)] = "acked"
+
+    def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        """Every dead letter by (entity, sort key)."""
+        return dict(self.letters)
+
+    def revive(self, entity: str | None = None) -> int:
+        """Make dead letters eligible again; returns how many."""
+        revived = [k for k, v in self.letters.items()
+                   if v.is_dead and (entity is None or v.entity == entity)]
+        for k in revived:
+            self.letters[k] = replace(self.letters[k], status="retrying", attempts=0)
+        return len(revived)
 
     def is_approved(self, plan_id: str) -> bool:
         """True when an admin approved the held plan ``plan_id``."""

@@ -42,6 +42,35 @@ class Delivered:
     mapping_version: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A change the portal refused, with the portal's machine type and reason."""
+
+    change: Change
+    kind: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the portal refused: how often, why; ``dead`` once attempts ran out."""
+
+    entity: str
+    key: str
+    sort_key: str
+    fingerprint: str
+    op: str
+    attempts: int
+    kind: str | None
+    reason: str
+    status: str  # "retrying" | "dead"
+
+    @property
+    def is_dead(self) -> bool:
+        """True when the bridge stopped sending it until an admin retries it."""
+        return self.status == "dead"
+
+
 class StateStore(Protocol):
     """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
 
@@ -71,6 +100,25 @@ class StateStore(Protocol):
 
     def watermark(self, entity: str) -> str | None:
         """The watermark an incremental read of ``entity`` starts from."""
+        ...
+
+    def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        """Record the intent to send a batch (before it is sent)."""
+        ...
+
+    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
+                     refused: Sequence[Refusal], max_attempts: int) -> None:
+        """After the portal answered a batch: record what it acknowledged (clearing their dead
+        letters), count the refusals as dead-letter attempts, close the intent. One transaction.
+        """
+        ...
+
+    def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        """Every dead letter by (entity, sort key)."""
+        ...
+
+    def revive(self, entity: str | None = None) -> int:
+        """Make dead letters eligible again (``asiou-bridge retry``); returns how many."""
         ...
 
     def set_watermarks(self, marks: Mapping[str, str]) -> None:
@@ -116,6 +164,29 @@ record_state = sa.Table(
 watermark = sa.Table("watermark", metadata, sa.Column("entity", sa.String(40), primary_key=True),
                      sa.Column("value", sa.String(40), nullable=False),
                      sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False))
+dead_letter = sa.Table(
+    "dead_letter", metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("sort_key", _KEY, primary_key=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("op", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(60)),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+)
+delivery_batch = sa.Table(
+    "delivery_batch", metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("batch", sa.Integer, primary_key=True),
+    sa.Column("operations", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # "sent" until answered, then "acked"
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+)
 approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
                     sa.Column("approved_by", sa.String(100), nullable=False),
                     sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False))
@@ -215,14 +286,16 @@ class SqlStateStore:
         return found
 
     def record(self, delivered: Sequence[Delivered]) -> None:
-        now = self.clock()
         with self.engine.begin() as conn:
-            live = [_row(d, now) for d in delivered if d.change.op != Op.DELETE]
-            gone = [d.change for d in delivered if d.change.op == Op.DELETE]
-            if live:
-                conn.execute(self._upsert(), live)
-            if gone:
-                self._tombstone(conn, gone, now)
+            self._record(conn, delivered, self.clock())
+
+    def _record(self, conn: sa.Connection, delivered: Sequence[Delivered], now: datetime) -> None:
+        live = [_row(d, now) for d in delivered if d.change.op != Op.DELETE]
+        gone = [d.change for d in delivered if d.change.op == Op.DELETE]
+        if live:
+            conn.execute(self._upsert(), live)
+        if gone:
+            self._tombstone(conn, gone, now)
 
     def _upsert(self) -> sa.Insert:
         """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
@@ -269,6 +342,59 @@ class SqlStateStore:
                 conn.execute(watermark.delete().where(watermark.c.entity == entity))
                 conn.execute(watermark.insert().values(entity=entity, value=value,
                                                        updated_at=now))
+
+    def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delivery_batch.insert().values(
+                run_id=run_id, batch=batch, operations=operations, status="sent",
+                opened_at=self.clock()))
+
+    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
+                     refused: Sequence[Refusal], max_attempts: int) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            self._record(conn, delivered, now)
+            if delivered:
+                conn.execute(dead_letter.delete().where(
+                    dead_letter.c.entity == sa.bindparam("e"),
+                    dead_letter.c.sort_key == sa.bindparam("s")),
+                    [{"e": d.change.entity, "s": d.change.sort_key} for d in delivered])
+            for refusal in refused:
+                self._refused(conn, refusal, max_attempts, now)
+            conn.execute(delivery_batch.update().where(
+                delivery_batch.c.run_id == run_id, delivery_batch.c.batch == batch).values(
+                status="acked", closed_at=now))
+
+    def _refused(self, conn: sa.Connection, refusal: Refusal, max_attempts: int,
+                 now: datetime) -> None:
+        change = refusal.change
+        where = (dead_letter.c.entity == change.entity,
+                 dead_letter.c.sort_key == change.sort_key)
+        before = conn.execute(sa.select(dead_letter.c.attempts).where(*where)).scalar()
+        attempts = (before or 0) + 1
+        values = {"key": change.key, "fingerprint": change.fingerprint or "",
+                  "op": change.op.value, "attempts": attempts, "kind": refusal.kind,
+                  "reason": refusal.reason[:500],
+                  "status": "dead" if attempts >= max_attempts else "retrying", "last_at": now}
+        if before is None:
+            conn.execute(dead_letter.insert().values(
+                entity=change.entity, sort_key=change.sort_key, first_at=now, **values))
+        else:
+            conn.execute(dead_letter.update().where(*where).values(**values))
+
+    def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        columns = (dead_letter.c.entity, dead_letter.c.key, dead_letter.c.sort_key,
+                   dead_letter.c.fingerprint, dead_letter.c.op, dead_letter.c.attempts,
+                   dead_letter.c.kind, dead_letter.c.reason, dead_letter.c.status)
+        with self.engine.connect() as conn:
+            return {(r[0], r[2]): DeadLetter(*r) for r in conn.execute(sa.select(*columns))}
+
+    def revive(self, entity: str | None = None) -> int:
+        query = dead_letter.update().where(dead_letter.c.status == "dead")
+        if entity is not None:
+            query = query.where(dead_letter.c.entity == entity)
+        with self.engine.begin() as conn:
+            return int(conn.execute(query.values(status="retrying", attempts=0)).rowcount)
 
     def is_approved(self, plan_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -1,0 +1,65 @@
+"""A sync: plan, deliver as the plan streams, then the deletes (children first), then advance
+the watermarks. The second half of the engine: it sequences I/O and decides nothing itself.
+
+Outcomes, as exit codes (``bridge.errors.ExitCode``): every change acknowledged → OK; the
+source failed midway → SOURCE_UNAVAILABLE; the portal kept failing, or refused records, or
+dead letters were skipped → PARTIAL; deletes held by a guard → PLAN_HELD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.deliver import Deliverer, DeliveryReport, Progress
+from bridge.engine import PlanResult, RunOptions, plan_run
+from bridge.errors import ExitCode, RetriableError, SourceError
+from bridge.mapping import MappingSet
+from bridge.portal import Portal
+from bridge.source import Source
+from bridge.state import StateStore
+
+
+@dataclass
+class SyncResult:
+    """A finished sync: its plan and what was delivered."""
+
+    plan: PlanResult
+    delivery: DeliveryReport
+
+    @property
+    def exit_code(self) -> int:
+        """How the run ends, for the CLI and the scheduler."""
+        if isinstance(self.plan.error, SourceError):
+            return ExitCode.SOURCE_UNAVAILABLE
+        if self.plan.error is not None or not self.delivery.complete:
+            return ExitCode.PARTIAL
+        if self.plan.held:
+            return ExitCode.PLAN_HELD
+        return ExitCode.OK
+
+
+def run_sync(
+    mappings: MappingSet,
+    source: Source,
+    state: StateStore,
+    portal: Portal,
+    options: RunOptions,
+    run_id: str,
+    max_attempts: int = 3,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Plan and deliver one run (see the module docstring for the order of things)."""
+    deliverer = Deliverer(portal, state, mappings, run_id, max_attempts, progress)
+    result = plan_run(mappings, source, state, options, deliverer.add)
+    if result.error is None:
+        try:
+            deliverer.flush()
+            if not result.held:
+                deliverer.add_all(result.plan.deletes_children_first())
+        except RetriableError as exc:
+            result.error = exc
+    if result.error is not None:
+        deliverer.report.failure = str(result.error)
+    else:
+        state.set_watermarks(result.watermarks)
+    return SyncResult(result, deliverer.report)
