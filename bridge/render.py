@@ -15,6 +15,7 @@ from bridge.engine import PlanResult
 from bridge.errors import BridgeError, ConfigError, SourceError, SourceOrderError
 from bridge.model import Change, Op, changed_fields
 from bridge.plan import rejection_group
+from bridge.sync import SyncResult
 
 OPS = (Op.CREATE, Op.UPDATE, Op.ARCHIVE, Op.DELETE)
 EXAMPLES = 3
@@ -131,3 +132,49 @@ def error_text(exc: BridgeError) -> str:
                 "Nothing was deleted. Check source.url and that the database is reachable "
                 "(`asiou-bridge check`).")
     return f"Error: {exc}"
+
+
+def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
+    """What a sync delivered, what it held back or refused, and how it ended."""
+    report, plan = outcome.delivery, outcome.plan
+    lines = [f"Sync ({plan.plan.mode} run): {report.total} changes delivered in "
+             f"{report.batches} batches", ""]
+    header = f"{'entity':<14}" + "".join(f"{op.value:>9}" for op in OPS) + f"{'refused':>9}"
+    lines += [header, "-" * len(header)]
+    for entity in entities:
+        done = report.delivered.get(entity, Counter())
+        if not done and not report.refused[entity]:
+            continue
+        lines.append(f"{entity:<14}" + "".join(f"{done.get(op.value, 0):>9}" for op in OPS)
+                     + f"{report.refused[entity]:>9}")
+    lines += _holds(plan) + _rejections(plan, detail=False) + _guard(plan)
+    lines += ["", _verdict(outcome)]
+    return "\n".join(lines)
+
+
+def _verdict(outcome: SyncResult) -> str:
+    report = outcome.delivery
+    if report.failure:
+        return (f"FAILED: {report.failure}\nWhat was acknowledged is recorded; the next run "
+                "sends the rest.")
+    if report.refused:
+        return (f"INCOMPLETE: the portal refused {sum(report.refused.values())} records "
+                "(dead letters after repeated refusals; see `asiou-bridge status`).")
+    if report.skipped_dead:
+        return (f"INCOMPLETE: {sum(report.skipped_dead.values())} dead letters were not sent "
+                "(`asiou-bridge retry` sends them again).")
+    if outcome.plan.held:
+        return "HELD: deletes wait for approval (see above)."
+    return "OK: every planned change was delivered."
+
+
+def sync_json(outcome: SyncResult) -> str:
+    """The same outcome as JSON."""
+    report = outcome.delivery
+    data = json.loads(plan_json(outcome.plan))
+    data["delivery"] = {"delivered": {e: dict(c) for e, c in report.delivered.items()},
+                        "refused": dict(report.refused),
+                        "skipped_dead_letters": dict(report.skipped_dead),
+                        "batches": report.batches, "failure": report.failure,
+                        "exit_code": outcome.exit_code}
+    return json.dumps(data, ensure_ascii=False, indent=2)
