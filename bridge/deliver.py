@@ -63,7 +63,7 @@ class DeliveryReport:
 class Deliverer:
     """Buffers changes into batches and delivers them (the plan's sink)."""
 
-    def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, run_id: str,
+    def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, *, run_id: str,
                  max_attempts: int = 3, progress: Progress | None = None) -> None:
         self.portal, self.state, self.mappings = portal, state, mappings
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress

@@ -44,12 +44,14 @@ def run_sync(
     state: StateStore,
     portal: Portal,
     options: RunOptions,
+    *,
     run_id: str,
     max_attempts: int = 3,
     progress: Progress | None = None,
 ) -> SyncResult:
     """Plan and deliver one run (see the module docstring for the order of things)."""
-    deliverer = Deliverer(portal, state, mappings, run_id, max_attempts, progress)
+    deliverer = Deliverer(portal, state, mappings, run_id=run_id, max_attempts=max_attempts,
+                          progress=progress)
     result = plan_run(mappings, source, state, options, deliverer.add)
     if result.error is None:
         try:

@@ -78,7 +78,7 @@ class Rig:
         self.runs += 1
         return run_sync(self.mappings, SqlSource(self.engine), self.state, self.portal,
                         RunOptions(as_of=AS_OF, incremental=incremental, **options),
-                        f"run-{self.runs}", max_attempts=2)
+                        run_id=f"run-{self.runs}", max_attempts=2)
 
     def sql(self, statement: sa.Executable) -> None:
         with self.engine.begin() as conn:
