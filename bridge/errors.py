@@ -114,7 +114,7 @@ class PortalFatalError(FatalError):
         self.detail = detail
 
 
-class PortalUnavailable(RetriableError):
+class PortalUnavailable(RetriableError):  # noqa: N818 - reads as the condition it reports
     """The portal kept failing (429, 5xx, timeouts, resets) until retries ran out."""
 
     exit_code = ExitCode.PARTIAL
