@@ -133,6 +133,7 @@ class _Run:
         self.result = PlanResult(Plan(mode="incremental" if options.incremental else "full"))
         self.watermarks: dict[str, str] = {}
         self.dirty_pupils: set[str] = set()
+        self.guardian_pupils: dict[str, set[str]] = {}
         self.referenced = {t for m in mappings.mappings for t in m.refs.values()}
 
     def plan_entity(self, mapping: CompiledMapping) -> None:
@@ -180,12 +181,33 @@ class _Run:
         spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
         return None if spec is None else Rescan(spec.columns[0], sorted(self.dirty_pupils))
 
+    def _dirty_from_stays(self, mapping: CompiledMapping, records: list[Record]) -> None:
+        """Pupils whose stays really changed since the last run (not merely re-read within
+        the overlap) are dirty."""
+        since = self._since(mapping)
+        if since is None:
+            return
+        last = since + self.options.overlap
+        moved = [r for r in records if _changed_since(r, since)]
+        known = self.state.lookup(mapping.entity, [r.sort_key for r in moved])
+        for record in moved:
+            entry = known.get(record.sort_key)
+            # Not delivered (held, or new): dirty only if it is newer than the last run's mark,
+            # not merely re-read within the overlap.
+            changed = (entry.fingerprint != record.fingerprint if entry is not None
+                       else _newer(record, last))
+            if changed:
+                self.dirty_pupils.add(gate.owner_pupil(record) or "")
+
     def _is_changed(self, item: Item, since: datetime) -> bool:
         record = item.record if isinstance(item, Hold) else item
         if not isinstance(record, Record):
             return True
         if record.entity == "pupil" and record.key in self.dirty_pupils:
             return True
+        if record.entity == "guardian" and self.guardian_pupils.get(record.key, set()) & \
+                self.dirty_pupils:
+            return True  # one of their pupils' consent changed: they must pass the gate again
         mark = _as_datetime(record.watermark)
         return mark is None or mark >= since
 
@@ -202,13 +224,19 @@ class _Run:
                 self.watermarks[mapping.entity] = track.text()
 
     def _prepass(self, mapping: CompiledMapping) -> None:
-        records = (r for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
-                   if isinstance(r, Record))
+        """Learn stays (before pupils) or guardian links (before guardians) from a full read.
+        In an incremental run a changed stay makes its pupil dirty before pupils are planned,
+        so a withdrawal archives the pupil in the same run."""
+        records = [r for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
+                   if isinstance(r, Record)]
         if mapping.entity == "enrollment":
+            self._dirty_from_stays(mapping, records)
             self.ctx.learn_stays(records)
-        else:
-            self.ctx.allow_guardians((str(r.payload["pupil"]), str(r.payload["guardian"]))
-                                     for r in records)
+            return
+        links = [(str(r.payload["pupil"]), str(r.payload["guardian"])) for r in records]
+        self.ctx.allow_guardians(links)
+        for pupil, guardian in links:
+            self.guardian_pupils.setdefault(guardian, set()).add(pupil)
 
 
 class Watermark:
@@ -294,6 +322,17 @@ def _dangling(mapping: CompiledMapping, record: Record, missing: MissingReferenc
         ctx.forget(mapping.entity, record.key)
     return Rejection(mapping.entity, mapping.location, record.key, missing.field, missing.reason,
                      record.sort_key, dangling=not missing.rejected)
+
+
+def _newer(record: Record, than: datetime) -> bool:
+    """True when the record's watermark is strictly after ``than`` (new since the last run)."""
+    mark = _as_datetime(record.watermark)
+    return mark is None or mark > than
+
+
+def _changed_since(record: Record, since: datetime) -> bool:
+    mark = _as_datetime(record.watermark)
+    return mark is None or mark >= since
 
 
 def _as_datetime(raw: object) -> datetime | None:

@@ -150,6 +150,7 @@ def test_consent_withdrawal_removes_everything_of_the_pupil(bench: Bench) -> Non
     gone = {(c.entity, c.key) for c in result.plan.deletes}
     assert ("pupil", "1") in gone
     assert ("guardian_link", "1") in gone
+    assert ("guardian", "1") in gone  # represented only pupil 1
     assert {k for e, k in gone if e == "mark"} == {str(100 * 10 + 1 + 10 * n) for n in range(12)}
     assert {k for e, k in gone if e == "absence"} == {f"{100 + n}-1" for n in range(12)}
     assert all(c.record is None or c.record.payload.get("pupil") != "1" for c in sent)
@@ -167,6 +168,19 @@ def test_withdrawal_closes_the_membership_once_and_holds_later_marks(bench: Benc
     assert keys(result.plan.deletes, "mark") == late
     bench.record(result, sent)
     assert bench.plan()[0].plan.is_empty
+
+
+def test_incremental_withdrawal_archives_the_pupil_in_the_same_run(bench: Bench) -> None:
+    """An incremental run that sees a new withdrawal closes the stay, archives the pupil and
+    deletes the marks dated after it, all in that run."""
+    bench.sync()
+    bench.sql(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
+        date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later()))
+    result, sent = bench.plan(incremental=True, thresholds=Thresholds(min_deletes=1000))
+    assert {(c.op, c.entity, c.key) for c in sent} == {
+        (Op.UPDATE, "enrollment", "1"), (Op.ARCHIVE, "pupil", "1")}
+    late = {str(1001 + 10 * n) for n, d in enumerate(school.LESSON_DAYS) if d > date(2025, 10, 1)}
+    assert keys(result.plan.deletes, "mark") == late
 
 
 def test_readmission_reopens_the_same_pupil(bench: Bench) -> None:

@@ -1,0 +1,116 @@
+"""Shared pieces of the end-to-end tests: a generated school, the reference portal over real
+HTTP on 127.0.0.1, the expected export computed independently of any delivery, and a snapshot
+of what the portal holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+
+from bridge.demo.generate import SchoolSpec, generate
+from bridge.engine import RunOptions, plan_run
+from bridge.fakes import MemoryStateStore
+from bridge.guard import Thresholds
+from bridge.mapping import MappingSet, load_mappings
+from bridge.model import Change
+from bridge.portal.client import PortalClient, PortalSettings
+from bridge.portal.server import DEMO_CLIENT, ReferencePortal
+from bridge.source import SqlSource
+from bridge.state import open_state
+from bridge.sync import SyncResult, run_sync
+
+AS_OF = date(2026, 6, 1)
+MAPPINGS: MappingSet = load_mappings(Path("mappings"))
+NO_GUARD = Thresholds(max_delete_fraction=1.0, min_deletes=10**9, hold_whole_class=False)
+Snapshot = dict[tuple[str, str], tuple[str, Any]]
+
+
+def make_school(folder: Path, pupils: int = 40, days: int = 20, seed: int = 3) -> Path:
+    """A small generated school (with its journal mistakes) in a SQLite file."""
+    path = folder / "school.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    generate(engine, SchoolSpec(pupils=pupils, seed=seed, days=days))
+    engine.dispose()
+    return path
+
+
+def expected_export(school: Path) -> Snapshot:
+    """What the portal must hold after a complete sync: a plan against an empty state."""
+    engine = sa.create_engine(f"sqlite:///{school}")
+    creates: list[Change] = []
+    plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(),
+             RunOptions(as_of=AS_OF, thresholds=NO_GUARD), creates.append)
+    engine.dispose()
+    return {(c.entity, c.key): (c.record.fingerprint, dict(c.record.payload))
+            for c in creates if c.record is not None}
+
+
+def snapshot(url: str, school: str = "demo") -> Snapshot:
+    """Every live record the portal holds, by (entity, sourcedId)."""
+    found: Snapshot = {}
+    for entity in MAPPINGS.entities:
+        answer = requests.get(f"{url}/_portal/records", params={"school": school,
+                                                                "entity": entity}, timeout=30)
+        answer.raise_for_status()
+        for record in answer.json()["records"]:
+            if record.get("status", "active") == "active":
+                found[(entity, record["sourcedId"])] = (record["fingerprint"], record["data"])
+    return found
+
+
+def duplicates(url: str) -> list[Any]:
+    """The portal's own duplicates check."""
+    answer = requests.get(f"{url}/_portal/duplicates", timeout=30)
+    answer.raise_for_status()
+    result: list[Any] = answer.json()["duplicates"]
+    return result
+
+
+def set_faults(url: str, faults: dict[str, Any]) -> None:
+    """Change the portal's injected faults at run time."""
+    requests.post(f"{url}/_portal/faults", json=faults, timeout=10).raise_for_status()
+
+
+@dataclass
+class Bridge:
+    """The bridge in this process, pointed at one school, state file and portal."""
+
+    school: Path
+    state_path: Path
+    url: str
+    read_timeout: float = 5.0
+
+    def client(self) -> PortalClient:
+        return PortalClient(PortalSettings(
+            base_url=self.url, school="demo", client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1], batch_size=50, max_attempts=30, backoff_initial=0.01,
+            backoff_max=0.05, max_retry_after=1.0, read_timeout=self.read_timeout))
+
+    def sync(self, incremental: bool = False, run_id: str = "run") -> SyncResult:
+        engine = sa.create_engine(f"sqlite:///{self.school}")
+        state = open_state(f"sqlite:///{self.state_path}")
+        client = self.client()
+        try:
+            return run_sync(MAPPINGS, SqlSource(engine), state, client,
+                            RunOptions(as_of=AS_OF, incremental=incremental,
+                                       thresholds=NO_GUARD), run_id=run_id)
+        finally:
+            client.close()
+            state.close()
+            engine.dispose()
+
+
+def running_portal(folder: Path, **options: Any) -> Iterator[ReferencePortal]:
+    """A reference portal on a free port of 127.0.0.1, stopped afterwards."""
+    portal = ReferencePortal("127.0.0.1", 0, folder / "portal.sqlite", **options)
+    portal.start()
+    try:
+        yield portal
+    finally:
+        portal.stop()
