@@ -12,20 +12,26 @@ import getpass
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
+import requests
 import sqlalchemy as sa
 
 from bridge import logs
 from bridge.config import Config, find_config, load_config
+from bridge.demo.changes import change_journal
 from bridge.engine import PlanResult, RunOptions, plan_run
 from bridge.errors import BridgeError, ConfigError, ExitCode, Problem
 from bridge.mapping import MappingSet, load_mappings
-from bridge.render import error_text, plan_json, plan_text
+from bridge.portal.client import PortalClient, PortalSettings
+from bridge.portal.server import DEMO_CLIENT, ReferencePortal, serve
+from bridge.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.source import open_source
 from bridge.state import open_state, utc_now
+from bridge.sync import SyncResult, run_sync
 
 DEMO_DIR = Path("var/demo")
 EPILOG_PLAN = """examples:
@@ -58,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "/etc/asiou-bridge/bridge.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(sub)
+    _add_sync(sub)
     _add_approve(sub)
     _add_check(sub)
     _add_demo_db(sub)
     _add_demo(sub)
+    _add_portal(sub)
     return parser
 
 
@@ -82,6 +90,30 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
     cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
+
+
+def _add_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = _command(sub, "sync", "Plan and deliver the changes to the portal.", cmd_sync,
+                   "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
+                   "  asiou-bridge sync --incremental   rows changed since the last run\n"
+                   "  asiou-bridge sync --dry-run       plan only (same as `plan`)")
+    cmd.add_argument("--incremental", action="store_true",
+                     help="read only rows changed since the last run (never deletes)")
+    cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
+    cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
+
+
+def _add_portal(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = _command(sub, "portal", "Run the bundled reference diary portal (demos, tests).",
+                   cmd_portal, "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
+    cmd.add_argument("--data", default="var/portal.sqlite", help="SQLite file of its records")
+    cmd.add_argument("--faults", help="JSON file of faults to inject (docs/portal-api.md)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    cmd.add_argument("--clients", help="JSON file of schools and their client credentials")
+    cmd.add_argument("--token-ttl", type=int, default=3600, help="token lifetime in seconds")
 
 
 def _add_approve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,7 +145,8 @@ def _school_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = _command(sub, "demo", "Create the demo school in SQLite and show its plan.", cmd_demo)
+    cmd = _command(sub, "demo", "Demo: a school in SQLite, the reference portal, a full and an "
+                   "incremental sync.", cmd_demo)
     cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
     _school_options(cmd)
     cmd.set_defaults(pupils=300)
@@ -156,6 +189,70 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) 
              rejected=sum(plan.rejection_counts.values()), guard_held=result.held,
              seconds=round(time.monotonic() - started, 2))
     return result
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """``sync``: plan and deliver; the exit code says whether anything was left undelivered."""
+    if args.dry_run:
+        args.detail = False
+        return cmd_plan(args)
+    config, mappings = _load(args)
+    outcome = sync_once(config, mappings, args.incremental, args.as_of or date.today())
+    if args.json:
+        print(sync_json(outcome))
+    else:
+        print(sync_text(outcome, mappings.entities))
+    return outcome.exit_code
+
+
+def sync_once(config: Config, mappings: MappingSet, incremental: bool, as_of: date
+              ) -> SyncResult:
+    """One sync with adapters built from ``config``; logs one summary line."""
+    source = open_source(config.source_url_with_password().render_as_string(False))
+    state = open_state(config.state_url, utc_now)
+    portal = PortalClient(portal_settings(config))
+    run_id = uuid.uuid4().hex[:12]
+    log = logs.get_logger(run_id=run_id, command="sync")
+    started = time.monotonic()
+    options = RunOptions(as_of=as_of, incremental=incremental, thresholds=config.thresholds,
+                         overlap=config.overlap)
+    try:
+        outcome = run_sync(mappings, source, state, portal, options, run_id=run_id,
+                           max_attempts=config.dead_letter_after)
+    finally:
+        portal.close()
+        state.close()
+    log.info("sync.done", mode=outcome.plan.plan.mode, delivered=outcome.delivery.total,
+             refused=sum(outcome.delivery.refused.values()),
+             held_back=sum(sum(c.values()) for c in outcome.plan.plan.holds.values()),
+             rejected=sum(outcome.plan.plan.rejection_counts.values()),
+             guard_held=outcome.plan.held, failure=outcome.delivery.failure,
+             exit_code=outcome.exit_code, seconds=round(time.monotonic() - started, 2))
+    return outcome
+
+
+def portal_settings(config: Config) -> PortalSettings:
+    """Client settings from the configuration (the secret from env, file or credential)."""
+    secret = config.portal_secret()
+    if secret is None:
+        raise ConfigError([Problem(config.file, "portal.secret_file", "no portal secret: set "
+                                   "$ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file, or the "
+                                   "systemd credential portal-secret")])
+    return PortalSettings(
+        base_url=config.portal_url, school=config.portal_school,
+        client_id=config.portal_client_id, client_secret=secret,
+        connect_timeout=config.portal_timeouts[0], read_timeout=config.portal_timeouts[1],
+        batch_size=config.portal_batch_size, max_attempts=config.portal_retries,
+        rate_limit=config.portal_rate_limit, verify=config.portal_ca_bundle or True)
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    """``portal``: serve the reference portal until interrupted."""
+    Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
+    print(f"reference portal on http://{args.host}:{args.port} (data {args.data}); demo "
+          f"client {DEMO_CLIENT[0]!r} (its secret is in docs/portal-api.md)", flush=True)
+    return serve(args.host, args.port, args.data, args.faults, clients_file=args.clients,
+                 token_ttl=args.token_ttl, seed=args.seed)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -218,33 +315,64 @@ def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``demo``: the demo school in SQLite, a config for it, and its plan."""
+    """``demo``: demo school, reference portal, a full sync, journal changes, an incremental
+    sync; prints what was delivered each time and the portal's own counts."""
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     school = folder / "school.sqlite"
-    print(f"Generating a demo school of {args.pupils} pupils into {school} ...")
+    print(f"1. Generating a demo school of {args.pupils} pupils into {school} ...")
     args.out, args.url = str(school), None
     cmd_demo_db(args)
-    config_file = _write_demo_config(folder, school)
-    state = folder / "state.sqlite"
-    if state.exists():
-        state.unlink()
-    print(f"Config: {config_file}\n")
-    config = load_config(config_file)
+    for stale in ("state.sqlite", "portal.sqlite"):
+        (folder / stale).unlink(missing_ok=True)
+    portal = ReferencePortal("127.0.0.1", 0, folder / "portal.sqlite")
+    portal.start()
+    try:
+        return _demo_syncs(folder, school, portal.url)
+    finally:
+        portal.stop()
+
+
+def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
+    config = load_config(_write_demo_config(folder, school, portal_url))
     mappings = load_mappings(config.mappings_dir)
-    result = _plan(config, mappings, False, date.today())
-    print(plan_text(result, mappings.entities))
-    return ExitCode.OK
+    print(f"2. Reference portal on {portal_url}; config {config.file}\n")
+    print("3. Full sync\n")
+    first = sync_once(config, mappings, False, date.today())
+    print(sync_text(first, mappings.entities) + "\n" + _portal_counts(portal_url))
+    engine = sa.create_engine(f"sqlite:///{school}")
+    changes = change_journal(engine, datetime.now())
+    engine.dispose()
+    print(f"\n4. Journal changed: {len(changes.new_marks)} new marks, mark "
+          f"{changes.edited_mark} edited, pupil {changes.withdrawn_pupil} withdrawn on "
+          f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
+          "withdrawn\n\n5. Incremental sync\n")
+    second = sync_once(config, mappings, True, date.today())
+    print(sync_text(second, mappings.entities) + "\n" + _portal_counts(portal_url))
+    return max(first.exit_code, second.exit_code)
 
 
-def _write_demo_config(folder: Path, school: Path) -> Path:
+def _portal_counts(url: str) -> str:
+    counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
+    lines = ["The portal's own counts of live records:"]
+    for school, entities in counts.items():
+        lines.append(f"  school {school}: " + ", ".join(f"{e} {n}" for e, n in entities.items()))
+    return "\n".join(lines)
+
+
+def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:
     path = folder / "bridge.toml"
+    secret = folder / "portal-secret"
+    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
+    os.chmod(secret, 0o600)
     mappings = Path(__file__).resolve().parent.parent / "mappings"
     path.write_text(
         "# Written by `asiou-bridge demo`.\n"
         f'[source]\nurl = "sqlite:///{school}"\n\n'
         f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n\n'
-        f'[mappings]\ndir = "{mappings}"\n', encoding="utf-8")
+        f'[mappings]\ndir = "{mappings}"\n\n'
+        f'[portal]\nurl = "{portal_url}"\nschool = "demo"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+        f'secret_file = "{secret}"\n', encoding="utf-8")
     os.chmod(path, 0o600)
     return path
 

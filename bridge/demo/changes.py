@@ -47,12 +47,14 @@ def _edit_a_mark(conn: sa.Connection, when: datetime) -> int:
 
 
 def _add_marks(conn: sa.Connection, when: datetime, count: int) -> tuple[int, ...]:
-    """Marks for the latest works, for pupils with consent and an open stay in that class."""
-    mark, work, lesson, move, pupil = (schema.mark, schema.lesson_work, schema.lesson,
-                                       schema.pupil_move, schema.pupil)
+    """Marks for the latest works of grades 2-11, for pupils with consent and an open stay in
+    that class."""
+    mark, work, lesson, move, pupil, unit = (schema.mark, schema.lesson_work, schema.lesson,
+                                             schema.pupil_move, schema.pupil, schema.class_unit)
     candidates = conn.execute(
         sa.select(work.c.id, move.c.pupil_id)
         .join(lesson, lesson.c.id == work.c.lesson_id)
+        .join(unit, (unit.c.id == lesson.c.class_id) & (unit.c.grade > 1))
         .join(move, (move.c.class_id == lesson.c.class_id) & move.c.date_out.is_(None))
         .join(pupil, (pupil.c.id == move.c.pupil_id) & (pupil.c.pd_consent == 1))
         .where(lesson.c.lesson_date.is_not(None), lesson.c.group_id.is_(None))

@@ -562,21 +562,19 @@ def test_records_needs_school_and_entity(api: Api) -> None:
     assert unknown.status_code == 404
 
 
-# --- throughput ------------------------------------------------------------------------------
+# --- many batches ----------------------------------------------------------------------------
 
 
-def test_the_portal_keeps_up_with_5000_records_a_second(school: Api) -> None:
-    """40 batches of 500 marks over real HTTP, validated and written through to SQLite, take
-    less than 20,000 / 5,000 = 4 seconds (measured: about 40,000 records/s)."""
+def test_many_full_batches_are_all_applied(school: Api) -> None:
+    """40 batches of 500 marks over real HTTP are all validated and stored (the speed of this
+    is measured by bench/delivery_benchmark.py, not asserted here)."""
     school.batch(*[put_op(str(i), "work", f"w{i}", {"lesson": "l5", "kind": "oral"})
                    for i in range(40)])
     bodies = [{"operations": [put_op(str(j), "mark", f"m{b}-{j}", {
         "work": f"w{b}", "pupil": "p1", "value": "4-"}) for j in range(500)]}
         for b in range(40)]
-    started = time.perf_counter()
     for body in bodies:
         answer = school.call("POST", "batch", json=body)
         assert answer.status_code == 200
-    elapsed = time.perf_counter() - started
+        assert all(r["status"] == 201 for r in answer.json()["results"])
     assert school.inspect("counts")["demo"]["mark"] == 20_000
-    assert 20_000 / elapsed >= 5_000, f"{20_000 / elapsed:.0f} records/s"

@@ -1,0 +1,101 @@
+"""End to end over real HTTP on 127.0.0.1: the bridge, the HTTP client, the reference portal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.demo.changes import change_journal
+from bridge.errors import ExitCode
+from bridge.portal.server import ReferencePortal
+from tests.e2e import (
+    Bridge,
+    duplicates,
+    expected_export,
+    make_school,
+    running_portal,
+    set_faults,
+    snapshot,
+)
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
+    yield from running_portal(tmp_path, seed=7)
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, portal: ReferencePortal) -> Bridge:
+    return Bridge(make_school(tmp_path), tmp_path / "state.sqlite", portal.url)
+
+
+def test_full_sync_makes_the_portal_equal_the_expected_export(bridge: Bridge) -> None:
+    """After a full sync the portal holds the expected export record by record, data and all."""
+    outcome = bridge.sync()
+    assert outcome.exit_code == ExitCode.OK, outcome.delivery
+    assert snapshot(bridge.url) == expected_export(bridge.school)
+    assert duplicates(bridge.url) == []
+
+
+def test_incremental_sync_sends_only_the_changes(bridge: Bridge) -> None:
+    """After journal edits, an incremental sync sends exactly the records that differ, and the
+    portal again equals the expected export."""
+    bridge.sync()
+    before = expected_export(bridge.school)
+    engine = sa.create_engine(f"sqlite:///{bridge.school}")
+    change_journal(engine, datetime(2026, 11, 1, 12, 0))
+    engine.dispose()
+    after = expected_export(bridge.school)
+    differing = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    outcome = bridge.sync(incremental=True, run_id="second")
+    assert outcome.exit_code == ExitCode.OK, outcome.delivery
+    assert outcome.delivery.total == len(differing)
+    assert snapshot(bridge.url) == after
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "429 with Retry-After seconds": {"rates": {"429": 0.3}, "retry_after": 0},
+    "429 with Retry-After as a date": {"rates": {"429-date": 0.3}},
+    "500": {"rates": {"500": 0.3}},
+    "502": {"rates": {"502": 0.3}},
+    "503": {"rates": {"503": 0.3}},
+    "an HTML error page": {"rates": {"html": 0.3}},
+    "answers slower than the timeout": {"rates": {"slow": 0.2}, "slow_seconds": 1.5},
+    "connection reset": {"rates": {"reset": 0.3}},
+    "committed but the answer lost": {"rates": {"lost": 0.3}},
+    "token expiry": {"rates": {"token-expired": 0.3}},
+    "all of them mixed": {"rates": {"429": 0.05, "500": 0.05, "502": 0.03, "503": 0.03,
+                                    "html": 0.03, "reset": 0.04, "lost": 0.04,
+                                    "token-expired": 0.03}, "retry_after": 0},
+}
+
+
+@pytest.mark.parametrize("kind", list(FAULTS))
+def test_each_fault_kind_is_recovered_from(bridge: Bridge, kind: str) -> None:
+    """Under each injected fault the sync still delivers everything, exactly once."""
+    set_faults(bridge.url, FAULTS[kind])
+    bridge.read_timeout = 1.0
+    outcome = bridge.sync()
+    assert outcome.exit_code == ExitCode.OK, (kind, outcome.delivery)
+    set_faults(bridge.url, {})
+    assert snapshot(bridge.url) == expected_export(bridge.school)
+    assert duplicates(bridge.url) == []
+
+
+def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(
+        bridge: Bridge) -> None:
+    """When every request fails the run reports failure and records nothing unacknowledged; once
+    the portal is back the next run delivers everything."""
+    set_faults(bridge.url, {"rates": {"503": 1.0}})
+    failed = bridge.sync()
+    assert failed.exit_code == ExitCode.PARTIAL
+    assert failed.delivery.total == 0
+    set_faults(bridge.url, {})
+    done = bridge.sync(run_id="again")
+    assert done.exit_code == ExitCode.OK
+    assert snapshot(bridge.url) == expected_export(bridge.school)

@@ -1,0 +1,111 @@
+"""Crash trials: `asiou-bridge sync` killed with SIGKILL at random instants, then run again.
+
+After each kill and rerun the portal must hold exactly the expected export: nothing missing,
+nothing extra, nothing duplicated. ASIOU_BRIDGE_CRASH_TRIALS sets the number of trials
+(default 5; the long form in docs/reliability.md uses 50).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import ExitCode
+from bridge.portal.server import DEMO_CLIENT, ReferencePortal
+from tests.e2e import duplicates, expected_export, make_school, running_portal, snapshot
+
+TRIALS = int(os.environ.get("ASIOU_BRIDGE_CRASH_TRIALS", "5"))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("crash")
+
+
+@pytest.fixture(scope="module")
+def school(folder: Path) -> Path:
+    return make_school(folder, pupils=60, days=45, seed=11)
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
+    yield from running_portal(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def window(folder: Path, school: Path) -> tuple[float, float]:
+    """When an undisturbed sync acknowledges its first batch, and when it ends: kills are drawn
+    between the two, so each lands in the middle of delivery."""
+    timing = folder / "timing"
+    timing.mkdir()
+    for portal in running_portal(timing):
+        started = time.monotonic()
+        done = _sync(_config(timing, school, portal.url))
+        first = _first_batch(timing / "state.sqlite", done)
+        done.communicate(timeout=300)
+        assert done.returncode == ExitCode.OK
+        return first - started, time.monotonic() - started
+    raise AssertionError("the portal did not start")
+
+
+def _first_batch(state: Path, process: subprocess.Popen[str]) -> float:
+    """The moment the state store first shows an acknowledged batch."""
+    while process.poll() is None:
+        if state.exists():
+            with closing(sqlite3.connect(state, timeout=5)) as conn:
+                try:
+                    if conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'"
+                                    ).fetchone()[0]:
+                        return time.monotonic()
+                except sqlite3.OperationalError:  # the schema is not there yet
+                    pass
+        time.sleep(0.01)
+    raise AssertionError("the sync ended before its first batch was seen")
+
+
+def _config(folder: Path, school: Path, url: str) -> Path:
+    secret = folder / "secret"
+    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
+    path = folder / "bridge.toml"
+    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
+                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
+                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
+                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+                    f'secret_file = "{secret}"\nbatch_size = 25\n'
+                    "[guard]\nmin_deletes = 1000000\n", encoding="utf-8")
+    return path
+
+
+def _sync(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(config), "sync",
+                             "--as-of", "2026-06-01"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_sigkill_at_a_random_instant_then_rerun_leaves_the_portal_exact(
+        trial: int, tmp_path: Path, school: Path, portal: ReferencePortal,
+        window: tuple[float, float]) -> None:
+    """Killed mid-sync with SIGKILL and run again, the portal equals the expected export."""
+    config = _config(tmp_path, school, portal.url)
+    victim = _sync(config)
+    first, last = window
+    time.sleep(random.Random(trial).uniform(first, first + 0.9 * (last - first)))
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL  # it really died mid-run
+    rerun = _sync(config)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == ExitCode.OK, out + err
+    assert snapshot(portal.url) == expected_export(school)
+    assert duplicates(portal.url) == []
