@@ -163,3 +163,17 @@ def test_plan_detail_shows_field_level_before_and_after(config: Path) -> None:
                           config=config).stdout)
     assert data["updates"] == [{"entity": "lesson", "key": "100", "fields": {
         "topic": {"before": "Тема урока 0", "after": "Сложение дробей"}}}]
+
+
+def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
+    """`demo` generates a school, syncs it to the reference portal, changes the journal and syncs
+    the changes, each run ending OK, and prints the portal's own counts."""
+    result = run("demo", "--dir", str(tmp_path), "--pupils", "40", "--days", "20")
+    assert result.returncode == ExitCode.OK, result.stderr[-2000:]
+    assert result.stdout.count("OK: every planned change was delivered.") == 2
+    assert "Sync (full run)" in result.stdout
+    assert "Sync (incremental run)" in result.stdout
+    assert result.stdout.count("The portal's own counts of live records:") == 2
+    incremental = result.stdout.split("5. Incremental sync")[1]
+    mark_line = next(line for line in incremental.splitlines() if line.startswith("mark "))
+    assert int(mark_line.split()[2]) == 1  # the edited mark is the only mark update
