@@ -1,76 +1,34 @@
-"""The Portal port's contract, run on every adapter: MemoryPortal, and the reference portal over
-real HTTP through a tiny adapter written here (``HttpPortal``; the bridge's own client is
-``bridge.portal.client``). Same expectations for both."""
+"""The Portal port's contract, run on every adapter: MemoryPortal, and the bridge's HTTP client
+(``bridge.portal.client.PortalClient``) against the reference portal over real HTTP. Same
+expectations for both."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from bridge.errors import PortalAuthError, PortalFatalError, PortalUnavailable
+from bridge.errors import PortalFatalError
 from bridge.portal import ENTITIES, Operation, OperationResult, Portal
+from bridge.portal.client import PortalClient, PortalSettings
 from bridge.portal.server import DEMO_CLIENT, ReferencePortal
 from bridge.portal.store import MAX_BATCH, MemoryPortal
 
 
-class HttpPortal:
-    """The Portal port over the reference API, with no retries: 401 is PortalAuthError, 429
-    and 5xx PortalUnavailable, any other refusal of a whole request PortalFatalError."""
-
-    batch_size = 500
-
-    def __init__(self, url: str, school: str = "demo") -> None:
-        self.base = f"{url}/api/v1/schools/{school}"
-        self.session = requests.Session()
-        answer = self.session.post(f"{url}/oauth/token", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": DEMO_CLIENT[0],
-            "client_secret": DEMO_CLIENT[1]})
-        self._check(answer)
-        self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-
-    def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
-        """POST one batch and return its per-operation results."""
-        body = {"operations": [
-            {"id": op.op_id, "method": op.method, "entity": op.entity, "sourcedId": op.sourced_id,
-             "fingerprint": op.fingerprint, "data": op.data} for op in operations]}
-        answer = self._check(self.session.post(f"{self.base}/batch", json=body, timeout=30))
-        return [OperationResult(r["id"], r["status"] < 300, r["status"], r["type"],
-                                r["description"]) for r in answer.json()["results"]]
-
-    def fingerprints(self, entity: str) -> dict[str, str]:
-        """GET the live records of ``entity``."""
-        answer = self._check(self.session.get(f"{self.base}/{entity}", timeout=30))
-        return {r["sourcedId"]: r["fingerprint"] for r in answer.json()["records"]}
-
-    @staticmethod
-    def _check(answer: requests.Response) -> requests.Response:
-        if answer.status_code == 200:
-            return answer
-        error = answer.json()
-        if answer.status_code == 401:
-            raise PortalAuthError(401, error["type"])
-        if answer.status_code == 429 or answer.status_code >= 500:
-            raise PortalUnavailable(1, f"HTTP {answer.status_code}")
-        raise PortalFatalError(answer.status_code, error["type"], error["description"])
-
-    def close(self) -> None:
-        """Close the session."""
-        self.session.close()
-
-
 @pytest.fixture(params=["memory", "http"])
 def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
-    """An empty portal of each kind."""
+    """An empty portal of each kind: in memory, and the bridge's HTTP client talking to the
+    reference portal over real HTTP."""
     if request.param == "memory":
         yield MemoryPortal()
         return
     server = ReferencePortal(data_path=tmp_path / "portal.sqlite").start()
-    adapter = HttpPortal(server.url)
+    adapter = PortalClient(PortalSettings(
+        base_url=server.url, school="demo", client_id=DEMO_CLIENT[0],
+        client_secret=DEMO_CLIENT[1], max_attempts=2, backoff_initial=0.01, backoff_max=0.01))
     try:
         yield adapter
     finally:
@@ -202,8 +160,11 @@ def test_deleting_a_parent_before_its_children_is_a_conflict(portal: Portal) -> 
     assert statuses(portal.send([delete("mark", "m1"), delete("work", "w1")])) == [204, 204]
 
 
-def test_malformed_operations_are_refused_one_by_one(portal: Portal) -> None:
-    """An unknown entity is 404 unknownResource and a bad method 400, per operation."""
+def test_malformed_operations_are_refused_one_by_one() -> None:
+    """An unknown entity is 404 unknownResource and a bad method 400, per operation (the HTTP
+    client refuses to send such operations at all; the server's answers are in
+    tests/integration/test_portal_server.py)."""
+    portal = MemoryPortal()
     results = portal.send([put("homework", "h1", {}),
                            Operation("bad", "POST", "mark", "m1"), *school()])
     assert [(r.status, r.type) for r in results[:2]] == [(404, "unknownResource"),
@@ -211,9 +172,10 @@ def test_malformed_operations_are_refused_one_by_one(portal: Portal) -> None:
     assert all(r.ok for r in results[2:])
 
 
-def test_a_batch_over_the_maximum_is_refused_whole(portal: Portal) -> None:
+def test_a_batch_over_the_maximum_is_refused_whole() -> None:
     """More than MAX_BATCH operations raise PortalFatalError with status 413; nothing is
-    applied."""
+    applied (the HTTP client never sends more than its batch size)."""
+    portal = MemoryPortal()
     ops = [put("subject", str(i), {"name": "S"}) for i in range(MAX_BATCH + 1)]
     with pytest.raises(PortalFatalError) as caught:
         portal.send(ops)
