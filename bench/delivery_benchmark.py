@@ -22,7 +22,6 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
-from bridge.portal.server import DEMO_CLIENT
 
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
@@ -30,6 +29,7 @@ from bridge.engine import RunOptions
 from bridge.guard import Thresholds
 from bridge.mapping import key_from_sort_key, load_mappings
 from bridge.portal.client import PortalClient, PortalSettings
+from bridge.portal.server import DEMO_CLIENT
 from bridge.source import SqlSource
 from bridge.state import open_state
 from bridge.sync import SyncResult, run_sync
