@@ -12,17 +12,22 @@ A record the portal refuses becomes a dead letter with the portal's reason; afte
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from bridge.engine import delivered as delivered_change
+from bridge.errors import Interrupted
 from bridge.mapping import MappingSet
 from bridge.model import Change, Op
 from bridge.portal import Operation, OperationResult, Portal
 from bridge.state import DeadLetter, Delivered, Refusal, StateStore
 
 Progress = Callable[[str, int], None]
+log = structlog.get_logger()
 
 
 def to_operation(index: int, change: Change) -> Operation:
@@ -64,9 +69,11 @@ class Deliverer:
     """Buffers changes into batches and delivers them (the plan's sink)."""
 
     def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, *, run_id: str,
-                 max_attempts: int = 3, progress: Progress | None = None) -> None:
+                 max_attempts: int = 3, progress: Progress | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.portal, self.state, self.mappings = portal, state, mappings
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
+        self.stop = stop
         self.buffer: list[Change] = []
         self.report = DeliveryReport()
         self.dead = {k: v for k, v in state.dead_letters().items() if v.is_dead}
@@ -100,6 +107,8 @@ class Deliverer:
         self.state.open_batch(self.run_id, number, len(batch))
         results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
         self._commit(number, batch, results)
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted
 
     def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
         acked: list[Delivered] = []
@@ -115,5 +124,7 @@ class Deliverer:
             self.report.count(d.change)
         for r in refused:
             self.report.refused[r.change.entity] += 1
+            log.warning("record.refused", entity=r.change.entity, key=r.change.key,
+                        op=r.change.op.value, kind=r.kind)
         if self.progress is not None and batch:
             self.progress(batch[-1].entity, self.report.total)

@@ -26,6 +26,7 @@ from bridge.guard import check as guard_check
 from bridge.mapping import CompiledMapping, MappingSet, RowRejected
 from bridge.model import Change, Hold, Record, Rejection
 from bridge.plan import Item, Plan, diff, diff_sorted, pair_by_lookup
+from bridge.scope import Scope
 from bridge.source import Rescan, Row, Source
 from bridge.state import Delivered, StateStore
 
@@ -45,6 +46,12 @@ class RunOptions:
     incremental: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     overlap: timedelta = timedelta(minutes=5)
+    erased: frozenset[str] = frozenset()
+    """Pupils erased from the portal (152-ФЗ): held back as without consent."""
+    resend: Scope | None = None
+    """Records to send again even where the state says delivered (``resync``)."""
+    tap: tuple[str, str] | None = None
+    """(entity, key) of one record whose path through the run is kept (``explain``)."""
 
 
 @dataclass
@@ -55,6 +62,8 @@ class PlanResult:
     guard_holds: list[GuardHold] = field(default_factory=list)
     approved: bool = False
     watermarks: dict[str, str] = field(default_factory=dict)
+    tapped: list[Item | Change] = field(default_factory=list)
+    """What happened to the record named by ``RunOptions.tap``: its item(s) and change(s)."""
     error: SourceError | RetriableError | None = None
     """Set when a read failed midway, or delivery from the sink ran out of retries: the plan is
     partial (it holds no deletes) and the run must not report success."""
@@ -129,7 +138,7 @@ class _Run:
                  options: RunOptions, sink: ChangeSink | None) -> None:
         self.mappings, self.source, self.state, self.options = mappings, source, state, options
         self.sink = sink
-        self.ctx = Context(as_of=options.as_of.isoformat())
+        self.ctx = Context(as_of=options.as_of.isoformat(), erased=options.erased)
         self.result = PlanResult(Plan(mode="incremental" if options.incremental else "full"))
         self.watermarks: dict[str, str] = {}
         self.dirty_pupils: set[str] = set()
@@ -145,16 +154,25 @@ class _Run:
         leaf = mapping.entity not in self.referenced
         rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
         items = self._items(mapping, rows)
+        tap = self.options.tap
+        if tap is not None and tap[0] == mapping.entity:
+            items = self._tapped(items, tap[1])
         if since is None:
-            outcomes = diff_sorted(mapping.entity, items, self.state.entries(mapping.entity))
+            resend = self.options.resend
+            ctx = self.ctx
+            outcomes = diff_sorted(mapping.entity, items, self.state.entries(mapping.entity),
+                                   None if resend is None else (lambda r: resend(r, ctx)))
         else:
             changed = items if leaf else (i for i in items if self._is_changed(i, since))
             outcomes = diff(pair_by_lookup(
                 changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
         note, sink = self.result.plan.note, self.sink
         dirtying = self.options.incremental and mapping.entity in DIRTYING
+        watched = tap[1] if tap is not None and tap[0] == mapping.entity else None
         for outcome in outcomes:
             note(mapping.entity, outcome)
+            if watched is not None and outcome.__class__ is Change and outcome.key == watched:
+                self.result.tapped.append(outcome)
             if outcome.__class__ is Change:
                 if sink is not None and outcome.record is not None:
                     sink(outcome)
@@ -180,6 +198,13 @@ class _Run:
             return None
         spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
         return None if spec is None else Rescan(spec.columns[0], sorted(self.dirty_pupils))
+
+    def _tapped(self, items: Iterator[Item], key: str) -> Iterator[Item]:
+        for item in items:
+            record = item.record if isinstance(item, Hold) else item
+            if record.key == key:
+                self.result.tapped.append(item)
+            yield item
 
     def _dirty_from_stays(self, mapping: CompiledMapping, records: list[Record]) -> None:
         """Pupils whose stays really changed since the last run (not merely re-read within

@@ -9,7 +9,8 @@
     │   ├── PortalAuthError        the portal refused our credentials
     │   └── PortalFatalError       the portal answered in a way retrying cannot fix
     ├── RetriableError             try again later (the portal is busy, a timeout)
-    │   └── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
+    │   ├── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
+    │   └── Interrupted            asked to stop; stopped after the current batch
     └── SkippableError             this one record cannot be processed; the run goes on
 
 The engine branches on these dispositions, never on a driver's own exception: adapters translate
@@ -123,6 +124,15 @@ class PortalUnavailable(RetriableError):  # noqa: N818 - reads as the condition 
         super().__init__(f"portal unavailable after {attempts} attempts; last: {last}")
         self.attempts = attempts
         self.last = last
+
+
+class Interrupted(RetriableError):  # noqa: N818 - reads as the condition it reports
+    """The run was asked to stop (SIGTERM, SIGINT) and stopped after the current batch."""
+
+    exit_code = ExitCode.OK
+
+    def __init__(self) -> None:
+        super().__init__("stopped on request after the current batch; the next run goes on")
 
 
 class SkippableError(BridgeError):

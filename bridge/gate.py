@@ -29,6 +29,7 @@ class Context:
     """What the run has learnt so far; indexes hold small entities only (never marks)."""
 
     as_of: str = "9999-12-31"
+    erased: frozenset[str] = frozenset()
     keys: dict[str, set[str]] = field(default_factory=dict)
     rejected: dict[str, set[str]] = field(default_factory=dict)
     consent: dict[str, bool] = field(default_factory=dict)
@@ -79,6 +80,32 @@ class Context:
             return HoldReason.AFTER_WITHDRAWAL
         return HoldReason.NOT_ENROLLED
 
+    def lesson_class(self, record: Record) -> str | None:
+        """The class a journal record belongs to (its own, its lesson's, or its work's)."""
+        value = record.payload.get("class")
+        if value is not None:
+            return str(value)
+        lesson = record.payload.get("lesson")
+        if lesson is None and record.payload.get("work") is not None:
+            lesson = self.work_lesson.get(str(record.payload["work"]))
+        found = self.lesson.get(str(lesson)) if lesson is not None else None
+        return None if found is None else found[1]
+
+    def record_day(self, record: Record) -> str | None:
+        """The date a journal record is about (a lesson's, a work's or mark's lesson's, a
+        stay's first day, a period mark's period end)."""
+        for name in ("date", "date_from"):
+            if record.payload.get(name) is not None:
+                return str(record.payload[name])
+        lesson = record.payload.get("lesson")
+        if lesson is None and record.payload.get("work") is not None:
+            lesson = self.work_lesson.get(str(record.payload["work"]))
+        found = self.lesson.get(str(lesson)) if lesson is not None else None
+        if found is not None:
+            return found[0]
+        period = record.payload.get("period")
+        return self.period_end.get(str(period)) if period is not None else None
+
     def class_on(self, pupil: str, day: str) -> str | None:
         """The class the pupil was in on ``day``, if any."""
         for class_key, start, end in self.stays.get(pupil, []):
@@ -100,7 +127,8 @@ def _text(record: Record, name: str) -> str:
 
 
 def _learn_pupil(ctx: Context, record: Record) -> None:
-    ctx.consent[record.key] = has_consent(record)
+    # An erased pupil (152-ФЗ) counts as without consent, whatever ASIOU still says.
+    ctx.consent[record.key] = has_consent(record) and record.key not in ctx.erased
 
 
 def _learn_class(ctx: Context, record: Record) -> None:
@@ -215,7 +243,8 @@ def has_consent(record: Record) -> bool:
 
 
 def _pupil(record: Record, ctx: Context) -> Verdict:
-    return None if has_consent(record) else HoldReason.NO_CONSENT
+    allowed = has_consent(record) and record.key not in ctx.erased
+    return None if allowed else HoldReason.NO_CONSENT
 
 
 def _owned(record: Record, ctx: Context) -> Verdict:

@@ -136,9 +136,10 @@ def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
             yield change
 
 
-def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView]
-                ) -> Iterator[Item | Change]:
-    """``diff(merge(items, entries), complete=True)`` in one loop: the full run's hot path."""
+def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView],
+                resend: Callable[[Record], bool] | None = None) -> Iterator[Item | Change]:
+    """``diff(merge(items, entries), complete=True)`` in one loop: the full run's hot path.
+    Records ``resend`` picks are updated even when their fingerprint did not change."""
     gone = "gone from the source"
     entry = next(entries, None)
     for item in items:
@@ -149,7 +150,7 @@ def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView]
                 entry = next(entries, None)
             if entry is not None and entry[0] == key:
                 matched, entry = entry, next(entries, None)
-                if matched[1] != item.fingerprint:
+                if matched[1] != item.fingerprint or (resend is not None and resend(item)):
                     yield _update(item, matched)
             else:
                 yield _create(item)

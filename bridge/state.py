@@ -187,6 +187,35 @@ delivery_batch = sa.Table(
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True)),
 )
+run_history = sa.Table(
+    "run_history", metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("trigger", sa.String(20), nullable=False),  # "schedule" | "manual"
+    sa.Column("user", sa.String(100)),                   # the OS user of a manual run
+    sa.Column("command", sa.String(40), nullable=False),
+    sa.Column("mode", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome", sa.String(30)),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("summary", sa.Text),  # JSON: counts per entity and op, held back, rejected, error
+)
+run_lock = sa.Table(
+    "run_lock", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+)
+erasure = sa.Table(
+    "erasure", metadata,
+    sa.Column("pupil_key", sa.String(400), primary_key=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("erased_by", sa.String(100), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),  # JSON: records deleted per entity
+)
 approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
                     sa.Column("approved_by", sa.String(100), nullable=False),
                     sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False))

@@ -8,11 +8,12 @@ dead letters were skipped → PARTIAL; deletes held by a guard → PLAN_HELD.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from bridge.deliver import Deliverer, DeliveryReport, Progress
 from bridge.engine import PlanResult, RunOptions, plan_run
-from bridge.errors import ExitCode, RetriableError, SourceError
+from bridge.errors import ExitCode, Interrupted, RetriableError, SourceError
 from bridge.mapping import MappingSet
 from bridge.portal import Portal
 from bridge.source import Source
@@ -27,10 +28,20 @@ class SyncResult:
     delivery: DeliveryReport
 
     @property
+    def outcome(self) -> str:
+        """One word for run history and metrics."""
+        if isinstance(self.plan.error, Interrupted):
+            return "interrupted"
+        return {ExitCode.OK: "ok", ExitCode.PLAN_HELD: "held", ExitCode.PARTIAL: "partial",
+                ExitCode.SOURCE_UNAVAILABLE: "source_unavailable"}.get(self.exit_code, "failed")
+
+    @property
     def exit_code(self) -> int:
         """How the run ends, for the CLI and the scheduler."""
         if isinstance(self.plan.error, SourceError):
             return ExitCode.SOURCE_UNAVAILABLE
+        if isinstance(self.plan.error, Interrupted):
+            return ExitCode.OK
         if self.plan.error is not None or not self.delivery.complete:
             return ExitCode.PARTIAL
         if self.plan.held:
@@ -48,10 +59,12 @@ def run_sync(
     run_id: str,
     max_attempts: int = 3,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncResult:
-    """Plan and deliver one run (see the module docstring for the order of things)."""
+    """Plan and deliver one run (see the module docstring for the order of things). Setting
+    ``stop`` ends the run after the batch in flight (Interrupted: nothing lost)."""
     deliverer = Deliverer(portal, state, mappings, run_id=run_id, max_attempts=max_attempts,
-                          progress=progress)
+                          progress=progress, stop=stop)
     result = plan_run(mappings, source, state, options, deliverer.add)
     if result.error is None:
         try:

@@ -1,0 +1,238 @@
+"""Run history, the one-sync-at-a-time lock, and the erasure register, in the state database.
+
+The lock lives in the state store's database so that it also holds across several bridge
+instances sharing PostgreSQL: there it is a session advisory lock (released by the database if
+the holder dies); in a SQLite file it is a leased row with a heartbeat (a holder whose process is
+gone, or whose heartbeat is older than the lease, is taken over).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.errors import BridgeError, ExitCode
+from bridge.state import Clock, erasure, run_history, run_lock, utc_now
+
+LEASE = timedelta(seconds=90)
+HEARTBEAT_SECONDS = 15.0
+
+
+class LockBusy(BridgeError):
+    """Another sync holds the lock; ``holder`` says who."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"another sync is running ({holder}); lock {name}")
+        self.name = name
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One line of run history."""
+
+    run_id: str
+    trigger: str
+    user: str | None
+    command: str
+    mode: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    summary: Mapping[str, Any]
+
+
+class RunLog:
+    """Start and finish runs; read the last ones."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
+        self.engine, self.clock = engine, clock
+
+    def start(self, run_id: str, trigger: str, user: str | None, command: str,
+              mode: str) -> None:
+        """Note a run that begins now."""
+        with self.engine.begin() as conn:
+            conn.execute(run_history.insert().values(
+                run_id=run_id, trigger=trigger, user=user, command=command, mode=mode,
+                started_at=self.clock()))
+
+    def finish(self, run_id: str, outcome: str, exit_code: int,
+               summary: Mapping[str, Any]) -> None:
+        """Note how a run ended, with its counts."""
+        with self.engine.begin() as conn:
+            conn.execute(run_history.update().where(run_history.c.run_id == run_id).values(
+                ended_at=self.clock(), outcome=outcome, exit_code=exit_code,
+                summary=json.dumps(summary, ensure_ascii=False, default=str)))
+
+    def last(self, count: int = 10) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        query = sa.select(run_history).order_by(run_history.c.started_at.desc()).limit(count)
+        with self.engine.connect() as conn:
+            return [_run_record(dict(row._mapping)) for row in conn.execute(query)]
+
+
+def _run_record(row: Mapping[str, Any]) -> RunRecord:
+    summary = json.loads(row["summary"]) if row["summary"] else {}
+    return RunRecord(row["run_id"], row["trigger"], row["user"], row["command"], row["mode"],
+                     row["started_at"], row["ended_at"], row["outcome"], row["exit_code"],
+                     summary)
+
+
+class SyncLock:
+    """One sync at a time per school, across processes and hosts."""
+
+    def __init__(self, engine: sa.Engine, name: str, clock: Clock = utc_now) -> None:
+        self.engine, self.name, self.clock = engine, name, clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._conn: sa.Connection | None = None
+        self._beat: threading.Event | None = None
+
+    @contextmanager
+    def held(self, wait: bool, say: Callable[[str], None] | None = None,
+             poll: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+        """Hold the lock for the block; with ``wait`` poll until it is free (saying so once),
+        else raise LockBusy at once."""
+        told = False
+        while not self.try_acquire():
+            holder = self.holder() or "unknown"
+            if not wait:
+                raise LockBusy(self.name, holder)
+            if say is not None and not told:
+                say(f"Another sync is running ({holder}); waiting for it to finish ...")
+                told = True
+            sleep(poll)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (or stale); True when taken."""
+        if self.engine.dialect.name == "postgresql":
+            return self._advisory()
+        taken = self._lease()
+        if taken:
+            self._start_heartbeat()
+        return taken
+
+    def _advisory(self) -> bool:
+        conn = self.engine.connect()
+        key = zlib.crc32(self.name.encode()) - 2**31
+        if conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            conn.commit()
+            self._conn = conn
+            self._note_holder()
+            return True
+        conn.close()
+        return False
+
+    def _lease(self) -> bool:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(run_lock).where(run_lock.c.name == self.name)).first()
+            if row is not None and not self._is_stale(dict(row._mapping), now):
+                return False
+            conn.execute(run_lock.delete().where(run_lock.c.name == self.name))
+            conn.execute(run_lock.insert().values(
+                name=self.name, owner=self.owner, host=socket.gethostname(), pid=os.getpid(),
+                acquired_at=now, heartbeat_at=now))
+        return True
+
+    def _is_stale(self, row: Mapping[str, Any], now: datetime) -> bool:
+        beat = row["heartbeat_at"]
+        if beat.tzinfo is None:
+            beat = beat.replace(tzinfo=now.tzinfo)
+        if now - beat > LEASE:
+            return True
+        return row["host"] == socket.gethostname() and not _alive(int(row["pid"]))
+
+    def _note_holder(self) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(run_lock.delete().where(run_lock.c.name == self.name))
+            conn.execute(run_lock.insert().values(
+                name=self.name, owner=self.owner, host=socket.gethostname(), pid=os.getpid(),
+                acquired_at=now, heartbeat_at=now))
+
+    def _start_heartbeat(self) -> None:
+        stop = threading.Event()
+        self._beat = stop
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                with self.engine.begin() as conn:
+                    conn.execute(run_lock.update().where(
+                        run_lock.c.name == self.name, run_lock.c.owner == self.owner).values(
+                        heartbeat_at=self.clock()))
+
+        threading.Thread(target=beat, name="lock-heartbeat", daemon=True).start()
+
+    def holder(self) -> str | None:
+        """Who holds the lock, as host:pid (None when nobody is recorded)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(run_lock.c.owner, run_lock.c.acquired_at).where(
+                run_lock.c.name == self.name)).first()
+        return None if row is None else f"{row[0]} since {row[1]:%Y-%m-%d %H:%M:%S}"
+
+    def release(self) -> None:
+        """Let the lock go."""
+        if self._beat is not None:
+            self._beat.set()
+            self._beat = None
+        with self.engine.begin() as conn:
+            conn.execute(run_lock.delete().where(run_lock.c.name == self.name,
+                                                 run_lock.c.owner == self.owner))
+        if self._conn is not None:
+            self._conn.close()  # a closed session releases its advisory locks
+            self._conn = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Erasures:
+    """The register of pupils erased from the portal (152-ФЗ): who, when, what."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
+        self.engine, self.clock = engine, clock
+
+    def record(self, pupil_key: str, by: str, counts: Mapping[str, int]) -> None:
+        """Keep the erasure act: time, user and records deleted per entity."""
+        with self.engine.begin() as conn:
+            conn.execute(erasure.delete().where(erasure.c.pupil_key == pupil_key))
+            conn.execute(erasure.insert().values(pupil_key=pupil_key, erased_at=self.clock(),
+                                                 erased_by=by, counts=json.dumps(dict(counts))))
+
+    def keys(self) -> frozenset[str]:
+        """Every erased pupil: never exported again, whatever ASIOU says."""
+        with self.engine.connect() as conn:
+            return frozenset(str(k) for k in conn.execute(sa.select(erasure.c.pupil_key))
+                             .scalars())
+
+    def get(self, pupil_key: str) -> Mapping[str, Any] | None:
+        """The erasure act of one pupil, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(erasure).where(
+                erasure.c.pupil_key == pupil_key)).first()
+        return None if row is None else dict(row._mapping)
