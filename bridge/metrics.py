@@ -10,7 +10,9 @@ never personal data: :class:`RunSummary` refuses anything else when it is built.
 
 ::
 
-    asiou_bridge_runs_total{trigger,mode,outcome}            counter
+    asiou_bridge_runs_total{trigger,mode,outcome}            counter (outcome: ok, partial, held,
+                                                             failed, source_unavailable,
+                                                             auth_failed, interrupted)
     asiou_bridge_records_delivered_total{entity,op}          counter
     asiou_bridge_records_refused_total{entity}               counter
     asiou_bridge_records_held_back_total{entity,reason}      counter
@@ -44,14 +46,15 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from bridge.errors import ExitCode
+from bridge.errors import ExitCode, Interrupted
 
 if TYPE_CHECKING:
     from bridge.sync import SyncResult
 
 Trigger = Literal["schedule", "manual"]
 Mode = Literal["full", "incremental"]
-Outcome = Literal["ok", "partial", "held", "failed", "source_unavailable", "auth_failed"]
+Outcome = Literal["ok", "partial", "held", "failed", "source_unavailable", "auth_failed",
+                  "interrupted"]
 
 OUTCOMES: dict[int, Outcome] = {
     ExitCode.OK: "ok",
@@ -100,9 +103,10 @@ class RunSummary:
         _require_choice("trigger", self.trigger, Trigger)
         _require_choice("mode", self.mode, Mode)
         _require_choice("outcome", self.outcome, Outcome)
-        for name in ("delivered", "held_back"):
-            for entity, counts in getattr(self, name).items():
-                _require_counts(f"{name}[{entity!r}]", {entity: 0, **counts})
+        for name, nested in (("delivered", self.delivered), ("held_back", self.held_back)):
+            for entity, counts in nested.items():
+                _require_word(name, entity)
+                _require_counts(f"{name}[{entity!r}]", counts)
         _require_counts("refused", self.refused)
         _require_counts("rejected", self.rejected)
         _require_counts("totals", {"dead_letters": self.dead_letters, "pending": self.pending})
@@ -118,29 +122,44 @@ def _require_choice(name: str, value: str, choices: object) -> None:
         raise ValueError(f"run summary: {name} {value!r} is not one of {get_args(choices)}")
 
 
+def _require_word(where: str, word: str) -> None:
+    if not LABEL_WORD.fullmatch(word):
+        raise ValueError(f"run summary: {where}: label value {word!r} is not a lower-case "
+                         f"word (entity, operation or reason names only)")
+
+
 def _require_counts(where: str, counts: Mapping[str, int]) -> None:
     for word, number in counts.items():
-        if not LABEL_WORD.fullmatch(word):
-            raise ValueError(f"run summary: {where}: label value {word!r} is not a lower-case "
-                             f"word (entity, operation or reason names only)")
+        _require_word(where, word)
         if number < 0:
             raise ValueError(f"run summary: {where}: count of {word!r} is negative ({number})")
 
 
-def summary_from(result: SyncResult, trigger: Trigger, started: float, ended: float,
+def summary_from(result: SyncResult, trigger: Trigger, *, started: float, ended: float,
                  dead_letters: int, pending: int) -> RunSummary:
-    """The summary of a finished sync; the outcome follows ``result.exit_code``.
+    """The summary of a finished sync; the outcome follows ``result.exit_code``, except that a
+    run stopped on request (exit code 0, but not a success) is "interrupted".
 
-    The counts are copied, so later changes to ``result`` do not reach the summary.
+    ``dead_letters`` and ``pending`` are the state store's totals after the run. The counts are
+    copied, so later changes to ``result`` do not reach the summary. Keyword-only past
+    ``trigger``: two timestamps and two totals are too easy to swap by position.
     """
     plan, delivery = result.plan.plan, result.delivery
     return RunSummary(
-        trigger=trigger, mode=_mode_of(plan.mode), outcome=outcome_of(result.exit_code),
+        trigger=trigger, mode=_mode_of(plan.mode), outcome=_outcome_of_result(result),
         started=started, ended=ended,
         delivered=_nested_copy(delivery.delivered), refused=dict(delivery.refused),
         held_back=_nested_copy(plan.holds), rejected=dict(plan.rejection_counts),
         dead_letters=dead_letters, pending=pending,
     )
+
+
+def _outcome_of_result(result: SyncResult) -> Outcome:
+    if isinstance(result.plan.error, Interrupted):
+        # A graceful stop exits 0 so the service manager is content, yet the run did not
+        # finish: counting it "ok" would move the last-success timestamp.
+        return "interrupted"
+    return outcome_of(result.exit_code)
 
 
 def _mode_of(value: str) -> Mode:
