@@ -14,9 +14,10 @@ A password written inline in a database URL is refused.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,18 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "rate_limit": ((float, int), 0.0, "at most this many requests per second (0: no limit)"),
         "ca_bundle": (str, "", "CA bundle for TLS verification (default: the system's)"),
     },
+    "schedule": {
+        "incremental_every": (str, "15m", "how often an incremental sync runs (30s, 15m, 1h)"),
+        "hours": (str, "", "only in these hours, e.g. 7-19 (empty: round the clock)"),
+        "days": (str, "mon-sun", "only on these days, e.g. mon-sat"),
+        "full_at": (str, "02:30", "the nightly full reconciliation (HH:MM, local time)"),
+        "dead_letters_at": (str, "03:30", "when dead letters are given another chance (HH:MM)"),
+        "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
+    },
+    "metrics": {
+        "textfile": (str, "", "write Prometheus metrics to this .prom file (node_exporter)"),
+        "listen": (str, "", "serve Prometheus metrics on HOST:PORT (empty: off)"),
+    },
     "delivery": {
         "dead_letter_after": (int, 3, "refusals of one record before it becomes a dead letter"),
     },
@@ -92,6 +105,9 @@ class Config:
     portal_rate_limit: float = 0.0
     portal_ca_bundle: str = ""
     dead_letter_after: int = 3
+    schedule: dict[str, Any] = field(default_factory=dict)
+    metrics_textfile: str = ""
+    metrics_listen: str = ""
 
     def source_url_with_password(self, env: Mapping[str, str] = os.environ) -> sa.URL:
         """The source URL with the password from the environment or a credential file."""
@@ -165,6 +181,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         portal_rate_limit=float(values["portal"]["rate_limit"]),
         portal_ca_bundle=values["portal"]["ca_bundle"],
         dead_letter_after=values["delivery"]["dead_letter_after"],
+        schedule=dict(values["schedule"]),
+        metrics_textfile=values["metrics"]["textfile"],
+        metrics_listen=values["metrics"]["listen"],
     )
 
 
@@ -223,6 +242,7 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     guard = values["guard"]
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+    _check_schedule(values["schedule"], file, problems)
     positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),
                 ("portal", "read_timeout"), ("delivery", "dead_letter_after")]
     for section, key in positive:
@@ -240,3 +260,34 @@ def _anchor(url: str, base: Path) -> str:
     if Path(database).is_absolute():
         return url
     return parsed.set(database=str((base / database).resolve())).render_as_string(False)
+
+
+EVERY = re.compile(r"(\d+)\s*([smh])")
+CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+HOURS = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
+DAYS = re.compile(r"(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
+                  r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*")
+
+
+def every_seconds(text: str) -> float:
+    """``30s``, ``15m`` or ``1h`` in seconds."""
+    found = EVERY.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(text)
+    return int(found[1]) * {"s": 1, "m": 60, "h": 3600}[found[2]]
+
+
+def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    checks = [("incremental_every", EVERY, "a period like 30s, 15m or 1h"),
+              ("full_at", CLOCK, "a time like 02:30"), ("dead_letters_at", CLOCK, "a time"),
+              ("days", DAYS, "days like mon-fri or mon,wed,fri")]
+    for key, pattern, meaning in checks:
+        if isinstance(schedule[key], str) and not pattern.fullmatch(schedule[key].strip()):
+            problems.append(Problem(file, f"schedule.{key}", f"must be {meaning}"))
+    hours = schedule["hours"]
+    if isinstance(hours, str) and hours and not HOURS.fullmatch(hours.strip()):
+        problems.append(Problem(file, "schedule.hours", "must be hours like 7-19 or 8,12,16"))
+    if isinstance(schedule["incremental_every"], str) and EVERY.fullmatch(
+            schedule["incremental_every"].strip()) and every_seconds(
+            schedule["incremental_every"]) < 1:
+        problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))

@@ -84,7 +84,8 @@ class Deliverer:
             self.report.skipped_dead[change.entity] += 1
             return
         self.buffer.append(change)
-        if len(self.buffer) >= self.portal.batch_size:
+        if len(self.buffer) >= self.portal.batch_size or (
+                self.stop is not None and self.stop.is_set()):
             self.flush()
 
     def _is_dead(self, change: Change) -> bool:
@@ -98,8 +99,11 @@ class Deliverer:
         self.flush()
 
     def flush(self) -> None:
-        """Send the queued changes as one batch and record the outcome."""
+        """Send the queued changes as one batch and record the outcome; when asked to stop,
+        stop right after (Interrupted)."""
         if not self.buffer:
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted
             return
         batch, self.buffer = self.buffer, []
         self.report.batches += 1

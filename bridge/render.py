@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.engine import PlanResult
 from bridge.errors import BridgeError, ConfigError, SourceError, SourceOrderError
 from bridge.model import Change, Op, changed_fields
 from bridge.plan import rejection_group
 from bridge.sync import SyncResult
+
+if TYPE_CHECKING:
+    from bridge.admin import Erasure, Explanation, Status
 
 OPS = (Op.CREATE, Op.UPDATE, Op.ARCHIVE, Op.DELETE)
 EXAMPLES = 3
@@ -178,3 +181,134 @@ def sync_json(outcome: SyncResult) -> str:
                         "batches": report.batches, "failure": report.failure,
                         "exit_code": outcome.exit_code}
     return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def status_text(found: Status) -> str:
+    """``status`` for people."""
+    lines = ["Last runs (newest first):"]
+    for run in found.runs:
+        ended = f"{run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else "still running"
+        who = f"manual by {run.user}" if run.trigger == "manual" else "scheduled"
+        lines.append(f"  {run.started_at:%Y-%m-%d %H:%M:%S} → {ended}  {run.command:<12}"
+                     f"{run.mode:<12}{run.outcome or '-':<20}{who}, "
+                     f"{run.summary.get('delivered_total', 0)} delivered")
+    if not found.runs:
+        lines.append("  none yet")
+    lines += ["", "Next scheduled runs (when `asiou-bridge run` is running):"]
+    lines += [f"  {job:<14}{when:%Y-%m-%d %H:%M}" for job, when in found.next_runs.items()
+              if when is not None]
+    dead = [d for d in found.dead_letters if d.is_dead]
+    lines += ["", f"Dead letters: {len(dead)} (retrying: {len(found.dead_letters) - len(dead)})"]
+    lines += [f"  {d.entity} {d.key}: {d.kind or '-'}: {d.reason} ({d.attempts} refusals)"
+              for d in found.dead_letters[:20]]
+    if dead:
+        lines.append("  `asiou-bridge retry` sends them again.")
+    lines.append(f"Batches sent but never answered: {found.in_doubt_batches}"
+                 + (" (the next run sends them again)" if found.in_doubt_batches else ""))
+    if found.held_plan:
+        lines += ["", f"HELD: the last run's deletes wait for approval: "
+                  f"asiou-bridge approve {found.held_plan}"]
+    return "\n".join(lines)
+
+
+def status_json(found: Status) -> str:
+    """``status`` as JSON."""
+    return json.dumps({
+        "runs": [{"run_id": r.run_id, "trigger": r.trigger, "user": r.user,
+                  "command": r.command, "mode": r.mode, "started_at": r.started_at,
+                  "ended_at": r.ended_at, "outcome": r.outcome, "exit_code": r.exit_code,
+                  "summary": r.summary} for r in found.runs],
+        "next_runs": found.next_runs,
+        "dead_letters": [{"entity": d.entity, "key": d.key, "attempts": d.attempts,
+                          "kind": d.kind, "reason": d.reason, "status": d.status}
+                         for d in found.dead_letters],
+        "in_doubt_batches": found.in_doubt_batches, "held_plan": found.held_plan,
+    }, ensure_ascii=False, indent=2, default=str)
+
+
+def explain_text(found: Explanation) -> str:
+    """``explain``: the record's path, one step a line."""
+    name = f"{found.entity} {found.key}"
+    if found.erased is not None:
+        return (f"{name}: erased from the portal on {found.erased['erased_at']:%Y-%m-%d %H:%M} "
+                f"by {found.erased['erased_by']}; never exported again.")
+    lines = [f"{name}:"]
+    if not found.found:
+        lines.append("  source: not found in ASIOU (no row with this key, or its key could "
+                     "not be read)")
+    elif found.rejection is not None:
+        r = found.rejection
+        lines.append(f"  source: found in table {r.table}")
+        lines.append(f"  mapping: REJECTED, field {r.field}: {r.reason} (fix it in ASIOU)")
+    else:
+        lines.append("  source: found; mapping: ok")
+        lines.append(f"  gate: HELD BACK: {found.hold} ({HOLD_WORDS.get(found.hold, '')})"
+                     if found.hold else "  gate: allowed to leave")
+    lines.append(_explain_plan(found))
+    lines += _explain_delivery(found)
+    return "\n".join(lines)
+
+
+HOLD_WORDS = {"no_consent": "no written consent to publish personal data, §3.1.2",
+              "after_withdrawal": "dated after the pupil left that class, §3.1.2",
+              "not_enrolled": "dated before the pupil joined that class",
+              "grade_1_mark": "no marks in grade 1, §3.2.4.11"}
+
+
+def _explain_plan(found: Explanation) -> str:
+    change = found.change
+    if change is not None:
+        why = f" ({change.reason})" if change.reason else ""
+        return f"  plan: the next sync will {change.op.value} it{why}"
+    if found.found and found.rejection is None and found.hold is None:
+        return "  plan: nothing to send: the portal has the current version"
+    return "  plan: nothing to send"
+
+
+def _explain_delivery(found: Explanation) -> list[str]:
+    lines = []
+    done = found.delivered
+    if done is None or done["status"] == "deleted":
+        lines.append("  delivered: never" if done is None else
+                     f"  delivered: deleted from the portal on {done['updated_at']:%Y-%m-%d %H:%M}")
+    else:
+        lines.append(f"  delivered: first {done['first_delivered_at']:%Y-%m-%d %H:%M}, last "
+                     f"{done['updated_at']:%Y-%m-%d %H:%M} ({done['status']})")
+    letter = found.dead_letter
+    if letter is not None:
+        lines.append(f"  portal answered: refused {letter.attempts}×: {letter.kind}: "
+                     f"{letter.reason}" + (" (dead letter; `asiou-bridge retry`)"
+                                           if letter.is_dead else ""))
+    else:
+        lines.append("  portal answered: accepted" if done else "  portal answered: -")
+    return lines
+
+
+def explain_json(found: Explanation) -> str:
+    """``explain`` as JSON."""
+    return json.dumps({
+        "entity": found.entity, "key": found.key, "found": found.found,
+        "rejection": None if found.rejection is None else {
+            "table": found.rejection.table, "field": found.rejection.field,
+            "reason": found.rejection.reason},
+        "held_back": found.hold,
+        "planned": None if found.change is None else {"op": found.change.op.value,
+                                                      "reason": found.change.reason},
+        "delivered": found.delivered,
+        "dead_letter": None if found.dead_letter is None else {
+            "attempts": found.dead_letter.attempts, "kind": found.dead_letter.kind,
+            "reason": found.dead_letter.reason, "status": found.dead_letter.status},
+        "erased": found.erased,
+    }, ensure_ascii=False, indent=2, default=str)
+
+
+def erase_text(done: Erasure) -> str:
+    """``erase``: what was deleted, and the act kept."""
+    counts = ", ".join(f"{e} {n}" for e, n in done.deleted.items()) or "nothing"
+    lines = [f"Pupil {done.pupil} erased from the portal: {counts}.",
+             "The erasure is recorded (time, user, counts); the pupil is never exported again.",
+             "The next full sync also removes guardians who represent only this pupil."]
+    if done.refused:
+        lines.append(f"INCOMPLETE: the portal refused {sum(done.refused.values())} deletes; "
+                     "run the command again.")
+    return "\n".join(lines)

@@ -29,7 +29,7 @@ LEASE = timedelta(seconds=90)
 HEARTBEAT_SECONDS = 15.0
 
 
-class LockBusy(BridgeError):
+class LockBusy(BridgeError):  # noqa: N818 - reads as the condition it reports
     """Another sync holds the lock; ``holder`` says who."""
 
     exit_code = ExitCode.FAILURE

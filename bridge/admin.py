@@ -1,0 +1,147 @@
+"""What the admin commands find out: status, explain, erase. Facts as data; ``render`` words them.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.config import Config
+from bridge.deliver import Deliverer
+from bridge.engine import RunOptions, plan_run
+from bridge.mapping import MappingSet
+from bridge.model import Change, Hold, Op, Record, Rejection
+from bridge.portal.client import PortalClient
+from bridge.runs import Erasures, RunLog, RunRecord
+from bridge.service import portal_settings
+from bridge.source import open_source
+from bridge.state import DeadLetter, SqlStateStore, delivery_batch, record_state
+
+
+@dataclass
+class Status:
+    """The state of the bridge for ``status``."""
+
+    runs: list[RunRecord]
+    next_runs: dict[str, Any]
+    dead_letters: list[DeadLetter]
+    in_doubt_batches: int
+    held_plan: str | None
+
+
+def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
+    """Last runs, next runs, dead letters, batches sent but never answered, a held plan."""
+    runs = RunLog(state.engine).last(10)
+    with state.engine.connect() as conn:
+        in_doubt = conn.execute(sa.select(sa.func.count()).select_from(delivery_batch).where(
+            delivery_batch.c.status == "sent")).scalar_one()
+    held = next((r.summary.get("plan_id") for r in runs if r.outcome is not None), None)
+    letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
+    return Status(runs, next_runs, letters, int(in_doubt), held)
+
+
+@dataclass
+class Explanation:
+    """The path of one record: source, mapping, gate, plan, delivery, the portal's answer."""
+
+    entity: str
+    key: str
+    found: bool = False
+    rejection: Rejection | None = None
+    hold: str | None = None
+    change: Change | None = None
+    record: Record | None = None
+    delivered: dict[str, Any] | None = None
+    dead_letter: DeadLetter | None = None
+    erased: Mapping[str, Any] | None = None
+
+
+def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: str,
+            key: str) -> Explanation:
+    """Trace ``entity`` ``key`` through a preview run (nothing is sent or recorded)."""
+    source = open_source(config.source_url_with_password().render_as_string(False))
+    options = RunOptions(as_of=date.today(), thresholds=config.thresholds,
+                         erased=Erasures(state.engine).keys(), tap=(entity, key))
+    try:
+        result = plan_run(mappings, source, state, options)
+    finally:
+        source.engine.dispose()
+    if result.error is not None:
+        raise result.error
+    found = Explanation(entity, key, delivered=_delivered(state, entity, key))
+    for item in result.tapped:
+        _note(found, item)
+    if found.delivered is not None:
+        found.dead_letter = state.dead_letters().get((entity, found.delivered["sort_key"]))
+    else:
+        found.dead_letter = next((d for d in state.dead_letters().values()
+                                  if d.entity == entity and d.key == key), None)
+    if entity == "pupil":
+        found.erased = Erasures(state.engine).get(key)
+    return found
+
+
+def _note(found: Explanation, item: object) -> None:
+    if isinstance(item, Change):
+        found.change = item
+        return
+    found.found = True
+    if isinstance(item, Rejection):
+        found.rejection = item
+    elif isinstance(item, Hold):
+        found.hold, found.record = item.reason.value, item.record
+    elif isinstance(item, Record):
+        found.record = item
+
+
+def _delivered(state: SqlStateStore, entity: str, key: str) -> dict[str, Any] | None:
+    columns = (record_state.c.sort_key, record_state.c.status, record_state.c.first_delivered_at,
+               record_state.c.updated_at, record_state.c.fingerprint)
+    with state.engine.connect() as conn:
+        row = conn.execute(sa.select(*columns).where(record_state.c.entity == entity,
+                                                     record_state.c.key == key)).first()
+    return None if row is None else dict(row._mapping)
+
+
+@dataclass
+class Erasure:
+    """What ``erase pupil`` deleted from the portal."""
+
+    pupil: str
+    deleted: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupil: str,
+                run_id: str) -> Erasure:
+    """Delete every record of ``pupil`` from the portal (children first), record the erasure
+    act, and keep the pupil out of every later export."""
+    changes = _owned(state, mappings, pupil)
+    portal = PortalClient(portal_settings(config))
+    try:
+        deliverer = Deliverer(portal, state, mappings, run_id=run_id)
+        deliverer.add_all(changes)
+    finally:
+        portal.close()
+    done = Erasure(pupil, Counter({e: c.get("delete", 0)
+                                   for e, c in deliverer.report.delivered.items()}),
+                   deliverer.report.refused)
+    Erasures(state.engine).record(pupil, getpass.getuser(), dict(done.deleted))
+    return done
+
+
+def _owned(state: SqlStateStore, mappings: MappingSet, pupil: str) -> list[Change]:
+    order = {e: i for i, e in enumerate(mappings.entities)}
+    query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
+        record_state.c.status != "deleted",
+        sa.or_(record_state.c.pupil_key == pupil,
+               sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil)))
+    with state.engine.connect() as conn:
+        rows = sorted(conn.execute(query), key=lambda r: -order.get(r[0], 0))
+    return [Change(Op.DELETE, r[0], r[1], r[2], None, reason="erased (152-FZ)") for r in rows]

@@ -1,0 +1,189 @@
+"""Admin commands: ``run`` (the daemon), ``resync``, ``status``, ``retry``, ``explain``,
+``erase``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import threading
+import uuid
+from datetime import date
+
+from bridge import admin, logs
+from bridge.cli_common import Subparsers, command, load, say, tty_progress
+from bridge.daemon import Daemon, install_signals, next_runs
+from bridge.errors import ExitCode
+from bridge.metrics import MetricsSink
+from bridge.notify import Notifier
+from bridge.render import (
+    erase_text,
+    explain_json,
+    explain_text,
+    status_json,
+    status_text,
+    sync_json,
+    sync_text,
+)
+from bridge.scope import Scope, everything, of_class, of_pupil, since
+from bridge.service import Request, Service
+
+
+def add_all(sub: Subparsers) -> None:
+    """Register every admin command."""
+    command(sub, "run", "Run the daemon: scheduled syncs until SIGTERM (systemd).", cmd_run,
+            "example:\n  asiou-bridge run        (what asiou-bridge.service starts)")
+    _add_resync(sub)
+    cmd = command(sub, "status", "Last runs, next runs, dead letters, a held plan.", cmd_status,
+                  "examples:\n  asiou-bridge status\n  asiou-bridge status --json")
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd = command(sub, "retry", "Send the dead letters again (a full sync).", cmd_retry,
+                  "example:\n  asiou-bridge retry")
+    _wait_flags(cmd)
+    cmd = command(sub, "explain", "Why a record was or was not sent.", cmd_explain,
+                  "examples:\n  asiou-bridge explain mark 123456\n"
+                  "  asiou-bridge explain pupil 77 --json")
+    cmd.add_argument("entity", choices=["pupil", "mark", "lesson", "absence", "period_mark"])
+    cmd.add_argument("key", help="the record's key (its ASIOU id)")
+    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd = command(sub, "erase", "Delete everything of a pupil from the portal (152-FZ).",
+                  cmd_erase, "example:\n  asiou-bridge erase pupil 77")
+    cmd.add_argument("entity", choices=["pupil"])
+    cmd.add_argument("key", help="the pupil's key (ASIOU id)")
+    _wait_flags(cmd)
+
+
+def _wait_flags(cmd: argparse.ArgumentParser) -> None:
+    group = cmd.add_mutually_exclusive_group()
+    group.add_argument("--wait", dest="wait", action="store_true", default=True,
+                       help="if a sync is running, wait for it (default)")
+    group.add_argument("--no-wait", dest="wait", action="store_false",
+                       help="if a sync is running, refuse at once")
+
+
+def _add_resync(sub: Subparsers) -> None:
+    cmd = command(sub, "resync", "Send a scope again even where it was delivered.", cmd_resync,
+                  "examples:\n  asiou-bridge resync --pupil 77      a parent says a mark is "
+                  "missing\n  asiou-bridge resync --class 12\n"
+                  "  asiou-bridge resync --since 2026-03-01\n  asiou-bridge resync --full")
+    scope = cmd.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--full", action="store_true", help="everything")
+    scope.add_argument("--pupil", metavar="KEY", help="one pupil and all of their records")
+    scope.add_argument("--class", dest="class_key", metavar="KEY", help="one class")
+    scope.add_argument("--since", type=date.fromisoformat, metavar="DATE",
+                       help="records dated on or after DATE")
+    cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    _wait_flags(cmd)
+
+
+def _scope(args: argparse.Namespace) -> Scope:
+    if args.pupil:
+        return of_pupil(args.pupil)
+    if args.class_key:
+        return of_class(args.class_key)
+    if args.since:
+        return since(args.since.isoformat())
+    return everything
+
+
+def manual(command_name: str, args: argparse.Namespace, **changes: object) -> Request:
+    """A manual request by the OS user running the command."""
+    request = Request(command=command_name, trigger="manual", user=getpass.getuser(),
+                      wait=getattr(args, "wait", True))
+    for name, value in changes.items():
+        setattr(request, name, value)
+    return request
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    """``resync``: a full sync that re-sends the scope."""
+    config, mappings = load(args)
+    outcome = Service(config, mappings).sync(manual("resync", args, resend=_scope(args)),
+                                            say=say, progress=tty_progress())
+    print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
+    return outcome.exit_code
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """``retry``: revive dead letters, then a full sync sends them."""
+    config, mappings = load(args)
+    service = Service(config, mappings)
+    state = service.open_state()
+    try:
+        revived = state.revive()
+    finally:
+        state.close()
+    say(f"{revived} dead letters will be sent again.")
+    outcome = service.sync(manual("retry", args), say=say, progress=tty_progress())
+    print(sync_text(outcome, mappings.entities))
+    return outcome.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: what the bridge did and will do."""
+    config, mappings = load(args)
+    service = Service(config, mappings)
+    state = service.open_state()
+    try:
+        found = admin.status(state, next_runs(Daemon(config, mappings, Notifier.from_env({}),
+                                                     service)))
+    finally:
+        state.close()
+    print(status_json(found) if args.json else status_text(found))
+    return ExitCode.OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``explain``: one record's path through the bridge."""
+    config, mappings = load(args)
+    state = Service(config, mappings).open_state()
+    try:
+        found = admin.explain(config, mappings, state, args.entity, args.key)
+    finally:
+        state.close()
+    print(explain_json(found) if args.json else explain_text(found))
+    return ExitCode.OK
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """``erase pupil KEY``: delete the pupil's records from the portal, keep the act."""
+    config, mappings = load(args)
+    service = Service(config, mappings)
+    state = service.open_state()
+    try:
+        from bridge.runs import SyncLock  # noqa: PLC0415 - only this command needs it here
+
+        with SyncLock(state.engine, f"sync:{config.portal_school}").held(args.wait, say):
+            done = admin.erase_pupil(config, mappings, state, args.key, uuid.uuid4().hex[:12])
+    finally:
+        state.close()
+    print(erase_text(done))
+    return ExitCode.OK if not done.refused else ExitCode.PARTIAL
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: the daemon, logging JSON lines to stdout for journald."""
+    logs.configure(sys.stdout)
+    config, mappings = load(args)
+    stop = threading.Event()
+    install_signals(stop)
+    notifier = Notifier.from_env(os.environ)
+    listen = _listen(config.metrics_listen)
+    sink = MetricsSink(textfile=config.metrics_textfile or None, listen=listen) \
+        if config.metrics_textfile or listen else None
+    if sink is not None:
+        sink.start()
+    try:
+        service = Service(config, mappings, metrics=sink, stop=stop)
+        return Daemon(config, mappings, notifier, service).serve(stop)
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+def _listen(text: str) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)

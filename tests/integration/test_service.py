@@ -1,0 +1,231 @@
+"""The service as an admin drives it: subprocesses, real config files, the reference portal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.demo import schema
+from bridge.errors import ExitCode
+from bridge.portal.server import DEMO_CLIENT, ReferencePortal
+from tests.e2e import expected_export, make_school, running_portal, snapshot
+
+SECRET_DB = "Db-Pa55-never-logged"
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
+    yield from running_portal(tmp_path)
+
+
+def write_config(folder: Path, school: Path, url: str, extra: str = "") -> Path:
+    """A config as an admin writes it (the portal secret in a 0600 file)."""
+    secret = folder / "portal-secret"
+    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
+    secret.chmod(0o600)
+    path = folder / "bridge.toml"
+    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
+                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
+                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
+                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+                    f'secret_file = "{secret}"\nbatch_size = 20\n{extra}', encoding="utf-8")
+    return path
+
+
+def bridge(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run one asiou-bridge command to its end."""
+    return subprocess.run([sys.executable, "-m", "bridge", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB})
+
+
+def start(config: Path, *args: str) -> subprocess.Popen[str]:
+    """Start one asiou-bridge command in the background."""
+    return subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB})
+
+
+def runs(folder: Path) -> list[dict[str, object]]:
+    """The run history, oldest first."""
+    path = folder / "state.sqlite"
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path, timeout=10)) as conn:
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = conn.execute("SELECT * FROM run_history ORDER BY started_at").fetchall()
+        except sqlite3.OperationalError:
+            return []
+    return [dict(r) for r in rows]
+
+
+def wait_for(predicate: object, timeout: float = 60) -> None:
+    """Poll until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def acked_batches(folder: Path) -> int:
+    with closing(sqlite3.connect(folder / "state.sqlite", timeout=10)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'")
+                       .fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
+        tmp_path: Path, portal: ReferencePortal) -> None:
+    """The daemon syncs on its schedule; SIGTERM mid-run ends it with exit 0 after the batch in
+    flight, the state holding only what the portal acknowledged; the next sync completes."""
+    school = make_school(tmp_path, pupils=60, days=45, seed=5)
+    config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1s"\n')
+    daemon = start(config, "run")
+    wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 3)
+    daemon.send_signal(signal.SIGTERM)
+    out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(line["event"] == "daemon.stopped" for line in lines)
+    history = runs(tmp_path)
+    assert history[0]["trigger"] == "schedule"
+    assert history[-1]["outcome"] in ("interrupted", "ok")
+    held = snapshot(portal.url)
+    with closing(sqlite3.connect(tmp_path / "state.sqlite")) as conn:
+        recorded = conn.execute("SELECT entity, key, fingerprint FROM record_state "
+                                "WHERE status != 'deleted'").fetchall()
+    assert all(held[(e, k)][0] == f for e, k, f in recorded)  # nothing recorded unacknowledged
+    done = bridge(config, "sync")
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
+    assert snapshot(portal.url) == expected_export(school)
+
+
+def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
+        tmp_path: Path, portal: ReferencePortal) -> None:
+    """During a scheduled run, `sync --no-wait` refuses with a clear message, and `sync` waits
+    for the scheduled run to end before it starts."""
+    school = make_school(tmp_path, pupils=60, days=45, seed=6)
+    config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1h"\n')
+    daemon = start(config, "run")
+    try:
+        wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 1)
+        refused = bridge(config, "sync", "--no-wait")
+        assert refused.returncode == ExitCode.FAILURE
+        assert "another sync is running" in refused.stderr
+        waited = bridge(config, "sync")
+        assert waited.returncode == ExitCode.OK, waited.stderr[-3000:]
+        assert "waiting for it to finish" in waited.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=60)
+    history = runs(tmp_path)
+    scheduled = [r for r in history if r["trigger"] == "schedule"]
+    manual = [r for r in history if r["trigger"] == "manual"]
+    assert scheduled
+    assert manual
+    assert str(manual[-1]["started_at"]) >= str(scheduled[0]["ended_at"])
+    assert manual[-1]["user"]
+
+
+def test_logs_never_carry_names_birth_dates_or_secrets(
+        tmp_path: Path, portal: ReferencePortal) -> None:
+    """A whole sync of a generated school logs not one pupil's or guardian's name or birth date,
+    nor the database password or the portal secret."""
+    school = make_school(tmp_path, pupils=40, days=20, seed=8)
+    config = write_config(tmp_path, school, portal.url)
+    result = bridge(config, "sync")
+    assert result.returncode == ExitCode.OK, result.stderr[-3000:]
+    logged = result.stderr
+    assert "run.summary" in logged
+    engine = sa.create_engine(f"sqlite:///{school}")
+    with engine.connect() as conn:
+        people = [*conn.execute(sa.select(schema.pupil.c.last_name, schema.pupil.c.first_name,
+                                          schema.pupil.c.middle_name, schema.pupil.c.birth_date)),
+                  *conn.execute(sa.select(schema.guardian.c.last_name,
+                                          schema.guardian.c.first_name,
+                                          schema.guardian.c.middle_name, schema.guardian.c.phone))]
+    engine.dispose()
+    words = {str(v) for row in people for v in row if v} | {SECRET_DB, DEMO_CLIENT[1]}
+    dates = {f"{d:%d.%m.%Y}" for *_, d in people[:40] if hasattr(d, "year")}
+    assert len(words) > 100
+    leaked = sorted(w for w in words | dates if w in logged)
+    assert leaked == []
+
+
+@pytest.fixture
+def small(tmp_path: Path, portal: ReferencePortal) -> tuple[Path, Path]:
+    """The hand-made small school, synced once through the CLI."""
+    from tests import school as small_school
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
+    small_school.write_school(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(sa.table("mark", sa.column("id"), sa.column("work_id"),
+                                        sa.column("pupil_id"), sa.column("mark_value"),
+                                        sa.column("modified_at"))).values(
+            id=9999, work_id=100, pupil_id=1, mark_value="7", modified_at="2025-09-01 08:00:00"))
+    engine.dispose()
+    config = write_config(tmp_path, tmp_path / "asiou.sqlite", portal.url)
+    first = bridge(config, "sync", "--as-of", "2025-12-01")
+    assert first.returncode == ExitCode.OK, first.stderr[-3000:]
+    return config, tmp_path
+
+
+def test_explain_gives_the_right_answer_for_each_kind_of_record(
+        small: tuple[Path, Path]) -> None:
+    """`explain` says delivered for a delivered mark, held after withdrawal for a withdrawn
+    pupil's later mark, no consent for such a pupil, and rejected with its reason for a bad row."""
+    config, _ = small
+    delivered = bridge(config, "explain", "mark", "1001").stdout
+    assert "gate: allowed to leave" in delivered
+    assert "delivered: first" in delivered
+    assert "portal answered: accepted" in delivered
+    late = bridge(config, "explain", "mark", "1103").stdout  # pupil 3 left on 2025-10-15
+    assert "HELD BACK: after_withdrawal" in late
+    assert "delivered: never" in late
+    hidden = bridge(config, "explain", "pupil", "2").stdout
+    assert "HELD BACK: no_consent" in hidden
+    bad = bridge(config, "explain", "mark", "9999").stdout
+    assert "REJECTED, field value: value not in the value map" in bad
+    data = json.loads(bridge(config, "explain", "mark", "1001", "--json").stdout)
+    assert data["delivered"]["status"] == "delivered"
+
+
+def test_status_retry_resync_and_erase(small: tuple[Path, Path],
+                                       portal: ReferencePortal) -> None:
+    """`status` lists the run; `resync --pupil` sends that pupil's records again; `erase pupil`
+    removes all of them from the portal and keeps the act; `retry` runs a full sync."""
+    config, _ = small
+    status = json.loads(bridge(config, "status", "--json").stdout)
+    assert status["runs"][0]["command"] == "sync"
+    assert set(status["next_runs"]) == {"incremental", "full", "dead_letters"}
+    resync = json.loads(bridge(config, "resync", "--pupil", "1", "--json").stdout)
+    sent = resync["delivery"]["delivered"]
+    assert sent["mark"]["update"] == 12
+    assert sent["pupil"]["update"] == 1
+    assert "lesson" not in sent
+    erased = bridge(config, "erase", "pupil", "1")
+    assert erased.returncode == ExitCode.OK, erased.stderr[-2000:]
+    held = snapshot(portal.url)
+    assert not any(data.get("pupil") == "1" for _, data in held.values())
+    assert ("pupil", "1") not in held
+    again = json.loads(bridge(config, "sync", "--json").stdout)
+    assert "pupil" not in again["delivery"]["delivered"]
+    assert "erased from the portal" in bridge(config, "explain", "pupil", "1").stdout
+    assert bridge(config, "retry").returncode in (ExitCode.OK, ExitCode.PARTIAL)
