@@ -129,7 +129,12 @@ def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str
         candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / credential)
     for path in candidates:
         if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError([Problem(str(path), "", f"cannot read this secret file: "
+                                           f"{exc.strerror}; give the service user read access "
+                                           "or use a systemd credential")]) from exc
     return None
 
 

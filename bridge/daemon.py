@@ -60,7 +60,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(self.notifier.watchdog, IntervalTrigger(seconds=interval),
-                                   id="watchdog")
+                                   id="watchdog", next_run_time=datetime.now())
 
     def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
         schedule = self.config.schedule

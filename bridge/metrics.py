@@ -288,7 +288,10 @@ class Metrics:
     def write_textfile(self, path: str | Path) -> None:
         """Write the registry to ``path`` atomically (temporary file in the same directory,
         then rename). ``ValueError`` unless the name ends in ``.prom``; ``OSError`` as raised."""
-        write_to_textfile(str(require_textfile_path(path)), self.registry)
+        target = require_textfile_path(path)
+        write_to_textfile(str(target), self.registry)
+        # node_exporter runs as another user, and the service's umask is 0077.
+        target.chmod(0o644)
 
     def serve(self, host: str, port: int) -> MetricsServer:
         """Serve the registry over HTTP on ``host:port`` (0 picks a free port) from a daemon

@@ -129,10 +129,13 @@ class SyncLock:
             self._start_heartbeat()
         return taken
 
+    @property
+    def _key(self) -> int:
+        return zlib.crc32(self.name.encode()) - 2**31
+
     def _advisory(self) -> bool:
         conn = self.engine.connect()
-        key = zlib.crc32(self.name.encode()) - 2**31
-        if conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        if conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar():
             conn.commit()
             self._conn = conn
             self._note_holder()
@@ -197,7 +200,11 @@ class SyncLock:
             conn.execute(run_lock.delete().where(run_lock.c.name == self.name,
                                                  run_lock.c.owner == self.owner))
         if self._conn is not None:
-            self._conn.close()  # a closed session releases its advisory locks
+            # The pool keeps the session open, so unlock explicitly (a session that dies, with
+            # its process, releases the lock by itself).
+            self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._conn.commit()
+            self._conn.close()
             self._conn = None
 
 

@@ -235,7 +235,7 @@ def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
     try:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _create_private_file(Path(str(parsed.database)))
-        engine = sa.create_engine(parsed)
+        engine = _create_engine(parsed)
         store = SqlStateStore(engine, clock)
         try:
             store.migrate()
@@ -247,6 +247,24 @@ def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
                          f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
                          ) from exc
     return store
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
+    """An engine for the state store. SQLite runs in WAL mode with a generous busy timeout, so
+    a long read (a merge) never blocks the batch commits, and the daemon and a manual command
+    can share the file."""
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
 
 
 def _create_private_file(path: Path) -> None:

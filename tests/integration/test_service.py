@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,11 +51,11 @@ def bridge(config: Path, *args: str, timeout: float = 300) -> subprocess.Complet
                           env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB})
 
 
-def start(config: Path, *args: str) -> subprocess.Popen[str]:
+def start(config: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """Start one asiou-bridge command in the background."""
     return subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(config), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB})
+                            env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB, **env})
 
 
 def runs(folder: Path) -> list[dict[str, object]]:
@@ -81,6 +82,16 @@ def wait_for(predicate: object, timeout: float = 60) -> None:
     raise AssertionError("timed out waiting")
 
 
+def _datagrams(sock: socket.socket) -> list[str]:
+    """Everything sent to the fake systemd notify socket."""
+    found = []
+    while True:
+        try:
+            found.append(sock.recv(4096).decode())
+        except TimeoutError:
+            return found
+
+
 def acked_batches(folder: Path) -> int:
     with closing(sqlite3.connect(folder / "state.sqlite", timeout=10)) as conn:
         try:
@@ -96,11 +107,20 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
     flight, the state holding only what the portal acknowledged; the next sync completes."""
     school = make_school(tmp_path, pupils=60, days=45, seed=5)
     config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1s"\n')
-    daemon = start(config, "run")
-    wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 3)
-    daemon.send_signal(signal.SIGTERM)
-    out, err = daemon.communicate(timeout=60)
+    with closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as systemd:
+        systemd.bind(str(tmp_path / "notify"))
+        systemd.settimeout(0.2)
+        daemon = start(config, "run", NOTIFY_SOCKET=str(tmp_path / "notify"),
+                       WATCHDOG_USEC="2000000")
+        wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 3)
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+        told = _datagrams(systemd)
     assert daemon.returncode == 0, err[-3000:]
+    assert "READY=1" in told
+    assert "WATCHDOG=1" in told
+    assert "STOPPING=1" in told
+    assert any(t.startswith("STATUS=running a incremental sync") for t in told)
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(line["event"] == "daemon.stopped" for line in lines)
     history = runs(tmp_path)
@@ -118,8 +138,8 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
 
 def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
         tmp_path: Path, portal: ReferencePortal) -> None:
-    """During a scheduled run, `sync --no-wait` refuses with a clear message, and `sync` waits
-    for the scheduled run to end before it starts."""
+    """During a scheduled run, `sync --no-wait` refuses with a clear message, and a manual
+    `resync --full` waits for the scheduled run to end before it starts."""
     school = make_school(tmp_path, pupils=60, days=45, seed=6)
     config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1h"\n')
     daemon = start(config, "run")
@@ -128,7 +148,7 @@ def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
         refused = bridge(config, "sync", "--no-wait")
         assert refused.returncode == ExitCode.FAILURE
         assert "another sync is running" in refused.stderr
-        waited = bridge(config, "sync")
+        waited = bridge(config, "resync", "--full")
         assert waited.returncode == ExitCode.OK, waited.stderr[-3000:]
         assert "waiting for it to finish" in waited.stderr
     finally:
