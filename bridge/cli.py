@@ -11,7 +11,7 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from bridge import cli_admin, cli_demo, logs
@@ -163,23 +163,44 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """``check``: configuration, mappings, the source connection and its tables."""
-    config, mappings = load(args)
+    """``check``: configuration, mappings, the source and its tables, portal authentication;
+    each gets a verdict, and the exit code is that of the first failure."""
+    config, mappings = load(args)  # without these nothing else can be checked
     print(f"configuration: ok ({config.file})")
     print(f"mappings: ok ({len(mappings.mappings)} entities from {config.mappings_dir})")
+    codes = [_verdict("source", lambda: _check_source(config, mappings)),
+             _verdict("portal", lambda: _check_portal(config))]
+    return next((code for code in codes if code != ExitCode.OK), ExitCode.OK)
+
+
+def _verdict(name: str, check: Callable[[], str]) -> int:
+    try:
+        print(f"{name}: ok ({check()})")
+    except BridgeError as exc:
+        print(f"{name}: FAILED\n{error_text(exc)}")
+        return exc.exit_code
+    return ExitCode.OK
+
+
+def _check_source(config: Config, mappings: MappingSet) -> str:
     source = open_source(config.source_url_with_password().render_as_string(False))
-    missing = source.missing_tables(mappings.mappings)
+    try:
+        missing = source.missing_tables(mappings.mappings)
+    finally:
+        source.engine.dispose()
     if missing:
         raise ConfigError([Problem(str(config.mappings_dir), "", f"table or view {t} is not in "
                                    "the ASIOU database") for t in missing])
-    print("source: ok (every mapped table is there)")
+    return "connected; every mapped table is there"
+
+
+def _check_portal(config: Config) -> str:
     client = PortalClient(portal_settings(config))
     try:
         client.authenticate()
     finally:
         client.close()
-    print(f"portal: ok (authenticated at {config.portal_url} as {config.portal_client_id})")
-    return ExitCode.OK
+    return f"authenticated at {config.portal_url} as {config.portal_client_id}"
 
 
 if __name__ == "__main__":

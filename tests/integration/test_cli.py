@@ -127,7 +127,8 @@ def test_check_reports_missing_tables(config: Path) -> None:
     engine.dispose()
     result = run("check", config=config)
     assert result.returncode == ExitCode.CONFIG
-    assert "table or view period_mark is not in the ASIOU database" in result.stderr
+    assert "source: FAILED" in result.stdout
+    assert "table or view period_mark is not in the ASIOU database" in result.stdout
 
 
 def test_every_command_has_help_with_examples() -> None:

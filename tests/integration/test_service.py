@@ -249,3 +249,24 @@ def test_status_retry_resync_and_erase(small: tuple[Path, Path],
     assert "pupil" not in again["delivery"]["delivered"]
     assert "erased from the portal" in bridge(config, "explain", "pupil", "1").stdout
     assert bridge(config, "retry").returncode in (ExitCode.OK, ExitCode.PARTIAL)
+
+
+def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
+        tmp_path: Path, portal: ReferencePortal) -> None:
+    """`check` says ok for configuration, mappings, source and portal; with a wrong portal
+    secret `check` says the portal FAILED and `sync` exits with the authentication code."""
+    school = make_school(tmp_path, pupils=20, days=5, seed=9)
+    config = write_config(tmp_path, school, portal.url)
+    good = bridge(config, "check")
+    assert good.returncode == ExitCode.OK, good.stdout + good.stderr
+    for part in ("configuration: ok", "mappings: ok", "source: ok", "portal: ok"):
+        assert part in good.stdout
+    (tmp_path / "portal-secret").write_text("Wr0ng-S3cret-x9", encoding="utf-8")
+    bad = bridge(config, "check")
+    assert bad.returncode == ExitCode.PORTAL_AUTH
+    assert "source: ok" in bad.stdout
+    assert "portal: FAILED" in bad.stdout
+    assert "Wr0ng-S3cret-x9" not in bad.stdout + bad.stderr
+    refused = bridge(config, "sync")
+    assert refused.returncode == ExitCode.PORTAL_AUTH
+    assert "portal authentication failed" in refused.stderr
