@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 
 from bridge import cli_admin, cli_demo, logs
-from bridge.cli_common import Subparsers, command, load, say, tty_progress
+from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.config import Config
 from bridge.engine import PlanResult, RunOptions, plan_run
 from bridge.errors import BridgeError, ConfigError, ExitCode, Problem
@@ -86,11 +86,7 @@ def _add_sync(sub: Subparsers) -> None:
     cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
-    group = cmd.add_mutually_exclusive_group()
-    group.add_argument("--wait", dest="wait", action="store_true", default=True,
-                       help="if a sync is running, wait for it (default)")
-    group.add_argument("--no-wait", dest="wait", action="store_false",
-                       help="if a sync is running, refuse at once")
+    wait_flags(cmd)
 
 
 def _add_approve(sub: Subparsers) -> None:

@@ -12,7 +12,7 @@ import uuid
 from datetime import date
 
 from bridge import admin, logs
-from bridge.cli_common import Subparsers, command, load, say, tty_progress
+from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.daemon import Daemon, install_signals, next_runs
 from bridge.errors import ExitCode
 from bridge.metrics import MetricsSink
@@ -40,7 +40,7 @@ def add_all(sub: Subparsers) -> None:
     cmd.add_argument("--json", action="store_true", help="print JSON")
     cmd = command(sub, "retry", "Send the dead letters again (a full sync).", cmd_retry,
                   "example:\n  asiou-bridge retry")
-    _wait_flags(cmd)
+    wait_flags(cmd)
     cmd = command(sub, "explain", "Why a record was or was not sent.", cmd_explain,
                   "examples:\n  asiou-bridge explain mark 123456\n"
                   "  asiou-bridge explain pupil 77 --json")
@@ -51,15 +51,7 @@ def add_all(sub: Subparsers) -> None:
                   cmd_erase, "example:\n  asiou-bridge erase pupil 77")
     cmd.add_argument("entity", choices=["pupil"])
     cmd.add_argument("key", help="the pupil's key (ASIOU id)")
-    _wait_flags(cmd)
-
-
-def _wait_flags(cmd: argparse.ArgumentParser) -> None:
-    group = cmd.add_mutually_exclusive_group()
-    group.add_argument("--wait", dest="wait", action="store_true", default=True,
-                       help="if a sync is running, wait for it (default)")
-    group.add_argument("--no-wait", dest="wait", action="store_false",
-                       help="if a sync is running, refuse at once")
+    wait_flags(cmd)
 
 
 def _add_resync(sub: Subparsers) -> None:
@@ -74,7 +66,7 @@ def _add_resync(sub: Subparsers) -> None:
     scope.add_argument("--since", type=date.fromisoformat, metavar="DATE",
                        help="records dated on or after DATE")
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    _wait_flags(cmd)
+    wait_flags(cmd)
 
 
 def _scope(args: argparse.Namespace) -> Scope:

@@ -57,3 +57,12 @@ def tty_progress() -> Callable[[str, int], None] | None:
               file=sys.stderr, flush=True)
 
     return show
+
+
+def wait_flags(cmd: argparse.ArgumentParser) -> None:
+    """``--wait`` (the default) or ``--no-wait`` when another sync holds the lock."""
+    group = cmd.add_mutually_exclusive_group()
+    group.add_argument("--wait", dest="wait", action="store_true", default=True,
+                       help="if a sync is running, wait for it (default)")
+    group.add_argument("--no-wait", dest="wait", action="store_false",
+                       help="if a sync is running, refuse at once")

@@ -23,6 +23,24 @@ def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[s
                           timeout=300)
 
 
+def record_first_sync(folder: Path) -> sa.Engine:
+    """Plan the school in ``folder`` and record every change as delivered (as a sync would);
+    returns the school's engine for the test to change."""
+    from bridge.engine import RunOptions, delivered, plan_run
+    from bridge.mapping import load_mappings
+    from bridge.source import SqlSource
+    from bridge.state import open_state
+
+    engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
+    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
+    mappings = load_mappings(Path("mappings"))
+    sent: list = []
+    plan_run(mappings, SqlSource(engine), state, RunOptions(as_of=school.FIRST_DAY), sent.append)
+    state.record([delivered(c, mappings) for c in sent])
+    state.close()
+    return engine
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
@@ -97,19 +115,7 @@ def test_unreachable_source_exits_with_the_source_code(tmp_path: Path) -> None:
 
 def test_a_held_plan_exits_with_its_code_and_says_how_to_approve(config: Path) -> None:
     """A mass delete makes `plan` exit 5 and print the approve command; approving clears it."""
-    from bridge.engine import RunOptions, delivered, plan_run
-    from bridge.mapping import load_mappings
-    from bridge.source import SqlSource
-    from bridge.state import open_state
-
-    folder = config.parent
-    engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
-    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
-    mappings = load_mappings(Path("mappings"))
-    sent: list = []
-    plan_run(mappings, SqlSource(engine), state, RunOptions(as_of=school.FIRST_DAY), sent.append)
-    state.record([delivered(c, mappings) for c in sent])
-    state.close()
+    engine = record_first_sync(config.parent)
     with engine.begin() as conn:
         conn.execute(schema.mark.delete())
     engine.dispose()
@@ -140,19 +146,7 @@ def test_every_command_has_help_with_examples() -> None:
 
 def test_plan_detail_shows_field_level_before_and_after(config: Path) -> None:
     """After a recorded sync, an edited topic shows in `plan --detail` as before -> after."""
-    from bridge.engine import RunOptions, delivered, plan_run
-    from bridge.mapping import load_mappings
-    from bridge.source import SqlSource
-    from bridge.state import open_state
-
-    folder = config.parent
-    engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
-    state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
-    mappings = load_mappings(Path("mappings"))
-    sent: list = []
-    plan_run(mappings, SqlSource(engine), state, RunOptions(as_of=school.FIRST_DAY), sent.append)
-    state.record([delivered(c, mappings) for c in sent])
-    state.close()
+    engine = record_first_sync(config.parent)
     with engine.begin() as conn:
         conn.execute(schema.lesson.update().where(schema.lesson.c.id == 100).values(
             topic="Сложение дробей"))
