@@ -127,7 +127,11 @@ def _approve(state_path: Path, plan_id: str) -> None:
 
 class KillMidRead:
     """A source that, after ``after`` rows of ``entity``, has the server kill the bridge's own
-    connections (``KILL CONNECTION`` from a separate admin session): a real server-side fault."""
+    connections (``KILL CONNECTION`` from a separate admin session): a real server-side fault.
+
+    MariaDB Connector/ODBC receives a result set whole before the first fetch, so the rows of
+    the read under way still arrive; the dead session shows at its next round trip (the
+    rollback as the read's connection closes), which must fail the run like a broken fetch."""
 
     def __init__(self, inner: SqlSource, admin: sa.Engine, ids: list[int],
                  entity: str = "mark", after: int = 1000) -> None:
