@@ -118,6 +118,7 @@ def main() -> int:
 
 def run(folder: Path, url: str, args: argparse.Namespace) -> int:
     full, seconds = sync(folder, url, args.batch, incremental=False)
+    seconds_full = seconds
     stats = requests.get(f"{url}/_portal/stats", timeout=10).json()
     counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
     delivered = full.delivery.total
@@ -128,16 +129,25 @@ def run(folder: Path, url: str, args: argparse.Namespace) -> int:
     print(f"portal counts: {json.dumps(counts)}")
     changed = change_one_percent(folder)
     again, seconds = sync(folder, url, args.batch, incremental=True)
+    seconds_change = seconds
     print(f"1 % change: {changed:,} marks edited; incremental sync delivered "
           f"{again.delivery.total:,} records ({json.dumps(again.delivery.delivered)}) in "
           f"{seconds:.1f} s; exactly the changed records: "
           f"{again.delivery.delivered.get('mark', {}).get('update', 0) == changed}")
     quiet, seconds = sync(folder, url, args.batch, incremental=True)
+    seconds_quiet = seconds
     print(f"no-change incremental run (watermarks): {quiet.delivery.total} delivered, "
           f"{sum(quiet.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
     whole, seconds = sync(folder, url, args.batch, incremental=False)
     print(f"no-change full run (no watermark used): {whole.delivery.total} delivered, "
           f"{sum(whole.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
+    print(json.dumps({"figures": {
+        "delivered": delivered, "delivery_seconds": round(seconds_full, 2),
+        "records_per_s": round(delivered / seconds_full), "requests": stats.get("requests"),
+        "one_percent_changed": changed, "one_percent_delivered": again.delivery.total,
+        "one_percent_seconds": round(seconds_change, 2),
+        "no_change_incremental_seconds": round(seconds_quiet, 2),
+        "no_change_full_seconds": round(seconds, 2)}}))
     codes = (full.exit_code, again.exit_code, quiet.exit_code, whole.exit_code)
     return 0 if codes == (0, 0, 0, 0) else 1
 
