@@ -72,6 +72,8 @@ class FieldSpec:
     personal: bool = False
     export: bool = True
     ref: str | None = None
+    fallback: Value = None
+    """For a value-mapped field: the canonical value of anything the map lacks (None: reject)."""
 
 
 def _shown(spec: FieldSpec, raw: object) -> str:
@@ -251,13 +253,18 @@ def _with_values(spec: FieldSpec) -> Converter:
     field's type, since TOML map keys are always text."""
     to_text, table = _steps(spec), dict(spec.values or {})
 
+    fallback = spec.fallback
+
     def convert(raw: Any) -> Value:
         text = to_text(raw)
         try:
             return table[text]
         except KeyError:
+            if fallback is not None:
+                return fallback
             shown = _shown(spec, text)
-            raise InvalidValue(f"value not in the value map of the mapping:{shown}") from None
+            raise InvalidValue("value not in the value map of the mapping"
+                               + (f":{shown}" if shown else "")) from None
 
     return convert
 

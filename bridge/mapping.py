@@ -56,7 +56,7 @@ TOP_KEYS = frozenset({"entity", "version", "description", "source", "fields"})
 SOURCE_KEYS = frozenset({"table", "schema", "key", "watermark", "where", "key_collation"})
 FIELD_KEYS = frozenset(
     {"column", "columns", "type", "transforms", "values", "required", "default", "max_length",
-     "min", "max", "separator", "personal", "export", "ref", "description"}
+     "min", "max", "separator", "personal", "export", "ref", "description", "fallback"}
 )
 KEY_SEPARATOR = "-"
 SORT_SEPARATOR = "\x01"  # below every character a key part may hold
@@ -380,6 +380,8 @@ def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
         if not isinstance(name, str) or name not in TRANSFORMS:
             p.add(f"{path}.transforms[{i}]",
                   f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+    if "fallback" in body and "values" not in body:
+        p.add(f"{path}.fallback", "only a field with a value map can have a fallback")
     if "separator" in body and not isinstance(body["separator"], str):
         p.add(f"{path}.separator", "must be text")
     values = body.get("values")
@@ -394,7 +396,7 @@ def _field_spec(name: str, columns: tuple[str, ...], kind: str, body: dict[str, 
         default=body.get("default"), max_length=body.get("max_length", 2000),
         min=body.get("min"), max=body.get("max"), separator=body.get("separator", " "),
         personal=body.get("personal", False), export=body.get("export", True),
-        ref=body.get("ref"),
+        ref=body.get("ref"), fallback=body.get("fallback"),
     )
 
 

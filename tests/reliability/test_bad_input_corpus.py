@@ -270,8 +270,6 @@ KINDS: list[Kind] = [
          "not in the value map"),
     Kind("period mark н/а in cp1251 (BLOB)", "period_mark", "mark_value",
          "н/а".encode("cp1251"), "period_mark", "value", "not valid UTF-8"),
-    Kind("guardian relation сосед", "pupil_guardian", "relation", "сосед", "guardian_link",
-         "relation", "not in the value map"),
     Kind("guardian link to a missing guardian", "pupil_guardian", "guardian_id", MISSING,
          "guardian_link", "guardian", f"guardian {MISSING}, which is missing"),
     Kind("guardian phone over 20", "guardian", "phone", "+7 900 000-00-00 доб. 1234",

@@ -312,3 +312,16 @@ def test_joined_of_nothing_is_none() -> None:
     """Joining only NULL or blank parts gives None, so required and default apply."""
     assert joined([None, " ", ""], " ") is None
     assert reason(spec(required=True), joined([None, None], " ")) == "missing value"
+
+
+def test_a_value_map_fallback_takes_what_the_map_lacks() -> None:
+    """With a fallback, a value the map lacks becomes the fallback instead of a rejection."""
+    field = spec(transforms=("trim", "lower"), values={"мать": "mother"}, fallback="other")
+    assert convert(field, " Мать ") == "mother"
+    assert convert(field, "сосед") == "other"
+
+
+def test_a_personal_value_outside_the_map_has_no_dangling_colon() -> None:
+    """A personal field's reason ends with the problem, not with a colon before a hidden value."""
+    assert reason(spec(personal=True, values={"5": "5"}), "7") == \
+        "value not in the value map of the mapping"
