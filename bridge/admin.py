@@ -123,16 +123,20 @@ def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupi
     """Delete every record of ``pupil`` from the portal (children first), record the erasure
     act, and keep the pupil out of every later export."""
     changes = _owned(state, mappings, pupil)
+    register = Erasures(state.engine)
+    # The act first: from now on the pupil is never exported again, even if the portal fails
+    # midway (run the command again to finish the deletes).
+    register.record(pupil, getpass.getuser(), {})
     portal = PortalClient(portal_settings(config))
     try:
-        deliverer = Deliverer(portal, state, mappings, run_id=run_id)
+        deliverer = Deliverer(portal, state, mappings, run_id=run_id, send_dead=True)
         deliverer.add_all(changes)
     finally:
         portal.close()
     done = Erasure(pupil, Counter({e: c.get("delete", 0)
                                    for e, c in deliverer.report.delivered.items()}),
                    deliverer.report.refused)
-    Erasures(state.engine).record(pupil, getpass.getuser(), dict(done.deleted))
+    register.record(pupil, getpass.getuser(), dict(done.deleted))
     return done
 
 

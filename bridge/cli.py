@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
+import sqlalchemy as sa
+
 from bridge import cli_admin, cli_demo, logs
 from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.config import Config
@@ -44,6 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         print(error_text(exc), file=sys.stderr)
         return exc.exit_code
+    except sa.exc.SQLAlchemyError as exc:  # the state store failed (disk full, connection lost)
+        print(f"The state store failed: {type(exc).__name__}: "
+              f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}\nWhat the portal acknowledged "
+              "is recorded; check state.url and the disk, then run the command again.",
+              file=sys.stderr)
+        return ExitCode.FAILURE
+    except KeyboardInterrupt:
+        print("Interrupted. What the portal acknowledged is recorded; the next run goes on.",
+              file=sys.stderr)
+        return 130
     return code
 
 
@@ -113,7 +125,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) -> PlanResult:
     source = open_source(config.source_url_with_password().render_as_string(False))
-    state = open_state(config.state_url, utc_now)
+    state = open_state(config.state_url, utc_now, school=config.portal_school)
     options = RunOptions(as_of=as_of, incremental=incremental, thresholds=config.thresholds,
                          overlap=config.overlap)
     log = logs.get_logger(command="plan")
@@ -148,7 +160,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_approve(args: argparse.Namespace) -> int:
     """``approve``: let the next sync send the deletes of a held plan."""
     config, _ = load(args)
-    state = open_state(config.state_url, utc_now)
+    state = open_state(config.state_url, utc_now, school=config.portal_school)
     try:
         state.approve(args.plan_id, getpass.getuser())
     finally:

@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "hours": (str, "", "only in these hours, e.g. 7-19 (empty: round the clock)"),
         "days": (str, "mon-sun", "only on these days, e.g. mon-sat"),
         "full_at": (str, "02:30", "the nightly full reconciliation (HH:MM, local time)"),
-        "dead_letters_at": (str, "03:30", "when dead letters are given another chance (HH:MM)"),
+        "dead_letters_at": (str, "02:15", "dead letters get another chance (before full_at)"),
         "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
     },
     "metrics": {

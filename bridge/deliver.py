@@ -70,13 +70,14 @@ class Deliverer:
 
     def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, *, run_id: str,
                  max_attempts: int = 3, progress: Progress | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, send_dead: bool = False) -> None:
         self.portal, self.state, self.mappings = portal, state, mappings
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
         self.stop = stop
         self.buffer: list[Change] = []
         self.report = DeliveryReport()
-        self.dead = {k: v for k, v in state.dead_letters().items() if v.is_dead}
+        self.dead = {} if send_dead else {
+            k: v for k, v in state.dead_letters().items() if v.is_dead}
 
     def add(self, change: Change) -> None:
         """Queue one change; a full batch is sent at once."""

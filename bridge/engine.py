@@ -36,6 +36,7 @@ PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
 PUPIL_FIELD = "pupil"
 # A change of these makes every record of the pupil pass the gate again (consent, stays).
 DIRTYING = frozenset({"pupil", "enrollment"})
+MAX_RESCAN = 1000
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class _Run:
         if needed is not None and needed in self.mappings:
             self._prepass(self.mappings[needed])
         since = self._since(mapping)
+        if self._rescan_too_big(mapping, since):
+            since = None
         leaf = mapping.entity not in self.referenced
         rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
         items = self._items(mapping, rows)
@@ -189,7 +192,10 @@ class _Run:
         if not self.options.incremental or mapping.watermark is None:
             return None
         mark = self.state.watermark(mapping.entity)
-        return None if mark is None else datetime.fromisoformat(mark) - self.options.overlap
+        try:
+            return None if mark is None else datetime.fromisoformat(mark) - self.options.overlap
+        except ValueError:  # not a date-time: read everything rather than guess
+            return None
 
     def _dirty(self, mapping: CompiledMapping, since: datetime | None) -> Rescan | None:
         """The pupils whose rows an incremental read must re-read in full (their consent or
@@ -198,6 +204,12 @@ class _Run:
             return None
         spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
         return None if spec is None else Rescan(spec.columns[0], sorted(self.dirty_pupils))
+
+    def _rescan_too_big(self, mapping: CompiledMapping, since: datetime | None) -> bool:
+        """Too many dirty pupils for one IN list (MS SQL takes 2,100 parameters at most): read
+        the entity in full instead."""
+        return since is not None and len(self.dirty_pupils) > MAX_RESCAN and any(
+            f.name == PUPIL_FIELD for f in mapping.fields)
 
     def _tapped(self, items: Iterator[Item], key: str) -> Iterator[Item]:
         for item in items:
@@ -245,8 +257,9 @@ class _Run:
                                 indexed=mapping.entity in self.referenced,
                                 read=self.result.plan.records_read)
         finally:
-            if track is not None and track.best is not None:
-                self.watermarks[mapping.entity] = track.text()
+            mark = track.text() if track is not None else None
+            if mark is not None:
+                self.watermarks[mapping.entity] = mark
 
     def _prepass(self, mapping: CompiledMapping) -> None:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
@@ -275,10 +288,11 @@ class Watermark:
         if raw is not None and (self.best is None or raw > self.best):  # type: ignore[operator]
             self.best = raw
 
-    def text(self) -> str:
-        """The highest watermark as ISO text (state store format)."""
+    def text(self) -> str | None:
+        """The highest watermark as ISO text (state store format); None when the column does
+        not hold date-times (then no watermark is kept and incremental runs read everything)."""
         best = _as_datetime(self.best)
-        return "" if best is None else best.isoformat(sep=" ")
+        return None if best is None else best.isoformat(sep=" ")
 
 
 def to_items(
@@ -305,7 +319,9 @@ def to_items(
             try:
                 record = build(row)
             except RowRejected as exc:
-                previous = exc.sort_key or previous
+                if exc.sort_key and exc.sort_key < previous:
+                    raise SourceOrderError(entity, mapping.location, exc.key, previous) from None
+                previous = max(previous, exc.sort_key)
                 ctx.forget(entity, exc.key)
                 yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
                                 exc.sort_key)

@@ -21,11 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 
 from bridge.errors import BridgeError, ExitCode
 from bridge.state import Clock, erasure, run_history, run_lock, utc_now
 
 LEASE = timedelta(seconds=90)
+log = structlog.get_logger()
 HEARTBEAT_SECONDS = 15.0
 
 
@@ -144,15 +146,32 @@ class SyncLock:
         return False
 
     def _lease(self) -> bool:
-        now = self.clock()
+        """Insert the lease row (the primary key admits one holder); a stale row is removed
+        only if it is still exactly the row seen (compare-and-delete), so two contenders can
+        never both win."""
+        if self._insert():
+            return True
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(run_lock).where(run_lock.c.name == self.name)).first()
-            if row is not None and not self._is_stale(dict(row._mapping), now):
+            if row is None:
+                return self._insert()
+            seen = dict(row._mapping)
+            if not self._is_stale(seen, self.clock()):
                 return False
-            conn.execute(run_lock.delete().where(run_lock.c.name == self.name))
-            conn.execute(run_lock.insert().values(
-                name=self.name, owner=self.owner, host=socket.gethostname(), pid=os.getpid(),
-                acquired_at=now, heartbeat_at=now))
+            gone = conn.execute(run_lock.delete().where(
+                run_lock.c.name == self.name, run_lock.c.owner == seen["owner"],
+                run_lock.c.heartbeat_at == seen["heartbeat_at"])).rowcount
+        return bool(gone) and self._insert()
+
+    def _insert(self) -> bool:
+        now = self.clock()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(run_lock.insert().values(
+                    name=self.name, owner=self.owner, host=socket.gethostname(),
+                    pid=os.getpid(), acquired_at=now, heartbeat_at=now))
+        except sa.exc.IntegrityError:
+            return False
         return True
 
     def _is_stale(self, row: Mapping[str, Any], now: datetime) -> bool:
@@ -177,10 +196,18 @@ class SyncLock:
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
-                with self.engine.begin() as conn:
-                    conn.execute(run_lock.update().where(
-                        run_lock.c.name == self.name, run_lock.c.owner == self.owner).values(
-                        heartbeat_at=self.clock()))
+                try:
+                    with self.engine.begin() as conn:
+                        kept = conn.execute(run_lock.update().where(
+                            run_lock.c.name == self.name, run_lock.c.owner == self.owner)
+                            .values(heartbeat_at=self.clock())).rowcount
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("lock.heartbeat_failed", lock=self.name,
+                                error=type(exc).__name__)
+                    continue  # try again at the next beat; the lease lasts six beats
+                if not kept:
+                    log.error("lock.lost", lock=self.name)
+                    return
 
         threading.Thread(target=beat, name="lock-heartbeat", daemon=True).start()
 

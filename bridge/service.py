@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -20,7 +20,7 @@ import structlog
 from bridge.config import Config
 from bridge.deliver import Progress
 from bridge.engine import RunOptions
-from bridge.errors import ConfigError, Problem
+from bridge.errors import ConfigError, ExitCode, Problem
 from bridge.mapping import MappingSet
 from bridge.metrics import MetricsSink, summary_from
 from bridge.portal.client import PortalClient, PortalSettings
@@ -73,7 +73,7 @@ class Service:
 
     def open_state(self) -> SqlStateStore:
         """The state store of this school."""
-        return open_state(self.config.state_url, utc_now)
+        return open_state(self.config.state_url, utc_now, school=self.config.portal_school)
 
     def sync(self, request: Request, say: Say | None = None,
              progress: Progress | None = None) -> SyncResult:
@@ -97,6 +97,12 @@ class Service:
         started, wall = time.monotonic(), time.time()
         try:
             outcome = self._run(state, request, run_id, progress)
+        except BaseException as exc:  # note the failure in the history, then let it go on
+            history.finish(run_id, "failed", getattr(exc, "exit_code", ExitCode.FAILURE),
+                           {"error": type(exc).__name__})
+            log.error("run.summary", run_id=run_id, mode=mode, outcome="failed",
+                      error=type(exc).__name__, seconds=round(time.monotonic() - started, 2))
+            raise
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
         summary = _summary(outcome)
@@ -152,8 +158,3 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "batches": report.batches,
         "error": report.failure,
     }
-
-
-def request_for(command: str, **changes: Any) -> Request:
-    """A request with ``changes`` applied to the defaults."""
-    return replace(Request(command=command), **changes)

@@ -130,6 +130,6 @@ def _describe(exc: sa.exc.SQLAlchemyError) -> str:
 def open_source(url: str) -> SqlSource:
     """A source on a SQLAlchemy URL (read-only by how it is used; never writes)."""
     try:
-        return SqlSource(sa.create_engine(url))
-    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        return SqlSource(sa.create_engine(url, hide_parameters=True))
+    except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise SourceError("opening the source database", f"{type(exc).__name__}: {exc}") from exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -229,13 +230,15 @@ def _entry(row: Sequence[Any]) -> StateEntry:
     return StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5], row[6])
 
 
-def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
-    """Open (creating or migrating) the state store at a SQLAlchemy URL."""
+def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> SqlStateStore:
+    """Open (creating or migrating) the state store at a SQLAlchemy URL. On PostgreSQL, shared
+    by the instances of many schools, each ``school`` keeps its tables in a schema of its own
+    (``asiou_bridge_<school>``), so no two schools ever see each other's state."""
     parsed = sa.make_url(url)
     try:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _create_private_file(Path(str(parsed.database)))
-        engine = _create_engine(parsed)
+        engine = _namespaced(_create_engine(parsed), school)
         store = SqlStateStore(engine, clock)
         try:
             store.migrate()
@@ -249,13 +252,23 @@ def open_state(url: str, clock: Clock = utc_now) -> SqlStateStore:
     return store
 
 
+def _namespaced(engine: sa.Engine, school: str | None) -> sa.Engine:
+    if school is None or engine.dialect.name != "postgresql":
+        return engine
+    name = "asiou_bridge_" + re.sub(r"[^a-z0-9_]", "_", school.lower())
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+    return engine.execution_options(schema_translate_map={None: name})
+
+
 def _create_engine(url: sa.URL) -> sa.Engine:
     """An engine for the state store. SQLite runs in WAL mode with a generous busy timeout, so
     a long read (a merge) never blocks the batch commits, and the daemon and a manual command
     can share the file."""
+    # hide_parameters: a failed statement's message must not carry payloads (names, marks).
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
+        return sa.create_engine(url, hide_parameters=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _wal(dbapi_connection: Any, _record: Any) -> None:

@@ -75,6 +75,8 @@ def run_sync(
             result.error = exc
     if result.error is not None:
         deliverer.report.failure = str(result.error)
-    else:
+    elif not deliverer.report.refused and not result.held:
+        # Refused records and held deletes must be planned again by the next (incremental)
+        # run, so the watermarks stay where they were. Dead letters no longer hold them back.
         state.set_watermarks(result.watermarks)
     return SyncResult(result, deliverer.report)

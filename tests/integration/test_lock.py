@@ -72,3 +72,22 @@ def test_a_dead_holder_on_this_host_is_taken_over(tmp_path: Path) -> None:
     assert fresh.try_acquire()
     fresh.release()
     store.close()
+
+
+def test_schools_sharing_postgresql_keep_separate_state(postgres_url: str) -> None:
+    """Two schools' instances on one PostgreSQL database never see each other's entries,
+    watermarks or approvals."""
+    from bridge.model import Change, Op, Record
+    from bridge.state import Delivered
+
+    seven, eight = open_state(postgres_url, school="7"), open_state(postgres_url, school="8")
+    record = Record("pupil", "17", "i17", {"x": 1}, "f")
+    seven.record([Delivered(Change(Op.CREATE, "pupil", "17", "i17", record))])
+    seven.set_watermarks({"pupil": "2026-01-01 00:00:00"})
+    seven.approve("plan", "admin")
+    assert seven.count("pupil") == 1
+    assert eight.count("pupil") == 0
+    assert eight.watermark("pupil") is None
+    assert not eight.is_approved("plan")
+    seven.close()
+    eight.close()
