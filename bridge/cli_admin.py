@@ -9,7 +9,9 @@ import os
 import sys
 import threading
 import uuid
+from dataclasses import replace
 from datetime import date
+from typing import Any
 
 from bridge import admin, logs
 from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
@@ -79,13 +81,10 @@ def _scope(args: argparse.Namespace) -> Scope:
     return everything
 
 
-def manual(command_name: str, args: argparse.Namespace, **changes: object) -> Request:
+def manual(command_name: str, args: argparse.Namespace, **changes: Any) -> Request:
     """A manual request by the OS user running the command."""
-    request = Request(command=command_name, trigger="manual", user=getpass.getuser(),
-                      wait=getattr(args, "wait", True))
-    for name, value in changes.items():
-        setattr(request, name, value)
-    return request
+    return replace(Request(command=command_name, trigger="manual", user=getpass.getuser(),
+                           wait=getattr(args, "wait", True)), **changes)
 
 
 def cmd_resync(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import Config, find_config, load_config
@@ -27,11 +26,6 @@ def command(sub: Subparsers, name: str, help_: str, handler: Handler,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.set_defaults(handler=handler)
     return cmd
-
-
-def load_config_file(path: Path) -> Config:
-    """A validated config from ``path``."""
-    return load_config(path)
 
 
 def load(args: argparse.Namespace) -> tuple[Config, MappingSet]:

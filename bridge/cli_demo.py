@@ -12,7 +12,8 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from bridge.cli_common import Subparsers, command, load_config_file
+from bridge.cli_common import Subparsers, command
+from bridge.config import load_config
 from bridge.demo.changes import change_journal
 from bridge.errors import ExitCode
 from bridge.mapping import load_mappings
@@ -122,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
-    config = load_config_file(_write_demo_config(folder, school, portal_url))
+    config = load_config(_write_demo_config(folder, school, portal_url))
     mappings = load_mappings(config.mappings_dir)
     print(f"2. Reference portal on {portal_url}; config {config.file}\n")
     print("3. Full sync\n")

@@ -238,8 +238,9 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
             continue
         try:
             parsed = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            problems.append(Problem(file, f"{section}.url", "is not a valid SQLAlchemy URL"))
+        except (sa.exc.ArgumentError, ValueError):
+            problems.append(Problem(file, f"{section}.url", "is not a valid SQLAlchemy URL "
+                                    "(dialect+driver://user@host:port/database)"))
             continue
         if parsed.password:
             problems.append(Problem(file, f"{section}.url", "holds a password: remove it and set "
@@ -248,6 +249,7 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
     _check_schedule(values["schedule"], file, problems)
+    _check_metrics(values["metrics"], file, problems)
     positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),
                 ("portal", "read_timeout"), ("delivery", "dead_letter_after")]
     for section, key in positive:
@@ -290,9 +292,26 @@ def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]
         if isinstance(schedule[key], str) and not pattern.fullmatch(schedule[key].strip()):
             problems.append(Problem(file, f"schedule.{key}", f"must be {meaning}"))
     hours = schedule["hours"]
-    if isinstance(hours, str) and hours and not HOURS.fullmatch(hours.strip()):
-        problems.append(Problem(file, "schedule.hours", "must be hours like 7-19 or 8,12,16"))
+    if isinstance(hours, str) and hours and (not HOURS.fullmatch(hours.strip()) or any(
+            int(h) > 23 for h in re.findall(r"\d+", hours))):
+        problems.append(Problem(file, "schedule.hours", "must be hours 0-23 like 7-19 or 8,12"))
+    every = schedule["incremental_every"]
+    windowed = bool(hours) or schedule["days"] != "mon-sun"
+    if windowed and isinstance(every, str) and EVERY.fullmatch(every.strip()) and (
+            every_seconds(every) % 60 or 60 % max(1, every_seconds(every) // 60)):
+        problems.append(Problem(file, "schedule.incremental_every", "with hours or days set, "
+                                "must be whole minutes that divide an hour (5m, 10m, 15m, 30m)"))
     if isinstance(schedule["incremental_every"], str) and EVERY.fullmatch(
             schedule["incremental_every"].strip()) and every_seconds(
             schedule["incremental_every"]) < 1:
         problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))
+
+
+def _check_metrics(metrics: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    textfile, listen = metrics["textfile"], metrics["listen"]
+    if isinstance(textfile, str) and textfile and not textfile.endswith(".prom"):
+        problems.append(Problem(file, "metrics.textfile", "must end in .prom (node_exporter "
+                                "reads only those)"))
+    if isinstance(listen, str) and listen and not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
+        problems.append(Problem(file, "metrics.listen", "must be HOST:PORT, like "
+                                "127.0.0.1:9464"))

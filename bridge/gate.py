@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from bridge.mapping import fingerprint
-from bridge.model import HoldReason, Record, Value
+from bridge.model import HoldReason, Record
 
 Stay = tuple[str, str, str | None]
 """(class key, first day, last day or None while open): one stay of a pupil in a class."""
@@ -43,13 +43,6 @@ class Context:
     def knows(self, entity: str, key: str) -> bool:
         """True when a record of ``entity`` with ``key`` was mapped in this run."""
         return key in self.keys.get(entity, ())
-
-    def remember(self, record: Record) -> None:
-        """Learn from a mapped record (allowed or held; never from a rejection)."""
-        self.keys.setdefault(record.entity, set()).add(record.key)
-        learn = LEARNERS.get(record.entity)
-        if learn is not None:
-            learn(self, record)
 
     def forget(self, entity: str, key: str) -> None:
         """Note a rejected record, so references to it are told apart from dangling ones."""
@@ -178,21 +171,6 @@ class MissingReference:
 Verdict = HoldReason | MissingReference | None
 
 
-def missing_reference(record: Record, refs: dict[str, str], ctx: Context) -> Verdict:
-    """The first reference of ``record`` that does not resolve, if any."""
-    for name, entity in refs.items():
-        value: Value = record.payload.get(name, record.attrs.get(name))
-        if value is not None and not ctx.knows(entity, str(value)):
-            key = str(value)
-            return MissingReference(name, entity, key, key in ctx.rejected.get(entity, ()))
-    return None
-
-
-def check(record: Record, refs: dict[str, str], ctx: Context) -> Verdict:
-    """Why ``record`` must not leave (a hold or a rejection), or None when it may."""
-    return compile_check(record.entity, refs, ctx)(record)
-
-
 def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
     """``check`` for one entity with its references and rule bound once (the hot path)."""
     known = tuple((name, target, ctx.keys.setdefault(target, set()))
@@ -253,27 +231,6 @@ def _owned(record: Record, ctx: Context) -> Verdict:
 
 def _guardian(record: Record, ctx: Context) -> Verdict:
     return None if record.key in ctx.guardians_allowed else HoldReason.NO_CONSENT
-
-
-def _on_lesson(pupil: str, lesson: str, ctx: Context, marked: bool) -> Verdict:
-    if not ctx.consent.get(pupil, False):
-        return HoldReason.NO_CONSENT
-    day, class_key = ctx.lesson[lesson]
-    if marked and ctx.grade.get(class_key) == 1:
-        return HoldReason.GRADE_1_MARK
-    for stay_class, start, end in ctx.stays.get(pupil, ()):
-        if stay_class == class_key and start <= day and (end is None or day <= end):
-            return None
-    return ctx.stay_reason(pupil, class_key, day)
-
-
-def _mark(record: Record, ctx: Context) -> Verdict:
-    lesson = ctx.work_lesson[_text(record, "work")]
-    return _on_lesson(_text(record, "pupil"), lesson, ctx, marked=True)
-
-
-def _absence(record: Record, ctx: Context) -> Verdict:
-    return _on_lesson(_text(record, "pupil"), _text(record, "lesson"), ctx, marked=False)
 
 
 def _period_mark(record: Record, ctx: Context) -> Verdict:
@@ -338,8 +295,6 @@ RULES: dict[str, Callable[[Record, Context], Verdict]] = {
     "group_member": _owned,
     "guardian_link": _owned,
     "guardian": _guardian,
-    "mark": _mark,
-    "absence": _absence,
     "period_mark": _period_mark,
 }
 

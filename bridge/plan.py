@@ -32,27 +32,6 @@ def sort_key_of(item: Item) -> str:
     return item.sort_key
 
 
-def merge(items: Iterable[Item], entries: Iterator[StateEntry]) -> Iterator[Pair]:
-    """Pair source items with state entries of the same sort key; both come sorted."""
-    entry = next(entries, None)
-    for item in items:
-        key = sort_key_of(item)
-        if not key:
-            yield item, None
-            continue
-        while entry is not None and entry.sort_key < key:
-            yield None, entry
-            entry = next(entries, None)
-        if entry is not None and entry.sort_key == key:
-            yield item, entry
-            entry = next(entries, None)
-        else:
-            yield item, None
-    while entry is not None:
-        yield None, entry
-        entry = next(entries, None)
-
-
 def pair_by_lookup(
     items: Iterable[Item], lookup: Callable[[list[str]], dict[str, StateEntry]], chunk: int = 500
 ) -> Iterator[Pair]:
@@ -138,7 +117,8 @@ def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
 
 def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView],
                 resend: Callable[[Record], bool] | None = None) -> Iterator[Item | Change]:
-    """``diff(merge(items, entries), complete=True)`` in one loop: the full run's hot path.
+    """A merge of items and state entries, both in sort key order, deciding as it goes (the
+    full run's hot path; ``diff`` over ``pair_by_lookup`` is the incremental one).
     Records ``resend`` picks are updated even when their fingerprint did not change."""
     gone = "gone from the source"
     entry = next(entries, None)

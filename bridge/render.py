@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import PlanResult
-from bridge.errors import BridgeError, ConfigError, SourceError, SourceOrderError
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    PortalAuthError,
+    PortalFatalError,
+    PortalUnavailable,
+    SourceError,
+    SourceOrderError,
+)
 from bridge.model import Change, Op, changed_fields
 from bridge.plan import rejection_group
+from bridge.runs import LockBusy
 from bridge.sync import SyncResult
 
 if TYPE_CHECKING:
@@ -120,21 +129,58 @@ def plan_json(result: PlanResult, detail: bool = False) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
+def _config_error(exc: ConfigError) -> str:
+    items = "\n".join(f"  - {p}" for p in exc.problems)
+    plural = "s" if len(exc.problems) > 1 else ""
+    return f"Configuration problem{plural} (nothing was done):\n{items}"
+
+
+def _order_error(exc: SourceOrderError) -> str:
+    return (f"The ASIOU table {exc.table} returned key {exc.key} after {exc.previous}, so "
+            f"rows are not in key order. For text keys set source.key_collation in the "
+            f"{exc.entity} mapping to a binary collation.")
+
+
+def _source_error(exc: SourceError) -> str:
+    return (f"The ASIOU database failed while {exc.operation}: {exc.detail}\n"
+            "Nothing was deleted. Check source.url and that the database is reachable "
+            "(`asiou-bridge check`).")
+
+
+def _auth_error(exc: PortalAuthError) -> str:
+    return (f"The portal refused our credentials (HTTP {exc.status}).\nCheck portal.client_id "
+            "and the portal secret ($ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file or the "
+            "credential portal-secret), then `asiou-bridge check`.")
+
+
+def _unavailable(exc: PortalUnavailable) -> str:
+    return (f"The portal kept failing: {exc.last} ({exc.attempts} attempts).\nWhat it "
+            "acknowledged is recorded; run the command again later (the daemon retries by "
+            "itself). `asiou-bridge check` tests the connection.")
+
+
+def _portal_fatal(exc: PortalFatalError) -> str:
+    return (f"The portal refused the request: HTTP {exc.status} {exc.kind}: {exc.detail}\n"
+            "Retrying will not help; check portal.url and portal.school.")
+
+
+def _busy(exc: LockBusy) -> str:
+    return (f"Another sync is running ({exc.holder}).\nWait for it (run the command without "
+            "--no-wait) or see `asiou-bridge status`.")
+
+
+ERRORS: list[tuple[type[BridgeError], Callable[[Any], str]]] = [
+    (ConfigError, _config_error), (SourceOrderError, _order_error),
+    (SourceError, _source_error), (PortalAuthError, _auth_error),
+    (PortalUnavailable, _unavailable), (PortalFatalError, _portal_fatal), (LockBusy, _busy)]
+
+
 def error_text(exc: BridgeError) -> str:
-    """What went wrong, and what to do about it."""
-    if isinstance(exc, ConfigError):
-        items = "\n".join(f"  - {p}" for p in exc.problems)
-        return (f"Configuration problem{'s' if len(exc.problems) > 1 else ''} "
-                f"(nothing was done):\n{items}")
-    if isinstance(exc, SourceOrderError):
-        return (f"The ASIOU table {exc.table} returned key {exc.key} after {exc.previous}, so "
-                f"rows are not in key order. For text keys set source.key_collation in the "
-                f"{exc.entity} mapping to a binary collation.")
-    if isinstance(exc, SourceError):
-        return (f"The ASIOU database failed while {exc.operation}: {exc.detail}\n"
-                "Nothing was deleted. Check source.url and that the database is reachable "
-                "(`asiou-bridge check`).")
-    return f"Error: {exc}"
+    """What went wrong, and what to do about it (the first renderer whose type matches)."""
+    for kind, render in ERRORS:
+        if isinstance(exc, kind):
+            return render(exc)
+    return f"Error: {exc}\nSee `asiou-bridge status` and the logs (journalctl -u asiou-bridge)."
 
 
 def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:

@@ -147,7 +147,7 @@ def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
         wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 1)
         refused = bridge(config, "sync", "--no-wait")
         assert refused.returncode == ExitCode.FAILURE
-        assert "another sync is running" in refused.stderr
+        assert "Another sync is running" in refused.stderr
         waited = bridge(config, "resync", "--full")
         assert waited.returncode == ExitCode.OK, waited.stderr[-3000:]
         assert "waiting for it to finish" in waited.stderr
@@ -269,4 +269,4 @@ def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
     assert "Wr0ng-S3cret-x9" not in bad.stdout + bad.stderr
     refused = bridge(config, "sync")
     assert refused.returncode == ExitCode.PORTAL_AUTH
-    assert "portal authentication failed" in refused.stderr
+    assert "The portal refused our credentials" in refused.stderr

@@ -97,3 +97,23 @@ def test_the_shipped_example_config_is_valid() -> None:
     """config/bridge.toml passes validation as shipped."""
     config = load_config(Path("config/bridge.toml"))
     assert config.source_url.startswith("mysql+pyodbc://")
+
+
+def test_schedule_metrics_and_ports_are_checked_up_front(tmp_path: Path) -> None:
+    """Settings that would crash the daemon later are refused at start-up with their path."""
+    path = _write(tmp_path, """
+[source]
+url = "mysql+pyodbc://bridge@host:port/asiou"
+[schedule]
+hours = "7-25"
+incremental_every = "2h"
+full_at = "2:61"
+[metrics]
+textfile = "/tmp/asiou.txt"
+listen = "nine"
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert {p.path for p in caught.value.problems} == {
+        "source.url", "schedule.hours", "schedule.incremental_every", "schedule.full_at",
+        "metrics.textfile", "metrics.listen"}
