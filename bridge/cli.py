@@ -82,7 +82,7 @@ def _add_plan(sub: Subparsers) -> None:
     cmd = command(sub, "plan", "Preview what a sync would send; changes nothing.", cmd_plan,
                    EPILOG_PLAN)
     cmd.add_argument("--incremental", action="store_true",
-                     help="read only rows changed since the last run (never deletes)")
+                     help="read only rows changed since the last run (finds no source deletions)")
     cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
     cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
@@ -94,7 +94,7 @@ def _add_sync(sub: Subparsers) -> None:
                    "  asiou-bridge sync --incremental   rows changed since the last run\n"
                    "  asiou-bridge sync --dry-run       plan only (same as `plan`)")
     cmd.add_argument("--incremental", action="store_true",
-                     help="read only rows changed since the last run (never deletes)")
+                     help="read only rows changed since the last run (finds no source deletions)")
     cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")

@@ -7,7 +7,8 @@ handles the read that fails midway (no deletes from a partial read).
 
 A full run reads every row and finds deletions. An incremental run reads rows whose watermark
 moved since the last run (plus every row of a pupil whose consent or enrolment changed), pairs
-them with the state by lookup, and never deletes.
+them with the state by lookup; it deletes only records that became forbidden, never rows
+gone from the source.
 """
 
 from __future__ import annotations

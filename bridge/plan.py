@@ -2,7 +2,7 @@
 
 Source records and state entries both arrive in ``sort_key`` order and are merged in one pass
 (constant memory); an incremental read, which sees only changed rows, pairs them by lookup
-instead and never deletes. ``decide`` holds every case, one commented branch each.
+instead and never calls a record gone. ``decide`` holds every case, one commented branch each.
 
 A :class:`Plan` accumulates the outcome of a run: counts per entity and operation, holds per
 reason, rejections (with a bounded sample), bounded field-level detail of updates, and the
