@@ -28,6 +28,7 @@ from bridge.render import (
     sync_json,
     sync_text,
 )
+from bridge.runs import SyncLock
 from bridge.scope import Scope, everything, of_class, of_pupil, since
 from bridge.service import Request, Service
 
@@ -100,11 +101,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     """``retry``: revive dead letters, then a full sync sends them."""
     config, mappings = load(args)
     service = Service(config, mappings)
-    state = service.open_state()
-    try:
+    with service.state_store() as state:
         revived = state.revive()
-    finally:
-        state.close()
     say(f"{revived} dead letters will be sent again.")
     outcome = service.sync(manual("retry", args), say=say, progress=tty_progress())
     print(sync_text(outcome, mappings.entities))
@@ -115,12 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     """``status``: what the bridge did and will do."""
     config, mappings = load(args)
     service = Service(config, mappings)
-    state = service.open_state()
-    try:
+    with service.state_store() as state:
         found = admin.status(state, next_runs(Daemon(config, mappings, Notifier.from_env({}),
                                                      service)))
-    finally:
-        state.close()
     print(status_json(found) if args.json else status_text(found))
     return ExitCode.OK
 
@@ -128,11 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """``explain``: one record's path through the bridge."""
     config, mappings = load(args)
-    state = Service(config, mappings).open_state()
-    try:
+    with Service(config, mappings).state_store() as state:
         found = admin.explain(config, mappings, state, args.entity, args.key)
-    finally:
-        state.close()
     print(explain_json(found) if args.json else explain_text(found))
     return ExitCode.OK
 
@@ -140,15 +132,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_erase(args: argparse.Namespace) -> int:
     """``erase pupil KEY``: delete the pupil's records from the portal, keep the act."""
     config, mappings = load(args)
-    service = Service(config, mappings)
-    state = service.open_state()
-    try:
-        from bridge.runs import SyncLock  # noqa: PLC0415 - only this command needs it here
-
-        with SyncLock(state.engine, f"sync:{config.portal_school}").held(args.wait, say):
+    with Service(config, mappings).state_store() as state:
+        lock = SyncLock(state.engine, f"sync:{config.portal_school}")
+        with lock.held(args.wait, say):
             done = admin.erase_pupil(config, mappings, state, args.key, uuid.uuid4().hex[:12])
-    finally:
-        state.close()
     print(erase_text(done))
     return ExitCode.OK if not done.refused else ExitCode.PARTIAL
 

@@ -82,11 +82,8 @@ class Daemon:
 
     def revive(self) -> None:
         """Give dead letters another chance: the next full run sends them again."""
-        state = self.service.open_state()
-        try:
+        with self.service.state_store() as state:
             revived = state.revive()
-        finally:
-            state.close()
         log.info("dead_letters.revived", count=revived)
 
     def _sync(self, request: Request) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -75,16 +76,22 @@ class Service:
         """The state store of this school."""
         return open_state(self.config.state_url, utc_now, school=self.config.portal_school)
 
+    @contextmanager
+    def state_store(self) -> Iterator[SqlStateStore]:
+        """The state store of this school, closed after the block."""
+        state = self.open_state()
+        try:
+            yield state
+        finally:
+            state.close()
+
     def sync(self, request: Request, say: Say | None = None,
              progress: Progress | None = None) -> SyncResult:
         """One sync under the lock, with history, a summary log line and metrics."""
-        state = self.open_state()
-        try:
+        with self.state_store() as state:
             lock = SyncLock(state.engine, f"sync:{self.config.portal_school}")
             with lock.held(wait=request.wait, say=say):
                 return self._locked(state, request, progress)
-        finally:
-            state.close()
 
     def _locked(self, state: SqlStateStore, request: Request,
                 progress: Progress | None) -> SyncResult:
