@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from bridge import gate
 from bridge.errors import RetriableError, SourceError, SourceOrderError
@@ -313,7 +314,7 @@ def to_items(
     check = gate.compile_check(entity, mapping.refs, ctx)
     remember = gate.compile_remember(entity, indexed, ctx)
     derive = gate.derive if entity in gate.DERIVED else None
-    see = track.see if track is not None else None
+    best: Any = None  # the highest watermark so far (inline: a call per row costs)
     try:
         for row in rows:
             count += 1
@@ -327,8 +328,8 @@ def to_items(
                 yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
                                 exc.sort_key)
                 continue
-            if see is not None:
-                see(record.watermark)
+            mark = record.watermark
+            best = mark if mark is not None and (best is None or mark > best) else best
             if record.sort_key <= previous:
                 yield _out_of_order(mapping, record, previous)
                 continue
@@ -348,6 +349,8 @@ def to_items(
     finally:
         if read is not None:
             read[entity] += count
+        if track is not None and best is not None:
+            track.see(best)
 
 
 def _out_of_order(mapping: CompiledMapping, record: Record, previous: str) -> Rejection:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from hashlib import blake2b
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from bridge.errors import ConfigError, Problem
@@ -58,6 +59,7 @@ FIELD_KEYS = frozenset(
     {"column", "columns", "type", "transforms", "values", "required", "default", "max_length",
      "min", "max", "separator", "personal", "export", "ref", "description", "fallback"}
 )
+NO_ATTRS: Mapping[str, Value] = MappingProxyType({})  # shared: records never change attrs
 KEY_SEPARATOR = "-"
 SORT_SEPARATOR = "\x01"  # below every character a key part may hold
 INT_OFFSET = 2**63
@@ -464,26 +466,36 @@ def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
     joined_ = [(f.name, _reader(f, columns), compile_field(f))
                for f in fields if f.export and len(f.columns) > 1]
     hidden = [(f.name, _reader(f, columns), compile_field(f)) for f in fields if not f.export]
+    names = [n for n, _, _ in plain] + [n for n, _, _ in joined_]
+    steps = [(at, convert) for _, at, convert in plain]
     mark_at = columns.index(watermark) if watermark else None
+    everything = [(n, (lambda row, at=at: row[at]), c) for n, at, c in plain] + joined_ + hidden
 
     def build(row: Sequence[Any]) -> Record:
         key, sort_key = row_keys(row)
-        payload: dict[str, Value] = {}
-        attrs: dict[str, Value] = {}
-        name = ""
         try:
-            for name, at, convert in plain:
-                payload[name] = convert(row[at])
-            for name, read, convert in joined_:
-                payload[name] = convert(read(row))
-            for name, read, convert in hidden:
-                attrs[name] = convert(read(row))
-        except InvalidValue as exc:
-            raise RowRejected(key, sort_key, name, exc.reason) from None
-        return Record(entity, key, sort_key, payload, fingerprint(version, list(payload.values())),
-                      attrs, None if mark_at is None else row[mark_at])
+            values = [convert(row[at]) for at, convert in steps]
+            if joined_:
+                values += [convert(read(row)) for _, read, convert in joined_]
+            attrs = {n: convert(read(row)) for n, read, convert in hidden} if hidden else NO_ATTRS
+        except InvalidValue:
+            raise _first_problem(everything, row, key, sort_key) from None
+        return Record(entity, key, sort_key, dict(zip(names, values, strict=True)),
+                      fingerprint(version, values), attrs,
+                      None if mark_at is None else row[mark_at])
 
     return build
+
+
+def _first_problem(steps: list[tuple[str, Callable[[Sequence[Any]], Any], Any]],
+                   row: Sequence[Any], key: str, sort_key: str) -> RowRejected:
+    """The rejection of a row some field could not convert (the slow path names the field)."""
+    for name, read, convert in steps:
+        try:
+            convert(read(row))
+        except InvalidValue as exc:
+            return RowRejected(key, sort_key, name, exc.reason)
+    return RowRejected(key, sort_key, "", "could not be converted")
 
 
 def _single_key(at: int, name: str) -> Callable[[Sequence[Any]], tuple[str, str]]:
