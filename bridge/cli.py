@@ -152,7 +152,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return cmd_plan(args)
     config, mappings = load(args)
     request = cli_admin.manual("sync", args, incremental=args.incremental, as_of=args.as_of)
-    outcome = Service(config, mappings).sync(request, say=say, progress=tty_progress())
+    outcome = Service(config, mappings).sync(request, say=say, progress=tty_progress(args.json))
     print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
     return outcome.exit_code
 

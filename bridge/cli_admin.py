@@ -92,7 +92,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
     """``resync``: a full sync that re-sends the scope."""
     config, mappings = load(args)
     outcome = Service(config, mappings).sync(manual("resync", args, resend=_scope(args)),
-                                            say=say, progress=tty_progress())
+                                            say=say, progress=tty_progress(args.json))
     print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
     return outcome.exit_code
 

@@ -39,9 +39,10 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def tty_progress() -> Callable[[str, int], None] | None:
-    """Progress per entity (records and rate) on an interactive terminal; None otherwise."""
-    if not sys.stderr.isatty():
+def tty_progress(quiet: bool = False) -> Callable[[str, int], None] | None:
+    """Progress per entity (records and rate) on an interactive terminal; None otherwise, and
+    None when ``quiet`` (``--json``: machine-readable runs show none)."""
+    if quiet or not sys.stderr.isatty():
         return None
     started = time.monotonic()
 

@@ -117,3 +117,26 @@ listen = "nine"
     assert {p.path for p in caught.value.problems} == {
         "source.url", "schedule.hours", "schedule.incremental_every", "schedule.full_at",
         "metrics.textfile", "metrics.listen"}
+
+
+def test_progress_shows_only_on_a_terminal_and_never_with_json(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress is drawn on an interactive stderr, and not when --json asks for quiet output."""
+    import io
+
+    from bridge.cli_common import tty_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert tty_progress(quiet=True) is None
+    show = tty_progress()
+    assert show is not None
+    show("mark", 1500)
+    assert "mark" in terminal.getvalue()
+    assert "1,500 delivered" in terminal.getvalue()
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert tty_progress() is None
