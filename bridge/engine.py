@@ -247,8 +247,7 @@ class _Run:
         if record.entity == "guardian" and self.guardian_pupils.get(record.key, set()) & \
                 self.dirty_pupils:
             return True  # one of their pupils' consent changed: they must pass the gate again
-        mark = _as_datetime(record.watermark)
-        return mark is None or mark >= since
+        return _changed_since(record, since)
 
     def _items(self, mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[Item]:
         """Rows → records, holds and rejections, in key order; learns the context and the

@@ -41,14 +41,38 @@ def make_school(folder: Path, pupils: int = 40, days: int = 20, seed: int = 3) -
 
 
 def expected_export(school: Path) -> Snapshot:
-    """What the portal must hold after a complete sync: a plan against an empty state."""
-    engine = sa.create_engine(f"sqlite:///{school}")
+    """What the portal must hold after a complete sync of a SQLite school file."""
+    return expected_export_of(f"sqlite:///{school}")
+
+
+def expected_export_of(source_url: str) -> Snapshot:
+    """What the portal must hold after a complete sync of any source URL (MariaDB included):
+    a plan against an empty state."""
+    engine = sa.create_engine(source_url)
     creates: list[Change] = []
-    plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(),
-             RunOptions(as_of=AS_OF, thresholds=NO_GUARD), creates.append)
-    engine.dispose()
+    try:
+        plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(),
+                 RunOptions(as_of=AS_OF, thresholds=NO_GUARD), creates.append)
+    finally:
+        engine.dispose()
     return {(c.entity, c.key): (c.record.fingerprint, dict(c.record.payload))
             for c in creates if c.record is not None}
+
+
+def write_config(folder: Path, school: Path, url: str, batch_size: int = 20,
+                 extra: str = "") -> Path:
+    """A config as an admin writes it (the portal secret in a 0600 file)."""
+    secret = folder / "portal-secret"
+    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
+    secret.chmod(0o600)
+    path = folder / "bridge.toml"
+    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
+                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
+                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
+                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+                    f'secret_file = "{secret}"\nbatch_size = {batch_size}\n{extra}',
+                    encoding="utf-8")
+    return path
 
 
 def snapshot(url: str, school: str = "demo") -> Snapshot:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from bridge.demo import schema
 from bridge.errors import ExitCode
 from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from tests.e2e import expected_export, make_school, running_portal, snapshot
+from tests.e2e import expected_export, make_school, running_portal, snapshot, write_config
 
 SECRET_DB = "Db-Pa55-never-logged"
 
@@ -28,20 +28,6 @@ SECRET_DB = "Db-Pa55-never-logged"
 @pytest.fixture
 def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
     yield from running_portal(tmp_path)
-
-
-def write_config(folder: Path, school: Path, url: str, extra: str = "") -> Path:
-    """A config as an admin writes it (the portal secret in a 0600 file)."""
-    secret = folder / "portal-secret"
-    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
-    secret.chmod(0o600)
-    path = folder / "bridge.toml"
-    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
-                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
-                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
-                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
-                    f'secret_file = "{secret}"\nbatch_size = 20\n{extra}', encoding="utf-8")
-    return path
 
 
 def bridge(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -106,7 +92,8 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
     """The daemon syncs on its schedule; SIGTERM mid-run ends it with exit 0 after the batch in
     flight, the state holding only what the portal acknowledged; the next sync completes."""
     school = make_school(tmp_path, pupils=60, days=45, seed=5)
-    config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1s"\n')
+    config = write_config(tmp_path, school, portal.url,
+                          extra='[schedule]\nincremental_every = "1s"\n')
     with closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as systemd:
         systemd.bind(str(tmp_path / "notify"))
         systemd.settimeout(0.2)
@@ -141,7 +128,8 @@ def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
     """During a scheduled run, `sync --no-wait` refuses with a clear message, and a manual
     `resync --full` waits for the scheduled run to end before it starts."""
     school = make_school(tmp_path, pupils=60, days=45, seed=6)
-    config = write_config(tmp_path, school, portal.url, '[schedule]\nincremental_every = "1h"\n')
+    config = write_config(tmp_path, school, portal.url,
+                          extra='[schedule]\nincremental_every = "1h"\n')
     daemon = start(config, "run")
     try:
         wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 1)

@@ -21,8 +21,15 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ExitCode
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from tests.e2e import duplicates, expected_export, make_school, running_portal, snapshot
+from bridge.portal.server import ReferencePortal
+from tests.e2e import (
+    duplicates,
+    expected_export,
+    make_school,
+    running_portal,
+    snapshot,
+    write_config,
+)
 
 TRIALS = int(os.environ.get("ASIOU_BRIDGE_CRASH_TRIALS", "10"))
 
@@ -74,16 +81,8 @@ def _first_batch(state: Path, process: subprocess.Popen[str]) -> float:
 
 
 def _config(folder: Path, school: Path, url: str) -> Path:
-    secret = folder / "secret"
-    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
-    path = folder / "bridge.toml"
-    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
-                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
-                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
-                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
-                    f'secret_file = "{secret}"\nbatch_size = 25\n'
-                    "[guard]\nmin_deletes = 1000000\n", encoding="utf-8")
-    return path
+    return write_config(folder, school, url, batch_size=25,
+                        extra="[guard]\nmin_deletes = 1000000\n")
 
 
 def _sync(config: Path) -> subprocess.Popen[str]:

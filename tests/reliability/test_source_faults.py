@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.engine import RunOptions, plan_run
 from bridge.errors import ExitCode, SourceError
-from bridge.fakes import MemoryStateStore
 from bridge.guard import GuardHold, Thresholds
 from bridge.mapping import CompiledMapping
 from bridge.model import Change
@@ -34,6 +33,7 @@ from tests.e2e import (
     NO_GUARD,
     Snapshot,
     expected_export,
+    expected_export_of,
     make_school,
     running_portal,
     snapshot,
@@ -83,15 +83,7 @@ def _sync_url(source_url: str, state_path: Path, url: str, thresholds: Threshold
 
 def _export(source_url: str) -> Snapshot:
     """What the portal must hold after a complete sync of any source URL (MariaDB included)."""
-    engine = sa.create_engine(source_url)
-    creates: list[Change] = []
-    try:
-        plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(),
-                 RunOptions(as_of=AS_OF, thresholds=NO_GUARD), creates.append)
-    finally:
-        engine.dispose()
-    return {(c.entity, c.key): (c.record.fingerprint, dict(c.record.payload))
-            for c in creates if c.record is not None}
+    return expected_export_of(source_url)
 
 
 def _watermarks(state_path: Path) -> dict[str, str | None]:
