@@ -1,6 +1,7 @@
 """Benchmark: planning a generated school from SQLite against a bare streamed SELECT.
 
     .venv/bin/python bench/plan_benchmark.py --pupils 1100 [--seed 1] [--dir var/bench]
+                                             [--workers N]
 
 Phases run in separate processes so each one's peak RSS is its own (VmHWM):
   generate  write the school into SQLite (skipped when the file for this size and seed exists)
@@ -8,6 +9,9 @@ Phases run in separate processes so each one's peak RSS is its own (VmHWM):
   plan-new  a full plan against an empty state store (the first sync)
   record    plan again and record every change in the state store (what delivery would)
   plan-same a full plan against the recorded state (the nightly reconciliation: no changes)
+Plans use ``--workers`` processes (default 0: one per CPU core, as the service does; 1: one
+process); the bare SELECT is always one process. Each phase reports wall-clock seconds, CPU
+seconds (its own and its workers'), and peak RSS (its own, and its largest worker's).
 Prints a table and, with --json, one JSON object. Targets (docs/benchmarks.md): plan time at
 most 2.5 x the bare SELECT; peak RSS at most 300 MB.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from bridge.engine import RunOptions, delivered, plan_run
 from bridge.guard import Thresholds
 from bridge.mapping import MappingSet, load_mappings
 from bridge.model import Change
+from bridge.shards import resolve_workers
 from bridge.source import SqlSource
 from bridge.state import Delivered, open_state
 
@@ -37,6 +43,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 AS_OF = date(2026, 6, 1)
 RECORD_BATCH = 5000
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (planning workers), in seconds."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def worker_peak_rss_mb() -> float:
+    """The peak RSS of the largest reaped child (a planning worker), in MB; 0 without one."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def peak_rss_mb() -> float:
@@ -62,14 +80,15 @@ def phase_generate(folder: Path, pupils: int, seed: int) -> dict[str, float]:
 
 def phase_select(folder: Path) -> dict[str, float]:
     mappings, source = _open(folder)
-    started, rows = time.perf_counter(), 0
+    started, cpu, rows = time.perf_counter(), cpu_seconds(), 0
     for mapping in mappings.mappings:
         for _ in source.read(mapping):
             rows += 1
-    return {"seconds": time.perf_counter() - started, "rows": rows}
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds() - cpu,
+            "rows": rows}
 
 
-def _plan(folder: Path, record: bool) -> dict[str, float]:
+def _plan(folder: Path, record: bool, workers: int) -> dict[str, float]:
     mappings, source = _open(folder)
     state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
     batch: list[Delivered] = []
@@ -80,23 +99,25 @@ def _plan(folder: Path, record: bool) -> dict[str, float]:
             state.record(batch)
             batch.clear()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = plan_run(mappings, source, state, RunOptions(
-        as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9)), sink if record else None)
+        as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9),
+        workers=resolve_workers(workers)), sink if record else None)
     if record:
         state.record(batch + [delivered(c, mappings) for c in result.plan.deletes])
         state.set_watermarks(result.watermarks)
     seconds = time.perf_counter() - started
     plan = result.plan
-    return {"seconds": seconds, "rows": sum(plan.records_read.values()),
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
+            "rows": sum(plan.records_read.values()),
             "changes": sum(sum(c.values()) for c in plan.counts.values())}
 
 
 PHASES: dict[str, Callable[..., dict[str, float]]] = {
     "generate": phase_generate, "select": phase_select,
-    "plan-new": lambda folder: _plan(folder, record=False),
-    "record": lambda folder: _plan(folder, record=True),
-    "plan-same": lambda folder: _plan(folder, record=False),
+    "plan-new": lambda folder, workers: _plan(folder, False, workers),
+    "record": lambda folder, workers: _plan(folder, True, workers),
+    "plan-same": lambda folder, workers: _plan(folder, False, workers),
 }
 
 
@@ -113,14 +134,18 @@ def main() -> int:
     parser.add_argument("--pupils", type=int, default=1100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
+    parser.add_argument("--workers", type=int, default=0,
+                        help="planning processes (0: one per CPU core; 1: one process)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.dir)
     if args.phase:
-        extra = (args.pupils, args.seed) if args.phase == "generate" else ()
+        extra = ((args.pupils, args.seed) if args.phase == "generate" else
+                 () if args.phase == "select" else (args.workers,))
         figures = PHASES[args.phase](folder, *extra)
-        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb()}))
+        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb(),
+                          "worker_peak_rss_mb": worker_peak_rss_mb()}))
         return 0
     return report(folder / f"school-{args.pupils}-{args.seed}", args)
 
@@ -133,26 +158,29 @@ def report(folder: Path, args: argparse.Namespace) -> int:
                                         "--seed", str(args.seed))
     (folder / "state.sqlite").unlink(missing_ok=True)
     for name in ("select", "plan-new", "record", "plan-same"):
-        results[name] = run_phase(name, folder)
+        results[name] = run_phase(name, folder, "--workers", str(args.workers))
     base = results["select"]["seconds"]
     for figures in results.values():
         figures["ratio_to_select"] = figures["seconds"] / base
         figures["rows_per_s"] = figures.get("rows", 0) / figures["seconds"]
     if args.json:
-        print(json.dumps({"pupils": args.pupils, "seed": args.seed, "phases": results}))
+        print(json.dumps({"pupils": args.pupils, "seed": args.seed,
+                          "workers": resolve_workers(args.workers), "phases": results}))
     else:
-        print(table(args.pupils, results))
+        print(table(args.pupils, resolve_workers(args.workers), results))
     return 0
 
 
-def table(pupils: int, results: dict[str, dict[str, float]]) -> str:
-    lines = [f"school of {pupils} pupils ({results['select']['rows']:,.0f} source rows)",
-             f"{'phase':<10}{'seconds':>9}{'x SELECT':>10}{'rows/s':>12}{'changes':>10}"
-             f"{'peak RSS MB':>13}"]
+def table(pupils: int, workers: int, results: dict[str, dict[str, float]]) -> str:
+    lines = [f"school of {pupils} pupils ({results['select']['rows']:,.0f} source rows), "
+             f"plans with {workers} planning process(es)",
+             f"{'phase':<10}{'seconds':>9}{'x SELECT':>10}{'CPU s':>8}{'rows/s':>12}"
+             f"{'changes':>11}{'peak RSS MB':>13}{'worker MB':>11}"]
     for name, f in results.items():
         lines.append(f"{name:<10}{f['seconds']:>9.2f}{f['ratio_to_select']:>10.2f}"
-                     f"{f['rows_per_s']:>12,.0f}{f.get('changes', 0):>10,.0f}"
-                     f"{f['peak_rss_mb']:>13.0f}")
+                     f"{f.get('cpu_seconds', 0):>8.2f}{f['rows_per_s']:>12,.0f}"
+                     f"{f.get('changes', 0):>11,.0f}{f['peak_rss_mb']:>13.0f}"
+                     f"{f['worker_peak_rss_mb']:>11.0f}")
     return "\n".join(lines)
 
 

@@ -29,10 +29,10 @@ from bridge.mapping import CompiledMapping, MappingSet, RowRejected
 from bridge.model import Change, Hold, Record, Rejection
 from bridge.plan import Item, Plan, diff, diff_sorted, pair_by_lookup
 from bridge.scope import Scope
-from bridge.source import Rescan, Row, Source
+from bridge.shards import HAS_FORK, ChangeSink, RangeWork, Shard, key_ranges, sort_bounds, within
+from bridge.source import KeyRange, Rescan, Row, Source
 from bridge.state import Delivered, StateStore
 
-ChangeSink = Callable[[Change], None]
 # Index entities learnt in a pre-pass because an earlier entity's gate needs them.
 PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
 PUPIL_FIELD = "pupil"
@@ -55,6 +55,9 @@ class RunOptions:
     """Records to send again even where the state says delivered (``resync``)."""
     tap: tuple[str, str] | None = None
     """(entity, key) of one record whose path through the run is kept (``explain``)."""
+    workers: int = 1
+    """Processes that plan a full read of a large leaf entity, each a range of its keys
+    (``bridge.shards``); 1 plans everything in this process."""
 
 
 @dataclass
@@ -156,22 +159,42 @@ class _Run:
         since = self._since(mapping)
         if self._rescan_too_big(mapping, since):
             since = None
-        leaf = mapping.entity not in self.referenced
+        tapped = self.options.tap is not None and self.options.tap[0] == mapping.entity
+        if since is None and self._is_leaf(mapping) and not tapped:
+            ranges = self._key_ranges(mapping)
+            if len(ranges) > 1:
+                self._plan_in_ranges(mapping, ranges)
+                return
+        outcomes = self._outcomes(mapping, since)
+        if not tapped and not (self.options.incremental and mapping.entity in DIRTYING):
+            self.result.plan.note_all(mapping.entity, outcomes, self.sink)
+        else:
+            self._note_watching(mapping, outcomes)
+
+    def _is_leaf(self, mapping: CompiledMapping) -> bool:
+        return mapping.entity not in self.referenced
+
+    def _outcomes(self, mapping: CompiledMapping, since: datetime | None
+                  ) -> Iterator[Item | Change]:
+        """The entity's items and changes: merged with the state on a full read, paired by
+        lookup on an incremental one."""
+        leaf, tap = self._is_leaf(mapping), self.options.tap
         rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
         items = self._items(mapping, rows)
-        tap = self.options.tap
         if tap is not None and tap[0] == mapping.entity:
             items = self._tapped(items, tap[1])
         if since is None:
-            resend = self.options.resend
-            ctx = self.ctx
-            outcomes = diff_sorted(mapping.entity, items, self.state.entries(mapping.entity),
-                                   None if resend is None else (lambda r: resend(r, ctx)))
-        else:
-            changed = items if leaf else (i for i in items if self._is_changed(i, since))
-            outcomes = diff(pair_by_lookup(
-                changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
-        note, sink = self.result.plan.note, self.sink
+            return diff_sorted(mapping.entity, items, self.state.entries(mapping.entity),
+                               self._resend())
+        changed = items if leaf else (i for i in items if self._is_changed(i, since))
+        return diff(pair_by_lookup(
+            changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
+
+    def _note_watching(self, mapping: CompiledMapping, outcomes: Iterable[Item | Change]
+                       ) -> None:
+        """Note outcomes one by one, keeping the tapped record's changes (``explain``) and the
+        pupils whose consent or stays changed (incremental runs)."""
+        note, sink, tap = self.result.plan.note, self.sink, self.options.tap
         dirtying = self.options.incremental and mapping.entity in DIRTYING
         watched = tap[1] if tap is not None and tap[0] == mapping.entity else None
         for outcome in outcomes:
@@ -183,6 +206,62 @@ class _Run:
                     sink(outcome)
                 if dirtying:
                     self._note_dirty(outcome)
+
+    def _resend(self) -> Callable[[Record], bool] | None:
+        resend, ctx = self.options.resend, self.ctx
+        return None if resend is None else (lambda record: resend(record, ctx))
+
+    def _key_ranges(self, mapping: CompiledMapping) -> list[KeyRange]:
+        """The key ranges to plan a full read of ``mapping`` in, one per worker; fewer than two
+        when it is better planned here (one worker, a small table, keys that are not whole
+        numbers, no ``fork``)."""
+        if self.options.workers < 2 or not HAS_FORK:
+            return []
+        bounds = self.source.key_bounds(mapping)
+        return [] if bounds is None else key_ranges(mapping.key_columns[0], bounds,
+                                                    self.options.workers)
+
+    def _plan_in_ranges(self, mapping: CompiledMapping, ranges: list[KeyRange]) -> None:
+        """Plan the first range here while forked processes plan the others, then take their
+        outcomes in key order: the plan and the changes sent are those of one process."""
+        shards = [Shard(mapping.entity, r, self._forked_work(mapping), self.sink is not None)
+                  for r in ranges[1:]]
+        track = Watermark()
+        try:
+            for shard in shards:
+                shard.start()
+            track.see(self._plan_range(mapping, ranges[0], self.result.plan, self.sink))
+            for shard in shards:
+                part, best = shard.outcome(self.sink)
+                self.result.plan.absorb(part)
+                track.see(best)
+        finally:
+            for shard in shards:
+                shard.close()
+        mark = track.text()
+        if mark is not None:
+            self.watermarks[mapping.entity] = mark
+
+    def _forked_work(self, mapping: CompiledMapping) -> RangeWork:
+        def work(key_range: KeyRange, plan: Plan, sink: ChangeSink | None) -> Any:
+            self.source.after_fork()
+            self.state.after_fork()
+            return self._plan_range(mapping, key_range, plan, sink)
+
+        return work
+
+    def _plan_range(self, mapping: CompiledMapping, key_range: KeyRange, plan: Plan,
+                    sink: ChangeSink | None) -> Any:
+        """Plan one key range of a leaf entity's full read into ``plan``; returns the highest
+        raw watermark read."""
+        entity, track = mapping.entity, Watermark()
+        rows = self.source.read(mapping, key_range=key_range)
+        items = within(to_items(mapping, rows, self.ctx, track=track, indexed=False,
+                                read=plan.records_read), mapping, key_range)
+        start, stop = sort_bounds(key_range)
+        plan.note_all(entity, diff_sorted(entity, items, self.state.entries(entity, start, stop),
+                                          self._resend()), sink)
+        return track.best
 
     def _note_dirty(self, change: Change) -> None:
         owner = change.key if change.entity == "pupil" else (

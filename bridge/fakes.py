@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.errors import SourceError
 from bridge.mapping import CompiledMapping, Filter
 from bridge.model import EntryView, Op, StateEntry, Value
-from bridge.source import Rescan, Row, Source
+from bridge.source import KeyRange, Rescan, Row, Source, whole_key
 from bridge.state import (
     DELETED,
     Clock,
@@ -39,6 +39,7 @@ class ReadCall:
     table: str
     since: datetime | None
     rescan: Rescan | None
+    key_range: KeyRange | None = None
 
 
 class MemorySource:
@@ -55,15 +56,32 @@ class MemorySource:
         self.reads: list[ReadCall] = []
 
     def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None) -> Iterator[Row]:
+             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
         """Rows of the mapping's table in key order (see :class:`bridge.source.Source`)."""
-        self.reads.append(ReadCall(mapping.entity, mapping.location, since, rescan))
-        return self._rows(mapping, since, rescan)
+        self.reads.append(ReadCall(mapping.entity, mapping.location, since, rescan, key_range))
+        return self._rows(mapping, since, rescan, key_range)
+
+    def key_bounds(self, mapping: CompiledMapping) -> tuple[int, int] | None:
+        """MIN and MAX of the first key column, when both are whole numbers (as in SQL, where
+        text sorts after numbers and NULL is ignored)."""
+        column = mapping.key_columns[0]
+        values = [r.get(column) for r in self._table(mapping, "finding the key range")]
+        present = sorted((v for v in values if v is not None), key=_order)
+        if not present:
+            return None
+        low, high = whole_key(present[0]), whole_key(present[-1])
+        return None if low is None or high is None else (low, high)
+
+    def after_fork(self) -> None:
+        """Nothing to drop: the rows are in memory."""
 
     def _rows(self, mapping: CompiledMapping, since: datetime | None,
-              rescan: Rescan | None) -> Iterator[Row]:
+              rescan: Rescan | None, key_range: KeyRange | None) -> Iterator[Row]:
         operation = f"reading {mapping.entity} from table {mapping.location}"
         selected = self._select(mapping, since, rescan, operation)
+        if key_range is not None:
+            at = mapping.columns.index(key_range.column)
+            selected = [r for r in selected if _in_range(r[at], key_range)]
         limit = self.fail_after.get(mapping.table, self.fail_after.get(mapping.location))
         yield from selected[:limit]
         if limit is not None:
@@ -137,6 +155,17 @@ def _as_datetime(raw: object) -> datetime | None:
     return None
 
 
+def _in_range(value: Any, key_range: KeyRange) -> bool:
+    """SQL's ``low <= key < high`` (NULL only in the range open at its low end; text sorts
+    after every number, so only in the range open at its high end)."""
+    if value is None:
+        return key_range.low is None
+    if not isinstance(value, int | float):
+        return key_range.high is None
+    return ((key_range.low is None or value >= key_range.low)
+            and (key_range.high is None or value < key_range.high))
+
+
 def _order(value: Any) -> tuple[int, Any]:
     """ORDER BY one column: NULL first, then numbers, then text in code-point (binary) order."""
     if value is None:
@@ -201,9 +230,12 @@ class MemoryStateStore:
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
 
-    def entries(self, entity: str) -> Iterator[EntryView]:
-        """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status)."""
-        rows = sorted(self._live(entity), key=lambda r: r.sort_key)
+    def entries(self, entity: str, start: str | None = None,
+                stop: str | None = None) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status);
+        only those in ``[start, stop)`` where given."""
+        rows = sorted((r for r in self._live(entity) if (start is None or r.sort_key >= start)
+                       and (stop is None or r.sort_key < stop)), key=lambda r: r.sort_key)
         return iter([(r.sort_key, r.fingerprint, r.status) for r in rows])
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
@@ -305,6 +337,9 @@ class MemoryStateStore:
 
     def close(self) -> None:
         """Nothing to release; here for parity with ``SqlStateStore``."""
+
+    def after_fork(self) -> None:
+        """Nothing to drop: the rows are in memory (a forked process reads its own copy)."""
 
 
 def _copy(payload: Mapping[str, Value]) -> dict[str, Value]:

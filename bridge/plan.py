@@ -205,6 +205,37 @@ class Plan:
             if self.rejection_groups[group] <= self.sample_limit:
                 self.rejections.append(outcome)
 
+    def note_all(self, entity: str, outcomes: Iterable[Item | Change],
+                 sink: Callable[[Change], None] | None = None) -> None:
+        """``note`` every outcome, and give each change with a record (not a delete) to
+        ``sink``: the hot loop of a full run, counting creates and updates in locals."""
+        known = self.counts.get(entity)
+        creates = updates = 0
+        room = self.sample_limit - (known[Op.UPDATE] if known is not None else 0)
+        try:
+            for outcome in outcomes:
+                if outcome.__class__ is not Change:
+                    self.note(entity, outcome)
+                    continue
+                op = outcome.op
+                if op is Op.CREATE:
+                    creates += 1
+                elif op is Op.UPDATE:
+                    updates += 1
+                    if updates <= room:
+                        self.updates.append(outcome)
+                else:
+                    self._note_change(outcome)
+                if sink is not None and outcome.record is not None:
+                    sink(outcome)
+        finally:
+            self._add_counts(entity, {Op.CREATE: creates, Op.UPDATE: updates})
+
+    def _add_counts(self, entity: str, counts: dict[Op, int]) -> None:
+        added = {op: n for op, n in counts.items() if n}
+        if added:
+            self.counts.setdefault(entity, Counter()).update(added)
+
     def _note_change(self, change: Change) -> None:
         counts = self.counts.get(change.entity)
         if counts is None:
@@ -215,6 +246,28 @@ class Plan:
             self.deletes.append(change)
         elif op is Op.UPDATE and counts[op] <= self.sample_limit:
             self.updates.append(change)
+
+    def absorb(self, later: Plan) -> None:
+        """Add what ``later`` noted: a plan of the keys after every key noted here (a later key
+        range of the same entity, planned apart). The result is what noting its outcomes here
+        would have given, samples and the order of deletes included."""
+        for entity, counts in later.counts.items():
+            mine = self.counts.setdefault(entity, Counter())
+            room = max(0, self.sample_limit - mine[Op.UPDATE])
+            self.updates += [c for c in later.updates if c.entity == entity][:room]
+            mine.update(counts)
+        for entity, held in later.holds.items():
+            self.holds.setdefault(entity, Counter()).update(held)
+        seen = Counter(self.rejection_groups)
+        for rejection in later.rejections:
+            group = rejection_group(rejection)
+            seen[group] += 1
+            if seen[group] <= self.sample_limit:
+                self.rejections.append(rejection)
+        self.rejection_counts.update(later.rejection_counts)
+        self.rejection_groups.update(later.rejection_groups)
+        self.deletes += later.deletes
+        self.records_read.update(later.records_read)
 
     def deletes_children_first(self) -> list[Change]:
         """The deletes in delivery order: children before parents (marks before their works,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from bridge.errors import SourceError
+from bridge.fields import whole_number
 from bridge.mapping import CompiledMapping, Filter
 
 Row = Sequence[Any]
@@ -30,14 +31,35 @@ class Rescan:
     keys: Sequence[str]
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """Rows whose first key column (whole numbers) is in ``[low, high)``; None leaves that end
+    open. The range open at its low end also holds the rows whose key is NULL (they become
+    rejections there), so ranges that meet cover every row exactly once."""
+
+    column: str
+    low: int | None
+    high: int | None
+
+
 class Source(Protocol):
     """The port: every adapter passes ``tests/contracts/test_source_contract.py``."""
 
     def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None) -> Iterator[Row]:
+             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
         """Rows of the mapping's table in key order; with ``since``, only rows whose watermark
-        column is at or after it, plus the rows ``rescan`` names. Raises SourceError if the
-        read fails."""
+        column is at or after it, plus the rows ``rescan`` names; with ``key_range``, only
+        rows in that range. Raises SourceError if the read fails."""
+        ...
+
+    def key_bounds(self, mapping: CompiledMapping) -> tuple[int, int] | None:
+        """The lowest and highest value of the mapping's first key column when both are whole
+        numbers (None otherwise: the table cannot be read in key ranges)."""
+        ...
+
+    def after_fork(self) -> None:
+        """Called in a forked process before it reads: drop connections inherited from the
+        parent, unclosed (they are the parent's), so the child opens its own."""
         ...
 
 
@@ -58,8 +80,10 @@ def _condition(column: sa.ColumnClause[Any], rule: Filter) -> sa.ColumnElement[b
 
 
 def build_select(mapping: CompiledMapping, since: datetime | None = None,
-                 rescan: Rescan | None = None) -> sa.Select[Any]:
-    """The query that reads one mapping's rows in key order (optionally only changed rows)."""
+                 rescan: Rescan | None = None, key_range: KeyRange | None = None
+                 ) -> sa.Select[Any]:
+    """The query that reads one mapping's rows in key order (optionally only changed rows, or
+    only a range of keys)."""
     table = sa.table(mapping.table, *(sa.column(c) for c in mapping.columns),
                      schema=mapping.schema)
     query = sa.select(*(table.c[c] for c in mapping.columns))
@@ -71,7 +95,25 @@ def build_select(mapping: CompiledMapping, since: datetime | None = None,
             keys = [int(k) if k.isdigit() else k for k in rescan.keys]
             changed = sa.or_(changed, sa.column(rescan.column).in_(keys))
         query = query.where(changed)
+    if key_range is not None:
+        query = query.where(_in_range(sa.column(key_range.column), key_range))
     return query.order_by(*(_ordered(table.c[k], mapping) for k in mapping.key_columns))
+
+
+def _in_range(column: sa.ColumnClause[Any], key_range: KeyRange) -> sa.ColumnElement[bool]:
+    conditions = []
+    if key_range.low is not None:
+        conditions.append(column >= key_range.low)
+    if key_range.high is not None:
+        below = column < key_range.high
+        conditions.append(below if key_range.low is not None else sa.or_(below, column.is_(None)))
+    return sa.and_(sa.true(), *conditions)
+
+
+def whole_key(raw: object) -> int | None:
+    """A key bound as a whole number: ints, and the Decimal or float some drivers return for
+    numeric columns; never text (text keys do not sort as numbers)."""
+    return None if raw is None or isinstance(raw, str | bytes) else whole_number(raw)
 
 
 def _ordered(column: sa.ColumnClause[Any], mapping: CompiledMapping) -> sa.ColumnElement[Any]:
@@ -94,8 +136,8 @@ class SqlSource:
         return self.engine.dialect.name
 
     def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None) -> Iterator[Row]:
-        query = build_select(mapping, since, rescan)
+             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+        query = build_select(mapping, since, rescan, key_range)
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(yield_per=STREAM_BATCH).execute(query)
@@ -104,6 +146,22 @@ class SqlSource:
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"reading {mapping.entity} from table {mapping.location}",
                               _describe(exc)) from exc
+
+    def key_bounds(self, mapping: CompiledMapping) -> tuple[int, int] | None:
+        column: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+        query = sa.select(sa.func.min(column), sa.func.max(column)).select_from(
+            sa.table(mapping.table, schema=mapping.schema))
+        try:
+            with self.engine.connect() as conn:
+                low, high = conn.execute(query).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"finding the key range of {mapping.entity} in table "
+                              f"{mapping.location}", _describe(exc)) from exc
+        low, high = whole_key(low), whole_key(high)
+        return None if low is None or high is None else (low, high)
+
+    def after_fork(self) -> None:
+        self.engine.dispose(close=False)
 
     def missing_tables(self, mappings: Sequence[CompiledMapping]) -> list[str]:
         """Tables or views the mappings need that the database does not have."""

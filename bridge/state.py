@@ -75,8 +75,10 @@ class DeadLetter:
 class StateStore(Protocol):
     """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
 
-    def entries(self, entity: str) -> Iterator[EntryView]:
-        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status)."""
+    def entries(self, entity: str, start: str | None = None,
+                stop: str | None = None) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status); only
+        those with ``start <= sort key < stop`` where given."""
         ...
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
@@ -132,6 +134,10 @@ class StateStore(Protocol):
 
     def approve(self, plan_id: str, by: str) -> None:
         """Record an admin's approval of a held plan."""
+        ...
+
+    def after_fork(self) -> None:
+        """Called in a forked process before it reads: drop inherited connections, unclosed."""
         ...
 
 
@@ -313,11 +319,16 @@ class SqlStateStore:
             return int(conn.execute(sa.select(meta.c.value).where(
                 meta.c.name == "schema_version")).scalar_one())
 
-    def entries(self, entity: str) -> Iterator[EntryView]:
+    def entries(self, entity: str, start: str | None = None,
+                stop: str | None = None) -> Iterator[EntryView]:
         query = (sa.select(record_state.c.sort_key, record_state.c.fingerprint,
                            record_state.c.status)
                  .where(record_state.c.entity == entity, record_state.c.status != DELETED)
                  .order_by(record_state.c.sort_key))
+        if start is not None:
+            query = query.where(record_state.c.sort_key >= start)
+        if stop is not None:
+            query = query.where(record_state.c.sort_key < stop)
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5000).execute(query)
             try:
@@ -471,6 +482,11 @@ class SqlStateStore:
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """In a forked process: drop the parent's connections unclosed (SQLite and PostgreSQL
+        connections must not cross a fork), so this process opens its own."""
+        self.engine.dispose(close=False)
 
 
 def _row(d: Delivered, now: datetime) -> dict[str, object]:
