@@ -29,7 +29,15 @@ from bridge.mapping import CompiledMapping, MappingSet, RowRejected
 from bridge.model import Change, Hold, Record, Rejection
 from bridge.plan import Item, Plan, diff, diff_sorted, pair_by_lookup
 from bridge.scope import Scope
-from bridge.shards import HAS_FORK, ChangeSink, RangeWork, Shard, key_ranges, sort_bounds, within
+from bridge.shards import (
+    HAS_FORK,
+    ChangeSink,
+    RangeWork,
+    Workers,
+    key_ranges,
+    sort_bounds,
+    within,
+)
 from bridge.source import KeyRange, Rescan, Row, Source
 from bridge.state import Delivered, StateStore
 
@@ -56,7 +64,7 @@ class RunOptions:
     tap: tuple[str, str] | None = None
     """(entity, key) of one record whose path through the run is kept (``explain``)."""
     workers: int = 1
-    """Processes that plan a full read of a large leaf entity, each a range of its keys
+    """Processes that plan a full read of a large entity, each a range of its keys
     (``bridge.shards``); 1 plans everything in this process."""
 
 
@@ -160,16 +168,17 @@ class _Run:
         if self._rescan_too_big(mapping, since):
             since = None
         tapped = self.options.tap is not None and self.options.tap[0] == mapping.entity
-        if since is None and self._is_leaf(mapping) and not tapped:
+        watching = tapped or (self.options.incremental and mapping.entity in DIRTYING)
+        if since is None and not watching and mapping.entity not in mapping.refs.values():
             ranges = self._key_ranges(mapping)
             if len(ranges) > 1:
                 self._plan_in_ranges(mapping, ranges)
                 return
         outcomes = self._outcomes(mapping, since)
-        if not tapped and not (self.options.incremental and mapping.entity in DIRTYING):
-            self.result.plan.note_all(mapping.entity, outcomes, self.sink)
-        else:
+        if watching:
             self._note_watching(mapping, outcomes)
+        else:
+            self.result.plan.note_all(mapping.entity, outcomes, self.sink)
 
     def _is_leaf(self, mapping: CompiledMapping) -> bool:
         return mapping.entity not in self.referenced
@@ -214,7 +223,8 @@ class _Run:
     def _key_ranges(self, mapping: CompiledMapping) -> list[KeyRange]:
         """The key ranges to plan a full read of ``mapping`` in, one per worker; fewer than two
         when it is better planned here (one worker, a small table, keys that are not whole
-        numbers, no ``fork``)."""
+        numbers, no ``fork``). An entity that refers to itself is never split (a reference
+        could cross ranges)."""
         if self.options.workers < 2 or not HAS_FORK:
             return []
         bounds = self.source.key_bounds(mapping)
@@ -222,42 +232,47 @@ class _Run:
                                                     self.options.workers)
 
     def _plan_in_ranges(self, mapping: CompiledMapping, ranges: list[KeyRange]) -> None:
-        """Plan the first range here while forked processes plan the others, then take their
-        outcomes in key order: the plan and the changes sent are those of one process."""
-        shards = [Shard(mapping.entity, r, self._forked_work(mapping), self.sink is not None)
-                  for r in ranges[1:]]
-        track = Watermark()
+        """Plan ranges here, from the first, while forked workers plan them from the last;
+        then take the workers' outcomes in key order: the plan and the changes sent are those
+        of one process."""
+        workers = Workers(mapping.entity, ranges, self._forked_work(mapping),
+                          self.options.workers - 1, self.sink is not None)
+        track, plan = Watermark(), self.result.plan
         try:
-            for shard in shards:
-                shard.start()
-            track.see(self._plan_range(mapping, ranges[0], self.result.plan, self.sink))
-            for shard in shards:
-                part, best = shard.outcome(self.sink)
-                self.result.plan.absorb(part)
+            workers.start()
+            mine = 0
+            while (at := workers.take()) is not None:
+                track.see(self._plan_range(mapping, ranges[at], plan, self.sink))
+                mine = at + 1
+            for part, (best, lesson) in workers.outcomes(mine, self.sink):
+                plan.absorb(part)
+                gate.teach(self.ctx, lesson)
                 track.see(best)
         finally:
-            for shard in shards:
-                shard.close()
+            workers.close()
         mark = track.text()
         if mark is not None:
             self.watermarks[mapping.entity] = mark
 
     def _forked_work(self, mapping: CompiledMapping) -> RangeWork:
-        def work(key_range: KeyRange, plan: Plan, sink: ChangeSink | None) -> Any:
+        def work(key_range: KeyRange, plan: Plan, sink: ChangeSink | None
+                 ) -> tuple[Any, gate.Learnt]:
             self.source.after_fork()
             self.state.after_fork()
-            return self._plan_range(mapping, key_range, plan, sink)
+            best = self._plan_range(mapping, key_range, plan, sink)
+            return best, gate.learnt(self.ctx, mapping.entity)
 
         return work
 
     def _plan_range(self, mapping: CompiledMapping, key_range: KeyRange, plan: Plan,
                     sink: ChangeSink | None) -> Any:
-        """Plan one key range of a leaf entity's full read into ``plan``; returns the highest
-        raw watermark read."""
+        """Plan one key range of an entity's full read into ``plan`` (the context learns its
+        keys); returns the highest raw watermark read."""
         entity, track = mapping.entity, Watermark()
         rows = self.source.read(mapping, key_range=key_range)
-        items = within(to_items(mapping, rows, self.ctx, track=track, indexed=False,
-                                read=plan.records_read), mapping, key_range)
+        items = within(to_items(mapping, rows, self.ctx, track=track,
+                                indexed=not self._is_leaf(mapping), read=plan.records_read),
+                       mapping, key_range)
         start, stop = sort_bounds(key_range)
         plan.note_all(entity, diff_sorted(entity, items, self.state.entries(entity, start, stop),
                                           self._resend()), sink)

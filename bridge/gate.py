@@ -14,8 +14,9 @@ Pure decisions over a :class:`Context` that remembers what earlier entities of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bridge.mapping import fingerprint
 from bridge.model import HoldReason, Record
@@ -147,6 +148,42 @@ LEARNERS: dict[str, Callable[[Context, Record], None]] = {
     "work": _learn_work,
     "period": _learn_period,
 }
+
+
+@dataclass
+class Learnt:
+    """What planning one entity (or one key range of it, in another process) taught the
+    context: its keys, its rejected keys, and its index (consent, grades, lesson days...)."""
+
+    entity: str
+    keys: set[str]
+    rejected: set[str]
+    index: dict[str, Any]
+
+
+def _index(ctx: Context, entity: str) -> MutableMapping[str, Any] | None:
+    indexes: dict[str, MutableMapping[str, Any]] = {
+        "pupil": ctx.consent, "class": ctx.grade, "lesson": ctx.lesson,
+        "work": ctx.work_lesson, "period": ctx.period_end}
+    return indexes.get(entity)
+
+
+def learnt(ctx: Context, entity: str) -> Learnt:
+    """What the context learnt of ``entity`` (in a process that planned only that entity
+    since it was forked, that is what this process's key range taught)."""
+    index = _index(ctx, entity)
+    return Learnt(entity, ctx.keys.get(entity, set()), ctx.rejected.get(entity, set()),
+                  {} if index is None else dict(index))
+
+
+def teach(ctx: Context, lesson: Learnt) -> None:
+    """Add what another process learnt of one entity to this context."""
+    ctx.keys.setdefault(lesson.entity, set()).update(lesson.keys)
+    if lesson.rejected:
+        ctx.rejected.setdefault(lesson.entity, set()).update(lesson.rejected)
+    index = _index(ctx, lesson.entity)
+    if index is not None:
+        index.update(lesson.index)
 
 
 # --- decisions --------------------------------------------------------------------------------

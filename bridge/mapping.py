@@ -484,7 +484,9 @@ def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
             attrs = {n: convert(read(row)) for n, read, convert in hidden} if hidden else NO_ATTRS
         except InvalidValue:
             raise _first_problem(everything, row, key, sort_key) from None
-        return Record(entity, key, sort_key, dict(zip(names, values, strict=True)),
+        # names and values have one entry per exported field by construction; zip's
+        # strict=True would double the cost of this line (keyword parsing), a million times.
+        return Record(entity, key, sort_key, dict(zip(names, values)),  # noqa: B905
                       fingerprint(version, values), attrs,
                       None if mark_at is None else row[mark_at])
 

@@ -1,16 +1,19 @@
 """Planning the largest entities in key ranges, on every core of the machine.
 
-A full read of a leaf entity (one no other entity refers to: marks, absences, period marks) can
-be cut by its first key column into ranges planned independently. Each range reads its own rows
-and its own state entries, and its gate needs only what the earlier entities taught the
-context, which a forked process inherits as it is. The engine plans the first range itself
-while a forked process plans each other one; their outcomes come back in key order, so the plan
-is the one a single process would make: counts, samples, deletes and the plan id alike.
+A full read of an entity can be cut by its first key column into ranges planned independently.
+Each range reads its own rows and its own state entries, and its gate needs only what the
+earlier entities taught the context, which a forked process inherits as it is; what the range
+teaches the context (lesson days, say, for the marks after them) comes back with its outcome.
+The engine plans ranges from the first on while forked workers plan them from the last on, each
+claiming one range at a time, until they meet: whoever is faster plans more. The workers'
+outcomes come back in key order, so the plan is the one a single process would make: counts,
+samples, deletes, the plan id and the order of the changes sent alike.
 
-A forked process writes its outcome to an unnamed temporary file (gone when closed): changes in
-chunks as it finds them (only when a sink wants them), then its plan and highest watermark, or
-the error that stopped it. It logs nothing, never touches the portal, and is killed when the run
-stops early. Where ``fork`` is not available the engine plans in one process.
+A worker writes each range's outcome to an unnamed temporary file of its own (gone when
+closed): changes in chunks as it finds them (only when a sink wants them), then the range's
+plan and what the range taught, or the error that stopped it (the worker then stops). Workers
+log nothing, never touch the portal, and are killed when the run stops early. Where ``fork`` is
+not available the engine plans in one process.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from bridge.source import KeyRange
 
 ChangeSink = Callable[[Change], None]
 RangeWork = Callable[[KeyRange, Plan, ChangeSink | None], Any]
-"""Plans one key range: notes outcomes in the plan, feeds the sink, returns the highest raw
-watermark it read (None without one)."""
+"""Plans one key range: notes outcomes in the plan, feeds the sink, returns what the parent
+needs besides (picklable: the highest raw watermark, what the context learnt)."""
 
-MIN_KEYS_PER_RANGE = 20_000  # below this a process costs more than it saves
+MIN_KEYS_PER_RANGE = 10_000  # narrower, a range costs more (a query, a file) than it saves
+RANGES_PER_WORKER = 16  # many small ranges: the processes end close together
 CHUNK = 5_000  # changes per pickled chunk
 HAS_FORK = "fork" in multiprocessing.get_all_start_methods()
 
@@ -58,12 +62,13 @@ def resolve_workers(setting: int) -> int:
     return setting if setting > 0 else len(os.sched_getaffinity(0))
 
 
-def key_ranges(column: str, bounds: tuple[int, int], parts: int) -> list[KeyRange]:
-    """``parts`` ranges (fewer for a small span of keys) that meet and cover every key: the
+def key_ranges(column: str, bounds: tuple[int, int], workers: int) -> list[KeyRange]:
+    """Ranges of the keys from ``bounds``, ``RANGES_PER_WORKER`` per worker (fewer for a small
+    span, each at least ``MIN_KEYS_PER_RANGE`` keys wide) that meet and cover every key: the
     first is open below (and holds NULL keys), the last open above."""
     low, high = bounds
     span = high - low + 1
-    parts = max(1, min(parts, span // MIN_KEYS_PER_RANGE))
+    parts = max(1, min(workers * RANGES_PER_WORKER, span // MIN_KEYS_PER_RANGE))
     step = -(-span // parts)
     edges: list[int | None] = [None, *(low + step * i for i in range(1, parts)), None]
     return [KeyRange(column, edges[i], edges[i + 1]) for i in range(parts)]
@@ -96,66 +101,123 @@ def _shown(key_range: KeyRange) -> str:
     return f"{key_range.column} in [{low}, {high})"
 
 
-class Shard:
-    """One key range planned in a forked process."""
+class Chunks:
+    """Key ranges claimed one at a time: by this process from the front, by forked workers from
+    the back, until they meet. Whoever is faster plans more; this process's ranges all come
+    before the workers', which it then takes in key order."""
 
-    def __init__(self, entity: str, key_range: KeyRange, work: RangeWork,
-                 wants_changes: bool) -> None:
-        self.entity, self.key_range, self.work = entity, key_range, work
-        self.wants_changes = wants_changes
-        self.file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+    def __init__(self, count: int) -> None:
         context = multiprocessing.get_context("fork")
-        self.process = context.Process(target=self._child, name=f"plan-{entity}", daemon=True)
+        self.lock = context.Lock()
+        self.front, self.back = context.RawValue("q", 0), context.RawValue("q", count - 1)
+
+    def take_front(self) -> int | None:
+        """The lowest unclaimed range (None: all claimed)."""
+        with self.lock:
+            taken = self.front.value
+            if taken > self.back.value:
+                return None
+            self.front.value = taken + 1
+            return int(taken)
+
+    def take_back(self) -> int | None:
+        """The highest unclaimed range (None: all claimed)."""
+        with self.lock:
+            taken = self.back.value
+            if taken < self.front.value:
+                return None
+            self.back.value = taken - 1
+            return int(taken)
+
+
+class Workers:
+    """Forked processes planning key ranges of one entity, each range's outcome in a file."""
+
+    def __init__(self, entity: str, ranges: list[KeyRange], work: RangeWork, processes: int,
+                 wants_changes: bool) -> None:
+        self.entity, self.ranges, self.work = entity, ranges, work
+        self.wants_changes = wants_changes
+        self.chunks = Chunks(len(ranges))
+        self.files: list[IO[bytes]] = []
+        context = multiprocessing.get_context("fork")
+        self.processes = [context.Process(target=self._child, name=f"plan-{entity}", daemon=True)
+                          for _ in range(processes)]
 
     def start(self) -> None:
-        """Fork the process; it starts planning at once."""
-        self.process.start()
+        """Fork the processes; they start planning at once."""
+        self.files = [tempfile.TemporaryFile() for _ in self.ranges]  # noqa: SIM115 - closed in close()
+        for process in self.processes:
+            process.start()
+
+    def take(self) -> int | None:
+        """The next range for this process to plan (None: the rest is the workers')."""
+        return self.chunks.take_front()
 
     def _child(self) -> None:
-        """In the forked process: plan the range, write the outcome, exit."""
+        """In a forked process: plan ranges from the back until none is left, or one fails."""
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        writer = _ChangeWriter(self.file) if self.wants_changes else None
+        while (at := self.chunks.take_back()) is not None:
+            if not self._plan_one(at):
+                return
+
+    def _plan_one(self, at: int) -> bool:
+        """Plan range ``at`` into its file; False when it failed (the worker stops)."""
+        file = self.files[at]
+        writer = _ChangeWriter(file) if self.wants_changes else None
+        outcome: tuple[Any, ...]
         try:
             plan = Plan()
-            best = self.work(self.key_range, plan, None if writer is None else writer.add)
+            returned = self.work(self.ranges[at], plan, None if writer is None else writer.add)
             _flush(writer)
-            _dump(("done", plan, best), self.file)
+            outcome = ("done", plan, returned)
         except SourceOrderError as exc:
-            _dump(("order", exc.entity, exc.table, exc.key, exc.previous), self.file)
+            outcome = ("order", exc.entity, exc.table, exc.key, exc.previous)
         except SourceError as exc:
-            _dump(("source", exc.operation, exc.detail), self.file)
+            outcome = ("source", exc.operation, exc.detail)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-            _dump(("crash", f"{type(exc).__name__}: {exc}"), self.file)
-        self.file.flush()
+            outcome = ("crash", f"{type(exc).__name__}: {exc}")
+        try:
+            _dump(outcome, file)
+        except Exception as exc:  # noqa: BLE001 - e.g. a value that cannot be pickled
+            _dump(("crash", f"{type(exc).__name__}: {exc}"), file)
+        file.flush()
+        return outcome[0] == "done"
 
-    def outcome(self, sink: ChangeSink | None) -> tuple[Plan, Any]:
-        """Wait for the process; give its changes to ``sink`` in key order, then return its
-        plan and highest watermark. Raises the error that stopped it."""
-        self.process.join()
-        self.file.seek(0)
+    def outcomes(self, first: int, sink: ChangeSink | None) -> Iterator[tuple[Plan, Any]]:
+        """Wait for the workers; then, range by range from ``first`` on, give the changes to
+        ``sink`` and yield the plan and what the work returned. Raises a range's error."""
+        for process in self.processes:
+            process.join()
+        for at in range(first, len(self.ranges)):
+            yield self._outcome(at, sink)
+
+    def _outcome(self, at: int, sink: ChangeSink | None) -> tuple[Plan, Any]:
+        file = self.files[at]
+        file.seek(0)
         while True:
             try:
-                kind, *rest = pickle.load(self.file)  # noqa: S301 - our own child wrote it
+                kind, *rest = pickle.load(file)  # noqa: S301 - our own worker wrote it
             except (EOFError, pickle.UnpicklingError):
-                raise FatalError(f"planning {self.entity} ({_shown(self.key_range)}) in a "
-                                 f"worker process: it exited with code {self.process.exitcode} "
-                                 "and no answer") from None
-            if kind == "changes":
+                codes = ", ".join(str(p.exitcode) for p in self.processes)
+                raise FatalError(f"planning {self.entity} ({_shown(self.ranges[at])}) in a "
+                                 f"worker process: no answer (exit codes {codes})") from None
+            if kind != "changes":
+                return _result(self.entity, self.ranges[at], kind, rest)
+            if sink is not None:
                 for change in rest[0]:
-                    if sink is not None:
-                        sink(change)
-                continue
-            return _result(self.entity, self.key_range, kind, rest)
+                    sink(change)
 
     def close(self) -> None:
-        """Kill the process if it still runs (the run stopped early), reap it, drop the file."""
-        if self.process.pid is not None:
-            if self.process.is_alive():
-                self.process.kill()
-            self.process.join()
-            self.process.close()
-        self.file.close()
+        """Kill the workers that still run (the run stopped early), reap them, drop the files."""
+        for process in self.processes:
+            if process.pid is not None:
+                if process.is_alive():
+                    process.kill()
+                process.join()
+                process.close()
+        for file in self.files:
+            file.close()
 
 
 def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tuple[Plan, Any]:
