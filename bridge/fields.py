@@ -44,6 +44,7 @@ TYPES = ("text", "int", "bool", "date", "ref")
 
 
 _MISSING = object()
+SEEN_LIMIT = 1000  # raw texts a value-mapped field remembers (a map has a few dozen codes)
 
 
 class InvalidValue(Exception):  # noqa: N818 - an outcome of conversion, caught in mapping.py
@@ -219,14 +220,21 @@ def _fast_ref(spec: FieldSpec) -> Converter:
 
 
 def _fast_values(spec: FieldSpec) -> Converter:
-    """A value-mapped field with the null handling folded in: a hit takes one lookup."""
+    """A value-mapped field with the null handling folded in: a hit takes one lookup. Raw text
+    seen before is looked up as it is (a journal holds a dozen mark codes, a million times)."""
     to_text, table, slow = _steps(spec), dict(spec.values or {}), _with_nulls(
         spec, _with_values(spec))
+    seen: dict[str, Value] = {}
 
     def convert(raw: Any) -> Value:
         if raw.__class__ is str:
+            found = seen.get(raw, _MISSING)
+            if found is not _MISSING:
+                return found
             found = table.get(to_text(raw), _MISSING)
             if found is not _MISSING:
+                if len(seen) < SEEN_LIMIT:
+                    seen[raw] = found
                 return found
         return slow(raw)
 

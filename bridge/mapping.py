@@ -174,7 +174,17 @@ def fingerprint(version: int, values: Sequence[Value]) -> str:
     Text is hashed as is, anything else by its repr, each tagged so "1" and 1 differ. XXH3
     (64 bits, the version as its seed) is stable across processes, platforms and releases,
     and several times cheaper per row than a cryptographic hash; nothing here needs one."""
-    text = "\x01".join([v if v.__class__ is str else f"\x02{v!r}" for v in values])
+    text = "\x01".join([v if isinstance(v, str) else f"\x02{v!r}" for v in values])
+    return _xxh3(text.encode(), version)
+
+
+def _text_fingerprint(version: int, values: Sequence[Value]) -> str:
+    """``fingerprint``, faster for values that are all text (marks: two keys and a value),
+    where nothing needs a tag: the same result for any values."""
+    try:
+        text = "\x01".join(values)  # TypeError unless all are text
+    except TypeError:
+        return fingerprint(version, values)
     return _xxh3(text.encode(), version)
 
 
@@ -474,6 +484,7 @@ def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
     steps = [(at, convert) for _, at, convert in plain]
     mark_at = columns.index(watermark) if watermark else None
     everything = [(n, (lambda row, at=at: row[at]), c) for n, at, c in plain] + joined_ + hidden
+    hashed = _text_fingerprint if all(_gives_text(f) for f in fields if f.export) else fingerprint
 
     def build(row: Sequence[Any]) -> Record:
         key, sort_key = row_keys(row)
@@ -487,10 +498,18 @@ def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
         # names and values have one entry per exported field by construction; zip's
         # strict=True would double the cost of this line (keyword parsing), a million times.
         return Record(entity, key, sort_key, dict(zip(names, values)),  # noqa: B905
-                      fingerprint(version, values), attrs,
-                      None if mark_at is None else row[mark_at])
+                      hashed(version, values), attrs, None if mark_at is None else row[mark_at])
 
     return build
+
+
+def _gives_text(spec: FieldSpec) -> bool:
+    """True when the field's values are text (or None): a text, date or reference field, or a
+    value map whose canonical values are all text."""
+    if spec.values is not None:
+        return all(isinstance(v, str) for v in [*spec.values.values(), spec.fallback]
+                   if v is not None)
+    return spec.type in ("text", "date", "ref")
 
 
 def _first_problem(steps: list[tuple[str, Callable[[Sequence[Any]], Any], Any]],
