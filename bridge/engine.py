@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from bridge import gate
 from bridge.errors import RetriableError, SourceError, SourceOrderError
@@ -35,8 +35,8 @@ from bridge.shards import (
     RangeWork,
     Workers,
     key_ranges,
+    shown_range,
     sort_bounds,
-    within,
 )
 from bridge.source import KeyRange, Rescan, Row, Source
 from bridge.state import Delivered, StateStore
@@ -47,6 +47,7 @@ PUPIL_FIELD = "pupil"
 # A change of these makes every record of the pupil pass the gate again (consent, stays).
 DIRTYING = frozenset({"pupil", "enrollment"})
 MAX_RESCAN = 1000
+ABOVE_EVERY_KEY = "\U0010ffff"  # sort keys begin "i" or "s"
 
 
 @dataclass(frozen=True)
@@ -270,9 +271,8 @@ class _Run:
         keys); returns the highest raw watermark read."""
         entity, track = mapping.entity, Watermark()
         rows = self.source.read(mapping, key_range=key_range)
-        items = within(to_items(mapping, rows, self.ctx, track=track,
-                                indexed=not self._is_leaf(mapping), read=plan.records_read),
-                       mapping, key_range)
+        items = to_items(mapping, rows, self.ctx, track=track, indexed=not self._is_leaf(mapping),
+                         read=plan.records_read, key_range=key_range)
         start, stop = sort_bounds(key_range)
         plan.note_all(entity, diff_sorted(entity, items, self.state.entries(entity, start, stop),
                                           self._resend()), sink)
@@ -399,23 +399,25 @@ def to_items(
     gated: bool = True,
     indexed: bool = True,
     read: Counter[str] | None = None,
+    key_range: KeyRange | None = None,
 ) -> Iterator[Item]:
     """Map (and unless ``gated`` is false, gate) rows that come in key order. A duplicate key is
     rejected (the first row with that key is kept); rows out of order mean the merge cannot be
-    trusted: fatal. ``read`` counts rows per entity."""
+    trusted: fatal, as is a row outside ``key_range`` (a database comparing keys otherwise than
+    the sort keys do would pair it with the wrong state entries). ``read`` counts rows."""
     entity, build, previous, count = mapping.entity, mapping.build, "", 0
     check = gate.compile_check(entity, mapping.refs, ctx)
     remember = gate.compile_remember(entity, indexed, ctx)
     derive = gate.derive if entity in gate.DERIVED else None
+    start, stop = _bounds(key_range)
     best: Any = None  # the highest watermark so far (inline: a call per row costs)
     try:
-        for row in rows:
-            count += 1
+        for count, row in enumerate(rows, 1):  # noqa: B007 - read in finally
             try:
                 record = build(row)
             except RowRejected as exc:
-                if exc.sort_key and exc.sort_key < previous:
-                    raise SourceOrderError(entity, mapping.location, exc.key, previous) from None
+                if exc.sort_key and (not previous <= exc.sort_key < stop or exc.sort_key < start):
+                    _raise_out_of_range(mapping, exc.key, previous, key_range)
                 previous = max(previous, exc.sort_key)
                 ctx.forget(entity, exc.key)
                 yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
@@ -423,8 +425,8 @@ def to_items(
                 continue
             mark = record.watermark
             best = mark if mark is not None and (best is None or mark > best) else best
-            if record.sort_key <= previous:
-                yield _out_of_order(mapping, record, previous)
+            if not previous < record.sort_key < stop or record.sort_key < start:
+                yield _out_of_order(mapping, record, previous, key_range)
                 continue
             previous = record.sort_key
             if not gated:
@@ -446,11 +448,28 @@ def to_items(
             track.see(best)
 
 
-def _out_of_order(mapping: CompiledMapping, record: Record, previous: str) -> Rejection:
-    if record.sort_key == previous:
-        return Rejection(mapping.entity, mapping.location, record.key, ",".join(
-            mapping.key_columns), "duplicate key: an earlier row has the same key and was kept")
-    raise SourceOrderError(mapping.entity, mapping.location, record.key, previous)
+def _bounds(key_range: KeyRange | None) -> tuple[str, str]:
+    """The sort keys ``[start, stop)`` of a key range ("" and a key above every sort key when
+    it is open)."""
+    start, stop = (None, None) if key_range is None else sort_bounds(key_range)
+    return start or "", stop or ABOVE_EVERY_KEY
+
+
+def _out_of_order(mapping: CompiledMapping, record: Record, previous: str,
+                  key_range: KeyRange | None) -> Rejection:
+    start, stop = _bounds(key_range)
+    if record.sort_key != previous or not start <= record.sort_key < stop:
+        _raise_out_of_range(mapping, record.key, previous, key_range)
+    return Rejection(mapping.entity, mapping.location, record.key, ",".join(
+        mapping.key_columns), "duplicate key: an earlier row has the same key and was kept")
+
+
+def _raise_out_of_range(mapping: CompiledMapping, key: str, previous: str,
+                        key_range: KeyRange | None) -> NoReturn:
+    """Raise for a row out of key order, or outside the key range being read."""
+    if key_range is not None:
+        previous = f"{previous or 'nothing'}, reading {shown_range(key_range)}"
+    raise SourceOrderError(mapping.entity, mapping.location, key, previous)
 
 
 def _dangling(mapping: CompiledMapping, record: Record, missing: MissingReference,

@@ -281,40 +281,43 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
     return HoldReason.GRADE_1_MARK if ctx.grade.get(class_key) == 1 else None
 
 
-def _compile_on_lesson(ctx: Context, marked: bool) -> Callable[[str, str], Verdict]:
-    """The mark/absence rule with the context's indexes bound (a million calls a run)."""
-    consent, lessons, grade, stays = ctx.consent, ctx.lesson, ctx.grade, ctx.stays
+# The mark and absence rules run a million times a run: each is one frame with the context's
+# indexes bound (a helper call per record costs more than these few repeated lines).
 
-    def rule(pupil: str, lesson: str) -> Verdict:
+
+def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
+    consent, lessons, grade, stays, work_lesson = (
+        ctx.consent, ctx.lesson, ctx.grade, ctx.stays, ctx.work_lesson)
+
+    def rule(record: Record) -> Verdict:
+        payload = record.payload
+        pupil = payload["pupil"]
         if not consent.get(pupil, False):
             return HoldReason.NO_CONSENT
-        day, class_key = lessons[lesson]
-        if marked and grade.get(class_key) == 1:
+        day, class_key = lessons[work_lesson[payload["work"]]]
+        if grade.get(class_key) == 1:
             return HoldReason.GRADE_1_MARK
         for stay_class, start, end in stays.get(pupil, ()):
             if stay_class == class_key and start <= day and (end is None or day <= end):
                 return None
-        return ctx.stay_reason(pupil, class_key, day)
-
-    return rule
-
-
-def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
-    on_lesson, work_lesson = _compile_on_lesson(ctx, marked=True), ctx.work_lesson
-
-    def rule(record: Record) -> Verdict:
-        payload = record.payload
-        return on_lesson(payload["pupil"], work_lesson[payload["work"]])
+        return ctx.stay_reason(str(pupil), class_key, day)
 
     return rule
 
 
 def _compiled_absence(ctx: Context) -> Callable[[Record], Verdict]:
-    on_lesson = _compile_on_lesson(ctx, marked=False)
+    consent, lessons, stays = ctx.consent, ctx.lesson, ctx.stays
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
-        return on_lesson(payload["pupil"], payload["lesson"])
+        pupil = payload["pupil"]
+        if not consent.get(pupil, False):
+            return HoldReason.NO_CONSENT
+        day, class_key = lessons[payload["lesson"]]
+        for stay_class, start, end in stays.get(pupil, ()):
+            if stay_class == class_key and start <= day and (end is None or day <= end):
+                return None
+        return ctx.stay_reason(str(pupil), class_key, day)
 
     return rule
 

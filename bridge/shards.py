@@ -24,14 +24,14 @@ import os
 import pickle
 import signal
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import IO, Any
 
 from bridge.errors import FatalError, SourceError, SourceOrderError
-from bridge.mapping import CompiledMapping, sort_key_part
-from bridge.model import Change, Hold
-from bridge.plan import Item, Plan
+from bridge.mapping import sort_key_part
+from bridge.model import Change
+from bridge.plan import Plan
 from bridge.source import KeyRange
 
 ChangeSink = Callable[[Change], None]
@@ -39,7 +39,7 @@ RangeWork = Callable[[KeyRange, Plan, ChangeSink | None], Any]
 """Plans one key range: notes outcomes in the plan, feeds the sink, returns what the parent
 needs besides (picklable: the highest raw watermark, what the context learnt)."""
 
-MIN_KEYS_PER_RANGE = 10_000  # narrower, a range costs more (a query, a file) than it saves
+MIN_KEYS_PER_RANGE = 2_000  # narrower, a range costs more (queries, a file) than it saves
 RANGES_PER_WORKER = 16  # many small ranges: the processes end close together
 CHUNK = 5_000  # changes per pickled chunk
 HAS_FORK = "fork" in multiprocessing.get_all_start_methods()
@@ -80,25 +80,11 @@ def sort_bounds(key_range: KeyRange) -> tuple[str | None, str | None]:
             None if key_range.high is None else sort_key_part(key_range.high))
 
 
-def within(items: Iterable[Item], mapping: CompiledMapping, key_range: KeyRange
-           ) -> Iterator[Item]:
-    """``items`` unchanged, proving each sort key lies in the range: a key outside it (a
-    database that compares keys unlike the sort keys) would pair with the wrong state entries,
-    so it stops the run as rows out of order do."""
-    start, stop = sort_bounds(key_range)
-    for item in items:
-        key = item.record.sort_key if item.__class__ is Hold else item.sort_key  # type: ignore[union-attr]
-        if key and ((start is not None and key < start) or (stop is not None and key >= stop)):
-            shown = item.record.key if isinstance(item, Hold) else item.key
-            raise SourceOrderError(mapping.entity, mapping.location, shown,
-                                   f"the end of the key range {_shown(key_range)}")
-        yield item
-
-
-def _shown(key_range: KeyRange) -> str:
-    low = "" if key_range.low is None else str(key_range.low)
-    high = "" if key_range.high is None else str(key_range.high)
-    return f"{key_range.column} in [{low}, {high})"
+def shown_range(key_range: KeyRange) -> str:
+    """The range as an admin reads it: ``id from 1000 below 2000``."""
+    low = "" if key_range.low is None else f" from {key_range.low}"
+    high = "" if key_range.high is None else f" below {key_range.high}"
+    return f"{key_range.column}{low}{high}"
 
 
 class Chunks:
@@ -200,7 +186,7 @@ class Workers:
                 kind, *rest = pickle.load(file)  # noqa: S301 - our own worker wrote it
             except (EOFError, pickle.UnpicklingError):
                 codes = ", ".join(str(p.exitcode) for p in self.processes)
-                raise FatalError(f"planning {self.entity} ({_shown(self.ranges[at])}) in a "
+                raise FatalError(f"planning {self.entity} ({shown_range(self.ranges[at])}) in a "
                                  f"worker process: no answer (exit codes {codes})") from None
             if kind != "changes":
                 return _result(self.entity, self.ranges[at], kind, rest)
@@ -227,7 +213,7 @@ def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tup
         raise SourceOrderError(*rest)
     if kind == "source":
         raise SourceError(*rest)
-    raise FatalError(f"planning {entity} ({_shown(key_range)}) in a worker process failed: "
+    raise FatalError(f"planning {entity} ({shown_range(key_range)}) in a worker process failed: "
                      f"{rest[0]}")
 
 
