@@ -12,27 +12,32 @@ with its file and the path inside it; the format is documented in ``docs/mapping
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-import xxhash
-
-from bridge.errors import ConfigError, Problem
-from bridge.fields import (
-    TRANSFORMS,
-    TYPES,
-    FieldSpec,
-    InvalidValue,
-    compile_field,
-    joined,
-    key_part,
-    whole_number,
+from bridge.builder import (
+    KEY_SEPARATOR,
+    NO_ATTRS,
+    SORT_SEPARATOR,
+    RecordBuilder,
+    RowRejected,
+    compile_builder,
+    fingerprint,
+    key_from_sort_key,
+    make_keys,
+    sort_key_part,
 )
-from bridge.model import Record, Value
+from bridge.errors import ConfigError, Problem
+from bridge.fields import TRANSFORMS, TYPES, FieldSpec
+from bridge.model import Value
+
+__all__ = [  # keys, fingerprints and rejections are built in bridge.builder, used from here
+    "CANONICAL", "KEY_SEPARATOR", "NO_ATTRS", "SORT_SEPARATOR", "CompiledMapping", "Filter",
+    "MappingSet", "RecordBuilder", "RowRejected", "fingerprint", "key_from_sort_key",
+    "load_mappings", "make_keys", "sort_key_part",
+]
 
 # The canonical entities, in dependency order, with the fields the gate and planner rely on.
 CANONICAL: dict[str, frozenset[str]] = {
@@ -60,11 +65,6 @@ FIELD_KEYS = frozenset(
     {"column", "columns", "type", "transforms", "values", "required", "default", "max_length",
      "min", "max", "separator", "personal", "export", "ref", "description", "fallback"}
 )
-NO_ATTRS: Mapping[str, Value] = MappingProxyType({})  # shared: records never change attrs
-KEY_SEPARATOR = "-"
-SORT_SEPARATOR = "\x01"  # below every character a key part may hold
-INT_OFFSET = 2**63
-_xxh3 = xxhash.xxh3_64_hexdigest
 
 
 @dataclass(frozen=True)
@@ -74,17 +74,6 @@ class Filter:
     column: str
     op: str
     value: Value | list[Value] = None
-
-
-class RowRejected(Exception):  # noqa: N818 - an outcome of building a record
-    """A row cannot become a record: ``field`` and ``reason`` say why."""
-
-    def __init__(self, key: str, sort_key: str, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.key, self.sort_key, self.field, self.reason = key, sort_key, field, reason
-
-
-RecordBuilder = Callable[[Sequence[Any]], Record]
 
 
 @dataclass(frozen=True)
@@ -139,53 +128,6 @@ class MappingSet:
     def entities(self) -> tuple[str, ...]:
         """Entity names in dependency order."""
         return tuple(m.entity for m in self.mappings)
-
-
-# --- keys and fingerprints ------------------------------------------------------------------
-
-
-def sort_key_part(part: object) -> str:
-    """An order-preserving text form of one key part: whole numbers (int, or the Decimal some
-    drivers return) sort as numbers, text in code point order (the binary collation's)."""
-    number = part if part.__class__ is int else (
-        whole_number(part) if isinstance(part, float | Decimal) else None)
-    if number is not None:
-        return "i%020d" % (number + INT_OFFSET)  # noqa: UP031 - measurably faster on the hot path
-    return "s" + key_part(part)
-
-
-def make_keys(parts: Sequence[object]) -> tuple[str, str]:
-    """The key text and sort key of one row's key column values."""
-    if len(parts) == 1:
-        return key_part(parts[0]), sort_key_part(parts[0])
-    key = KEY_SEPARATOR.join(key_part(p) for p in parts)
-    return key, SORT_SEPARATOR.join(sort_key_part(p) for p in parts)
-
-
-def key_from_sort_key(sort_key: str) -> str:
-    """The key text a sort key was made from (the inverse of ``make_keys``)."""
-    parts = sort_key.split(SORT_SEPARATOR)
-    return KEY_SEPARATOR.join(str(int(p[1:]) - INT_OFFSET) if p[0] == "i" else p[1:]
-                              for p in parts)
-
-
-def fingerprint(version: int, values: Sequence[Value]) -> str:
-    """A short stable hash of a payload's values (in mapping field order) and mapping version.
-    Text is hashed as is, anything else by its repr, each tagged so "1" and 1 differ. XXH3
-    (64 bits, the version as its seed) is stable across processes, platforms and releases,
-    and several times cheaper per row than a cryptographic hash; nothing here needs one."""
-    text = "\x01".join([v if isinstance(v, str) else f"\x02{v!r}" for v in values])
-    return _xxh3(text.encode(), version)
-
-
-def _text_fingerprint(version: int, values: Sequence[Value]) -> str:
-    """``fingerprint``, faster for values that are all text (marks: two keys and a value),
-    where nothing needs a tag: the same result for any values."""
-    try:
-        text = "\x01".join(values)  # TypeError unless all are text
-    except TypeError:
-        return fingerprint(version, values)
-    return _xxh3(text.encode(), version)
 
 
 # --- loading and validation -------------------------------------------------------------------
@@ -443,7 +385,8 @@ def _compile(file: str, source: dict[str, Any], fields: tuple[FieldSpec, ...]) -
         schema=source["schema"], key_columns=source["key"], columns=columns,
         filters=source["where"], watermark=source["watermark"],
         key_collation=source["key_collation"], fields=fields,
-        build=_builder(entity, version, columns, source["key"], fields, source["watermark"]),
+        build=compile_builder(entity, version, columns, source["key"], fields,
+                              source["watermark"]),
     )
 
 
@@ -454,92 +397,3 @@ def _select_columns(source: dict[str, Any], fields: tuple[FieldSpec, ...]) -> tu
     return tuple(dict.fromkeys(wanted))
 
 
-def _reader(spec: FieldSpec, columns: tuple[str, ...]) -> Callable[[Sequence[Any]], Any]:
-    """How one field's raw value is taken from a row (one column, or several joined)."""
-    positions = [columns.index(c) for c in spec.columns]
-    if len(positions) == 1:
-        (at,) = positions
-        return lambda row: row[at]
-    separator = spec.separator
-    return lambda row: joined([row[i] for i in positions], separator)
-
-
-def _builder(  # noqa: PLR0917 - one private call site, all arguments distinct
-    entity: str,
-    version: int,
-    columns: tuple[str, ...],
-    key_columns: tuple[str, ...],
-    fields: tuple[FieldSpec, ...],
-    watermark: str | None,
-) -> RecordBuilder:
-    key_at = [columns.index(c) for c in key_columns]
-    row_keys = _single_key(key_at[0], key_columns[0]) if len(key_at) == 1 else (
-        lambda row: _row_keys(row, key_at, key_columns))
-    plain = [(f.name, columns.index(f.columns[0]), compile_field(f))
-             for f in fields if f.export and len(f.columns) == 1]
-    joined_ = [(f.name, _reader(f, columns), compile_field(f))
-               for f in fields if f.export and len(f.columns) > 1]
-    hidden = [(f.name, _reader(f, columns), compile_field(f)) for f in fields if not f.export]
-    names = [n for n, _, _ in plain] + [n for n, _, _ in joined_]
-    steps = [(at, convert) for _, at, convert in plain]
-    mark_at = columns.index(watermark) if watermark else None
-    everything = [(n, (lambda row, at=at: row[at]), c) for n, at, c in plain] + joined_ + hidden
-    hashed = _text_fingerprint if all(_gives_text(f) for f in fields if f.export) else fingerprint
-
-    def build(row: Sequence[Any]) -> Record:
-        key, sort_key = row_keys(row)
-        try:
-            values = [convert(row[at]) for at, convert in steps]
-            if joined_:
-                values += [convert(read(row)) for _, read, convert in joined_]
-            attrs = {n: convert(read(row)) for n, read, convert in hidden} if hidden else NO_ATTRS
-        except InvalidValue:
-            raise _first_problem(everything, row, key, sort_key) from None
-        # names and values have one entry per exported field by construction; zip's
-        # strict=True would double the cost of this line (keyword parsing), a million times.
-        return Record(entity, key, sort_key, dict(zip(names, values)),  # noqa: B905
-                      hashed(version, values), attrs, None if mark_at is None else row[mark_at])
-
-    return build
-
-
-def _gives_text(spec: FieldSpec) -> bool:
-    """True when the field's values are text (or None): a text, date or reference field, or a
-    value map whose canonical values are all text."""
-    if spec.values is not None:
-        return all(isinstance(v, str) for v in [*spec.values.values(), spec.fallback]
-                   if v is not None)
-    return spec.type in ("text", "date", "ref")
-
-
-def _first_problem(steps: list[tuple[str, Callable[[Sequence[Any]], Any], Any]],
-                   row: Sequence[Any], key: str, sort_key: str) -> RowRejected:
-    """The rejection of a row some field could not convert (the slow path names the field)."""
-    for name, read, convert in steps:
-        try:
-            convert(read(row))
-        except InvalidValue as exc:
-            return RowRejected(key, sort_key, name, exc.reason)
-    return RowRejected(key, sort_key, "", "could not be converted")
-
-
-def _single_key(at: int, name: str) -> Callable[[Sequence[Any]], tuple[str, str]]:
-    """Key text and sort key of a one-column key, with a fast path for whole numbers."""
-    def keys(row: Sequence[Any]) -> tuple[str, str]:
-        part = row[at]
-        if part.__class__ is int:
-            return str(part), "i%020d" % (part + INT_OFFSET)  # noqa: UP031 - hot path
-        return _row_keys(row, [at], (name,))
-
-    return keys
-
-
-def _row_keys(row: Sequence[Any], key_at: list[int], names: tuple[str, ...]) -> tuple[str, str]:
-    parts = [row[i] for i in key_at]
-    for name, part in zip(names, parts, strict=True):
-        if part is None:
-            raise RowRejected("", "", name, "missing key (NULL in a key column)")
-    try:
-        return make_keys(parts)
-    except InvalidValue as exc:
-        raise RowRejected("", "", names[0], exc.reason) from None
