@@ -169,7 +169,12 @@ def _bool(spec: FieldSpec) -> Converter:
 def parse_date(raw: object, personal: bool = False) -> str:
     """Any date-like raw value as an ISO date string; raises InvalidValue when impossible.
     Text must be exactly a date (ISO, dd.mm.yyyy or yyyymmdd), optionally followed by a time."""
-    if isinstance(raw, dt.datetime):
+    if raw.__class__ is str and len(raw) == 10 and raw[4] == "-" == raw[7] and raw.isascii():
+        try:  # the usual case, ISO text already: the C parser checks it (2025-02-30 fails)
+            text = dt.date.fromisoformat(raw).isoformat()
+        except ValueError:
+            text = _date_from_text(raw, personal)
+    elif isinstance(raw, dt.datetime):
         text = raw.date().isoformat()
     elif isinstance(raw, dt.date):
         text = raw.isoformat()
