@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import IO, Any
 
+from bridge.builder import NO_ATTRS
 from bridge.errors import FatalError, SourceError, SourceOrderError
 from bridge.mapping import sort_key_part
-from bridge.model import Change
+from bridge.model import Change, Op, Record
 from bridge.plan import Plan
 from bridge.source import KeyRange
 
@@ -191,8 +192,8 @@ class Workers:
             if kind != "changes":
                 return _result(self.entity, self.ranges[at], kind, rest)
             if sink is not None:
-                for change in rest[0]:
-                    sink(change)
+                for packed in rest[0]:
+                    sink(_unpack(packed))
 
     def close(self) -> None:
         """Kill the workers that still run (the run stopped early), reap them, drop the files."""
@@ -217,14 +218,37 @@ def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tup
                      f"{rest[0]}")
 
 
+Packed = tuple[str, str, str, str, Any, str | None, Any, Any, str | None, str | None]
+OPS = {op.value: op for op in Op}
+
+
+def _pack(change: Change) -> Packed:
+    """A change as a tuple of plain values: pickled and loaded in C, several times faster than
+    the objects (a first sync sends a million changes through these files)."""
+    record = change.record
+    if record is None:
+        return (change.op.value, change.entity, change.key, change.sort_key, None, None, None,
+                None, change.reason, change.class_key)
+    attrs = dict(record.attrs) if record.attrs else None
+    return (change.op.value, change.entity, change.key, change.sort_key, record.payload,
+            record.fingerprint, attrs, record.watermark, change.reason, change.class_key)
+
+
+def _unpack(packed: Packed) -> Change:
+    op, entity, key, sort_key, payload, fingerprint, attrs, mark, reason, class_key = packed
+    record = None if fingerprint is None else Record(
+        entity, key, sort_key, payload, fingerprint, NO_ATTRS if attrs is None else attrs, mark)
+    return Change(OPS[op], entity, key, sort_key, record, reason=reason, class_key=class_key)
+
+
 class _ChangeWriter:
-    """Changes pickled in chunks to the shard's file as the child finds them."""
+    """Changes pickled in chunks to a range's file as the worker finds them."""
 
     def __init__(self, file: IO[bytes]) -> None:
-        self.file, self.chunk = file, list[Change]()
+        self.file, self.chunk = file, list[Packed]()
 
     def add(self, change: Change) -> None:
-        self.chunk.append(change)
+        self.chunk.append(_pack(change))
         if len(self.chunk) >= CHUNK:
             self.flush()
 
