@@ -20,6 +20,7 @@ from bridge.model import Change, Hold, Op, Record, Rejection
 from bridge.portal.client import PortalClient
 from bridge.runs import Erasures, RunLog, RunRecord
 from bridge.service import portal_settings
+from bridge.shards import resolve_workers
 from bridge.source import open_source
 from bridge.state import DeadLetter, SqlStateStore, delivery_batch, record_state
 
@@ -67,7 +68,8 @@ def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: 
     """Trace ``entity`` ``key`` through a preview run (nothing is sent or recorded)."""
     source = open_source(config.source_url_with_password().render_as_string(False))
     options = RunOptions(as_of=date.today(), thresholds=config.thresholds,
-                         erased=Erasures(state.engine).keys(), tap=(entity, key))
+                         erased=Erasures(state.engine).keys(), tap=(entity, key),
+                         workers=resolve_workers(config.plan_workers))
     try:
         result = plan_run(mappings, source, state, options)
     finally:

@@ -25,6 +25,7 @@ from bridge.mapping import MappingSet
 from bridge.portal.client import PortalClient
 from bridge.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.service import Service, portal_settings
+from bridge.shards import resolve_workers
 from bridge.source import open_source
 from bridge.state import open_state, utc_now
 
@@ -127,7 +128,7 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) 
     source = open_source(config.source_url_with_password().render_as_string(False))
     state = open_state(config.state_url, utc_now, school=config.portal_school)
     options = RunOptions(as_of=as_of, incremental=incremental, thresholds=config.thresholds,
-                         overlap=config.overlap)
+                         overlap=config.overlap, workers=resolve_workers(config.plan_workers))
     log = logs.get_logger(command="plan")
     started = time.monotonic()
     try:

@@ -75,6 +75,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
     },
     "sync": {
         "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
+        "plan_workers": (int, 0, "processes that plan a full run's large tables (0: one per "
+                                 "CPU core; 1: plan in one process)"),
     },
     "guard": {
         "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
@@ -97,6 +99,7 @@ class Config:
     portal_client_id: str
     thresholds: Thresholds
     overlap: timedelta
+    plan_workers: int = 0
     source_password_file: str = ""
     portal_secret_file: str = ""
     portal_batch_size: int = 500
@@ -177,6 +180,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         thresholds=Thresholds(float(values["guard"]["max_delete_fraction"]),
                               values["guard"]["min_deletes"], values["guard"]["hold_whole_class"]),
         overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
+        plan_workers=values["sync"]["plan_workers"],
         source_password_file=values["source"]["password_file"],
         portal_secret_file=values["portal"]["secret_file"],
         portal_batch_size=values["portal"]["batch_size"],
@@ -248,6 +252,8 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     guard = values["guard"]
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+    if values["sync"]["plan_workers"] < 0:
+        problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
     _check_schedule(values["schedule"], file, problems)
     _check_metrics(values["metrics"], file, problems)
     positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),

@@ -27,6 +27,7 @@ from bridge.metrics import MetricsSink, summary_from
 from bridge.portal.client import PortalClient, PortalSettings
 from bridge.runs import Erasures, RunLog, SyncLock
 from bridge.scope import Scope
+from bridge.shards import resolve_workers
 from bridge.source import open_source
 from bridge.state import SqlStateStore, open_state, utc_now
 from bridge.sync import SyncResult, run_sync
@@ -129,7 +130,8 @@ class Service:
         options = RunOptions(as_of=request.as_of or date.today(),
                              incremental=request.incremental, thresholds=config.thresholds,
                              overlap=config.overlap, erased=Erasures(state.engine).keys(),
-                             resend=request.resend)
+                             resend=request.resend,
+                             workers=resolve_workers(config.plan_workers))
         try:
             return run_sync(self.mappings, source, state, portal, options, run_id=run_id,
                             max_attempts=config.dead_letter_after, progress=progress,

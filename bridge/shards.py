@@ -142,8 +142,10 @@ class Workers:
 
     def _child(self) -> None:
         """In a forked process: plan ranges from the back until none is left, or one fails."""
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # A stop (systemd's SIGTERM goes to every process of the service, Ctrl-C to the whole
+        # terminal group) is the engine's to handle: it kills its workers when the run ends.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         while (at := self.chunks.take_back()) is not None:
             if not self._plan_one(at):
                 return

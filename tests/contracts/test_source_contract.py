@@ -17,7 +17,7 @@ from bridge.demo import schema
 from bridge.errors import SourceError
 from bridge.fakes import MemorySource, ReadCall
 from bridge.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
-from bridge.source import Rescan, Row, Source, SqlSource
+from bridge.source import KeyRange, Rescan, Row, Source, SqlSource
 from tests.school import T0, base_rows, journal_rows, write_school
 
 
@@ -75,6 +75,12 @@ def read(source: Source, mapping: CompiledMapping, since: datetime | None = None
          rescan: Rescan | None = None) -> list[tuple[object, ...]]:
     """Every row of one read, normalised."""
     return [tuple(normalise(v) for v in row) for row in source.read(mapping, since, rescan)]
+
+
+def read_range(source: Source, mapping: CompiledMapping, key_range: KeyRange
+               ) -> list[tuple[object, ...]]:
+    """Every row of one key range's read, normalised."""
+    return [tuple(normalise(v) for v in row) for row in source.read(mapping, key_range=key_range)]
 
 
 def expected(mapping: CompiledMapping,
@@ -191,6 +197,46 @@ class TestSourceContract:
         """source.where rules keep exactly the rows they describe, NULLs as SQL treats them."""
         mapping = replace(mappings[entity], filters=(rule,))
         assert ids(read(source, mapping)) == keys
+
+    def test_key_bounds_are_the_lowest_and_highest_whole_number_keys(
+        self, source: Source, mappings: MappingSet
+    ) -> None:
+        """key_bounds gives MIN and MAX of the first key column, as whole numbers."""
+        mark = mappings["mark"]
+        all_ids = [r["id"] for r in school_tables()["mark"]]
+        assert source.key_bounds(mark) == (min(all_ids), max(all_ids))
+
+    def test_key_ranges_that_meet_read_every_row_once_in_order(
+        self, source: Source, mappings: MappingSet
+    ) -> None:
+        """Reads of ranges that meet, the first open below and the last open above, give the
+        full read's rows, each once, range after range in key order."""
+        mark = mappings["mark"]
+        low, high = source.key_bounds(mark) or (0, 0)
+        cuts: list[int | None] = [None, low + 5, (low + high) // 2, high, None]
+        parts = [read_range(source, mark, KeyRange("id", cuts[i], cuts[i + 1]))
+                 for i in range(len(cuts) - 1)]
+        assert all(parts[:3])
+        assert [row for part in parts for row in part] == expected(mark)
+        assert parts[1] == expected(mark, lambda r: low + 5 <= r["id"] < (low + high) // 2)
+
+    def test_a_null_key_is_read_in_the_range_open_below(
+        self, source: Source, mappings: MappingSet
+    ) -> None:
+        """A row whose key is NULL belongs to the first range only (it becomes a rejection
+        there), never to a range with a lower bound."""
+        lesson = replace(mappings["lesson"], key_columns=("group_id", "id"))
+        nulls = expected(lesson, lambda r: r["group_id"] is None)
+        assert nulls, "the small school has lessons of a whole class (no group)"
+        first = read_range(source, lesson, KeyRange("group_id", None, 10**9))
+        later = read_range(source, lesson, KeyRange("group_id", -(10**9), None))
+        assert set(nulls) <= set(first)
+        assert not set(nulls) & set(later)
+
+    def test_text_keys_have_no_bounds(self, source: Source, mappings: MappingSet) -> None:
+        """A table keyed by text cannot be read in number ranges: key_bounds says None."""
+        subject = replace(mappings["subject"], key_columns=("name",))
+        assert source.key_bounds(subject) is None
 
     def test_missing_table_is_source_error(self, source: Source, mappings: MappingSet) -> None:
         """A mapping pointing at a table the database lacks fails with SourceError naming it."""

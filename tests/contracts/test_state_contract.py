@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from bridge.errors import FatalError
 from bridge.fakes import MemoryStateStore
-from bridge.mapping import key_from_sort_key, make_keys
+from bridge.mapping import key_from_sort_key, make_keys, sort_key_part
 from bridge.model import Change, Op, Record, StateEntry, Value
 from bridge.state import (
     LOOKUP_CHUNK,
@@ -106,6 +106,19 @@ class TestStateStoreContract:
         full = store.lookup("pupil", [first[0]])[first[0]]
         assert full == StateEntry("pupil", "1", make_keys([1])[1], "f1", "delivered", None,
                                   "1", "c1")
+
+    def test_entries_between_sort_keys_are_that_range_in_order(self, store: StateStore) -> None:
+        """entries(start, stop) gives the live entries with start <= sort key < stop, in order;
+        ranges that meet give every entry once."""
+        store.record([delivery(Op.CREATE, k) for k in (5, 1, 40, 12, 7, 30)])
+        store.record([delivery(Op.DELETE, 12)])
+        start, stop = sort_key_part(7), sort_key_part(31)
+        middle = [key_from_sort_key(e[0]) for e in store.entries("pupil", start, stop)]
+        assert middle == ["7", "30"]
+        below = [e[0] for e in store.entries("pupil", None, start)]
+        above = [e[0] for e in store.entries("pupil", stop, None)]
+        assert [key_from_sort_key(k) for k in below + [sort_key_part(7), sort_key_part(30)]
+                + above] == keys_of(store) == ["1", "5", "7", "30", "40"]
 
     def test_entries_are_per_entity(self, store: StateStore) -> None:
         """Entries, lookups and counts of one entity never include another entity's records."""
