@@ -117,8 +117,9 @@ class TestStateStoreContract:
         assert middle == ["7", "30"]
         below = [e[0] for e in store.entries("pupil", None, start)]
         above = [e[0] for e in store.entries("pupil", stop, None)]
-        assert [key_from_sort_key(k) for k in below + [sort_key_part(7), sort_key_part(30)]
-                + above] == keys_of(store) == ["1", "5", "7", "30", "40"]
+        joined = [*below, sort_key_part(7), sort_key_part(30), *above]
+        assert [key_from_sort_key(k) for k in joined] == keys_of(store) == ["1", "5", "7", "30",
+                                                                             "40"]
 
     def test_entries_are_per_entity(self, store: StateStore) -> None:
         """Entries, lookups and counts of one entity never include another entity's records."""

@@ -140,7 +140,9 @@ def test_plan_in_ranges_equals_the_plan_of_one_process(
         assert len(logged.pids("mark")) == workers
         assert len(logged.pids("lesson")) == (workers if narrow else 0)
     plan = run(mappings, source, state, 2).plan
-    assert plan.deletes and plan.rejections and plan.holds
+    assert plan.deletes
+    assert plan.rejections
+    assert plan.holds
 
 
 def test_every_entity_split_in_tiny_ranges_plans_the_same(

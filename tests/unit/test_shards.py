@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from datetime import datetime
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ def test_key_ranges_meet_and_hold_every_key_once(low: int, span: int, workers: i
     ranges = key_ranges("id", (low, low + span), workers)
     assert ranges[0].low is None
     assert ranges[-1].high is None
-    assert all(a.high == b.low for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a.high == b.low for a, b in pairwise(ranges))
     for key in [*probes, low, low + span]:
         assert sum(_inside(key, r) for r in ranges) == 1
 
@@ -57,7 +58,8 @@ def test_sort_bounds_agree_with_number_order(key: int, low: int, high: int) -> N
     bounds, so the state entries of a range are those of its rows."""
     key_range = KeyRange("id", min(low, high), max(low, high))
     start, stop = sort_bounds(key_range)
-    assert start is not None and stop is not None
+    assert start is not None
+    assert stop is not None
     assert _inside(key, key_range) == (start <= sort_key_part(key) < stop)
 
 
