@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from dataclasses import replace
 from datetime import date, timedelta
 
+import pytest
 import sqlalchemy as sa
 
+from bridge import shards
 from bridge.demo import schema
 from bridge.engine import RunOptions, delivered, plan_run
 from bridge.mapping import MappingSet
@@ -40,5 +44,35 @@ def test_plan_record_replan_over_odbc_and_postgres(
         plan_run(mappings, source, state, RunOptions(as_of=date(2025, 12, 1),
                                                      incremental=incremental), again.append)
         assert [(c.op, c.entity, c.key) for c in again] == [(Op.UPDATE, "mark", "1001")]
+    state.close()
+    engine.dispose()
+
+
+def test_workers_plan_over_odbc_and_postgres_as_one_process(
+        mariadb_url: str, postgres_url: str, mappings: MappingSet,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked workers open their own ODBC and PostgreSQL connections (the parent's are left
+    alone): with every table cut into ranges of a few keys, two processes plan what one does,
+    and the parent's connections still work afterwards."""
+    monkeypatch.setattr(shards, "MIN_KEYS_PER_RANGE", 2)
+    engine = sa.create_engine(mariadb_url)
+    school.write_school(engine)
+    source, state = SqlSource(engine), open_state(postgres_url, school="workers")
+    options = RunOptions(as_of=date(2025, 12, 1))
+    sent: list[Change] = []
+    assert plan_run(mappings, source, state, options, sent.append).error is None
+    state.record([delivered(c, mappings) for c in sent[::2]])
+    plans = []
+    for workers in (1, 2):
+        again: list[Change] = []
+        result = plan_run(mappings, source, state, replace(options, workers=workers),
+                          again.append)
+        assert result.error is None
+        plans.append((result.plan.counts, result.plan.holds, result.plan.plan_id,
+                       [(c.entity, c.key, c.op, c.fingerprint) for c in again]))
+    assert plans[0] == plans[1]
+    assert plans[0][3], "half the records were recorded: the other half are sent again"
+    assert state.count("mark") > 0
+    assert multiprocessing.active_children() == []
     state.close()
     engine.dispose()

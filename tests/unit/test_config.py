@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bridge.config import find_config, load_config, read_secret
 from bridge.errors import ConfigError, ExitCode
+from bridge.shards import resolve_workers
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -23,6 +25,18 @@ def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.thresholds.max_delete_fraction == 0.10
     assert config.portal_url == "http://127.0.0.1:8400"
     assert config.mappings_dir.name == "mappings"
+    assert config.plan_workers == 0
+
+
+def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: Path) -> None:
+    """sync.plan_workers = 0 resolves to the CPU cores this process may use; a negative count
+    is refused with its key path."""
+    assert resolve_workers(0) == len(os.sched_getaffinity(0))
+    assert resolve_workers(3) == 3
+    path = _write(tmp_path, '[source]\nurl = "sqlite:///s.sqlite"\n[sync]\nplan_workers = -1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [p.path for p in caught.value.problems] == ["sync.plan_workers"]
 
 
 def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> None:
