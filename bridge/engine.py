@@ -236,7 +236,7 @@ class _Run:
         """Plan ranges here, from the first, while forked workers plan them from the last;
         then take the workers' outcomes in key order: the plan and the changes sent are those
         of one process."""
-        workers = Workers(mapping.entity, ranges, self._forked_work(mapping),
+        workers = Workers(mapping.entity, ranges, self._forked_work(mapping), self._after_fork,
                           self.options.workers - 1, self.sink is not None)
         track, plan = Watermark(), self.result.plan
         try:
@@ -255,11 +255,13 @@ class _Run:
         if mark is not None:
             self.watermarks[mapping.entity] = mark
 
+    def _after_fork(self) -> None:
+        self.source.after_fork()
+        self.state.after_fork()
+
     def _forked_work(self, mapping: CompiledMapping) -> RangeWork:
         def work(key_range: KeyRange, plan: Plan, sink: ChangeSink | None
                  ) -> tuple[Any, gate.Learnt]:
-            self.source.after_fork()
-            self.state.after_fork()
             best = self._plan_range(mapping, key_range, plan, sink)
             return best, gate.learnt(self.ctx, mapping.entity)
 

@@ -169,11 +169,16 @@ def _index(ctx: Context, entity: str) -> MutableMapping[str, Any] | None:
 
 
 def learnt(ctx: Context, entity: str) -> Learnt:
-    """What the context learnt of ``entity`` (in a process that planned only that entity
-    since it was forked, that is what this process's key range taught)."""
+    """What the context learnt of ``entity`` since it was last asked, which it then forgets:
+    a worker that planned a key range of ``entity`` since it was forked sends each lesson once.
+    (Only a worker asks; an entity never refers to itself, so nothing it plans later needs
+    what it forgets.)"""
+    keys, rejected = ctx.keys.pop(entity, set()), ctx.rejected.pop(entity, set())
     index = _index(ctx, entity)
-    return Learnt(entity, ctx.keys.get(entity, set()), ctx.rejected.get(entity, set()),
-                  {} if index is None else dict(index))
+    taught = {} if index is None else dict(index)
+    if index is not None:
+        index.clear()
+    return Learnt(entity, keys, rejected, taught)
 
 
 def teach(ctx: Context, lesson: Learnt) -> None:

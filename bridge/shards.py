@@ -120,9 +120,9 @@ class Chunks:
 class Workers:
     """Forked processes planning key ranges of one entity, each range's outcome in a file."""
 
-    def __init__(self, entity: str, ranges: list[KeyRange], work: RangeWork, processes: int,
-                 wants_changes: bool) -> None:
-        self.entity, self.ranges, self.work = entity, ranges, work
+    def __init__(self, entity: str, ranges: list[KeyRange], work: RangeWork,  # noqa: PLR0917
+                 prepare: Callable[[], None], processes: int, wants_changes: bool) -> None:
+        self.entity, self.ranges, self.work, self.prepare = entity, ranges, work, prepare
         self.wants_changes = wants_changes
         self.chunks = Chunks(len(ranges))
         self.files: list[IO[bytes]] = []
@@ -146,6 +146,7 @@ class Workers:
         # terminal group) is the engine's to handle: it kills its workers when the run ends.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.prepare()  # e.g. drop the parent's database connections, unclosed
         while (at := self.chunks.take_back()) is not None:
             if not self._plan_one(at):
                 return
