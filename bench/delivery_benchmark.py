@@ -30,6 +30,7 @@ from bridge.guard import Thresholds
 from bridge.mapping import key_from_sort_key, load_mappings
 from bridge.portal.client import PortalClient, PortalSettings
 from bridge.portal.server import DEMO_CLIENT
+from bridge.shards import resolve_workers
 from bridge.source import SqlSource
 from bridge.state import open_state
 from bridge.sync import SyncResult, run_sync
@@ -61,15 +62,18 @@ def start_portal(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the reference portal did not start")
 
 
-def sync(folder: Path, url: str, batch: int, incremental: bool) -> tuple[SyncResult, float]:
+def sync(folder: Path, url: str, args: argparse.Namespace, incremental: bool
+         ) -> tuple[SyncResult, float]:
     mappings = load_mappings(ROOT / "mappings")
     engine = sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}")
     state = open_state(f"sqlite:///{folder / 'delivery-state.sqlite'}")
     client = PortalClient(PortalSettings(base_url=url, school="demo", client_id=DEMO_CLIENT[0],
-                                         client_secret=DEMO_CLIENT[1], batch_size=batch))
+                                         client_secret=DEMO_CLIENT[1],
+                                         batch_size=args.batch))
     started = time.perf_counter()
     outcome = run_sync(mappings, SqlSource(engine), state, client, RunOptions(
-        as_of=AS_OF, incremental=incremental, thresholds=Thresholds(min_deletes=10**9)),
+        as_of=AS_OF, incremental=incremental, thresholds=Thresholds(min_deletes=10**9),
+        workers=resolve_workers(args.workers)),
         run_id=f"bench-{int(time.time())}")
     seconds = time.perf_counter() - started
     client.close()
@@ -100,6 +104,8 @@ def main() -> int:
     parser.add_argument("--pupils", type=int, default=1100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="planning processes, as sync.plan_workers (0: one per CPU core)")
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args()
     folder = Path(args.dir) / f"delivery-{args.pupils}-{args.seed}"
@@ -117,7 +123,7 @@ def main() -> int:
 
 
 def run(folder: Path, url: str, args: argparse.Namespace) -> int:
-    full, seconds = sync(folder, url, args.batch, incremental=False)
+    full, seconds = sync(folder, url, args, incremental=False)
     seconds_full = seconds
     stats = requests.get(f"{url}/_portal/stats", timeout=10).json()
     counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
@@ -128,17 +134,18 @@ def run(folder: Path, url: str, args: argparse.Namespace) -> int:
     print(f"portal stats: {json.dumps(stats)}")
     print(f"portal counts: {json.dumps(counts)}")
     changed = change_one_percent(folder)
-    again, seconds = sync(folder, url, args.batch, incremental=True)
+    again, seconds = sync(folder, url, args, incremental=True)
     seconds_change = seconds
+    updated = (again.delivery.delivered.get("mark") or {}).get("update", 0)
     print(f"1 % change: {changed:,} marks edited; incremental sync delivered "
           f"{again.delivery.total:,} records ({json.dumps(again.delivery.delivered)}) in "
           f"{seconds:.1f} s; exactly the changed records: "
-          f"{again.delivery.delivered.get('mark', {}).get('update', 0) == changed}")
-    quiet, seconds = sync(folder, url, args.batch, incremental=True)
+          f"{updated == changed}")
+    quiet, seconds = sync(folder, url, args, incremental=True)
     seconds_quiet = seconds
     print(f"no-change incremental run (watermarks): {quiet.delivery.total} delivered, "
           f"{sum(quiet.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
-    whole, seconds = sync(folder, url, args.batch, incremental=False)
+    whole, seconds = sync(folder, url, args, incremental=False)
     print(f"no-change full run (no watermark used): {whole.delivery.total} delivered, "
           f"{sum(whole.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
     print(json.dumps({"figures": {
