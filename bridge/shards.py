@@ -19,6 +19,7 @@ not available the engine plans in one process.
 from __future__ import annotations
 
 import copyreg
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -43,6 +44,9 @@ needs besides (picklable: the highest raw watermark, what the context learnt).""
 MIN_KEYS_PER_RANGE = 2_000  # narrower, a range costs more (queries, a file) than it saves
 RANGES_PER_WORKER = 16  # many small ranges: the processes end close together
 CHUNK = 5_000  # changes per pickled chunk
+MAX_RANGES = 256  # a file each while an entity is planned
+DEFAULT_MAX_WORKERS = 4  # plan_workers = 0: one per core, up to this many
+PR_SET_PDEATHSIG = 1
 HAS_FORK = "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -59,17 +63,18 @@ copyreg.pickle(MappingProxyType, _reduce_proxy)  # records share a read-only emp
 
 def resolve_workers(setting: int) -> int:
     """The number of planning processes for a ``plan_workers`` setting: 0 means one per CPU
-    core this process may run on."""
-    return setting if setting > 0 else len(os.sched_getaffinity(0))
+    core this process may run on, at most ``DEFAULT_MAX_WORKERS`` (each worker holds its own
+    database connections and about as much memory as the service)."""
+    return setting if setting > 0 else min(len(os.sched_getaffinity(0)), DEFAULT_MAX_WORKERS)
 
 
 def key_ranges(column: str, bounds: tuple[int, int], workers: int) -> list[KeyRange]:
     """Ranges of the keys from ``bounds``, ``RANGES_PER_WORKER`` per worker (fewer for a small
-    span, each at least ``MIN_KEYS_PER_RANGE`` keys wide) that meet and cover every key: the
-    first is open below (and holds NULL keys), the last open above."""
+    span, each at least ``MIN_KEYS_PER_RANGE`` keys wide, ``MAX_RANGES`` at most) that meet and
+    cover every key: the first is open below (and holds NULL keys), the last open above."""
     low, high = bounds
     span = high - low + 1
-    parts = max(1, min(workers * RANGES_PER_WORKER, span // MIN_KEYS_PER_RANGE))
+    parts = max(1, min(workers * RANGES_PER_WORKER, MAX_RANGES, span // MIN_KEYS_PER_RANGE))
     step = -(-span // parts)
     edges: list[int | None] = [None, *(low + step * i for i in range(1, parts)), None]
     return [KeyRange(column, edges[i], edges[i + 1]) for i in range(parts)]
@@ -146,6 +151,7 @@ class Workers:
         # terminal group) is the engine's to handle: it kills its workers when the run ends.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
         self.prepare()  # e.g. drop the parent's database connections, unclosed
         while (at := self.chunks.take_back()) is not None:
             if not self._plan_one(at):
@@ -166,11 +172,11 @@ class Workers:
         except SourceError as exc:
             outcome = ("source", exc.operation, exc.detail)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-            outcome = ("crash", f"{type(exc).__name__}: {exc}")
+            outcome = ("crash", type(exc).__name__)  # its text may quote a row: never logged
         try:
             _dump(outcome, file)
         except Exception as exc:  # noqa: BLE001 - e.g. a value that cannot be pickled
-            _dump(("crash", f"{type(exc).__name__}: {exc}"), file)
+            _dump(("crash", type(exc).__name__), file)
         file.flush()
         return outcome[0] == "done"
 
@@ -208,6 +214,16 @@ class Workers:
                 process.close()
         for file in self.files:
             file.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the process that forked it dies (SIGKILL, OOM): a
+    worker outliving its run would only hold a connection and memory."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the worker ends with its ranges anyway
+        return
 
 
 def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tuple[Plan, Any]:

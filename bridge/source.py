@@ -129,6 +129,7 @@ class SqlSource:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
 
     @property
     def dialect(self) -> str:
@@ -161,6 +162,9 @@ class SqlSource:
         return None if low is None or high is None else (low, high)
 
     def after_fork(self) -> None:
+        # The parent's pool stays referenced: collected here, it would close the parent's
+        # connections (pyodbc would disconnect them), which are not this process's to close.
+        self.inherited = self.engine.pool
         self.engine.dispose(close=False)
 
     def missing_tables(self, mappings: Sequence[CompiledMapping]) -> list[str]:

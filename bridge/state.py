@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -299,6 +300,7 @@ class SqlStateStore:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
         self.engine = engine
         self.clock = clock
+        self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to SCHEMA_VERSION."""
@@ -353,6 +355,9 @@ class SqlStateStore:
                 cursor.execute(str(compiled), params)
                 while rows := cursor.fetchmany(5000):
                     yield from rows
+            except sqlite3.Error as exc:  # what SQLAlchemy would have wrapped
+                raise FatalError(f"reading the state store: {type(exc).__name__}: {exc}"
+                                 ) from exc
             finally:
                 cursor.close()
 
@@ -504,7 +509,9 @@ class SqlStateStore:
 
     def after_fork(self) -> None:
         """In a forked process: drop the parent's connections unclosed (SQLite and PostgreSQL
-        connections must not cross a fork), so this process opens its own."""
+        connections must not cross a fork), so this process opens its own. The parent's pool
+        stays referenced: collected here, it would close the parent's connections."""
+        self.inherited = self.engine.pool
         self.engine.dispose(close=False)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -154,10 +155,11 @@ def test_plan_in_ranges_equals_the_plan_of_one_process(
 
 
 def test_every_entity_split_in_tiny_ranges_plans_the_same(
-    mappings: MappingSet, monkeypatch: pytest.MonkeyPatch
+    mappings: MappingSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The small school in memory, every whole-number-keyed entity cut into ranges of a few
-    keys (pupils, classes, lessons and works teach the context from workers): the same plan."""
+    """The small school in memory, every entity whose keys span a few numbers cut into ranges
+    of two keys (pupils, lessons and works among them, whose ranges teach the context): the
+    same plan as one process."""
     monkeypatch.setattr(shards, "MIN_KEYS_PER_RANGE", 2)
     source = MemorySource(school_tables())
     state = MemoryStateStore()
@@ -167,7 +169,11 @@ def test_every_entity_split_in_tiny_ranges_plans_the_same(
     alone: list[Change] = []
     expected = digest(run(mappings, source, state, 1, alone), alone)
     sent: list[Change] = []
-    assert digest(run(mappings, source, state, 2, sent), sent) == expected
+    logged = PidLog(source, tmp_path / "pids")
+    assert digest(run(mappings, logged, state, 2, sent), sent) == expected
+    reads = logged.log.read_text().split()
+    for entity in ("pupil", "lesson", "work", "mark"):
+        assert reads.count(entity) >= 2, f"{entity} was not read in ranges"
     assert multiprocessing.active_children() == []
 
 
@@ -201,29 +207,53 @@ def test_a_read_failing_in_a_worker_fails_the_run_without_deletes(
 def test_a_worker_that_crashes_fails_the_run_with_what_happened(
     school_state: tuple[SqlSource, SqlStateStore], mappings: MappingSet
 ) -> None:
-    """An unexpected error in a worker stops the run with a FatalError naming it."""
+    """An unexpected error in a worker stops the run with a FatalError naming its kind and the
+    range, never its text (it may quote a row)."""
     source, state = school_state
-    with pytest.raises(FatalError, match=r"worker process failed: RuntimeError: boom"):
-        run(mappings, Failing(source, RuntimeError("boom")), state, 2)
+    with pytest.raises(FatalError, match=r"id from \d+\) in a worker process failed: "
+                                         r"RuntimeError$") as caught:
+        run(mappings, Failing(source, RuntimeError("boom Иванов")), state, 2)
+    assert "Иванов" not in str(caught.value)
+
+
+class Sleepy(Wrapped):
+    """A source whose reads in a worker note the worker's pid, then hang for a minute."""
+
+    def __init__(self, inner: Source, pids: Path) -> None:
+        super().__init__(inner)
+        self.pids, self.parent = pids, os.getpid()
+
+    def read(self, mapping: CompiledMapping, since: datetime | None = None,
+             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+        if key_range is not None and os.getpid() != self.parent:
+            with self.pids.open("a") as out:
+                out.write(f"{os.getpid()}\n")
+            time.sleep(60)
+        return self.inner.read(mapping, since, rescan, key_range)
 
 
 def test_a_stop_during_planning_kills_the_workers(
-    school_state: tuple[SqlSource, SqlStateStore], mappings: MappingSet
+    school_state: tuple[SqlSource, SqlStateStore], mappings: MappingSet, tmp_path: Path
 ) -> None:
-    """A sink that stops the run (SIGTERM's Interrupted) while workers plan marks: the run
-    ends with that error, no delete, and no worker left running."""
+    """A sink that stops the run (SIGTERM's Interrupted) while a worker is busy with marks:
+    the run ends with that error and no delete, and the busy worker is gone at once (it would
+    hang a minute on its own)."""
     source, state = school_state
-    seen: list[Change] = []
+    pids = tmp_path / "pids"
+    marks: list[Change] = []
 
     def sink(change: Change) -> None:
-        seen.append(change)
         if change.entity == "mark":
-            raise Interrupted
+            marks.append(change)
+            if pids.exists() and len(marks) > 100:  # a worker is reading its range
+                raise Interrupted
 
-    result = plan_run(mappings, source, state,
+    result = plan_run(mappings, Sleepy(source, pids), state,
                       RunOptions(as_of=AS_OF, thresholds=NO_HOLD, workers=2), sink)
     assert isinstance(result.error, Interrupted)
     assert result.plan.deletes == []
+    worker = int(pids.read_text().split()[0])
+    assert not Path(f"/proc/{worker}").exists()
     assert multiprocessing.active_children() == []
 
 

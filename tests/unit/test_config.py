@@ -29,9 +29,9 @@ def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
 
 
 def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: Path) -> None:
-    """sync.plan_workers = 0 resolves to the CPU cores this process may use; a negative count
-    is refused with its key path."""
-    assert resolve_workers(0) == len(os.sched_getaffinity(0))
+    """sync.plan_workers = 0 resolves to the CPU cores this process may use (four at most); a
+    negative count is refused with its key path."""
+    assert resolve_workers(0) == min(len(os.sched_getaffinity(0)), 4)
     assert resolve_workers(3) == 3
     path = _write(tmp_path, '[source]\nurl = "sqlite:///s.sqlite"\n[sync]\nplan_workers = -1\n')
     with pytest.raises(ConfigError) as caught:
