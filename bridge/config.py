@@ -76,7 +76,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
     "sync": {
         "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
         "plan_workers": (int, 0, "processes that plan a full run's large tables (0: one per "
-                                 "CPU core; 1: plan in one process)"),
+                                 "CPU core, at most 4; 1: plan in one process)"),
     },
     "guard": {
         "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
