@@ -28,6 +28,12 @@ from bridge.state import Clock, erasure, run_history, run_lock, utc_now
 
 LEASE = timedelta(seconds=90)
 log = structlog.get_logger()
+
+# A heartbeat is never inside the database driver when the run forks its planning workers
+# (bridge.shards): a lock a forked child inherits held by a thread it does not have stays held.
+BEATING = threading.Lock()
+os.register_at_fork(before=BEATING.acquire, after_in_parent=BEATING.release,
+                    after_in_child=BEATING.release)
 HEARTBEAT_SECONDS = 15.0
 
 
@@ -197,7 +203,7 @@ class SyncLock:
         def beat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
                 try:
-                    with self.engine.begin() as conn:
+                    with BEATING, self.engine.begin() as conn:
                         kept = conn.execute(run_lock.update().where(
                             run_lock.c.name == self.name, run_lock.c.owner == self.owner)
                             .values(heartbeat_at=self.clock())).rowcount

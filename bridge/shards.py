@@ -152,10 +152,17 @@ class Workers:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _die_with_parent()
-        self.prepare()  # e.g. drop the parent's database connections, unclosed
-        while (at := self.chunks.take_back()) is not None:
-            if not self._plan_one(at):
-                return
+        code = 0
+        try:
+            self.prepare()  # e.g. drop the parent's database connections, unclosed
+            while (at := self.chunks.take_back()) is not None:
+                if not self._plan_one(at):
+                    break
+        except BaseException:  # noqa: BLE001 - the range it was on has no answer: the parent says so
+            code = 1
+        # Straight out: no interpreter clean-up, no flush of the parent's stdio buffers (a
+        # thread of the parent may have held their locks at the fork), no finalizers.
+        os._exit(code)
 
     def _plan_one(self, at: int) -> bool:
         """Plan range ``at`` into its file; False when it failed (the worker stops)."""
