@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -177,19 +177,28 @@ def test_every_entity_split_in_tiny_ranges_plans_the_same(
     assert multiprocessing.active_children() == []
 
 
-class Failing(Wrapped):
-    """A source whose reads of the last key range fail, in a worker only."""
+class InWorker(Wrapped):
+    """A source that calls ``act`` before a worker (never the engine's own process) reads a
+    key range."""
 
-    def __init__(self, inner: Source, error: Exception) -> None:
+    def __init__(self, inner: Source, act: Callable[[KeyRange], None]) -> None:
         super().__init__(inner)
-        self.error, self.parent = error, os.getpid()
+        self.act, self.parent = act, os.getpid()
 
     def read(self, mapping: CompiledMapping, since: datetime | None = None,
              rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
-        last = key_range is not None and key_range.high is None and key_range.low is not None
-        if last and os.getpid() != self.parent:
-            raise self.error
+        if key_range is not None and os.getpid() != self.parent:
+            self.act(key_range)
         return self.inner.read(mapping, since, rescan, key_range)
+
+
+def failing(source: Source, error: Exception) -> InWorker:
+    """A source whose reads of the last key range fail, in a worker only."""
+    def act(key_range: KeyRange) -> None:
+        if key_range.high is None and key_range.low is not None:
+            raise error
+
+    return InWorker(source, act)
 
 
 def test_a_read_failing_in_a_worker_fails_the_run_without_deletes(
@@ -197,8 +206,8 @@ def test_a_read_failing_in_a_worker_fails_the_run_without_deletes(
 ) -> None:
     """A worker's read that fails is the run's SourceError: a partial plan with no delete."""
     source, state = school_state
-    failing = Failing(source, SourceError("reading mark from table mark", "connection lost"))
-    result = run(mappings, failing, state, 2)
+    broken = failing(source, SourceError("reading mark from table mark", "connection lost"))
+    result = run(mappings, broken, state, 2)
     assert isinstance(result.error, SourceError)
     assert "connection lost" in str(result.error)
     assert result.plan.deletes == []
@@ -212,24 +221,8 @@ def test_a_worker_that_crashes_fails_the_run_with_what_happened(
     source, state = school_state
     with pytest.raises(FatalError, match=r"id from \d+\) in a worker process failed: "
                                          r"RuntimeError$") as caught:
-        run(mappings, Failing(source, RuntimeError("boom Иванов")), state, 2)
+        run(mappings, failing(source, RuntimeError("boom Иванов")), state, 2)
     assert "Иванов" not in str(caught.value)
-
-
-class Sleepy(Wrapped):
-    """A source whose reads in a worker note the worker's pid, then hang for a minute."""
-
-    def __init__(self, inner: Source, pids: Path) -> None:
-        super().__init__(inner)
-        self.pids, self.parent = pids, os.getpid()
-
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
-        if key_range is not None and os.getpid() != self.parent:
-            with self.pids.open("a") as out:
-                out.write(f"{os.getpid()}\n")
-            time.sleep(60)
-        return self.inner.read(mapping, since, rescan, key_range)
 
 
 def test_a_stop_during_planning_kills_the_workers(
@@ -248,7 +241,12 @@ def test_a_stop_during_planning_kills_the_workers(
             if pids.exists() and len(marks) > 100:  # a worker is reading its range
                 raise Interrupted
 
-    result = plan_run(mappings, Sleepy(source, pids), state,
+    def hang(_: KeyRange) -> None:
+        with pids.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(60)  # a worker busy with its range
+
+    result = plan_run(mappings, InWorker(source, hang), state,
                       RunOptions(as_of=AS_OF, thresholds=NO_HOLD, workers=2), sink)
     assert isinstance(result.error, Interrupted)
     assert result.plan.deletes == []
