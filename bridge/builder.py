@@ -73,7 +73,7 @@ def fingerprint(version: int, values: Sequence[Value]) -> str:
     """A short stable hash of a payload's values (in mapping field order) and mapping version.
     Text is hashed as is, anything else by its repr, each tagged so "1" and 1 differ. XXH3
     (64 bits, the version as its seed) is stable across processes, platforms and releases,
-    and several times cheaper per row than a cryptographic hash; nothing here needs one."""
+    and cheaper per row than a cryptographic hash; nothing here needs one."""
     text = "\x01".join([v if isinstance(v, str) else f"\x02{v!r}" for v in values])
     return _xxh3(text.encode(), version)
 

@@ -29,9 +29,8 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import IO, Any
 
-from bridge.builder import NO_ATTRS
+from bridge.builder import NO_ATTRS, sort_key_part
 from bridge.errors import FatalError, SourceError, SourceOrderError
-from bridge.mapping import sort_key_part
 from bridge.model import Change, Op, Record
 from bridge.plan import Plan
 from bridge.source import KeyRange
@@ -249,8 +248,8 @@ OPS = {op.value: op for op in Op}
 
 
 def _pack(change: Change) -> Packed:
-    """A change as a tuple of plain values: pickled and loaded in C, several times faster than
-    the objects (a first sync sends a million changes through these files)."""
+    """A change as a tuple of plain values, which pickle writes and reads in C alone (the
+    objects would cost Python calls each; a first sync sends a million changes this way)."""
     record = change.record
     if record is None:
         return (change.op.value, change.entity, change.key, change.sort_key, None, None, None,
