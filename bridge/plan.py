@@ -239,6 +239,7 @@ class Plan:
             self.rejection_groups[group] += 1
             if self.rejection_groups[group] <= self.sample_limit:
                 self.rejections.append(outcome)
+        return False
 
     def note_all(self, entity: str, outcomes: Iterable[Item | Change],
                  sink: Callable[[Change], None] | None = None,
