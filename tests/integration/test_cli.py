@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,45 @@ def test_a_held_plan_exits_with_its_code_and_says_how_to_approve(config: Path) -
     held = run("plan", config=config)
     assert held.returncode == ExitCode.PLAN_HELD
     plan_id = held.stdout.split("asiou-bridge approve ")[1].split()[0]
+    assert run("approve", plan_id, config=config).returncode == ExitCode.OK
+    assert run("plan", config=config).returncode == ExitCode.OK
+
+
+def test_approve_refuses_an_id_that_names_no_held_plan(config: Path) -> None:
+    """`approve deadbeef0000` with no such held plan exits 2, names the id and the command that
+    shows the held plan, and stores no approval."""
+    record_first_sync(config.parent).dispose()
+    refused = run("approve", "deadbeef0000", config=config)
+    assert refused.returncode == ExitCode.USAGE, refused.stdout
+    assert "deadbeef0000" in refused.stderr
+    assert "asiou-bridge status" in refused.stderr
+    assert "approved" not in refused.stdout
+    engine = sa.create_engine(f"sqlite:///{config.parent / 'state.sqlite'}")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM approval")).scalar_one()
+    engine.dispose()
+    assert stored == 0
+
+
+def test_an_expired_approval_holds_the_plan_again_until_approved_anew(config: Path) -> None:
+    """An approval older than guard.approval_valid_hours no longer lets the plan through:
+    `plan` exits 5 and says the approval expired; approving again lets it through."""
+    engine = record_first_sync(config.parent)
+    with engine.begin() as conn:
+        conn.execute(schema.mark.delete())
+    engine.dispose()
+    plan_id = run("plan", config=config).stdout.split("asiou-bridge approve ")[1].split()[0]
+    assert run("approve", plan_id, config=config).returncode == ExitCode.OK
+    assert run("plan", config=config).returncode == ExitCode.OK
+    state = sa.create_engine(f"sqlite:///{config.parent / 'state.sqlite'}")
+    with state.begin() as conn:  # the approval was given 73 hours ago
+        conn.execute(sa.text("UPDATE approval SET approved_at = :at"),
+                     {"at": datetime.now(UTC) - timedelta(hours=73)})
+    state.dispose()
+    expired = run("plan", config=config)
+    assert expired.returncode == ExitCode.PLAN_HELD
+    assert "approval of this plan expired" in expired.stdout
+    assert f"asiou-bridge approve {plan_id}" in expired.stdout
     assert run("approve", plan_id, config=config).returncode == ExitCode.OK
     assert run("plan", config=config).returncode == ExitCode.OK
 
