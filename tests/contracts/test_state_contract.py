@@ -23,8 +23,8 @@ from bridge.model import Change, Op, Record, StateEntry, Value
 from bridge.state import (
     LOOKUP_CHUNK,
     SCHEMA_VERSION,
-    Delivered,
     Approval,
+    Delivered,
     HeldPlan,
     SqlStateStore,
     StateStore,

@@ -70,9 +70,9 @@ def test_a_class_of_deletes_keeps_its_old_description() -> None:
 def test_archives_and_closures_are_kept_from_the_sink() -> None:
     """note_all gives creates and harmless updates to the sink, and keeps archives and the
     membership updates ``closes`` calls closures for after the guard."""
-    create = change(Op.CREATE, "enrollment", 1, **{"date_to": None})
-    harmless = change(Op.UPDATE, "enrollment", 2, **{"date_to": "2026-05-31"})
-    closing = change(Op.UPDATE, "enrollment", 3, **{"date_to": "2026-05-31"})
+    create = change(Op.CREATE, "enrollment", 1, date_to=None)
+    harmless = change(Op.UPDATE, "enrollment", 2, date_to="2026-05-31")
+    closing = change(Op.UPDATE, "enrollment", 3, date_to="2026-05-31")
     sent: list[Change] = []
     plan = Plan()
     plan.note_all("enrollment", [create, harmless, closing], sent.append,
@@ -86,13 +86,13 @@ def test_archives_and_closures_are_kept_from_the_sink() -> None:
 
 def test_a_closure_is_an_end_set_or_moved_earlier() -> None:
     """A membership update closes when the portal's copy was open, unknown, or ended later."""
-    update = change(Op.UPDATE, "group_member", 1, **{"date_to": "2026-03-01"})
+    update = change(Op.UPDATE, "group_member", 1, date_to="2026-03-01")
     assert closes_membership(update, {"date_to": None})
     assert closes_membership(update, None)
     assert closes_membership(update, {"date_to": "2026-05-31"})
     assert not closes_membership(update, {"date_to": "2026-03-01"})
     assert not closes_membership(update, {"date_to": "2026-02-01"})
-    reopened = change(Op.UPDATE, "group_member", 1, **{"date_to": None})
+    reopened = change(Op.UPDATE, "group_member", 1, date_to=None)
     assert not closes_membership(reopened, {"date_to": "2026-03-01"})
 
 
