@@ -26,7 +26,7 @@ from bridge.gate import Context, MissingReference
 from bridge.guard import GuardHold, Thresholds
 from bridge.guard import check as guard_check
 from bridge.mapping import CompiledMapping, MappingSet, RowRejected
-from bridge.model import Change, Hold, Record, Rejection
+from bridge.model import Change, Hold, Op, Record, Rejection
 from bridge.plan import (
     Item,
     Plan,
@@ -125,7 +125,8 @@ def plan_run(
     finally:
         gc.unfreeze()
     run.result.watermarks = run.watermarks
-    _guard(run.result, state, options.thresholds)
+    _place_archives(run.result.plan, run.ctx)
+    _guard(run.result, state, options.thresholds, run.ctx.pupils_by_class(run.ctx.as_of))
     _fill_before(run.result.plan, state)
     return run.result
 
@@ -149,7 +150,15 @@ def _fill_before(plan: Plan, state: StateStore) -> None:
                         for c in plan.updates]
 
 
-def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> None:
+def _place_archives(plan: Plan, ctx: Context) -> None:
+    """Give pupil archives the class of the pupil's last stay, which the guard counts by."""
+    for change in plan.hiding:
+        if change.op is Op.ARCHIVE and change.entity == "pupil" and change.class_key is None:
+            change.class_key = ctx.last_class(change.key)
+
+
+def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds,
+           pupils_by_class: dict[str, int]) -> None:
     plan = result.plan
     if not plan.deletes and not plan.hiding:
         return
@@ -158,7 +167,8 @@ def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> Non
     totals = {e: state.count(e) for e in entities}
     opened = state.count_open_by_class("enrollment") if "enrollment" in entities else {}
     result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"),
-                                     thresholds, open_by_class=opened)
+                                     thresholds, open_by_class=opened,
+                                     pupils_by_class=pupils_by_class)
     if result.guard_holds:
         _judge_approval(result, state, thresholds)
 

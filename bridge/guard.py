@@ -59,8 +59,10 @@ class GuardHold:
             if not self.archives and not self.closures:
                 return (f"would delete all {self.deletes} {self.entity} records of class "
                         f"{self.class_key}")
+            left = ("no pupil is left in it" if self.entity == "pupil"
+                    else "every one still open there")
             return (f"would {self._verbs()} {self.entity} records of class {self.class_key}: "
-                    "every one still open there")
+                    f"{left}")
         share = 100.0 * self.changes / self.total if self.total else 100.0
         return (f"would {self._verbs()} of {self.total} {self.entity} records "
                 f"({share:.1f} %)")
@@ -77,10 +79,12 @@ def check(
     thresholds: Thresholds,
     *,
     open_by_class: Mapping[str, int] | None = None,
+    pupils_by_class: Mapping[str, int] | None = None,
 ) -> list[GuardHold]:
     """Every reason to hold ``plan``; ``totals`` are live state entries per entity,
     ``enrollments_by_class`` the live enrolments per class and ``open_by_class`` those of them
-    still open on the portal (no ``date_to``)."""
+    still open on the portal (no ``date_to``); ``pupils_by_class`` the pupils with a stay open
+    in each class after the run (pupil archives carry the class of their last stay)."""
     deletes = Counter(c.entity for c in plan.deletes)
     archives = Counter(c.entity for c in plan.hiding if c.op is Op.ARCHIVE)
     closures = Counter(c.entity for c in plan.hiding if c.op is not Op.ARCHIVE)
@@ -92,6 +96,8 @@ def check(
             holds.append(hold)
     if thresholds.hold_whole_class:
         holds.extend(_whole_classes(plan, enrollments_by_class, open_by_class or {}))
+        if pupils_by_class is not None:
+            holds.extend(_emptied_classes(plan, pupils_by_class))
     return holds
 
 
@@ -123,3 +129,11 @@ def _whole_classes(plan: Plan, enrollments_by_class: Mapping[str, int],
             holds.append(GuardHold("enrollment", gone[key], n, key, closures=closed[key]))
     holds.extend(GuardHold("class", 1, 1, c.key) for c in plan.deletes if c.entity == "class")
     return holds
+
+
+def _emptied_classes(plan: Plan, pupils_by_class: Mapping[str, int]) -> list[GuardHold]:
+    """Every class whose pupils are archived with none left in it."""
+    archived = Counter(c.class_key for c in plan.hiding
+                       if c.op is Op.ARCHIVE and c.entity == "pupil" and c.class_key)
+    return [GuardHold("pupil", 0, n, key, archives=n) for key, n in sorted(archived.items())
+            if pupils_by_class.get(key, 0) == 0]

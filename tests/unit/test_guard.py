@@ -108,3 +108,16 @@ def test_the_plan_id_binds_to_every_destructive_change() -> None:
     fewer = planned(*deletes[:2], change(Op.ARCHIVE, "pupil", 9, "a1", active=False))
     assert base.plan_id == same.plan_id
     assert len({base.plan_id, other_target.plan_id, other_key.plan_id, fewer.plan_id}) == 4
+
+
+def test_archiving_every_pupil_left_in_a_class_is_held() -> None:
+    """Archives of pupils whose last class has no pupil left in it hold the plan, per class;
+    archives from a class where pupils stay do not."""
+    archives = [change(Op.ARCHIVE, "pupil", k, active=False) for k in range(4)]
+    for c, class_key in zip(archives, ("11А", "11А", "11А", "5Б"), strict=True):
+        c.class_key = class_key
+    holds = check(planned(*archives), {"pupil": 400}, {}, CLASS_ONLY,
+                  pupils_by_class={"5Б": 24})
+    assert holds == [GuardHold("pupil", 0, 3, "11А", archives=3)]
+    assert holds[0].describe() == ("would archive 3 pupil records of class 11А: no pupil is "
+                                   "left in it")
