@@ -212,3 +212,32 @@ def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
     incremental = result.stdout.split("5. Incremental sync")[1]
     mark_line = next(line for line in incremental.splitlines() if line.startswith("mark "))
     assert int(mark_line.split()[2]) == 1  # the edited mark is the only mark update
+
+
+def test_status_says_when_the_approval_of_the_held_plan_expired(tmp_path: Path) -> None:
+    """`status` shows the held plan with when it was held and its summary, and says that its
+    approval expired once guard.approval_valid_hours have passed since it."""
+    from bridge.admin import status
+    from bridge.render import status_json, status_text
+    from bridge.runs import RunLog
+    from bridge.state import open_state
+
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", lambda: now[0])
+    try:
+        history = RunLog(state.engine, lambda: now[0])
+        history.start("r1", "manual", "admin", "sync", "full")
+        history.finish("r1", "held", ExitCode.PLAN_HELD, {"plan_id": "0a1b2c3d4e5f"})
+        state.hold_plan("0a1b2c3d4e5f", "would archive 26 of 40 pupil records (65.0 %)")
+        state.approve("0a1b2c3d4e5f", "admin")
+        valid = timedelta(hours=72)
+        fresh = status_text(status(state, {}, valid))
+        now[0] += timedelta(hours=73)
+        expired = status(state, {}, valid)
+    finally:
+        state.close()
+    assert "held since 2026-12-01 08:00 UTC: would archive 26 of 40 pupil records" in fresh
+    assert "approved by admin" in fresh
+    assert expired.approval_expired
+    assert "the approval by admin on 2026-12-01 08:00 UTC expired" in status_text(expired)
+    assert json.loads(status_json(expired))["approval"]["expired"] is True
