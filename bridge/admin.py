@@ -7,7 +7,7 @@ import getpass
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,15 @@ from bridge.runs import Erasures, RunLog, RunRecord
 from bridge.service import portal_settings
 from bridge.shards import resolve_workers
 from bridge.source import open_source
-from bridge.state import DeadLetter, SqlStateStore, delivery_batch, record_state
+from bridge.state import (
+    Approval,
+    DeadLetter,
+    HeldPlan,
+    SqlStateStore,
+    delivery_batch,
+    is_valid,
+    record_state,
+)
 
 
 @dataclass
@@ -34,17 +42,27 @@ class Status:
     dead_letters: list[DeadLetter]
     in_doubt_batches: int
     held_plan: str | None
+    held: HeldPlan | None = None
+    approval: Approval | None = None
+    approval_expired: bool = False
 
 
-def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
-    """Last runs, next runs, dead letters, batches sent but never answered, a held plan."""
+def status(state: SqlStateStore, next_runs: dict[str, Any],
+           approval_valid: timedelta | None = None) -> Status:
+    """Last runs, next runs, dead letters, batches sent but never answered, a held plan (when
+    it was held, its summary, and whether its approval is still valid)."""
     runs = RunLog(state.engine).last(10)
     with state.engine.connect() as conn:
         in_doubt = conn.execute(sa.select(sa.func.count()).select_from(delivery_batch).where(
             delivery_batch.c.status == "sent")).scalar_one()
     held = next((r.summary.get("plan_id") for r in runs if r.outcome is not None), None)
     letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
-    return Status(runs, next_runs, letters, int(in_doubt), held)
+    found = Status(runs, next_runs, letters, int(in_doubt), held)
+    if held is not None:
+        found.held, found.approval = state.held_plan(held), state.approval(held)
+        found.approval_expired = found.approval is not None and not is_valid(
+            found.approval, state.clock(), approval_valid)
+    return found
 
 
 @dataclass

@@ -107,6 +107,20 @@ class Context:
                 return class_key
         return None
 
+    def last_class(self, pupil: str) -> str | None:
+        """The class of the pupil's latest stay, if any."""
+        stays = self.stays.get(pupil)
+        return max(stays, key=lambda s: s[1])[0] if stays else None
+
+    def pupils_by_class(self, day: str) -> dict[str, int]:
+        """How many pupils have a stay open on ``day`` in each class."""
+        counts: dict[str, int] = {}
+        for stays in self.stays.values():
+            for class_key in {c for c, start, end in stays
+                              if start <= day and (end is None or end >= day)}:
+                counts[class_key] = counts.get(class_key, 0) + 1
+        return counts
+
     def is_open(self, pupil: str, day: str) -> bool:
         """True when the pupil has a stay that has not ended by ``day``."""
         return any(start <= day and (end is None or end >= day)
