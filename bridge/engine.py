@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from bridge import gate
 from bridge.errors import RetriableError, SourceError, SourceOrderError
+from bridge.fields import InvalidValue, key_part
 from bridge.gate import Context, MissingReference
 from bridge.guard import GuardHold, Thresholds
 from bridge.guard import check as guard_check
@@ -54,6 +55,8 @@ PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
 PUPIL_FIELD = "pupil"
 # A change of these makes every record of the pupil pass the gate again (consent, stays).
 DIRTYING = frozenset({"pupil", "enrollment"})
+# Entities whose rejected rows fail closed for the pupil they name: scanned before pupils.
+CLOSING = ("enrollment", "guardian_link")
 MAX_RESCAN = 1000
 ABOVE_EVERY_KEY = "\U0010ffff"  # sort keys begin "i" or "s"
 
@@ -198,6 +201,10 @@ class _Run:
 
     def plan_entity(self, mapping: CompiledMapping) -> None:
         """Read, map, gate and plan one entity."""
+        if mapping.entity == "pupil":
+            for closing in CLOSING:
+                if closing in self.mappings:
+                    self._close_for_rejected(self.mappings[closing])
         needed = PREPASS.get(mapping.entity)
         if needed is not None and needed in self.mappings:
             self._prepass(self.mappings[needed])
@@ -419,6 +426,54 @@ class _Run:
             self.guardian_pupils.setdefault(guardian, set()).add(pupil)
 
 
+    def _close_for_rejected(self, mapping: CompiledMapping) -> None:
+        """Fail closed for the pupil of every rejected row of an entity the gate reads (an
+        enrolment, a guardian link): every record of theirs is held, and what was published
+        goes. Where the row's pupil cannot be read, the pupil the state recorded for the row's
+        key is closed (what was published under it goes); a row with neither concerns nothing
+        published and stays a rejection. In an incremental run the pupils are re-gated."""
+        reason = gate.ROW_REJECTED[mapping.entity]
+        unread: list[str] = []
+        for pupil, sort_key in rejected_rows(mapping, self.source.read(mapping)):
+            if pupil is not None:
+                self.ctx.close(pupil, reason)
+            elif sort_key:
+                unread.append(sort_key)
+        if unread:
+            for entry in self.state.lookup(mapping.entity, unread).values():
+                if entry.pupil_key is not None:
+                    self.ctx.close(entry.pupil_key, reason)
+        if self.options.incremental:
+            self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
+
+
+def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]
+                  ) -> Iterator[tuple[str | None, str]]:
+    """(pupil key or None when unreadable, sort key) of every row the mapping rejects (a bad
+    value, or a key that repeats an earlier row's)."""
+    spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
+    at = None if spec is None else mapping.columns.index(spec.columns[0])
+    seen: set[str] = set()
+    for row in rows:
+        try:
+            record = mapping.build(row)
+        except RowRejected as exc:
+            yield _raw_key(row, at), exc.sort_key
+            continue
+        if record.sort_key in seen:
+            yield _raw_key(row, at), record.sort_key
+        seen.add(record.sort_key)
+
+
+def _raw_key(row: Row, at: int | None) -> str | None:
+    if at is None or row[at] is None:
+        return None
+    try:
+        return key_part(row[at].strip() if isinstance(row[at], str) else row[at])
+    except InvalidValue:
+        return None
+
+
 class Watermark:
     """The highest raw watermark seen (drivers return one type per column: compare raw)."""
 
@@ -466,9 +521,8 @@ def to_items(
                 if exc.sort_key and (not previous <= exc.sort_key < stop or exc.sort_key < start):
                     _raise_out_of_range(mapping, exc.key, previous, key_range)
                 previous = max(previous, exc.sort_key)
-                ctx.forget(entity, exc.key)
                 yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
-                                exc.sort_key)
+                                exc.sort_key, closes=gate.reject_row(ctx, entity, exc.key))
                 continue
             mark = record.watermark
             best = mark if mark is not None and (best is None or mark > best) else best

@@ -64,6 +64,10 @@ def decide(item: Item | None, entry: StateEntry | None, complete: bool) -> Chang
         # Valid but must not leave (consent withdrawn, dated after withdrawal...): if the portal
         # has it, it must not keep it.
         return _delete(entry, item.reason.value) if entry is not None else None
+    # A rejected row of a pupil, enrolment or guardian link: the gate fails closed, so if the
+    # portal holds the record it goes (full or incremental), for the cause the rejection names.
+    if item.closes is not None and entry is not None:
+        return _delete(entry, item.closes.value)
     # A rejected row. When it refers to a record gone from the source and the portal holds it,
     # it goes too (a deleted lesson takes its marks). Any other bad row leaves the portal as is.
     if item.dangling and entry is not None and complete:
@@ -159,6 +163,8 @@ def _pair_other(entity: str, item: Item, at: list[EntryView | None],
         change = decide(item, None, True)
     elif isinstance(item, Hold):
         change = _delete_view(entity, matched, item.reason.value)
+    elif item.closes is not None:  # type: ignore[union-attr]
+        change = _delete_view(entity, matched, item.closes.value)  # type: ignore[union-attr]
     else:
         change = _delete_view(entity, matched, item.reason) if item.dangling else None  # type: ignore[union-attr]
     if change is not None:
