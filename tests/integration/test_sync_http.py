@@ -135,3 +135,51 @@ def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
     archived = [k for (e, k), (_, p) in after.items() if e == "pupil" and not p["active"]
                 and before[(e, k)][1]["active"]]
     assert archived
+
+
+def test_an_incremental_run_holds_closing_a_whole_class_and_keeps_its_watermarks(
+        bridge: Bridge) -> None:
+    """Withdrawing every pupil of a class at once holds an incremental run (exit 5): no stay is
+    closed, no pupil archived, no mark deleted on the portal, the watermarks stay and the next
+    run plans the same plan again; approved, it all goes through."""
+    guard = Thresholds()
+    assert bridge.sync(thresholds=guard).exit_code == ExitCode.OK
+    before = snapshot(bridge.url)
+    open_stays = [p for (e, _), (_, p) in before.items() if e == "enrollment"
+                  and p["date_to"] is None]
+    victim = max((p["class"] for p in open_stays),
+                 key=lambda c: sum(p["class"] == c for p in open_stays))
+    engine = sa.create_engine(f"sqlite:///{bridge.school}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE pupil_move SET date_out = '2026-05-29', modified_at = "
+                             "'2026-11-01 12:00:00' WHERE class_id = :c AND date_out IS NULL"),
+                     {"c": int(victim)})
+    engine.dispose()
+    marks = _watermarks(bridge)
+    held = bridge.sync(incremental=True, run_id="held", thresholds=guard)
+    assert held.exit_code == ExitCode.PLAN_HELD
+    closed = [c for c in held.plan.plan.hiding if c.entity == "enrollment"]
+    assert len(closed) == sum(p["class"] == victim for p in open_stays)
+    assert any(h.class_key == victim and h.closures for h in held.plan.guard_holds)
+    assert snapshot(bridge.url) == before
+    assert _watermarks(bridge) == marks
+    again = bridge.sync(incremental=True, run_id="again", thresholds=guard)
+    assert again.plan.plan.plan_id == held.plan.plan.plan_id
+    assert snapshot(bridge.url) == before
+    state = open_state(f"sqlite:///{bridge.state_path}")
+    try:
+        state.approve(held.plan.plan.plan_id, "admin")
+    finally:
+        state.close()
+    approved = bridge.sync(incremental=True, run_id="approved", thresholds=guard)
+    assert approved.exit_code == ExitCode.OK, approved.delivery
+    assert snapshot(bridge.url) == expected_export(bridge.school)
+    assert _watermarks(bridge) != marks
+
+
+def _watermarks(bridge: Bridge) -> dict[str, str | None]:
+    state = open_state(f"sqlite:///{bridge.state_path}")
+    try:
+        return {e: state.watermark(e) for e in ("enrollment", "pupil", "mark")}
+    finally:
+        state.close()
