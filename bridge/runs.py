@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import structlog
 
 from bridge.errors import BridgeError, ExitCode
-from bridge.state import Clock, erasure, run_history, run_lock, utc_now
+from bridge.state import Clock, delivery_batch, erasure, run_history, run_lock, utc_now
 
 LEASE = timedelta(seconds=90)
 log = structlog.get_logger()
@@ -35,6 +35,8 @@ BEATING = threading.Lock()
 os.register_at_fork(before=BEATING.acquire, after_in_parent=BEATING.release,
                     after_in_child=BEATING.release)
 HEARTBEAT_SECONDS = 15.0
+INTERRUPTED = "interrupted"
+CLOSED_REASON = "the run ended without finishing (its process was killed or crashed)"
 
 
 class LockBusy(BridgeError):  # noqa: N818 - reads as the condition it reports
@@ -85,6 +87,26 @@ class RunLog:
             conn.execute(run_history.update().where(run_history.c.run_id == run_id).values(
                 ended_at=self.clock(), outcome=outcome, exit_code=exit_code,
                 summary=json.dumps(summary, ensure_ascii=False, default=str)))
+
+    def close_interrupted(self, run_id: str) -> int:
+        """Close every run but ``run_id`` that never finished (its process was killed or
+        crashed) as interrupted, and its batches sent but never answered as lost: the next run
+        sends what the state did not record again. Call it holding the sync lock, so no run
+        that is really alive is closed. Returns how many runs were closed."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            dead = [r[0] for r in conn.execute(sa.select(run_history.c.run_id).where(
+                run_history.c.ended_at.is_(None), run_history.c.run_id != run_id))]
+            if not dead:
+                return 0
+            conn.execute(run_history.update().where(run_history.c.run_id.in_(dead)).values(
+                ended_at=now, outcome=INTERRUPTED, exit_code=None,
+                summary=json.dumps({"closed_by": run_id, "reason": CLOSED_REASON})))
+            conn.execute(delivery_batch.update().where(
+                delivery_batch.c.run_id.in_(dead), delivery_batch.c.status == "sent").values(
+                status="lost", closed_at=now))
+        log.warning("runs.closed_interrupted", runs=len(dead), run_ids=dead)
+        return len(dead)
 
     def last(self, count: int = 10) -> list[RunRecord]:
         """The most recent runs, newest first."""

@@ -101,6 +101,7 @@ class Service:
         structlog.contextvars.bind_contextvars(run_id=run_id)
         log = structlog.get_logger().bind(command=request.command, trigger=request.trigger)
         history = RunLog(state.engine)
+        history.close_interrupted(run_id)
         history.start(run_id, request.trigger, request.user, request.command, mode)
         started, wall = time.monotonic(), time.time()
         try:

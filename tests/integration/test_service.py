@@ -258,3 +258,30 @@ def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
     refused = bridge(config, "sync")
     assert refused.returncode == ExitCode.PORTAL_AUTH
     assert "The portal refused our credentials" in refused.stderr
+
+
+def test_the_next_run_closes_a_killed_run_as_interrupted(
+        tmp_path: Path, portal: ReferencePortal) -> None:
+    """After kill -9 of a sync, the next sync closes the killed run as interrupted and its
+    unanswered batches as lost, so `status` shows nothing still running or in doubt."""
+    school = make_school(tmp_path, pupils=60, days=45, seed=5)
+    config = write_config(tmp_path, school, portal.url)
+    victim = start(config, "sync")
+    wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 2)
+    victim.kill()
+    victim.communicate(timeout=60)
+    killed = runs(tmp_path)
+    assert [r["ended_at"] for r in killed] == [None]
+
+    again = bridge(config, "sync")
+
+    assert again.returncode == ExitCode.OK, again.stderr[-2000:]
+    history = runs(tmp_path)
+    assert [r["run_id"] for r in history][0] == killed[0]["run_id"]
+    assert history[0]["outcome"] == "interrupted"
+    assert all(r["ended_at"] is not None for r in history)
+    status = json.loads(bridge(config, "status", "--json").stdout)
+    assert status["in_doubt_batches"] == 0
+    assert all(r["ended_at"] is not None for r in status["runs"])
+    assert "still running" not in bridge(config, "status").stdout
+    assert snapshot(portal.url) == expected_export(school)
