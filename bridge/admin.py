@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -14,7 +14,9 @@ import sqlalchemy as sa
 
 from bridge.config import Config
 from bridge.deliver import Deliverer
-from bridge.engine import RunOptions, plan_run
+from bridge.engine import RunOptions, plan_run, to_items
+from bridge.errors import UnknownKey
+from bridge.gate import Context
 from bridge.mapping import MappingSet
 from bridge.model import Change, Hold, Op, Record, Rejection
 from bridge.portal.client import PortalClient
@@ -105,6 +107,35 @@ def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: 
     if entity == "pupil":
         found.erased = Erasures(state.engine).get(key)
     return found
+
+
+def require_key(config: Config, mappings: MappingSet, entity: str, key: str) -> None:
+    """Raise UnknownKey unless the source has a row of ``entity`` with ``key`` (valid or
+    rejected): a scoped resync of a key that does not exist is a usage error, not a no-op."""
+    mapping = mappings[entity]
+    source = open_source(config.source_url_with_password().render_as_string(False))
+    try:
+        items = to_items(mapping, source.read(mapping), Context(), gated=False, indexed=False)
+        if any(not isinstance(item, Hold) and item.key == key for item in items):
+            return
+    finally:
+        source.engine.dispose()
+    raise UnknownKey(entity, key)
+
+
+def why_not_sent(tapped: Sequence[object]) -> str | None:
+    """Why the record a run tapped was not sent (held back or rejected), as explain says it;
+    None when it was sendable."""
+    found = Explanation("", "")
+    for item in tapped:
+        _note(found, item)
+    if found.hold is not None:
+        return f"held back ({found.hold})"
+    if found.rejection is not None:
+        rejection = found.rejection
+        return (f"its row is rejected ({rejection.table}, field {rejection.field}: "
+                f"{rejection.reason})")
+    return None
 
 
 def _note(found: Explanation, item: object) -> None:

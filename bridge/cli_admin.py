@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import threading
@@ -14,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from bridge import admin, logs
+from bridge.admin import require_key, why_not_sent
 from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.daemon import Daemon, install_signals, next_runs
 from bridge.errors import ExitCode
@@ -23,6 +25,7 @@ from bridge.render import (
     erase_text,
     explain_json,
     explain_text,
+    scope_text,
     status_json,
     status_text,
     sync_json,
@@ -88,12 +91,36 @@ def manual(command_name: str, args: argparse.Namespace, **changes: Any) -> Reque
                            wait=getattr(args, "wait", True)), **changes)
 
 
+def _named(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The (entity, key) a scoped resync names, if it names one."""
+    if args.pupil:
+        return "pupil", args.pupil
+    if args.class_key:
+        return "class", args.class_key
+    return None
+
+
 def cmd_resync(args: argparse.Namespace) -> int:
-    """``resync``: a full sync that re-sends the scope."""
+    """``resync``: a full sync that re-sends the scope. A pupil or class the source lacks is a
+    usage error (nothing runs); one that is held back or rejected is said, with the reason."""
     config, mappings = load(args)
-    outcome = Service(config, mappings).sync(manual("resync", args, resend=_scope(args)),
-                                            say=say, progress=tty_progress(args.json))
-    print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
+    named = _named(args)
+    if named is not None:
+        require_key(config, mappings, *named)
+    outcome = Service(config, mappings).sync(
+        manual("resync", args, resend=_scope(args), tap=named), say=say,
+        progress=tty_progress(args.json))
+    why = None if named is None else why_not_sent(outcome.plan.tapped)
+    if args.json:
+        data = json.loads(sync_json(outcome))
+        if named is not None:
+            data["scope"] = {"entity": named[0], "key": named[1], "not_sent": why}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(sync_text(outcome, mappings.entities))
+    note = None if named is None else scope_text(*named, why)
+    if note is not None:
+        say(note)
     return outcome.exit_code
 
 

@@ -5,6 +5,7 @@
     BridgeError                    root; ``exit_code`` tells the CLI how to end
     ├── ConfigError                configuration or mappings are invalid (all problems at once)
     ├── UnknownPlan                ``approve`` named no held plan (a usage error)
+    ├── UnknownKey                 a command named a record the source does not have (usage)
     ├── FatalError                 the run cannot go on (stop, report, exit non-zero)
     │   ├── SourceError            the ASIOU database failed (connect, query, lost mid-read)
     │   ├── PortalAuthError        the portal refused our credentials
@@ -73,6 +74,16 @@ class UnknownPlan(BridgeError):  # noqa: N818 - reads as the condition it report
     def __init__(self, plan_id: str) -> None:
         super().__init__(f"no held plan with id {plan_id}")
         self.plan_id = plan_id
+
+
+class UnknownKey(BridgeError):  # noqa: N818 - reads as the condition it reports
+    """A command named ``entity`` ``key``, which the ASIOU database does not have."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, entity: str, key: str) -> None:
+        super().__init__(f"no {entity} with key {key} in the source")
+        self.entity, self.key = entity, key
 
 
 class FatalError(BridgeError):

@@ -43,6 +43,8 @@ class Context:
     work_lesson: dict[str, str] = field(default_factory=dict)
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
+    guardian_of: dict[str, set[str]] = field(default_factory=dict)
+    """guardian → the pupils they represent (from the guardian links read)."""
     closed: dict[str, HoldReason] = field(default_factory=dict)
     """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
     guardian_reason: dict[str, HoldReason] = field(default_factory=dict)
@@ -67,6 +69,7 @@ class Context:
     def allow_guardians(self, links: Iterable[tuple[str, str]]) -> None:
         """Mark guardians linked to at least one consenting pupil, from (pupil, guardian)."""
         for pupil, guardian in links:
+            self.guardian_of.setdefault(guardian, set()).add(pupil)
             if self.consent.get(pupil, False):
                 self.guardians_allowed.add(guardian)
             elif pupil in self.closed:

@@ -20,6 +20,7 @@ from bridge.errors import (
     PortalUnavailable,
     SourceError,
     SourceOrderError,
+    UnknownKey,
     UnknownPlan,
 )
 from bridge.model import Change, Op, changed_fields
@@ -181,8 +182,22 @@ def _unknown_plan(exc: UnknownPlan) -> str:
             "`asiou-bridge plan` prints the id of a plan a guard would hold now.")
 
 
+def _unknown_key(exc: UnknownKey) -> str:
+    return (f"The ASIOU database has no {exc.entity} with key {exc.key}: nothing was sent.\n"
+            f"Check the key (the ASIOU id); `asiou-bridge explain {exc.entity} KEY` traces one.")
+
+
+def scope_text(entity: str, key: str, why: str | None) -> str | None:
+    """What a resync of one pupil or class must tell the admin besides the counts: why nothing
+    of it was sent (held back or rejected), as `explain` gives it."""
+    if why is None:
+        return None
+    return (f"{entity} {key} was not sent: {why}.\n"
+            f"`asiou-bridge explain {entity} {key}` shows the whole path.")
+
+
 ERRORS: list[tuple[type[BridgeError], Callable[[Any], str]]] = [
-    (UnknownPlan, _unknown_plan),
+    (UnknownPlan, _unknown_plan), (UnknownKey, _unknown_key),
     (ConfigError, _config_error), (SourceOrderError, _order_error),
     (SourceError, _source_error), (PortalAuthError, _auth_error),
     (PortalUnavailable, _unavailable), (PortalFatalError, _portal_fatal), (LockBusy, _busy)]

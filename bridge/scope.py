@@ -19,8 +19,14 @@ def everything(record: Record, ctx: Context) -> bool:
 
 
 def of_pupil(key: str) -> Scope:
-    """``--pupil KEY``: the pupil and every record of theirs."""
-    return lambda record, ctx: owner_pupil(record) == key
+    """``--pupil KEY``: the pupil, every record of theirs (guardian links included), and the
+    guardians who represent them."""
+    def mine(record: Record, ctx: Context) -> bool:
+        if record.entity == "guardian":
+            return key in ctx.guardian_of.get(record.key, ())
+        return owner_pupil(record) == key
+
+    return mine
 
 
 def of_class(key: str) -> Scope:

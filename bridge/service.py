@@ -44,6 +44,8 @@ class Request:
     user: str | None = None
     incremental: bool = False
     resend: Scope | None = None
+    tap: tuple[str, str] | None = None
+    """(entity, key) whose path through the run is kept (a resync of one pupil or class)."""
     as_of: date | None = None
     wait: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +133,7 @@ class Service:
         options = RunOptions(as_of=request.as_of or date.today(),
                              incremental=request.incremental, thresholds=config.thresholds,
                              overlap=config.overlap, erased=Erasures(state.engine).keys(),
-                             resend=request.resend,
+                             resend=request.resend, tap=request.tap,
                              workers=resolve_workers(config.plan_workers))
         try:
             return run_sync(self.mappings, source, state, portal, options, run_id=run_id,

@@ -277,7 +277,7 @@ def test_the_next_run_closes_a_killed_run_as_interrupted(
 
     assert again.returncode == ExitCode.OK, again.stderr[-2000:]
     history = runs(tmp_path)
-    assert [r["run_id"] for r in history][0] == killed[0]["run_id"]
+    assert history[0]["run_id"] == killed[0]["run_id"]
     assert history[0]["outcome"] == "interrupted"
     assert all(r["ended_at"] is not None for r in history)
     status = json.loads(bridge(config, "status", "--json").stdout)
@@ -285,3 +285,26 @@ def test_the_next_run_closes_a_killed_run_as_interrupted(
     assert all(r["ended_at"] is not None for r in status["runs"])
     assert "still running" not in bridge(config, "status").stdout
     assert snapshot(portal.url) == expected_export(school)
+
+
+def test_a_resync_of_one_pupil_says_what_it_could_not_do(
+        small: tuple[Path, Path], portal: ReferencePortal) -> None:
+    """`resync --pupil` of an unknown key is a usage error naming it; of a pupil without
+    consent it says the reason; of a pupil with consent it also sends their guardian and link."""
+    config, _ = small
+    unknown = bridge(config, "resync", "--pupil", "9999")
+    assert unknown.returncode == ExitCode.USAGE
+    assert "no pupil with key 9999" in unknown.stderr
+    assert bridge(config, "resync", "--class", "777").returncode == ExitCode.USAGE
+
+    held = bridge(config, "resync", "--pupil", "2")
+    assert held.returncode == ExitCode.OK, held.stderr[-2000:]
+    assert "pupil 2 was not sent: held back (no_consent)" in held.stderr
+    data = json.loads(bridge(config, "resync", "--pupil", "2", "--json").stdout)
+    assert data["scope"] == {"entity": "pupil", "key": "2", "not_sent": "held back (no_consent)"}
+
+    sent = json.loads(bridge(config, "resync", "--pupil", "1", "--json").stdout)
+    assert sent["scope"]["not_sent"] is None
+    delivered = sent["delivery"]["delivered"]
+    assert delivered["guardian"]["update"] == 1
+    assert delivered["guardian_link"]["update"] == 1
