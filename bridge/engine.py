@@ -397,7 +397,8 @@ class _Run:
                 continue
             self.ctx.close(pupil, reason)
             guardian = _raw_key(row, guardian_at)
-            if guardian is not None:  # re-gated with the pupil in an incremental run
+            if guardian is not None:  # held for it, and re-gated with the pupil (incremental)
+                self.ctx.guardian_reason.setdefault(guardian, reason)
                 self.guardian_pupils.setdefault(guardian, set()).add(pupil)
         if unread:
             for entry in self.state.lookup(mapping.entity, [k for k in unread if k]).values():
