@@ -433,43 +433,53 @@ class _Run:
         key is closed (what was published under it goes); a row with neither concerns nothing
         published and stays a rejection. In an incremental run the pupils are re-gated."""
         reason = gate.ROW_REJECTED[mapping.entity]
+        pupil_at, guardian_at = _column_of(mapping, PUPIL_FIELD), _column_of(mapping, "guardian")
         unread: list[str] = []
-        for pupil, sort_key in rejected_rows(mapping, self.source.read(mapping)):
-            if pupil is not None:
-                self.ctx.close(pupil, reason)
-            elif sort_key:
+        for row, sort_key in rejected_rows(mapping, self.source.read(mapping)):
+            pupil = _raw_key(row, pupil_at)
+            if pupil is None:
                 unread.append(sort_key)
+                continue
+            self.ctx.close(pupil, reason)
+            guardian = _raw_key(row, guardian_at)
+            if guardian is not None:  # held for it, and re-gated with the pupil (incremental)
+                self.ctx.guardian_reason.setdefault(guardian, reason)
+                self.guardian_pupils.setdefault(guardian, set()).add(pupil)
         if unread:
-            for entry in self.state.lookup(mapping.entity, unread).values():
+            for entry in self.state.lookup(mapping.entity, [k for k in unread if k]).values():
                 if entry.pupil_key is not None:
                     self.ctx.close(entry.pupil_key, reason)
         if self.options.incremental:
             self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
 
 
-def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]
-                  ) -> Iterator[tuple[str | None, str]]:
-    """(pupil key or None when unreadable, sort key) of every row the mapping rejects (a bad
-    value, or a key that repeats an earlier row's)."""
-    spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
-    at = None if spec is None else mapping.columns.index(spec.columns[0])
+def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[tuple[Row, str]]:
+    """(row, sort key or "") of every row the mapping rejects (a bad value, or a key that
+    repeats an earlier row's)."""
     seen: set[str] = set()
     for row in rows:
         try:
             record = mapping.build(row)
         except RowRejected as exc:
-            yield _raw_key(row, at), exc.sort_key
+            yield row, exc.sort_key
             continue
         if record.sort_key in seen:
-            yield _raw_key(row, at), record.sort_key
+            yield row, record.sort_key
         seen.add(record.sort_key)
 
 
+def _column_of(mapping: CompiledMapping, name: str) -> int | None:
+    spec = next((f for f in mapping.fields if f.name == name), None)
+    return None if spec is None else mapping.columns.index(spec.columns[0])
+
+
 def _raw_key(row: Row, at: int | None) -> str | None:
-    if at is None or row[at] is None:
+    """A reference column's raw value as key text, None when it cannot be read."""
+    raw = None if at is None else row[at]
+    if raw is None:
         return None
     try:
-        return key_part(row[at].strip() if isinstance(row[at], str) else row[at])
+        return key_part(raw.strip() if isinstance(raw, str) else raw)
     except InvalidValue:
         return None
 

@@ -347,7 +347,17 @@ def explain_text(found: Explanation) -> str:
 HOLD_WORDS = {"no_consent": "no written consent to publish personal data, §3.1.2",
               "after_withdrawal": "dated after the pupil left that class, §3.1.2",
               "not_enrolled": "dated before the pupil joined that class",
-              "grade_1_mark": "no marks in grade 1, §3.2.4.11"}
+              "grade_1_mark": "no marks in grade 1, §3.2.4.11",
+              "consent_unclear": "the consent value is not a clear yes (only 1/true/yes/да "
+                                 "are), so no consent, §3.1.2",
+              "pupil_row_rejected": "the pupil's own row was rejected (see the rejections): "
+                                    "nothing of the pupil leaves until it is fixed",
+              "enrollment_row_rejected": "an enrolment row of the pupil was rejected (see the "
+                                         "rejections): nothing of the pupil leaves until it is "
+                                         "fixed",
+              "guardian_link_row_rejected": "a guardian-link row of the pupil was rejected (see "
+                                            "the rejections): nothing of the pupil leaves until "
+                                            "it is fixed"}
 
 
 def _explain_plan(found: Explanation) -> str:

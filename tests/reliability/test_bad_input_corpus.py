@@ -107,6 +107,15 @@ def copies(base: Base, kind: Kind) -> Built:
     return Built([(kind.table, bad), (kind.table, good)], str(BAD), str(GOOD))
 
 
+def of_a_pupil_without_consent(base: Base, kind: Kind) -> Built:
+    """A bad enrolment or link row naming a pupil already held: a rejected row of an entity the
+    gate reads closes its pupil, and this one has nothing on the portal to lose."""
+    built = copies(base, kind)
+    (table, bad), good = built.rows
+    return Built([(table, {**bad, "pupil_id": base.no_consent_pupil}), good], built.bad_key,
+                 built.good_key)
+
+
 def linked_guardians(base: Base, kind: Kind) -> Built:
     """A bad guardian and a good one linked to a consenting pupil (only linked guardians go)."""
     built = copies(base, kind)
@@ -237,8 +246,6 @@ KINDS: list[Kind] = [
     # pupils
     Kind("pupil gender x", "pupil", "gender", "x", "pupil", "gender",
          "not in the value map"),
-    Kind("pupil consent maybe", "pupil", "pd_consent", "maybe", "pupil", "consent",
-         "not a yes/no value"),
     Kind("pupil last name over 60", "pupil", "last_name", "Тестова" * 9, "pupil",
          "last_name", "63 characters long, over the limit of 60"),
     Kind("pupil last name whitespace only", "pupil", "last_name", "   ", "pupil",
@@ -257,7 +264,13 @@ KINDS: list[Kind] = [
     Kind("enrolment of a missing pupil", "pupil_move", "pupil_id", MISSING, "enrollment",
          "pupil", f"pupil {MISSING}, which is missing"),
     Kind("enrolment date month 13", "pupil_move", "date_in", "2025-13-01", "enrollment",
-         "date_from", "not a valid date"),
+         "date_from", "not a valid date", build=of_a_pupil_without_consent),
+    Kind("enrolment ending before it begins", "pupil_move", "date_out", "2020-01-01",
+         "enrollment", "date_to", "date_to is before date_from", build=of_a_pupil_without_consent),
+    Kind("guardian link relation with VT", "pupil_guardian", "relation", "мать\x0b",
+         "guardian_link", "relation", "control characters", build=of_a_pupil_without_consent),
+    Kind("lesson topic with VT", "lesson", "topic", "Тема\x0bурока", "lesson", "topic",
+         "control characters"),
     Kind("period kind semester", "study_period", "kind", "semester", "period", "kind",
          "not in the value map"),
     Kind("period number 5", "study_period", "num", 5, "period", "number",
@@ -281,6 +294,16 @@ KINDS: list[Kind] = [
     # held by the gate: valid rows that must not leave the school
     Kind("pupil consent blank", "pupil", "pd_consent", "  ", "pupil", "consent", "no_consent",
          outcome=HELD),
+    Kind("pupil consent maybe", "pupil", "pd_consent", "maybe", "pupil", "consent",
+         "consent_unclear", outcome=HELD),
+    Kind("pupil consent 2", "pupil", "pd_consent", 2, "pupil", "consent", "consent_unclear",
+         outcome=HELD),
+    Kind("pupil consent отозвано", "pupil", "pd_consent", "отозвано", "pupil", "consent",
+         "consent_unclear", outcome=HELD),
+    Kind("pupil consent 1.5", "pupil", "pd_consent", 1.5, "pupil", "consent",
+         "consent_unclear", outcome=HELD),
+    Kind("pupil consent as a BLOB", "pupil", "pd_consent", b"\x00\xff", "pupil", "consent",
+         "consent_unclear", outcome=HELD),
     Kind("mark of a pupil without consent", "mark", "pupil_id", "(a pupil with consent 0)",
          "mark", "pupil", "no_consent", outcome=HELD, build=mark_of_pupil_without_consent),
     Kind("mark dated before enrolment", "lesson", "lesson_date", "2025-08-25", "mark", "",

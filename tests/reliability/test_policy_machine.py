@@ -34,13 +34,19 @@ AS_OF = date(2025, 12, 31)
 NO_GUARD = Thresholds(max_delete_fraction=1.0, min_deletes=10**9, hold_whole_class=False)
 PUPILS = (1, 2, 3, 4, 5)
 PERSONAL = ("pupil", "enrollment", "guardian_link", "mark", "absence")
+CONSENT_VALUES = (0, 1, 1, None, 2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff")
+GATE_READ = ("pupil", "enrollment", "guardian_link")
 
 
 def allowed(engine: sa.Engine) -> dict[str, set[str]]:
     """Keys that may be on the portal now, per personal entity, by the regulation."""
     with engine.connect() as conn:
         consent = {r.id for r in conn.execute(sa.text(
-            "SELECT id FROM pupil WHERE pd_consent = 1"))}
+            "SELECT id FROM pupil WHERE pd_consent = 1 AND typeof(pd_consent) = 'integer'"
+            " AND instr(first_name, char(7)) = 0"))} - {r.pupil_id for r in conn.execute(
+                sa.text("SELECT pupil_id FROM pupil_move WHERE date_out < date_in UNION "
+                        "SELECT pupil_id FROM pupil_guardian "
+                        "WHERE instr(relation, char(7)) > 0"))}
         stays = conn.execute(sa.text(
             "SELECT id, pupil_id, class_id, date_in, date_out FROM pupil_move")).all()
         marks = conn.execute(sa.text(
@@ -123,11 +129,34 @@ class PolicyMachine(RuleBasedStateMachine):
         with self.engine.begin() as conn:
             conn.execute(statement)
 
-    @rule(pupil=st.sampled_from(PUPILS), consent=st.booleans())
-    def set_consent(self, pupil: int, consent: bool) -> None:
-        """A pupil's written consent is given or withdrawn."""
+    @rule(pupil=st.sampled_from(PUPILS), consent=st.sampled_from(CONSENT_VALUES))
+    def set_consent(self, pupil: int, consent: object) -> None:
+        """A pupil's written consent is given or withdrawn, or set to a value that is not a
+        clear yes (which is no)."""
         self._sql(schema.pupil.update().where(schema.pupil.c.id == pupil).values(
-            pd_consent=int(consent), modified_at=self._tick()))
+            pd_consent=consent, modified_at=self._tick()))
+
+    @rule(pupil=st.sampled_from(PUPILS), entity=st.sampled_from(GATE_READ), broken=st.booleans())
+    def break_row(self, pupil: int, entity: str, broken: bool) -> None:
+        """A row of the pupil that the gate reads becomes malformed (a control character in
+        the name or the relation, an enrolment ending before it begins), or is mended."""
+        when = self._tick()
+        if entity == "pupil":
+            self._sql(schema.pupil.update().where(schema.pupil.c.id == pupil).values(
+                first_name=f"Имя{pupil}" + ("\x07" if broken else ""), modified_at=when))
+        elif entity == "guardian_link":
+            link = schema.pupil_guardian
+            self._sql(link.update().where(link.c.pupil_id == pupil).values(
+                relation="мать\x07" if broken else "мать", modified_at=when))
+        elif broken:
+            move = schema.pupil_move
+            self._sql(move.update().where(move.c.pupil_id == pupil, move.c.date_out.is_(None))
+                      .values(date_out=date(2025, 8, 1), modified_at=when))
+        else:
+            move = schema.pupil_move
+            self._sql(move.update().where(move.c.pupil_id == pupil,
+                                          move.c.date_out < move.c.date_in)
+                      .values(date_out=None, modified_at=when))
 
     @rule(pupil=st.sampled_from(PUPILS), day=st.integers(0, 80))
     def withdraw(self, pupil: int, day: int) -> None:

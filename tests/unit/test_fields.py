@@ -327,7 +327,7 @@ def test_a_personal_value_outside_the_map_has_no_dangling_colon() -> None:
         "value not in the value map of the mapping"
 
 
-CONTROLS = [chr(c) for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if chr(c) not in "\t\n\r"]
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)] if chr(c) not in "\t\n\r"]
 TEXT_TRANSFORMS = [(), ("trim",), ("collapse_spaces",), ("trim", "lower"), ("collapse_spaces",
                                                                              "title")]
 

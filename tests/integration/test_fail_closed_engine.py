@@ -1,0 +1,118 @@
+"""The gate fails closed, through read → map → gate → plan on a real SQLite school: the hold
+reasons name the real cause, a rejected row's published record goes, links before guardians."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.demo import schema
+from bridge.engine import RunOptions, delivered, plan_run
+from bridge.guard import Thresholds
+from bridge.mapping import MappingSet, load_mappings
+from bridge.model import Change, Op
+from bridge.source import SqlSource
+from bridge.state import SqlStateStore, open_state
+from tests import school
+
+AS_OF = date(2025, 12, 1)
+LOOSE = Thresholds(min_deletes=1000)
+LATER = school.T0 + timedelta(days=90)
+
+
+class Bench:
+    """The hand-made school, shipped mappings and a SQLite state, synced in this process."""
+
+    def __init__(self, engine: sa.Engine, mappings: MappingSet, state: SqlStateStore) -> None:
+        self.engine, self.mappings, self.state = engine, mappings, state
+
+    def sync(self, incremental: bool = False) -> tuple[object, list[Change]]:
+        sent: list[Change] = []
+        result = plan_run(self.mappings, SqlSource(self.engine), self.state,
+                          RunOptions(as_of=AS_OF, incremental=incremental, thresholds=LOOSE),
+                          sent.append)
+        changes = sent + result.plan.deletes_children_first()
+        self.state.record([delivered(c, self.mappings) for c in changes])
+        self.state.set_watermarks(result.watermarks)
+        return result, changes
+
+    def update(self, table: sa.Table, row_id: int, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(table.update().where(table.c.id == row_id)
+                         .values(modified_at=LATER, **values))
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
+    school.write_school(engine)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    yield Bench(engine, load_mappings(Path("mappings")), state)
+    state.close()
+    engine.dispose()
+
+
+def _deletes(changes: list[Change]) -> list[tuple[str, str, str | None]]:
+    return [(c.entity, c.key, c.reason) for c in changes if c.op is Op.DELETE]
+
+
+def _of_pupil_1(changes: list[Change]) -> dict[str, str | None]:
+    """Reason of each delete of pupil 1's records, by entity (one reason per entity)."""
+    wanted = {"pupil", "enrollment", "guardian_link", "guardian", "mark", "absence"}
+    return {e: r for e, _, r in _deletes(changes) if e in wanted}
+
+
+@pytest.mark.parametrize("incremental", [False, True], ids=["full", "incremental"])
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"table": "pupil", "id": 1, "values": {"pd_consent": "отозвано"}}, "consent_unclear"),
+    ({"table": "pupil", "id": 1, "values": {"first_name": "Имя\x1f"}}, "pupil_row_rejected"),
+    ({"table": "pupil_move", "id": 1, "values": {"date_out": date(2025, 8, 1)}},
+     "enrollment_row_rejected"),
+    ({"table": "pupil_guardian", "id": 1, "values": {"relation": "мать\x07"}},
+     "guardian_link_row_rejected"),
+], ids=["consent", "pupil", "enrollment", "guardian_link"])
+def test_each_cause_deletes_the_pupil_with_its_own_reason(
+        bench: Bench, change: dict[str, object], reason: str, incremental: bool) -> None:
+    """Unclear consent or a rejected pupil, enrolment or link row deletes pupil 1, their
+    enrolment, link, sole guardian, marks and absences, each for that cause."""
+    bench.sync()
+    table = {"pupil": schema.pupil, "pupil_move": schema.pupil_move,
+             "pupil_guardian": schema.pupil_guardian}[str(change["table"])]
+    bench.update(table, int(str(change["id"])), **change["values"])  # type: ignore[arg-type]
+    _, changes = bench.sync(incremental=incremental)
+    assert _of_pupil_1(changes) == dict.fromkeys(
+        ("pupil", "enrollment", "guardian_link", "guardian", "mark", "absence"), reason)
+    order = [e for e, _, _ in _deletes(changes)]
+    assert order.index("guardian_link") < order.index("guardian") < order.index("pupil")
+    _, again = bench.sync(incremental=incremental)
+    assert _deletes(again) == []
+
+
+def test_an_enrolment_ending_before_it_begins_is_rejected(bench: Bench) -> None:
+    """An enrolment whose date_out is before its date_in is a rejection with table, key, field
+    and reason, and its pupil's records are held for it (nothing of the pupil is created)."""
+    bench.update(schema.pupil_move, 1, date_out=date(2025, 8, 1))
+    result, changes = bench.sync()
+    rejected = [r for r in result.plan.rejections if r.entity == "enrollment"]  # type: ignore[attr-defined]
+    assert [(r.table, r.key, r.field) for r in rejected] == [("pupil_move", "1", "date_to")]
+    assert "before" in rejected[0].reason
+    holds = result.plan.holds  # type: ignore[attr-defined]
+    assert holds["pupil"]["enrollment_row_rejected"] == 1
+    assert holds["mark"]["enrollment_row_rejected"] == 12
+    assert not [c for c in changes if c.record is not None and (
+        (c.key == "1" and c.entity == "pupil") or c.record.payload.get("pupil") == "1")]
+
+
+def test_a_link_whose_pupil_cannot_be_read_closes_the_pupil_it_was_delivered_for(
+        bench: Bench) -> None:
+    """A delivered guardian link whose pupil column becomes unreadable (blank) closes the pupil
+    the state recorded for it: what was published under it goes."""
+    bench.sync()
+    bench.update(schema.pupil_guardian, 1, pupil_id="  ")
+    _, changes = bench.sync()
+    gone = {(e, k) for e, k, _ in _deletes(changes)}
+    assert {("pupil", "1"), ("guardian_link", "1"), ("guardian", "1")} <= gone
