@@ -133,7 +133,7 @@ class PortalService:
         self.file, self.clients, self.token_ttl = file, dict(clients), token_ttl
         self.seed, self.clock, self.sleep = seed, clock, sleep
         self.log = get_logger(component="portal")
-        self.model = PortalModel()
+        self.model = PortalModel(clock)
         self.plan = FaultPlan(faults, seed)
         self.stats = Stats()
         self.lock = threading.Lock()
@@ -278,6 +278,10 @@ class PortalService:
                 record = self.model.get(school, entity, key)
             if record is None:
                 return error(404, "notFound", f"no {entity} {key}")
+            if not record.live:
+                return to_json(410, {"type": "deleted", "description": f"{entity} {key} was "
+                                     "deleted; only its key and deletion time are kept",
+                                     **record.as_json()})
             return to_json(200, record.as_json())
         if request.method == "DELETE":
             return self._write_one(school, Operation("", "DELETE", entity, key))
