@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from bridge.engine import RunOptions, plan_run
 from bridge.mapping import MappingSet
 from bridge.model import Change, Hold, Op, Record, Rejection
 from bridge.portal.client import PortalClient
-from bridge.runs import Erasures, RunLog, RunRecord
+from bridge.runs import DEFAULT_GROUND, Erasures, RunLog, RunRecord
 from bridge.service import portal_settings
 from bridge.shards import resolve_workers
 from bridge.source import open_source
-from bridge.state import DeadLetter, SqlStateStore, delivery_batch, record_state
+from bridge.state import DELETED, DeadLetter, SqlStateStore, delivery_batch, record_state
 
 
 @dataclass
@@ -113,41 +114,75 @@ def _delivered(state: SqlStateStore, entity: str, key: str) -> dict[str, Any] | 
 
 @dataclass
 class Erasure:
-    """What ``erase pupil`` deleted from the portal."""
+    """What ``erase pupil`` deleted from the portal in this run, and the act kept."""
 
     pupil: str
+    planned: Counter[str] = field(default_factory=Counter)
     deleted: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    act: Mapping[str, Any] | None = None
 
 
 def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupil: str,
-                run_id: str) -> Erasure:
-    """Delete every record of ``pupil`` from the portal (children first), record the erasure
-    act, and keep the pupil out of every later export."""
-    changes = _owned(state, mappings, pupil)
+                run_id: str, *, ground: str = DEFAULT_GROUND) -> Erasure:
+    """Delete every record of ``pupil`` from the portal (children first), with the guardians
+    who represent no other exported pupil, record the erasure act, and keep the pupil out of
+    every later export."""
+    changes = erasure_changes(state, mappings, pupil)
     register = Erasures(state.engine)
     # The act first: from now on the pupil is never exported again, even if the portal fails
     # midway (run the command again to finish the deletes).
-    register.record(pupil, getpass.getuser(), {})
+    register.begin(pupil, getpass.getuser(), ground, run_id, _earlier(state, pupil))
     portal = PortalClient(portal_settings(config))
     try:
         deliverer = Deliverer(portal, state, mappings, run_id=run_id, send_dead=True)
         deliverer.add_all(changes)
     finally:
         portal.close()
-    done = Erasure(pupil, Counter({e: c.get("delete", 0)
-                                   for e, c in deliverer.report.delivered.items()}),
+    done = Erasure(pupil, Counter(c.entity for c in changes),
+                   Counter({e: c.get("delete", 0) for e, c in deliverer.report.delivered.items()}),
                    deliverer.report.refused)
-    register.record(pupil, getpass.getuser(), dict(done.deleted))
+    register.complete(pupil, done.planned, done.deleted, done.refused)
+    done.act = register.get(pupil)
     return done
 
 
-def _owned(state: SqlStateStore, mappings: MappingSet, pupil: str) -> list[Change]:
+def erasure_changes(state: SqlStateStore, mappings: MappingSet, pupil: str) -> list[Change]:
+    """The deletes an erasure sends, children first: every live record of the pupil (its
+    guardian links included) and each guardian linked to the pupil who has no live link to
+    another pupil."""
     order = {e: i for i, e in enumerate(mappings.entities)}
     query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
-        record_state.c.status != "deleted",
+        record_state.c.status != DELETED,
         sa.or_(record_state.c.pupil_key == pupil,
                sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil)))
     with state.engine.connect() as conn:
-        rows = sorted(conn.execute(query), key=lambda r: -order.get(r[0], 0))
+        rows = [*conn.execute(query), *_lone_guardians(conn, pupil)]
+    rows.sort(key=lambda r: -order.get(r[0], 0))
     return [Change(Op.DELETE, r[0], r[1], r[2], None, reason="erased (152-FZ)") for r in rows]
+
+
+def _lone_guardians(conn: sa.Connection, pupil: str) -> list[Any]:
+    links = conn.execute(sa.select(record_state.c.pupil_key, record_state.c.payload).where(
+        record_state.c.entity == "guardian_link", record_state.c.status != DELETED))
+    mine: set[str] = set()
+    kept: set[str] = set()
+    for owner, payload in links:
+        guardian = json.loads(payload or "{}").get("guardian")
+        (mine if owner == pupil else kept).add(str(guardian))
+    query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
+        record_state.c.entity == "guardian", record_state.c.status != DELETED,
+        record_state.c.key.in_(sorted(mine - kept)))
+    return list(conn.execute(query))
+
+
+def _earlier(state: SqlStateStore, pupil: str) -> dict[str, int]:
+    """Records of the pupil already deleted from the portal before the erasure, per entity."""
+    query = (sa.select(record_state.c.entity, sa.func.count())
+             .where(record_state.c.status == DELETED,
+                    sa.or_(record_state.c.pupil_key == pupil,
+                           sa.and_(record_state.c.entity == "pupil",
+                                   record_state.c.key == pupil)))
+             .group_by(record_state.c.entity))
+    with state.engine.connect() as conn:
+        return {str(e): int(n) for e, n in conn.execute(query)}

@@ -16,10 +16,10 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
