@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +35,37 @@ class Status:
     dead_letters: list[DeadLetter]
     in_doubt_batches: int
     held_plan: str | None
+    erasures_due: list[ErasureDue] = field(default_factory=list)
+
+
+ERASURE_DAYS = 30
+"""152-ФЗ ст. 21 ч. 5: personal data are destroyed within 30 days of consent withdrawn."""
+
+
+@dataclass(frozen=True)
+class ErasureDue:
+    """A pupil removed from the portal for lack of consent and not yet erased."""
+
+    pupil: str
+    withdrawn: date
+    deadline: date
+    days_left: int
+
+    @property
+    def is_overdue(self) -> bool:
+        """True once the deadline has passed."""
+        return self.days_left < 0
+
+
+def erasures_due(withdrawals: Mapping[str, datetime], erased: frozenset[str],
+                 today: date) -> list[ErasureDue]:
+    """The pupils whose consent was withdrawn and who are not erased, deadline first."""
+    due = []
+    for pupil, at in withdrawals.items():
+        if pupil not in erased:
+            deadline = at.date() + timedelta(days=ERASURE_DAYS)
+            due.append(ErasureDue(pupil, at.date(), deadline, (deadline - today).days))
+    return sorted(due, key=lambda d: (d.deadline, d.pupil))
 
 
 def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
@@ -45,7 +76,9 @@ def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
             delivery_batch.c.status == "sent")).scalar_one()
     held = next((r.summary.get("plan_id") for r in runs if r.outcome is not None), None)
     letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
-    return Status(runs, next_runs, letters, int(in_doubt), held)
+    due = erasures_due(state.withdrawals(), Erasures(state.engine).completed(),
+                       state.clock().date())
+    return Status(runs, next_runs, letters, int(in_doubt), held, due)
 
 
 @dataclass

@@ -255,7 +255,20 @@ def status_text(found: Status) -> str:
     if found.held_plan:
         lines += ["", f"HELD: the last run's deletes wait for approval: "
                   f"asiou-bridge approve {found.held_plan}"]
-    return "\n".join(lines)
+    return "\n".join(lines + _erasures_due(found))
+
+
+def _erasures_due(found: Status) -> list[str]:
+    if not found.erasures_due:
+        return []
+    lines = ["", "Consent withdrawn, not yet erased (152-ФЗ ст. 21 ч. 5: within 30 days; "
+             "`asiou-bridge erase pupil KEY`):"]
+    for due in found.erasures_due:
+        left = (f"OVERDUE by {-due.days_left} days" if due.is_overdue
+                else f"{due.days_left} days left")
+        lines.append(f"  pupil {due.pupil}: withdrawn {due.withdrawn}, deadline "
+                     f"{due.deadline}, {left}")
+    return lines
 
 
 def status_json(found: Status) -> str:
@@ -270,6 +283,9 @@ def status_json(found: Status) -> str:
                           "kind": d.kind, "reason": d.reason, "status": d.status}
                          for d in found.dead_letters],
         "in_doubt_batches": found.in_doubt_batches, "held_plan": found.held_plan,
+        "erasures_due": [{"pupil": d.pupil, "withdrawn": d.withdrawn, "deadline": d.deadline,
+                          "days_left": d.days_left, "overdue": d.is_overdue}
+                         for d in found.erasures_due],
     }, ensure_ascii=False, indent=2, default=str)
 
 

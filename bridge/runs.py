@@ -301,6 +301,13 @@ class Erasures:
             return frozenset(str(k) for k in conn.execute(sa.select(erasure.c.pupil_key))
                              .scalars())
 
+    def completed(self) -> frozenset[str]:
+        """Pupils whose erasure finished (every delete acknowledged; acts of earlier versions
+        count as finished)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(erasure.c.pupil_key, erasure.c.counts)).all()
+        return frozenset(str(k) for k, counts in rows if _is_complete(decode_act(counts)))
+
     def get(self, pupil_key: str) -> dict[str, Any] | None:
         """The erasure act of one pupil, decoded: pupil_key, erased_at, erased_by and the
         facts (ground, run_id, planned, acknowledged, refused, earlier, completed_at)."""
@@ -315,6 +322,10 @@ class Erasures:
 
 
 _FACTS = ("ground", "run_id", "planned", "acknowledged", "refused", "earlier", "completed_at")
+
+
+def _is_complete(facts: Mapping[str, Any]) -> bool:
+    return facts["completed_at"] is not None or facts["run_id"] is None
 
 
 def _encode(facts: Mapping[str, Any]) -> str:
