@@ -109,7 +109,7 @@ def _plan(folder: Path, record: bool, workers: int, state_file: str) -> dict[str
         as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9),
         workers=resolve_workers(workers)), sink if record else None)
     if record:
-        state.record(batch + [delivered(c, mappings) for c in result.plan.deletes])
+        state.record(batch + [delivered(c, mappings) for c in result.plan.destructive()])
         state.set_watermarks(result.watermarks)
     seconds = time.perf_counter() - started
     plan = result.plan

@@ -23,7 +23,16 @@ from bridge.runs import DEFAULT_GROUND, Erasures, RunLog, RunRecord
 from bridge.service import portal_settings
 from bridge.shards import resolve_workers
 from bridge.source import open_source
-from bridge.state import DELETED, DeadLetter, SqlStateStore, delivery_batch, record_state
+from bridge.state import (
+    DELETED,
+    Approval,
+    DeadLetter,
+    HeldPlan,
+    SqlStateStore,
+    delivery_batch,
+    is_valid,
+    record_state,
+)
 
 
 @dataclass
@@ -35,6 +44,9 @@ class Status:
     dead_letters: list[DeadLetter]
     in_doubt_batches: int
     held_plan: str | None
+    held: HeldPlan | None = None
+    approval: Approval | None = None
+    approval_expired: bool = False
     erasures_due: list[ErasureDue] = field(default_factory=list)
 
 
@@ -68,8 +80,10 @@ def erasures_due(withdrawals: Mapping[str, datetime], erased: frozenset[str],
     return sorted(due, key=lambda d: (d.deadline, d.pupil))
 
 
-def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
-    """Last runs, next runs, dead letters, batches sent but never answered, a held plan."""
+def status(state: SqlStateStore, next_runs: dict[str, Any],
+           approval_valid: timedelta | None = None) -> Status:
+    """Last runs, next runs, dead letters, batches sent but never answered, a held plan (when
+    it was held, its summary, and whether its approval is still valid)."""
     runs = RunLog(state.engine).last(10)
     with state.engine.connect() as conn:
         in_doubt = conn.execute(sa.select(sa.func.count()).select_from(delivery_batch).where(
@@ -78,7 +92,12 @@ def status(state: SqlStateStore, next_runs: dict[str, Any]) -> Status:
     letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
     due = erasures_due(state.withdrawals(), Erasures(state.engine).completed(),
                        state.clock().date())
-    return Status(runs, next_runs, letters, int(in_doubt), held, due)
+    found = Status(runs, next_runs, letters, int(in_doubt), held, erasures_due=due)
+    if held is not None:
+        found.held, found.approval = state.held_plan(held), state.approval(held)
+        found.approval_expired = found.approval is not None and not is_valid(
+            found.approval, state.clock(), approval_valid)
+    return found
 
 
 @dataclass

@@ -103,9 +103,12 @@ def _add_sync(sub: Subparsers) -> None:
 
 
 def _add_approve(sub: Subparsers) -> None:
-    cmd = command(sub, "approve", "Approve the deletes of a plan a guard held.", cmd_approve,
-                   "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` printed)")
-    cmd.add_argument("plan_id", help="the plan id that `asiou-bridge plan` printed")
+    cmd = command(sub, "approve", "Approve the deletes, archives and closures of a plan a "
+                  "guard held.", cmd_approve,
+                  "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
+                  "printed)\nAn unknown id is refused (exit 2); an approval expires after "
+                  "guard.approval_valid_hours.")
+    cmd.add_argument("plan_id", help="the plan id that `asiou-bridge plan` or `status` printed")
 
 
 def _add_check(sub: Subparsers) -> None:
@@ -163,11 +166,14 @@ def cmd_approve(args: argparse.Namespace) -> int:
     config, _ = load(args)
     state = open_state(config.state_url, utc_now, school=config.portal_school)
     try:
-        state.approve(args.plan_id, getpass.getuser())
+        state.approve(args.plan_id, getpass.getuser())  # UnknownPlan: nothing is stored
+        held = state.held_plan(args.plan_id)
     finally:
         state.close()
-    print(f"Plan {args.plan_id} approved: the next sync sends its deletes if the plan is "
-          "still the same.")
+    hours = config.thresholds.approval_valid_hours
+    print(f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
+          f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
+          "same; then the approval expires (guard.approval_valid_hours).")
     return ExitCode.OK
 
 

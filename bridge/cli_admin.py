@@ -10,7 +10,7 @@ import sys
 import threading
 import uuid
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from bridge import admin, logs
@@ -122,7 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     service = Service(config, mappings)
     with service.state_store() as state:
         found = admin.status(state, next_runs(Daemon(config, mappings, Notifier.from_env({}),
-                                                     service)))
+                                                     service)),
+                             timedelta(hours=config.thresholds.approval_valid_hours))
     print(status_json(found) if args.json else status_text(found))
     return ExitCode.OK
 

@@ -82,6 +82,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
         "min_deletes": (int, 20, "never hold for fewer deletes than this"),
         "hold_whole_class": (bool, True, "hold a plan deleting a whole class"),
+        "approval_valid_hours": ((float, int), 72, "an approval of a held plan expires after "
+                                                  "this many hours"),
     },
 }
 
@@ -178,7 +180,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         portal_url=values["portal"]["url"].rstrip("/"), portal_school=values["portal"]["school"],
         portal_client_id=values["portal"]["client_id"],
         thresholds=Thresholds(float(values["guard"]["max_delete_fraction"]),
-                              values["guard"]["min_deletes"], values["guard"]["hold_whole_class"]),
+                              values["guard"]["min_deletes"], values["guard"]["hold_whole_class"],
+                              float(values["guard"]["approval_valid_hours"])),
         overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
         plan_workers=values["sync"]["plan_workers"],
         source_password_file=values["source"]["password_file"],
@@ -252,6 +255,9 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     guard = values["guard"]
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+    if not 0 < float(guard["approval_valid_hours"]) <= 24 * 366:
+        problems.append(Problem(file, "guard.approval_valid_hours",
+                                "must be greater than 0 and at most 8784 (a year)"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
     _check_schedule(values["schedule"], file, problems)

@@ -22,12 +22,21 @@ from typing import Any, NoReturn
 
 from bridge import gate
 from bridge.errors import RetriableError, SourceError, SourceOrderError
+from bridge.fields import InvalidValue, key_part
 from bridge.gate import Context, MissingReference
 from bridge.guard import GuardHold, Thresholds
 from bridge.guard import check as guard_check
 from bridge.mapping import CompiledMapping, MappingSet, RowRejected
-from bridge.model import Change, Hold, Record, Rejection
-from bridge.plan import Item, Plan, diff, diff_sorted, pair_by_lookup
+from bridge.model import Change, Hold, Op, Record, Rejection
+from bridge.plan import (
+    Item,
+    Plan,
+    closes_membership,
+    diff,
+    diff_sorted,
+    may_close,
+    pair_by_lookup,
+)
 from bridge.scope import Scope
 from bridge.shards import (
     HAS_FORK,
@@ -46,6 +55,8 @@ PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
 PUPIL_FIELD = "pupil"
 # A change of these makes every record of the pupil pass the gate again (consent, stays).
 DIRTYING = frozenset({"pupil", "enrollment"})
+# Entities whose rejected rows fail closed for the pupil they name: scanned before pupils.
+CLOSING = ("enrollment", "guardian_link")
 MAX_RESCAN = 1000
 ABOVE_EVERY_KEY = "\U0010ffff"  # sort keys begin "i" or "s"
 
@@ -82,10 +93,13 @@ class PlanResult:
     error: SourceError | RetriableError | None = None
     """Set when a read failed midway, or delivery from the sink ran out of retries: the plan is
     partial (it holds no deletes) and the run must not report success."""
+    approval_expired: bool = False
+    """True when an admin approved this very plan, but longer ago than the approval is valid."""
 
     @property
     def held(self) -> bool:
-        """True when the deletes must wait for an admin's approval."""
+        """True when the destructive changes (deletes, archives, closures) must wait for an
+        admin's approval."""
         return bool(self.guard_holds) and not self.approved
 
 
@@ -96,9 +110,11 @@ def plan_run(
     options: RunOptions,
     sink: ChangeSink | None = None,
 ) -> PlanResult:
-    """Plan one run; non-delete changes go to ``sink`` as they are found, deletes wait in the
-    plan (they go last, and only if the guard lets them). A read that fails midway does not
-    raise: the result carries the error and no deletes."""
+    """Plan one run; creates and harmless updates go to ``sink`` as they are found, deletes and
+    the changes that hide a pupil (archives, membership closures) wait in the plan (they go
+    last, and only if the guard lets them). A plan the guard holds is remembered by the state
+    store, so an admin can approve it. A read that fails midway does not raise: the result
+    carries the error and no deletes."""
     run = _Run(mappings, source, state, options, sink)
     try:
         for mapping in mappings.mappings:
@@ -112,7 +128,8 @@ def plan_run(
     finally:
         gc.unfreeze()
     run.result.watermarks = run.watermarks
-    _guard(run.result, state, options.thresholds)
+    _place_archives(run.result.plan, run.ctx)
+    _guard(run.result, state, options.thresholds, run.ctx.pupils_by_class(run.ctx.as_of))
     _fill_before(run.result.plan, state)
     return run.result
 
@@ -136,14 +153,36 @@ def _fill_before(plan: Plan, state: StateStore) -> None:
                         for c in plan.updates]
 
 
-def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds) -> None:
+def _place_archives(plan: Plan, ctx: Context) -> None:
+    """Give pupil archives the class of the pupil's last stay, which the guard counts by."""
+    for change in plan.hiding:
+        if change.op is Op.ARCHIVE and change.entity == "pupil" and change.class_key is None:
+            change.class_key = ctx.last_class(change.key)
+
+
+def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds,
+           pupils_by_class: dict[str, int]) -> None:
     plan = result.plan
-    if not plan.deletes:
+    if not plan.deletes and not plan.hiding:
         return
     _fill_classes(plan, state)
-    totals = {e: state.count(e) for e in {c.entity for c in plan.deletes}}
-    result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"), thresholds)
-    result.approved = bool(result.guard_holds) and state.is_approved(plan.plan_id)
+    entities = {c.entity for c in (*plan.deletes, *plan.hiding)}
+    totals = {e: state.count(e) for e in entities}
+    opened = state.count_open_by_class("enrollment") if "enrollment" in entities else {}
+    result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"),
+                                     thresholds, open_by_class=opened,
+                                     pupils_by_class=pupils_by_class)
+    if result.guard_holds:
+        _judge_approval(result, state, thresholds)
+
+
+def _judge_approval(result: PlanResult, state: StateStore, thresholds: Thresholds) -> None:
+    """Remember the held plan; it goes through only with an approval that has not expired."""
+    plan_id = result.plan.plan_id
+    state.hold_plan(plan_id, "; ".join(h.describe() for h in result.guard_holds))
+    result.approved = state.is_approved(
+        plan_id, timedelta(hours=thresholds.approval_valid_hours))
+    result.approval_expired = not result.approved and state.approval(plan_id) is not None
 
 
 class _Run:
@@ -162,6 +201,10 @@ class _Run:
 
     def plan_entity(self, mapping: CompiledMapping) -> None:
         """Read, map, gate and plan one entity."""
+        if mapping.entity == "pupil":
+            for closing in CLOSING:
+                if closing in self.mappings:
+                    self._close_for_rejected(self.mappings[closing])
         needed = PREPASS.get(mapping.entity)
         if needed is not None and needed in self.mappings:
             self._prepass(self.mappings[needed])
@@ -179,7 +222,7 @@ class _Run:
         if watching:
             self._note_watching(mapping, outcomes)
         else:
-            self.result.plan.note_all(mapping.entity, outcomes, self.sink)
+            self.result.plan.note_all(mapping.entity, outcomes, self.sink, self._closes)
 
     def _is_leaf(self, mapping: CompiledMapping) -> bool:
         return mapping.entity not in self.referenced
@@ -208,11 +251,11 @@ class _Run:
         dirtying = self.options.incremental and mapping.entity in DIRTYING
         watched = tap[1] if tap is not None and tap[0] == mapping.entity else None
         for outcome in outcomes:
-            note(mapping.entity, outcome)
+            withheld = note(mapping.entity, outcome, self._closes)
             if watched is not None and outcome.__class__ is Change and outcome.key == watched:
                 self.result.tapped.append(outcome)
             if outcome.__class__ is Change:
-                if sink is not None and outcome.record is not None:
+                if sink is not None and outcome.record is not None and not withheld:
                     sink(outcome)
                 if dirtying:
                     self._note_dirty(outcome)
@@ -277,8 +320,17 @@ class _Run:
                          read=plan.records_read, key_range=key_range)
         start, stop = sort_bounds(key_range)
         plan.note_all(entity, diff_sorted(entity, items, self.state.entries(entity, start, stop),
-                                          self._resend()), sink)
+                                          self._resend()), sink, self._closes)
         return track.best
+
+    def _closes(self, change: Change) -> bool:
+        """True when a membership update closes a membership open on the portal (as the state
+        recorded it); the recorded payload becomes the change's ``before``."""
+        if not may_close(change):
+            return False
+        change.before = self.state.payloads(change.entity, [change.sort_key]).get(
+            change.sort_key)
+        return closes_membership(change, change.before)
 
     def _note_dirty(self, change: Change) -> None:
         owner = change.key if change.entity == "pupil" else (
@@ -374,6 +426,54 @@ class _Run:
             self.guardian_pupils.setdefault(guardian, set()).add(pupil)
 
 
+    def _close_for_rejected(self, mapping: CompiledMapping) -> None:
+        """Fail closed for the pupil of every rejected row of an entity the gate reads (an
+        enrolment, a guardian link): every record of theirs is held, and what was published
+        goes. Where the row's pupil cannot be read, the pupil the state recorded for the row's
+        key is closed (what was published under it goes); a row with neither concerns nothing
+        published and stays a rejection. In an incremental run the pupils are re-gated."""
+        reason = gate.ROW_REJECTED[mapping.entity]
+        unread: list[str] = []
+        for pupil, sort_key in rejected_rows(mapping, self.source.read(mapping)):
+            if pupil is not None:
+                self.ctx.close(pupil, reason)
+            elif sort_key:
+                unread.append(sort_key)
+        if unread:
+            for entry in self.state.lookup(mapping.entity, unread).values():
+                if entry.pupil_key is not None:
+                    self.ctx.close(entry.pupil_key, reason)
+        if self.options.incremental:
+            self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
+
+
+def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]
+                  ) -> Iterator[tuple[str | None, str]]:
+    """(pupil key or None when unreadable, sort key) of every row the mapping rejects (a bad
+    value, or a key that repeats an earlier row's)."""
+    spec = next((f for f in mapping.fields if f.name == PUPIL_FIELD), None)
+    at = None if spec is None else mapping.columns.index(spec.columns[0])
+    seen: set[str] = set()
+    for row in rows:
+        try:
+            record = mapping.build(row)
+        except RowRejected as exc:
+            yield _raw_key(row, at), exc.sort_key
+            continue
+        if record.sort_key in seen:
+            yield _raw_key(row, at), record.sort_key
+        seen.add(record.sort_key)
+
+
+def _raw_key(row: Row, at: int | None) -> str | None:
+    if at is None or row[at] is None:
+        return None
+    try:
+        return key_part(row[at].strip() if isinstance(row[at], str) else row[at])
+    except InvalidValue:
+        return None
+
+
 class Watermark:
     """The highest raw watermark seen (drivers return one type per column: compare raw)."""
 
@@ -421,9 +521,8 @@ def to_items(
                 if exc.sort_key and (not previous <= exc.sort_key < stop or exc.sort_key < start):
                     _raise_out_of_range(mapping, exc.key, previous, key_range)
                 previous = max(previous, exc.sort_key)
-                ctx.forget(entity, exc.key)
                 yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
-                                exc.sort_key)
+                                exc.sort_key, closes=gate.reject_row(ctx, entity, exc.key))
                 continue
             mark = record.watermark
             best = mark if mark is not None and (best is None or mark > best) else best

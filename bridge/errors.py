@@ -4,6 +4,7 @@
 
     BridgeError                    root; ``exit_code`` tells the CLI how to end
     ├── ConfigError                configuration or mappings are invalid (all problems at once)
+    ├── UnknownPlan                ``approve`` named no held plan (a usage error)
     ├── FatalError                 the run cannot go on (stop, report, exit non-zero)
     │   ├── SourceError            the ASIOU database failed (connect, query, lost mid-read)
     │   ├── PortalAuthError        the portal refused our credentials
@@ -62,6 +63,16 @@ class ConfigError(BridgeError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+class UnknownPlan(BridgeError):  # noqa: N818 - reads as the condition it reports
+    """An approval named ``plan_id``, which is not a plan a guard held: nothing is stored."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, plan_id: str) -> None:
+        super().__init__(f"no held plan with id {plan_id}")
+        self.plan_id = plan_id
 
 
 class FatalError(BridgeError):

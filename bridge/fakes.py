@@ -11,20 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import SourceError
+from bridge.errors import SourceError, UnknownPlan
 from bridge.mapping import CompiledMapping, Filter
 from bridge.model import EntryView, Op, StateEntry, Value
 from bridge.source import KeyRange, Rescan, Row, Source, whole_key
 from bridge.state import (
     DELETED,
+    Approval,
     Clock,
     DeadLetter,
     Delivered,
+    HeldPlan,
     Refusal,
     StateStore,
+    is_valid,
     utc_now,
     withdrawal_changes,
 )
@@ -209,14 +212,6 @@ class StoredRow:
         return self.status != DELETED
 
 
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """An admin's approval of a held plan."""
-
-    by: str
-    at: datetime
-
-
 class MemoryStateStore:
     """The state store port in memory, with the semantics of ``SqlStateStore``."""
 
@@ -225,6 +220,7 @@ class MemoryStateStore:
         self.rows: dict[tuple[str, str], StoredRow] = {}
         self.watermarks: dict[str, str] = {}
         self.approvals: dict[str, Approval] = {}
+        self.held: dict[str, HeldPlan] = {}
         self.letters: dict[tuple[str, str], DeadLetter] = {}
         self.batches: dict[tuple[str, int], str] = {}
         self.withdrawn: dict[str, datetime] = {}
@@ -338,13 +334,37 @@ class MemoryStateStore:
             self.letters[k] = replace(self.letters[k], status="retrying", attempts=0)
         return len(revived)
 
-    def is_approved(self, plan_id: str) -> bool:
-        """True when an admin approved the held plan ``plan_id``."""
-        return plan_id in self.approvals
+    def count_open_by_class(self, entity: str) -> dict[str, int]:
+        """Live entries of ``entity`` per owner class with no ``date_to`` in their payload."""
+        counts: dict[str, int] = {}
+        for row in self._live(entity):
+            if row.class_key is not None and (row.payload or {}).get("date_to") is None:
+                counts[row.class_key] = counts.get(row.class_key, 0) + 1
+        return counts
+
+    def hold_plan(self, plan_id: str, summary: str) -> None:
+        """Remember a held plan (the first time held is kept, the summary updated)."""
+        first = self.held.get(plan_id)
+        self.held[plan_id] = HeldPlan(plan_id, first.held_at if first else self.clock(),
+                                      summary[:500])
+
+    def held_plan(self, plan_id: str) -> HeldPlan | None:
+        """The held plan ``plan_id``, if a guard held it."""
+        return self.held.get(plan_id)
+
+    def approval(self, plan_id: str) -> Approval | None:
+        """The approval of the held plan ``plan_id``, valid or expired."""
+        return self.approvals.get(plan_id)
+
+    def is_approved(self, plan_id: str, valid_for: timedelta | None = None) -> bool:
+        """True when an admin approved the held plan ``plan_id`` (within ``valid_for``)."""
+        return is_valid(self.approvals.get(plan_id), self.clock(), valid_for)
 
     def approve(self, plan_id: str, by: str) -> None:
-        """Record an admin's approval of a held plan (the first approval is kept)."""
-        self.approvals.setdefault(plan_id, Approval(by, self.clock()))
+        """Record (or renew) an admin's approval of a held plan; UnknownPlan for any other id."""
+        if plan_id not in self.held:
+            raise UnknownPlan(plan_id)
+        self.approvals[plan_id] = Approval(by, self.clock())
 
     def close(self) -> None:
         """Nothing to release; here for parity with ``SqlStateStore``."""

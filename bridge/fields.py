@@ -22,6 +22,9 @@ Converter = Callable[[Any], Value]
 Step = Callable[[str], str]
 
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Every C0 and C1 control character and DEL, except tab, line feed and carriage return.
+Text, value-mapped and yes/no fields reject a raw value holding one, whatever the transforms."""
+CONTROL_REASON = "text contains control characters"
 WHITESPACE_RUN = re.compile(r"\s+")
 INTEGER = re.compile(r"[+-]?[0-9]+")
 DATE_TEXT = re.compile(
@@ -115,11 +118,14 @@ def _text(spec: FieldSpec) -> Converter:
     to_text, limit, search = _steps(spec), spec.max_length, CONTROL_CHARS.search
 
     def convert(raw: Any) -> Value:
-        text = to_text(raw)
+        # Control characters are checked on the raw text, before any transform: trim and
+        # collapse_spaces would turn some of them (\x0b, \x0c, \x1c-\x1f) into spaces.
+        text = _as_text(raw)
+        if search(text):
+            raise InvalidValue(CONTROL_REASON)
+        text = to_text(text)
         if len(text) > limit:
             raise InvalidValue(f"text is {len(text)} characters long, over the limit of {limit}")
-        if search(text):
-            raise InvalidValue("text contains control characters")
         return text
 
     return convert
@@ -155,12 +161,24 @@ def _int(spec: FieldSpec) -> Converter:
 
 
 def _bool(spec: FieldSpec) -> Converter:
+    """Yes/no words (``TRUE_WORDS``, ``FALSE_WORDS``); anything else (2, 1.5, 'нет.', bytes,
+    control characters) is the field's ``fallback`` when it has one (the consent field: "not
+    a clear yes"), else a rejection."""
+    fallback = spec.fallback
+
     def convert(raw: Any) -> Value:
-        word = _as_text(raw).strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
+        try:
+            word = _as_text(raw)
+        except InvalidValue:
+            word = ""
+        if not CONTROL_CHARS.search(word):
+            word = word.strip().lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+        if fallback is not None:
+            return fallback
         raise InvalidValue(f"not a yes/no value:{_shown(spec, raw)}")
 
     return convert
@@ -229,6 +247,7 @@ def _fast_values(spec: FieldSpec) -> Converter:
     seen before is looked up as it is (a journal holds a dozen mark codes, a million times)."""
     to_text, table, slow = _steps(spec), dict(spec.values or {}), _with_nulls(
         spec, _with_values(spec))
+    search = CONTROL_CHARS.search
     seen: dict[str, Value] = {}
 
     def convert(raw: Any) -> Value:
@@ -236,7 +255,7 @@ def _fast_values(spec: FieldSpec) -> Converter:
             found = seen.get(raw, _MISSING)
             if found is not _MISSING:
                 return found
-            found = table.get(to_text(raw), _MISSING)
+            found = _MISSING if search(raw) else table.get(to_text(raw), _MISSING)
             if found is not _MISSING:
                 if len(seen) < SEEN_LIMIT:
                     seen[raw] = found
@@ -269,7 +288,10 @@ def _with_values(spec: FieldSpec) -> Converter:
     fallback = spec.fallback
 
     def convert(raw: Any) -> Value:
-        text = to_text(raw)
+        text = _as_text(raw)
+        if CONTROL_CHARS.search(text):
+            raise InvalidValue(CONTROL_REASON)
+        text = to_text(text)
         try:
             return table[text]
         except KeyError:
@@ -317,6 +339,8 @@ def compile_field(spec: FieldSpec) -> Converter:
 
 def joined(parts: Sequence[object], separator: str) -> str | None:
     """Several raw columns as one text (name parts, say), skipping empty ones."""
-    texts = [_as_text(p).strip() for p in parts if p is not None]
+    # A part holding a control character is kept unstripped, for the converter to reject.
+    texts = [t if CONTROL_CHARS.search(t) else t.strip()
+             for t in (_as_text(p) for p in parts if p is not None)]
     kept = [t for t in texts if t]
     return separator.join(kept) if kept else None

@@ -9,7 +9,10 @@ Pure decisions over a :class:`Context` that remembers what earlier entities of t
   pupil in that class is held (after a withdrawal, or before an enrolment); a re-admission opens
   a new stay under the same pupil key;
 * no marks in grade 1 (§3.2.4.11);
-* a reference to a record that is missing or was rejected makes the row a rejection.
+* a reference to a record that is missing or was rejected makes the row a rejection;
+* fail closed: a consent value that is not a documented yes is no consent (``consent_unclear``),
+  and a rejected row of a pupil, enrolment or guardian link holds every record of the pupil it
+  names, with that cause as the reason (``Context.closed``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class Context:
     work_lesson: dict[str, str] = field(default_factory=dict)
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
+    closed: dict[str, HoldReason] = field(default_factory=dict)
+    """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
+    guardian_reason: dict[str, HoldReason] = field(default_factory=dict)
 
     def knows(self, entity: str, key: str) -> bool:
         """True when a record of ``entity`` with ``key`` was mapped in this run."""
@@ -63,6 +69,19 @@ class Context:
         for pupil, guardian in links:
             if self.consent.get(pupil, False):
                 self.guardians_allowed.add(guardian)
+            elif pupil in self.closed:
+                self.guardian_reason[guardian] = self.closed[pupil]
+
+    def close(self, pupil: str, reason: HoldReason) -> None:
+        """Fail closed for ``pupil``: hold every record of theirs for ``reason`` (the first
+        cause found is kept)."""
+        self.closed.setdefault(pupil, reason)
+        self.consent[pupil] = False
+
+    def held_for(self, pupil: str) -> HoldReason:
+        """Why a record of a pupil without consent is held (the cause, if the gate failed
+        closed for them)."""
+        return self.closed.get(pupil, HoldReason.NO_CONSENT)
 
     def stay_reason(self, pupil: str, class_key: str, day: str) -> HoldReason | None:
         """None when the pupil was in the class that day, else why not."""
@@ -107,6 +126,20 @@ class Context:
                 return class_key
         return None
 
+    def last_class(self, pupil: str) -> str | None:
+        """The class of the pupil's latest stay, if any."""
+        stays = self.stays.get(pupil)
+        return max(stays, key=lambda s: s[1])[0] if stays else None
+
+    def pupils_by_class(self, day: str) -> dict[str, int]:
+        """How many pupils have a stay open on ``day`` in each class."""
+        counts: dict[str, int] = {}
+        for stays in self.stays.values():
+            for class_key in {c for c, start, end in stays
+                              if start <= day and (end is None or end >= day)}:
+                counts[class_key] = counts.get(class_key, 0) + 1
+        return counts
+
     def is_open(self, pupil: str, day: str) -> bool:
         """True when the pupil has a stay that has not ended by ``day``."""
         return any(start <= day and (end is None or end >= day)
@@ -122,7 +155,10 @@ def _text(record: Record, name: str) -> str:
 
 def _learn_pupil(ctx: Context, record: Record) -> None:
     # An erased pupil (152-ФЗ) counts as without consent, whatever ASIOU still says.
-    ctx.consent[record.key] = has_consent(record) and record.key not in ctx.erased
+    key = record.key
+    if consent_verdict(record) is HoldReason.CONSENT_UNCLEAR:
+        ctx.closed.setdefault(key, HoldReason.CONSENT_UNCLEAR)
+    ctx.consent[key] = has_consent(record) and key not in ctx.erased and key not in ctx.closed
 
 
 def _learn_class(ctx: Context, record: Record) -> None:
@@ -159,6 +195,7 @@ class Learnt:
     keys: set[str]
     rejected: set[str]
     index: dict[str, Any]
+    closed: dict[str, HoldReason] = field(default_factory=dict)
 
 
 def _index(ctx: Context, entity: str) -> MutableMapping[str, Any] | None:
@@ -178,7 +215,7 @@ def learnt(ctx: Context, entity: str) -> Learnt:
     taught = {} if index is None else dict(index)
     if index is not None:
         index.clear()
-    return Learnt(entity, keys, rejected, taught)
+    return Learnt(entity, keys, rejected, taught, dict(ctx.closed))
 
 
 def teach(ctx: Context, lesson: Learnt) -> None:
@@ -189,6 +226,8 @@ def teach(ctx: Context, lesson: Learnt) -> None:
     index = _index(ctx, lesson.entity)
     if index is not None:
         index.update(lesson.index)
+    for pupil, reason in lesson.closed.items():
+        ctx.close(pupil, reason)
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -228,6 +267,9 @@ def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[
                 value = record.attrs.get(name)
             if value is not None and value not in keys:
                 key = str(value)
+                closed = ctx.closed.get(key) if target == "pupil" else None
+                if closed is not None:
+                    return closed  # its pupil's row was rejected: held, so it goes if published
                 return MissingReference(name, target, key, key in ctx.rejected.get(target, ()))
         return None if rule is None else rule(record)
 
@@ -258,27 +300,45 @@ def compile_remember(entity: str, indexed: bool, ctx: Context
 
 
 def has_consent(record: Record) -> bool:
-    """True when a pupil record says written consent is on file."""
-    return bool(record.attrs.get("consent", record.payload.get("consent")))
+    """True when a pupil record says written consent is on file: only a yes (``True``, which
+    the yes/no field gives for a documented yes word) is consent; anything else is not."""
+    return record.attrs.get("consent", record.payload.get("consent")) is True
+
+
+def consent_verdict(record: Record) -> HoldReason | None:
+    """None for a clear yes; ``no_consent`` for a no or nothing; ``consent_unclear`` for any
+    other value (the field's fallback for 2, 'отозвано', a BLOB...)."""
+    value = record.attrs.get("consent", record.payload.get("consent"))
+    if value is True:
+        return None
+    return HoldReason.NO_CONSENT if value is None or value is False else \
+        HoldReason.CONSENT_UNCLEAR
 
 
 def _pupil(record: Record, ctx: Context) -> Verdict:
-    allowed = has_consent(record) and record.key not in ctx.erased
-    return None if allowed else HoldReason.NO_CONSENT
+    closed = ctx.closed.get(record.key)
+    if closed is not None:
+        return closed
+    if record.key in ctx.erased:
+        return HoldReason.NO_CONSENT
+    return consent_verdict(record)
 
 
 def _owned(record: Record, ctx: Context) -> Verdict:
-    return None if ctx.consent.get(_text(record, "pupil"), False) else HoldReason.NO_CONSENT
+    pupil = _text(record, "pupil")
+    return None if ctx.consent.get(pupil, False) else ctx.held_for(pupil)
 
 
 def _guardian(record: Record, ctx: Context) -> Verdict:
-    return None if record.key in ctx.guardians_allowed else HoldReason.NO_CONSENT
+    if record.key in ctx.guardians_allowed:
+        return None
+    return ctx.guardian_reason.get(record.key, HoldReason.NO_CONSENT)
 
 
 def _period_mark(record: Record, ctx: Context) -> Verdict:
     pupil = _text(record, "pupil")
     if not ctx.consent.get(pupil, False):
-        return HoldReason.NO_CONSENT
+        return ctx.held_for(pupil)
     day = ctx.period_end[_text(record, "period")]
     class_key = ctx.class_on(pupil, day)
     if class_key is None:
@@ -293,12 +353,13 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
 def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
     consent, lessons, grade, stays, work_lesson = (
         ctx.consent, ctx.lesson, ctx.grade, ctx.stays, ctx.work_lesson)
+    held_for = ctx.held_for
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
         pupil = payload["pupil"]
         if not consent.get(pupil, False):
-            return HoldReason.NO_CONSENT
+            return held_for(pupil)
         day, class_key = lessons[work_lesson[payload["work"]]]
         if grade.get(class_key) == 1:
             return HoldReason.GRADE_1_MARK
@@ -311,13 +372,13 @@ def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
 
 
 def _compiled_absence(ctx: Context) -> Callable[[Record], Verdict]:
-    consent, lessons, stays = ctx.consent, ctx.lesson, ctx.stays
+    consent, lessons, stays, held_for = ctx.consent, ctx.lesson, ctx.stays, ctx.held_for
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
         pupil = payload["pupil"]
         if not consent.get(pupil, False):
-            return HoldReason.NO_CONSENT
+            return held_for(pupil)
         day, class_key = lessons[payload["lesson"]]
         for stay_class, start, end in stays.get(pupil, ()):
             if stay_class == class_key and start <= day and (end is None or day <= end):
@@ -342,6 +403,25 @@ RULES: dict[str, Callable[[Record, Context], Verdict]] = {
     "guardian": _guardian,
     "period_mark": _period_mark,
 }
+
+
+ROW_REJECTED = {
+    "pupil": HoldReason.PUPIL_ROW_REJECTED,
+    "enrollment": HoldReason.ENROLLMENT_ROW_REJECTED,
+    "guardian_link": HoldReason.GUARDIAN_LINK_ROW_REJECTED,
+}
+"""The entities whose rejected rows the gate fails closed for, and the hold reason of each."""
+
+
+def reject_row(ctx: Context, entity: str, key: str) -> HoldReason | None:
+    """Note a rejected row (``Context.forget``); for an entity the gate reads, the reason its
+    published record must go. A pupil row closes the pupil itself (an enrolment's or link's
+    pupil is closed by the engine's pre-pass, which reads the row's pupil column)."""
+    ctx.forget(entity, key)
+    reason = ROW_REJECTED.get(entity)
+    if reason is not None and entity == "pupil" and key:
+        ctx.close(key, reason)
+    return reason if key else None
 
 
 def owner_pupil(record: Record) -> str | None:

@@ -338,8 +338,9 @@ def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
         if not isinstance(name, str) or name not in TRANSFORMS:
             p.add(f"{path}.transforms[{i}]",
                   f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
-    if "fallback" in body and "values" not in body:
-        p.add(f"{path}.fallback", "only a field with a value map can have a fallback")
+    if "fallback" in body and "values" not in body and body.get("type") != "bool":
+        p.add(f"{path}.fallback", "only a field with a value map or a yes/no field can have "
+              "a fallback")
     if "separator" in body and not isinstance(body["separator"], str):
         p.add(f"{path}.separator", "must be text")
     values = body.get("values")
@@ -385,9 +386,33 @@ def _compile(file: str, source: dict[str, Any], fields: tuple[FieldSpec, ...]) -
         schema=source["schema"], key_columns=source["key"], columns=columns,
         filters=source["where"], watermark=source["watermark"],
         key_collation=source["key_collation"], fields=fields,
-        build=compile_builder(entity, version, columns, source["key"], fields,
-                              source["watermark"]),
+        build=_dated(compile_builder(entity, version, columns, source["key"], fields,
+                                     source["watermark"]), fields),
     )
+
+
+DATED = ("date_from", "date_to")
+"""An interval (an enrolment's stay, a period) cannot end before it begins."""
+
+
+def _dated(build: RecordBuilder, fields: tuple[FieldSpec, ...]) -> RecordBuilder:
+    """``build``, rejecting a record whose ``date_to`` is before its ``date_from`` (both ISO
+    text, so they compare as text); unchanged for a mapping without both fields."""
+    names = {f.name for f in fields if f.export}
+    if not all(n in names for n in DATED):
+        return build
+    start, end = DATED
+
+    def checked(row: Any) -> Any:
+        record = build(row)
+        payload = record.payload
+        last, first = payload[end], payload[start]
+        if last is not None and first is not None and last < first:
+            raise RowRejected(record.key, record.sort_key, end,
+                              f"{end} is before {start}: the interval ends before it begins")
+        return record
+
+    return checked
 
 
 def _select_columns(source: dict[str, Any], fields: tuple[FieldSpec, ...]) -> tuple[str, ...]:

@@ -57,6 +57,14 @@ class HoldReason(StrEnum):
     """Why a valid record is held back from the portal."""
 
     NO_CONSENT = "no_consent"
+    CONSENT_UNCLEAR = "consent_unclear"
+    """The consent value is not a documented yes (2, -1, 'отозвано', a BLOB...): no consent."""
+    PUPIL_ROW_REJECTED = "pupil_row_rejected"
+    """The pupil's own row was rejected: nothing of the pupil can be checked, so nothing leaves."""
+    ENROLLMENT_ROW_REJECTED = "enrollment_row_rejected"
+    """A rejected enrolment row names the pupil: their stays are unknown, so nothing leaves."""
+    GUARDIAN_LINK_ROW_REJECTED = "guardian_link_row_rejected"
+    """A rejected guardian-link row names the pupil: who represents them is unknown."""
     AFTER_WITHDRAWAL = "after_withdrawal"
     NOT_ENROLLED = "not_enrolled"
     GRADE_1_MARK = "grade_1_mark"
@@ -88,6 +96,9 @@ class Rejection:
     dangling: bool = False
     """True when the row refers to a record that is gone from the source (not merely rejected):
     if the portal holds this record, it must go too."""
+    closes: HoldReason | None = None
+    """Set when the row is one the gate reads (pupil, enrolment, guardian link): the gate
+    fails closed, so if the portal holds this record it must go, in full and incremental runs."""
 
 
 @dataclass(frozen=True, slots=True)

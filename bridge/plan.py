@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bridge.mapping import key_from_sort_key
-from bridge.model import Change, EntryView, Hold, Op, Record, Rejection, StateEntry
+from bridge.model import Change, EntryView, Hold, Op, Record, Rejection, StateEntry, Value
 
 Item = Record | Hold | Rejection
 Pair = tuple[Item | None, StateEntry | None]
@@ -64,6 +64,10 @@ def decide(item: Item | None, entry: StateEntry | None, complete: bool) -> Chang
         # Valid but must not leave (consent withdrawn, dated after withdrawal...): if the portal
         # has it, it must not keep it.
         return _delete(entry, item.reason.value) if entry is not None else None
+    # A rejected row of a pupil, enrolment or guardian link: the gate fails closed, so if the
+    # portal holds the record it goes (full or incremental), for the cause the rejection names.
+    if item.closes is not None and entry is not None:
+        return _delete(entry, item.closes.value)
     # A rejected row. When it refers to a record gone from the source and the portal holds it,
     # it goes too (a deleted lesson takes its marks). Any other bad row leaves the portal as is.
     if item.dangling and entry is not None and complete:
@@ -159,10 +163,40 @@ def _pair_other(entity: str, item: Item, at: list[EntryView | None],
         change = decide(item, None, True)
     elif isinstance(item, Hold):
         change = _delete_view(entity, matched, item.reason.value)
+    elif item.closes is not None:  # type: ignore[union-attr]
+        change = _delete_view(entity, matched, item.closes.value)  # type: ignore[union-attr]
     else:
         change = _delete_view(entity, matched, item.reason) if item.dangling else None  # type: ignore[union-attr]
     if change is not None:
         yield change
+
+
+MEMBERSHIPS = frozenset({"enrollment", "group_member"})
+"""Entities whose ``date_to`` ends a pupil's membership (of a class, of a subgroup)."""
+Closes = Callable[[Change], bool]
+
+
+def may_close(change: Change) -> bool:
+    """True when ``change`` is an update of a membership that sets a ``date_to``: it may close
+    a membership open on the portal (``closes_membership`` decides, given what was sent)."""
+    return (change.op is Op.UPDATE and change.entity in MEMBERSHIPS
+            and change.record is not None and change.record.payload.get("date_to") is not None)
+
+
+def closes_membership(change: Change, before: Mapping[str, Value] | None) -> bool:
+    """True when a membership update ends, or ends earlier, a membership the portal holds as
+    ``before``; an unknown ``before`` counts as open (fail closed)."""
+    if not may_close(change):
+        return False
+    assert change.record is not None
+    ended = before.get("date_to") if before is not None else None
+    return ended is None or str(change.record.payload["date_to"]) < str(ended)
+
+
+def hides_pupil(change: Change, closes: Closes = may_close) -> bool:
+    """True when ``change`` hides a pupil, or a pupil's membership, on the portal: an archive,
+    or a membership closure. Like deletes, such changes wait for the guard."""
+    return change.op is Op.ARCHIVE or (change.entity in MEMBERSHIPS and closes(change))
 
 
 NUMBERS = re.compile(r"\d+")
@@ -178,7 +212,9 @@ def rejection_group(rejection: Rejection) -> tuple[str, str, str, str]:
 @dataclass
 class Plan:
     """The outcome of planning a run (counts, samples, deletes), built while streaming.
-    Rejections are counted by group and kept as samples of ``sample_limit`` per group."""
+    Rejections are counted by group and kept as samples of ``sample_limit`` per group.
+    Changes that hide a pupil (``hides_pupil``: archives, membership closures) are kept in
+    ``hiding``, not given to the sink: like the deletes, they wait for the guard."""
 
     mode: str = "full"
     counts: dict[str, Counter[str]] = field(default_factory=dict)
@@ -188,14 +224,19 @@ class Plan:
     rejection_groups: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     updates: list[Change] = field(default_factory=list)
     deletes: list[Change] = field(default_factory=list)
+    hiding: list[Change] = field(default_factory=list)
     records_read: Counter[str] = field(default_factory=Counter)
     failure: str | None = None
     sample_limit: int = SAMPLE_LIMIT
 
-    def note(self, entity: str, outcome: Item | Change) -> None:
-        """Count one outcome; keep samples and deletes."""
+    def note(self, entity: str, outcome: Item | Change, closes: Closes = may_close) -> bool:
+        """Count one outcome; keep samples, deletes and the changes that hide a pupil. True
+        when the outcome is a change kept here for after the guard (never for the sink)."""
         if outcome.__class__ is Change:
             self._note_change(outcome)
+            if outcome.op is not Op.DELETE and hides_pupil(outcome, closes):
+                self.hiding.append(outcome)
+                return True
         elif isinstance(outcome, Hold):
             self.holds.setdefault(entity, Counter())[outcome.reason.value] += 1
         elif isinstance(outcome, Rejection):
@@ -204,13 +245,17 @@ class Plan:
             self.rejection_groups[group] += 1
             if self.rejection_groups[group] <= self.sample_limit:
                 self.rejections.append(outcome)
+        return False
 
     def note_all(self, entity: str, outcomes: Iterable[Item | Change],
-                 sink: Callable[[Change], None] | None = None) -> None:
-        """``note`` every outcome, and give each change with a record (not a delete) to
-        ``sink``: the hot loop of a full run, counting creates and updates in locals."""
+                 sink: Callable[[Change], None] | None = None,
+                 closes: Closes = may_close) -> None:
+        """``note`` every outcome, and give each change with a record (not a delete, not one
+        that hides a pupil) to ``sink``: the hot loop of a full run, counting creates and
+        updates in locals. ``closes`` tells a membership closure from a harmless update."""
         known = self.counts.get(entity)
         creates = updates = 0
+        memberships = entity in MEMBERSHIPS
         room = self.sample_limit - (known[Op.UPDATE] if known is not None else 0)
         try:
             for outcome in outcomes:
@@ -224,8 +269,14 @@ class Plan:
                     updates += 1
                     if updates <= room:
                         self.updates.append(outcome)
+                    if memberships and closes(outcome):
+                        self.hiding.append(outcome)
+                        continue
                 else:
                     self._note_change(outcome)
+                    if op is Op.ARCHIVE:
+                        self.hiding.append(outcome)
+                        continue
                 if sink is not None and outcome.record is not None:
                     sink(outcome)
         finally:
@@ -267,6 +318,7 @@ class Plan:
         self.rejection_counts.update(later.rejection_counts)
         self.rejection_groups.update(later.rejection_groups)
         self.deletes += later.deletes
+        self.hiding += later.hiding
         self.records_read.update(later.records_read)
 
     def deletes_children_first(self) -> list[Change]:
@@ -290,10 +342,18 @@ class Plan:
         """Changes of one operation across entities."""
         return sum(c[op.value] for c in self.counts.values())
 
+    def destructive(self) -> list[Change]:
+        """What a held plan must not send, in delivery order: the changes that hide a pupil
+        (parents first, as found), then the deletes (children first)."""
+        return [*self.hiding, *self.deletes_children_first()]
+
     @property
     def plan_id(self) -> str:
-        """A stable id of the plan's deletes, which an admin approves when a guard holds it."""
+        """A stable id of the plan's destructive changes (the deletes and the changes that hide
+        a pupil: entity, key, operation and the fingerprint they leave on the portal), which an
+        admin approves when a guard holds it: any other plan has another id."""
         digest = hashlib.blake2b(digest_size=6)
-        for change in self.deletes:
-            digest.update(f"{change.entity}\x1f{change.sort_key}\x1e".encode())
+        for change in (*self.deletes, *self.hiding):
+            digest.update(f"{change.entity}\x1f{change.sort_key}\x1f{change.op.value}\x1f"
+                          f"{change.fingerprint or ''}\x1e".encode())
         return digest.hexdigest()

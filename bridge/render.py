@@ -21,6 +21,7 @@ from bridge.errors import (
     PortalUnavailable,
     SourceError,
     SourceOrderError,
+    UnknownPlan,
 )
 from bridge.model import Change, Op, changed_fields
 from bridge.plan import rejection_group
@@ -90,11 +91,15 @@ def _guard(result: PlanResult) -> list[str]:
     if not result.guard_holds:
         return []
     if result.approved:
-        return ["", f"Guard: deletes approved by an admin (plan {result.plan.plan_id})."]
-    lines = ["", "Guard: HELD. The deletes of this plan will not be sent because it"]
+        return ["", "Guard: deletes, archives and closures approved by an admin "
+                f"(plan {result.plan.plan_id})."]
+    lines = ["", "Guard: HELD. The deletes, archives and membership closures of this plan will "
+             "not be sent because it"]
     lines += [f"  - {h.describe()}" for h in result.guard_holds]
+    if result.approval_expired:
+        lines.append("  An approval of this plan expired (guard.approval_valid_hours).")
     lines += ["  Check ASIOU first: a partial export or a wrong mapping looks like this.",
-              "  If the deletes are right, approve them:",
+              "  If the changes are right, approve them:",
               f"    asiou-bridge approve {result.plan.plan_id}"]
     return lines
 
@@ -120,6 +125,7 @@ def plan_json(result: PlanResult, detail: bool = False) -> str:
             {"entity": r.entity, "table": r.table, "key": r.key, "field": r.field,
              "reason": r.reason} for r in plan.rejections]},
         "guard": {"held": result.held, "approved": result.approved,
+                  "approval_expired": result.approval_expired,
                   "reasons": [h.describe() for h in result.guard_holds]},
         "failure": plan.failure,
     }
@@ -170,7 +176,14 @@ def _busy(exc: LockBusy) -> str:
             "--no-wait) or see `asiou-bridge status`.")
 
 
+def _unknown_plan(exc: UnknownPlan) -> str:
+    return (f"No held plan has the id {exc.plan_id}: nothing was approved.\nOnly a plan a guard "
+            "held can be approved. `asiou-bridge status` shows the plan the last sync held, and "
+            "`asiou-bridge plan` prints the id of a plan a guard would hold now.")
+
+
 ERRORS: list[tuple[type[BridgeError], Callable[[Any], str]]] = [
+    (UnknownPlan, _unknown_plan),
     (ConfigError, _config_error), (SourceOrderError, _order_error),
     (SourceError, _source_error), (PortalAuthError, _auth_error),
     (PortalUnavailable, _unavailable), (PortalFatalError, _portal_fatal), (LockBusy, _busy)]
@@ -214,7 +227,7 @@ def _verdict(outcome: SyncResult) -> str:
         return (f"INCOMPLETE: {sum(report.skipped_dead.values())} dead letters were not sent "
                 "(`asiou-bridge retry` sends them again).")
     if outcome.plan.held:
-        return "HELD: deletes wait for approval (see above)."
+        return "HELD: deletes, archives and closures wait for approval (see above)."
     return "OK: every planned change was delivered."
 
 
@@ -253,8 +266,9 @@ def status_text(found: Status) -> str:
     lines.append(f"Batches sent but never answered: {found.in_doubt_batches}"
                  + (" (the next run sends them again)" if found.in_doubt_batches else ""))
     if found.held_plan:
-        lines += ["", f"HELD: the last run's deletes wait for approval: "
+        lines += ["", "HELD: the last run's deletes, archives and closures wait for approval: "
                   f"asiou-bridge approve {found.held_plan}"]
+        lines += _held_lines(found)
     return "\n".join(lines + _erasures_due(found))
 
 
@@ -283,10 +297,30 @@ def status_json(found: Status) -> str:
                           "kind": d.kind, "reason": d.reason, "status": d.status}
                          for d in found.dead_letters],
         "in_doubt_batches": found.in_doubt_batches, "held_plan": found.held_plan,
+        "held_plan_detail": None if found.held is None else {
+            "held_at": found.held.held_at, "summary": found.held.summary},
+        "approval": None if found.approval is None else {
+            "by": found.approval.by, "at": found.approval.at,
+            "expired": found.approval_expired},
         "erasures_due": [{"pupil": d.pupil, "withdrawn": d.withdrawn, "deadline": d.deadline,
                           "days_left": d.days_left, "overdue": d.is_overdue}
                          for d in found.erasures_due],
     }, ensure_ascii=False, indent=2, default=str)
+
+
+def _held_lines(found: Status) -> list[str]:
+    lines = []
+    if found.held is not None:
+        lines.append(f"  held since {found.held.held_at:%Y-%m-%d %H:%M} UTC: "
+                     f"{found.held.summary}")
+    approval = found.approval
+    if approval is not None and found.approval_expired:
+        lines.append(f"  the approval by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC "
+                     "expired (guard.approval_valid_hours): approve it again")
+    elif approval is not None:
+        lines.append(f"  approved by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC: the "
+                     "next sync sends it if the plan is still the same")
+    return lines
 
 
 def explain_text(found: Explanation) -> str:

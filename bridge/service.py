@@ -164,6 +164,7 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "rejected": dict(plan.rejection_counts),
         "guard_held": outcome.plan.held,
         "plan_id": plan.plan_id if outcome.plan.held else None,
+        "approval_expired": outcome.plan.approval_expired,
         "batches": report.batches,
         "error": report.failure,
     }

@@ -17,17 +17,17 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bridge.errors import FatalError
+from bridge.errors import FatalError, UnknownPlan
 from bridge.model import Change, EntryView, HoldReason, Op, StateEntry, Value
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOOKUP_CHUNK = 500
 DELETED = "deleted"
 NO_CONSENT = HoldReason.NO_CONSENT.value
@@ -72,6 +72,36 @@ class DeadLetter:
     def is_dead(self) -> bool:
         """True when the bridge stopped sending it until an admin retries it."""
         return self.status == "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPlan:
+    """A plan a guard held: its id (a digest of its destructive changes), when it was first
+    held, and a short summary (counts only)."""
+
+    plan_id: str
+    held_at: datetime
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An admin's approval of a held plan."""
+
+    by: str
+    at: datetime
+
+
+def is_valid(approval: Approval | None, now: datetime, valid_for: timedelta | None) -> bool:
+    """True when ``approval`` exists and, with ``valid_for`` given, has not expired by ``now``."""
+    if approval is None:
+        return False
+    return valid_for is None or now < _aware(approval.at) + valid_for
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive date-times: they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class StateStore(Protocol):
@@ -130,8 +160,26 @@ class StateStore(Protocol):
         """Advance the watermarks of the given entities."""
         ...
 
-    def is_approved(self, plan_id: str) -> bool:
-        """True when an admin approved the held plan ``plan_id``."""
+    def count_open_by_class(self, entity: str) -> dict[str, int]:
+        """Live entries of ``entity`` per owner class whose recorded payload has no
+        ``date_to`` (memberships still open on the portal)."""
+        ...
+
+    def hold_plan(self, plan_id: str, summary: str) -> None:
+        """Remember a plan a guard held (its first time held is kept, the summary updated)."""
+        ...
+
+    def held_plan(self, plan_id: str) -> HeldPlan | None:
+        """The held plan ``plan_id``, if a guard held it."""
+        ...
+
+    def approval(self, plan_id: str) -> Approval | None:
+        """The approval of the held plan ``plan_id``, valid or expired."""
+        ...
+
+    def is_approved(self, plan_id: str, valid_for: timedelta | None = None) -> bool:
+        """True when an admin approved the held plan ``plan_id`` (within ``valid_for`` by the
+        store's clock, where given)."""
         ...
 
     def withdrawals(self) -> dict[str, datetime]:
@@ -140,7 +188,8 @@ class StateStore(Protocol):
         ...
 
     def approve(self, plan_id: str, by: str) -> None:
-        """Record an admin's approval of a held plan."""
+        """Record an admin's approval of the held plan ``plan_id`` (approving again renews
+        it); raises UnknownPlan, storing nothing, when no guard held such a plan."""
         ...
 
     def after_fork(self) -> None:
@@ -241,6 +290,21 @@ consent_withdrawal = sa.Table(
 approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
                     sa.Column("approved_by", sa.String(100), nullable=False),
                     sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False))
+held_plan = sa.Table("held_plan", metadata,  # schema version 2
+                     sa.Column("plan_id", sa.String(40), primary_key=True),
+                     sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
+                     sa.Column("summary", sa.String(500), nullable=False))
+
+
+def _add_held_plans(conn: sa.Connection) -> None:
+    """Version 2: held plans are remembered, and only they can be approved. An approval of
+    version 1 named any id: those are dropped (an admin approves the held plan again)."""
+    held_plan.create(conn, checkfirst=True)
+    conn.execute(approval.delete())
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans}
+"""Schema version → the step that brings the version before it up to it."""
 
 _ENTRY_COLUMNS = (record_state.c.entity, record_state.c.key, record_state.c.sort_key,
                   record_state.c.fingerprint, record_state.c.status, record_state.c.pupil_key,
@@ -328,6 +392,15 @@ class SqlStateStore:
             elif int(found) > SCHEMA_VERSION:
                 raise FatalError(f"state store schema version {found} is newer than this "
                                  f"asiou-bridge understands ({SCHEMA_VERSION}); upgrade it")
+            elif int(found) < SCHEMA_VERSION:
+                self._migrate_from(conn, int(found))
+
+    @staticmethod
+    def _migrate_from(conn: sa.Connection, found: int) -> None:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+        conn.execute(meta.update().where(meta.c.name == "schema_version").values(
+            value=str(SCHEMA_VERSION)))
 
     def schema_version(self) -> int:
         """The schema version recorded in the store."""
@@ -527,17 +600,49 @@ class SqlStateStore:
         with self.engine.begin() as conn:
             return int(conn.execute(query.values(status="retrying", attempts=0)).rowcount)
 
-    def is_approved(self, plan_id: str) -> bool:
+    def count_open_by_class(self, entity: str) -> dict[str, int]:
+        query = sa.select(record_state.c.class_key, record_state.c.payload).where(
+            record_state.c.entity == entity, record_state.c.status != DELETED,
+            record_state.c.class_key.is_not(None))
+        counts: dict[str, int] = {}
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(approval.c.plan_id).where(
-                approval.c.plan_id == plan_id)).first() is not None
+            for class_key, payload in conn.execute(query):
+                if json.loads(payload or "{}").get("date_to") is None:
+                    counts[str(class_key)] = counts.get(str(class_key), 0) + 1
+        return counts
+
+    def hold_plan(self, plan_id: str, summary: str) -> None:
+        with self.engine.begin() as conn:
+            where = held_plan.c.plan_id == plan_id
+            if conn.execute(sa.select(held_plan.c.plan_id).where(where)).first() is None:
+                conn.execute(held_plan.insert().values(plan_id=plan_id, held_at=self.clock(),
+                                                       summary=summary[:500]))
+            else:
+                conn.execute(held_plan.update().where(where).values(summary=summary[:500]))
+
+    def held_plan(self, plan_id: str) -> HeldPlan | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(held_plan.c.held_at, held_plan.c.summary).where(
+                held_plan.c.plan_id == plan_id)).first()
+        return None if row is None else HeldPlan(plan_id, _aware(row[0]), row[1])
+
+    def approval(self, plan_id: str) -> Approval | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(approval.c.approved_by, approval.c.approved_at).where(
+                approval.c.plan_id == plan_id)).first()
+        return None if row is None else Approval(row[0], _aware(row[1]))
+
+    def is_approved(self, plan_id: str, valid_for: timedelta | None = None) -> bool:
+        return is_valid(self.approval(plan_id), self.clock(), valid_for)
 
     def approve(self, plan_id: str, by: str) -> None:
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(approval.c.plan_id).where(
-                    approval.c.plan_id == plan_id)).first() is None:
-                conn.execute(approval.insert().values(plan_id=plan_id, approved_by=by,
-                                                      approved_at=self.clock()))
+            if conn.execute(sa.select(held_plan.c.plan_id).where(
+                    held_plan.c.plan_id == plan_id)).first() is None:
+                raise UnknownPlan(plan_id)
+            conn.execute(approval.delete().where(approval.c.plan_id == plan_id))
+            conn.execute(approval.insert().values(plan_id=plan_id, approved_by=by,
+                                                  approved_at=self.clock()))
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -571,11 +676,6 @@ def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[
     withdrawn = [c.key for c in pupils if c.op == Op.DELETE and c.reason == NO_CONSENT]
     back = [c.key for c in pupils if c.op != Op.DELETE]
     return withdrawn, back
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives naive datetimes back: they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

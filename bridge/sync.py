@@ -1,9 +1,12 @@
-"""A sync: plan, deliver as the plan streams, then the deletes (children first), then advance
-the watermarks. The second half of the engine: it sequences I/O and decides nothing itself.
+"""A sync: plan, deliver creates and harmless updates as the plan streams, then (if the guard
+lets them) the changes that hide a pupil (archives, membership closures; parents first) and
+the deletes (children first), then advance the watermarks. The second half of the engine: it
+sequences I/O and decides nothing itself.
 
 Outcomes, as exit codes (``bridge.errors.ExitCode``): every change acknowledged → OK; the
 source failed midway → SOURCE_UNAVAILABLE; the portal kept failing, or refused records, or
-dead letters were skipped → PARTIAL; deletes held by a guard → PLAN_HELD.
+dead letters were skipped → PARTIAL; destructive changes held by a guard → PLAN_HELD (none of
+them was sent, and the watermarks stay, so the next run plans them again).
 """
 
 from __future__ import annotations
@@ -70,13 +73,13 @@ def run_sync(
         try:
             deliverer.flush()
             if not result.held:
-                deliverer.add_all(result.plan.deletes_children_first())
+                deliverer.add_all(result.plan.destructive())
         except RetriableError as exc:
             result.error = exc
     if result.error is not None:
         deliverer.report.failure = str(result.error)
     elif not deliverer.report.refused and not result.held:
-        # Refused records and held deletes must be planned again by the next (incremental)
+        # Refused records and held changes must be planned again by the next (incremental)
         # run, so the watermarks stay where they were. Dead letters no longer hold them back.
         state.set_watermarks(result.watermarks)
     return SyncResult(result, deliverer.report)

@@ -8,22 +8,24 @@ import os
 import random
 import stat
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from bridge.errors import FatalError
+from bridge.errors import FatalError, UnknownPlan
 from bridge.fakes import MemoryStateStore
 from bridge.mapping import key_from_sort_key, make_keys, sort_key_part
 from bridge.model import Change, Op, Record, StateEntry, Value
 from bridge.state import (
     LOOKUP_CHUNK,
     SCHEMA_VERSION,
+    Approval,
     Delivered,
+    HeldPlan,
     SqlStateStore,
     StateStore,
     meta,
@@ -61,17 +63,29 @@ def sort_keys(*keys: object) -> list[str]:
 
 
 ADAPTERS = ["memory", "sqlite", "postgresql"]
+APPROVAL_VALID = timedelta(hours=72)
+
+
+class MovingClock:
+    """A clock the test moves on by hand (the store reads it at each call)."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @contextmanager
-def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+               at: Callable[[], datetime] = clock) -> Iterator[StateStore]:
     """An empty state store of one kind, closed afterwards."""
     if kind == "memory":
-        yield MemoryStateStore(clock)
+        yield MemoryStateStore(at)
         return
     url = (f"sqlite:///{tmp_path / 'state.db'}" if kind == "sqlite"
            else request.getfixturevalue("postgres_url"))
-    sql = open_state(url, clock)
+    sql = open_state(url, at)
     try:
         yield sql
     finally:
@@ -268,11 +282,49 @@ class TestStateStoreContract:
         assert store.watermark("lesson") is None
 
     def test_approve_is_idempotent(self, store: StateStore) -> None:
-        """Approving a plan twice is harmless and approves that plan only."""
+        """Approving a held plan twice is harmless, keeps the latest approver, and approves
+        that plan only."""
+        store.hold_plan("0a1b2c3d4e5f", "would delete 30 of 40 mark records (75.0 %)")
+        store.hold_plan("ffffffffffff", "would archive 26 of 40 pupil records (65.0 %)")
         store.approve("0a1b2c3d4e5f", "admin")
         store.approve("0a1b2c3d4e5f", "deputy")
         assert store.is_approved("0a1b2c3d4e5f")
+        assert store.approval("0a1b2c3d4e5f") == Approval("deputy", NOW)
         assert not store.is_approved("ffffffffffff")
+
+    def test_approving_an_unknown_plan_is_refused_and_stores_nothing(
+            self, store: StateStore) -> None:
+        """approve() of an id no guard held raises UnknownPlan naming it; nothing is stored."""
+        store.hold_plan("0a1b2c3d4e5f", "would delete 30 of 40 mark records (75.0 %)")
+        with pytest.raises(UnknownPlan) as caught:
+            store.approve("deadbeef0000", "admin")
+        assert caught.value.plan_id == "deadbeef0000"
+        assert store.approval("deadbeef0000") is None
+        assert not store.is_approved("deadbeef0000")
+        assert store.held_plan("deadbeef0000") is None
+
+    def test_a_held_plan_is_remembered_with_its_first_time(self, store: StateStore) -> None:
+        """hold_plan() keeps the id, the time first held and the latest summary."""
+        assert store.held_plan("0a1b2c3d4e5f") is None
+        store.hold_plan("0a1b2c3d4e5f", "would delete 30 of 40 mark records (75.0 %)")
+        store.hold_plan("0a1b2c3d4e5f", "would delete 31 of 40 mark records (77.5 %)")
+        assert store.held_plan("0a1b2c3d4e5f") == HeldPlan(
+            "0a1b2c3d4e5f", NOW, "would delete 31 of 40 mark records (77.5 %)")
+
+    def test_count_open_by_class_counts_memberships_without_an_end(
+            self, store: StateStore) -> None:
+        """count_open_by_class() counts live entries per class whose payload has no date_to."""
+        store.record([
+            delivery(Op.CREATE, 1, entity="enrollment", class_key="5А",
+                     payload={"date_to": None}),
+            delivery(Op.CREATE, 2, entity="enrollment", class_key="5А",
+                     payload={"date_to": "2025-10-01"}),
+            delivery(Op.CREATE, 3, entity="enrollment", class_key="5А", payload={}),
+            delivery(Op.CREATE, 4, entity="enrollment", class_key="1А",
+                     payload={"date_to": None}),
+            delivery(Op.CREATE, 5, entity="enrollment", payload={"date_to": None})])
+        store.record([delivery(Op.DELETE, 4, entity="enrollment")])
+        assert store.count_open_by_class("enrollment") == {"5А": 2}
 
     def test_sort_order_is_code_point_order(self, store: StateStore) -> None:
         """Entries of text keys with mixed case, digits and Cyrillic come in code-point order."""
@@ -308,6 +360,25 @@ def set_schema_version(store: SqlStateStore, version: int) -> None:
     with store.engine.begin() as conn:
         conn.execute(meta.update().where(meta.c.name == "schema_version")
                      .values(value=str(version)))
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_an_approval_expires_and_approving_again_renews_it(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """is_approved(valid_for) holds until valid_for has passed since the approval, then not
+    (the approval is still there, expired); approving again renews it."""
+    moving = MovingClock()
+    with open_store(kind, request, tmp_path, moving) as store:
+        store.hold_plan("0a1b2c3d4e5f", "would close 26 enrollment records of class 5")
+        store.approve("0a1b2c3d4e5f", "admin")
+        moving.now = NOW + APPROVAL_VALID - timedelta(minutes=1)
+        assert store.is_approved("0a1b2c3d4e5f", APPROVAL_VALID)
+        moving.now = NOW + APPROVAL_VALID
+        assert not store.is_approved("0a1b2c3d4e5f", APPROVAL_VALID)
+        assert store.is_approved("0a1b2c3d4e5f")  # no validity given: never expires
+        assert store.approval("0a1b2c3d4e5f") == Approval("admin", NOW)
+        store.approve("0a1b2c3d4e5f", "admin")
+        assert store.is_approved("0a1b2c3d4e5f", APPROVAL_VALID)
 
 
 class TestSqlStateStore:
@@ -354,6 +425,27 @@ class TestSqlStateStore:
         with pytest.raises(FatalError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
             open_state(sql_url, clock)
 
+    def test_version_1_store_is_migrated_and_loses_its_unbound_approvals(
+            self, sql_url: str) -> None:
+        """A version 1 store is brought to the current version: it gains held plans and drops
+        its approvals, which named any id (an admin approves the held plan again)."""
+        store = open_state(sql_url, clock)
+        store.record([delivery(Op.CREATE, 1, "kept")])
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE held_plan"))
+            conn.execute(sa.text("INSERT INTO approval VALUES ('deadbeef0000', 'x', :at)"),
+                         {"at": NOW})
+        set_schema_version(store, 1)
+        store.close()
+        again = open_state(sql_url, clock)
+        try:
+            assert again.schema_version() == SCHEMA_VERSION
+            assert not again.is_approved("deadbeef0000")
+            assert again.held_plan("deadbeef0000") is None
+            assert keys_of(again) == ["1"]
+        finally:
+            again.close()
+
     def test_unusable_sqlite_path_is_fatal(self, tmp_path: Path) -> None:
         """A SQLite state path that cannot be created is a FatalError naming the store."""
         blocker = tmp_path / "file"
@@ -366,20 +458,22 @@ class TestSqlStateStore:
 class TestMemoryStateStore:
     """Where the fake shows more than the port, it shows what the SQL store holds."""
 
-    def test_memory_store_keeps_first_approval(self) -> None:
-        """The fake keeps who approved first, as the SQL store keeps the first approval row."""
+    def test_memory_store_keeps_the_latest_approval(self) -> None:
+        """The fake keeps who approved last, as the SQL store keeps one approval row, renewed."""
         fake = MemoryStateStore(clock)
+        fake.hold_plan("p", "held")
         fake.approve("p", "admin")
         fake.approve("p", "deputy")
-        assert fake.approvals["p"].by == "admin"
+        assert fake.approvals["p"].by == "deputy"
         engine_store = SqlStateStore(sa.create_engine("sqlite://"), clock)
         engine_store.migrate()
+        engine_store.hold_plan("p", "held")
         engine_store.approve("p", "admin")
         engine_store.approve("p", "deputy")
         with engine_store.engine.connect() as conn:
             by = conn.execute(sa.text("SELECT approved_by FROM approval")).scalars().all()
         engine_store.close()
-        assert by == ["admin"]
+        assert by == ["deputy"]
 
 
 # --- early stops -------------------------------------------------------------------------------

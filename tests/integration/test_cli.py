@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,45 @@ def test_a_held_plan_exits_with_its_code_and_says_how_to_approve(config: Path) -
     assert run("plan", config=config).returncode == ExitCode.OK
 
 
+def test_approve_refuses_an_id_that_names_no_held_plan(config: Path) -> None:
+    """`approve deadbeef0000` with no such held plan exits 2, names the id and the command that
+    shows the held plan, and stores no approval."""
+    record_first_sync(config.parent).dispose()
+    refused = run("approve", "deadbeef0000", config=config)
+    assert refused.returncode == ExitCode.USAGE, refused.stdout
+    assert "deadbeef0000" in refused.stderr
+    assert "asiou-bridge status" in refused.stderr
+    assert "approved" not in refused.stdout
+    engine = sa.create_engine(f"sqlite:///{config.parent / 'state.sqlite'}")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM approval")).scalar_one()
+    engine.dispose()
+    assert stored == 0
+
+
+def test_an_expired_approval_holds_the_plan_again_until_approved_anew(config: Path) -> None:
+    """An approval older than guard.approval_valid_hours no longer lets the plan through:
+    `plan` exits 5 and says the approval expired; approving again lets it through."""
+    engine = record_first_sync(config.parent)
+    with engine.begin() as conn:
+        conn.execute(schema.mark.delete())
+    engine.dispose()
+    plan_id = run("plan", config=config).stdout.split("asiou-bridge approve ")[1].split()[0]
+    assert run("approve", plan_id, config=config).returncode == ExitCode.OK
+    assert run("plan", config=config).returncode == ExitCode.OK
+    state = sa.create_engine(f"sqlite:///{config.parent / 'state.sqlite'}")
+    with state.begin() as conn:  # the approval was given 73 hours ago
+        conn.execute(sa.text("UPDATE approval SET approved_at = :at"),
+                     {"at": datetime.now(UTC) - timedelta(hours=73)})
+    state.dispose()
+    expired = run("plan", config=config)
+    assert expired.returncode == ExitCode.PLAN_HELD
+    assert "approval of this plan expired" in expired.stdout
+    assert f"asiou-bridge approve {plan_id}" in expired.stdout
+    assert run("approve", plan_id, config=config).returncode == ExitCode.OK
+    assert run("plan", config=config).returncode == ExitCode.OK
+
+
 def test_check_reports_missing_tables(config: Path) -> None:
     """`check` names a mapped table the ASIOU database does not have."""
     engine = sa.create_engine(f"sqlite:///{config.parent / 'asiou.sqlite'}")
@@ -172,3 +212,32 @@ def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
     incremental = result.stdout.split("5. Incremental sync")[1]
     mark_line = next(line for line in incremental.splitlines() if line.startswith("mark "))
     assert int(mark_line.split()[2]) == 1  # the edited mark is the only mark update
+
+
+def test_status_says_when_the_approval_of_the_held_plan_expired(tmp_path: Path) -> None:
+    """`status` shows the held plan with when it was held and its summary, and says that its
+    approval expired once guard.approval_valid_hours have passed since it."""
+    from bridge.admin import status
+    from bridge.render import status_json, status_text
+    from bridge.runs import RunLog
+    from bridge.state import open_state
+
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", lambda: now[0])
+    try:
+        history = RunLog(state.engine, lambda: now[0])
+        history.start("r1", "manual", "admin", "sync", "full")
+        history.finish("r1", "held", ExitCode.PLAN_HELD, {"plan_id": "0a1b2c3d4e5f"})
+        state.hold_plan("0a1b2c3d4e5f", "would archive 26 of 40 pupil records (65.0 %)")
+        state.approve("0a1b2c3d4e5f", "admin")
+        valid = timedelta(hours=72)
+        fresh = status_text(status(state, {}, valid))
+        now[0] += timedelta(hours=73)
+        expired = status(state, {}, valid)
+    finally:
+        state.close()
+    assert "held since 2026-12-01 08:00 UTC: would archive 26 of 40 pupil records" in fresh
+    assert "approved by admin" in fresh
+    assert expired.approval_expired
+    assert "the approval by admin on 2026-12-01 08:00 UTC expired" in status_text(expired)
+    assert json.loads(status_json(expired))["approval"]["expired"] is True

@@ -41,7 +41,7 @@ class Bench:
         return result, sent
 
     def record(self, result: PlanResult, sent: list[Change]) -> None:
-        changes = sent + result.plan.deletes
+        changes = sent + result.plan.hiding + result.plan.deletes
         self.state.record([delivered(c, self.mappings) for c in changes])
         self.state.set_watermarks(result.watermarks)
 
@@ -157,13 +157,15 @@ def test_consent_withdrawal_removes_everything_of_the_pupil(bench: Bench) -> Non
 
 
 def test_withdrawal_closes_the_membership_once_and_holds_later_marks(bench: Bench) -> None:
-    """A new withdrawal updates the enrolment once, archives the pupil, and holds later marks."""
+    """A new withdrawal closes the enrolment once, archives the pupil, and holds later marks;
+    the closure and the archive are kept for after the guard, not streamed."""
     bench.sync()
     bench.sql(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
         date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later()))
     result, sent = bench.plan(thresholds=Thresholds(min_deletes=1000))
-    assert {(c.op, c.entity, c.key) for c in sent} == {
+    assert {(c.op, c.entity, c.key) for c in result.plan.hiding} == {
         (Op.UPDATE, "enrollment", "1"), (Op.ARCHIVE, "pupil", "1")}
+    assert sent == []  # the closure and the archive wait for the guard, with the deletes
     late = {str(1001 + 10 * n) for n, d in enumerate(school.LESSON_DAYS) if d > date(2025, 10, 1)}
     assert keys(result.plan.deletes, "mark") == late
     bench.record(result, sent)
@@ -177,8 +179,9 @@ def test_incremental_withdrawal_archives_the_pupil_in_the_same_run(bench: Bench)
     bench.sql(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
         date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later()))
     result, sent = bench.plan(incremental=True, thresholds=Thresholds(min_deletes=1000))
-    assert {(c.op, c.entity, c.key) for c in sent} == {
+    assert {(c.op, c.entity, c.key) for c in result.plan.hiding} == {
         (Op.UPDATE, "enrollment", "1"), (Op.ARCHIVE, "pupil", "1")}
+    assert sent == []  # the closure and the archive wait for the guard, with the deletes
     late = {str(1001 + 10 * n) for n, d in enumerate(school.LESSON_DAYS) if d > date(2025, 10, 1)}
     assert keys(result.plan.deletes, "mark") == late
 

@@ -84,6 +84,7 @@ def test_schools_sharing_postgresql_keep_separate_state(postgres_url: str) -> No
     record = Record("pupil", "17", "i17", {"x": 1}, "f")
     seven.record([Delivered(Change(Op.CREATE, "pupil", "17", "i17", record))])
     seven.set_watermarks({"pupil": "2026-01-01 00:00:00"})
+    seven.hold_plan("plan", "held")
     seven.approve("plan", "admin")
     assert seven.count("pupil") == 1
     assert eight.count("pupil") == 0

@@ -44,11 +44,13 @@ def run(mappings: MappingSet, source: Source, state: StateStore, workers: int,
 
 def digest(result: PlanResult, sent: list[Change]) -> tuple[object, ...]:
     """Everything a run's outcome is: the plan (counts, holds, rejections and their samples,
-    sampled updates, deletes in order, the plan id), watermarks and the changes sent, in order."""
+    sampled updates, deletes and changes that hide a pupil in order, the plan id), watermarks
+    and the changes sent, in order."""
     plan = result.plan
     return (plan.counts, plan.holds, plan.rejection_counts, plan.rejection_groups,
             plan.rejections, [(c.entity, c.key, c.op) for c in plan.updates],
-            [(c.entity, c.key, c.reason) for c in plan.deletes], plan.plan_id,
+            [(c.entity, c.key, c.reason) for c in plan.deletes],
+            [(c.entity, c.key, c.op) for c in plan.hiding], plan.plan_id,
             plan.records_read, result.watermarks,
             [(c.entity, c.key, c.op, c.fingerprint, c.record.payload if c.record else None)
              for c in sent])
@@ -96,7 +98,7 @@ def edited_school(tmp_path_factory: pytest.TempPathFactory, mappings: MappingSet
     state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
     sent: list[Change] = []
     first = run(mappings, SqlSource(engine), state, 1, sent)
-    state.record([delivered(c, mappings) for c in sent + first.plan.deletes])
+    state.record([delivered(c, mappings) for c in sent + first.plan.destructive()])
     state.close()
     _edit(engine)
     return engine, folder / "state.sqlite"

@@ -128,7 +128,7 @@ def _sync(engine: sa.Engine, state_url: str, portal: Portal) -> PlanResult:
     sent: list[Change] = []
     result = plan_run(MAPPINGS, SqlSource(engine), state,
                       RunOptions(as_of=date(2025, 12, 31), thresholds=NO_GUARD), sent.append)
-    changes = sent + result.plan.deletes
+    changes = sent + result.plan.destructive()
     portal.apply(changes)
     state.record([delivered(c, MAPPINGS) for c in changes])
     state.close()

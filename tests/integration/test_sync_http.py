@@ -12,7 +12,10 @@ import sqlalchemy as sa
 
 from bridge.demo.changes import change_journal
 from bridge.errors import ExitCode
+from bridge.guard import Thresholds
+from bridge.model import Op
 from bridge.portal.server import ReferencePortal
+from bridge.state import open_state
 from tests.e2e import (
     Bridge,
     duplicates,
@@ -99,3 +102,36 @@ def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(
     done = bridge.sync(run_id="again")
     assert done.exit_code == ExitCode.OK
     assert snapshot(bridge.url) == expected_export(bridge.school)
+
+
+def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
+        bridge: Bridge) -> None:
+    """Deleting one class's enrolment rows holds the run (exit 5) with no pupil archived and no
+    enrolment closed or deleted on the portal; once the plan is approved, everything goes."""
+    guard = Thresholds()
+    assert bridge.sync(thresholds=guard).exit_code == ExitCode.OK
+    before = snapshot(bridge.url)
+    open_stays = [p for (e, _), (_, p) in before.items() if e == "enrollment"
+                  and p["date_to"] is None]
+    victim = max((p["class"] for p in open_stays),
+                 key=lambda c: sum(p["class"] == c for p in open_stays))
+    engine = sa.create_engine(f"sqlite:///{bridge.school}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM pupil_move WHERE class_id = :c"), {"c": int(victim)})
+    engine.dispose()
+    held = bridge.sync(run_id="held", thresholds=guard)
+    assert held.exit_code == ExitCode.PLAN_HELD
+    assert any(c.op is Op.ARCHIVE and c.entity == "pupil" for c in held.plan.plan.hiding)
+    assert snapshot(bridge.url) == before  # no archive, no closure, no delete reached it
+    state = open_state(f"sqlite:///{bridge.state_path}")
+    try:
+        state.approve(held.plan.plan.plan_id, "admin")
+    finally:
+        state.close()
+    approved = bridge.sync(run_id="approved", thresholds=guard)
+    assert approved.exit_code == ExitCode.OK, approved.delivery
+    after = snapshot(bridge.url)
+    assert after == expected_export(bridge.school)
+    archived = [k for (e, k), (_, p) in after.items() if e == "pupil" and not p["active"]
+                and before[(e, k)][1]["active"]]
+    assert archived

@@ -154,3 +154,17 @@ def test_progress_shows_only_on_a_terminal_and_never_with_json(
     assert "1,500 delivered" in terminal.getvalue()
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert tty_progress() is None
+
+
+def test_approval_validity_defaults_to_72_hours_and_is_checked(tmp_path: Path) -> None:
+    """guard.approval_valid_hours defaults to 72 and is read into the thresholds; zero, a
+    negative number or text is refused with its key path."""
+    base = '[source]\nurl = "sqlite:///s.sqlite"\n'
+    assert load_config(_write(tmp_path, base)).thresholds.approval_valid_hours == 72.0
+    given = load_config(_write(tmp_path, base + "[guard]\napproval_valid_hours = 12\n"))
+    assert given.thresholds.approval_valid_hours == 12.0
+    for wrong in ("0", "-5", '"soon"'):
+        path = _write(tmp_path, base + f"[guard]\napproval_valid_hours = {wrong}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert [p.path for p in caught.value.problems] == ["guard.approval_valid_hours"]

@@ -325,3 +325,38 @@ def test_a_personal_value_outside_the_map_has_no_dangling_colon() -> None:
     """A personal field's reason ends with the problem, not with a colon before a hidden value."""
     assert reason(spec(personal=True, values={"5": "5"}), "7") == \
         "value not in the value map of the mapping"
+
+
+CONTROLS = [chr(c) for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if chr(c) not in "\t\n\r"]
+TEXT_TRANSFORMS = [(), ("trim",), ("collapse_spaces",), ("trim", "lower"), ("collapse_spaces",
+                                                                             "title")]
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=lambda c: f"{ord(c):#04x}")
+@pytest.mark.parametrize("transforms", TEXT_TRANSFORMS, ids=lambda t: "+".join(t) or "none")
+def test_every_control_character_is_rejected_whatever_the_transforms(
+        control: str, transforms: tuple[str, ...]) -> None:
+    """Every C0/C1 control character but tab, LF and CR rejects a text, inside or at the edges,
+    before transforms could turn it into a space."""
+    for raw in (f"тема{control}урока", f"{control}тема", f"тема {control}"):
+        assert reason(spec(transforms=transforms), raw) == "text contains control characters"
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=lambda c: f"{ord(c):#04x}")
+def test_control_characters_reject_value_mapped_and_joined_fields(control: str) -> None:
+    """A value map with a fallback, and columns joined into one text, reject control
+    characters too (they are not stripped away first)."""
+    mapped = spec(transforms=("trim", "lower"), values={"мать": "mother"}, fallback="other")
+    assert reason(mapped, f"{control}мать") == "text contains control characters"
+    joined_text = joined([f"Иванов{control}", "Пётр"], " ")
+    assert reason(spec(transforms=("collapse_spaces",)), joined_text) == \
+        "text contains control characters"
+
+
+@pytest.mark.parametrize("raw", [2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff",
+                                 b"yes", "yes\x0b", "\x0bда"])
+def test_a_bool_fallback_takes_anything_not_a_yes_no_word(raw: object) -> None:
+    """A yes/no field with a fallback gives it for anything that is not a clear yes or no
+    (numbers other than 0/1, words, bytes, control characters) instead of rejecting."""
+    got = convert(spec("bool", fallback="unclear"), raw)
+    assert got == ("unclear" if raw != b"yes" else True)

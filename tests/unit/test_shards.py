@@ -90,7 +90,8 @@ OUTCOMES = st.lists(st.sampled_from(["create", "update", "archive", "delete", "h
 
 def _summary(plan: Plan) -> tuple[object, ...]:
     return (plan.counts, plan.holds, plan.rejection_counts, plan.rejection_groups,
-            plan.rejections, plan.updates, plan.deletes, plan.records_read, plan.plan_id)
+            plan.rejections, plan.updates, plan.deletes, plan.hiding, plan.records_read,
+            plan.plan_id)
 
 
 @given(OUTCOMES, st.integers(0, 60), st.integers(1, 4))
@@ -115,7 +116,7 @@ def test_a_plan_joined_from_two_ranges_equals_one_plan(kinds: list[str], cut: in
 @given(OUTCOMES, st.integers(1, 4))
 def test_note_all_equals_noting_one_by_one(kinds: list[str], limit: int) -> None:
     """The counting loop gives the plan that note() per outcome gives, and gives the sink
-    exactly the changes with a record, in order."""
+    exactly the changes with a record that hide no pupil (not archives), in order."""
     outcomes = [_outcome(kind, key) for key, kind in enumerate(kinds)]
     one_by_one, at_once = Plan(sample_limit=limit), Plan(sample_limit=limit)
     for outcome in outcomes:
@@ -123,7 +124,10 @@ def test_note_all_equals_noting_one_by_one(kinds: list[str], limit: int) -> None
     sent: list[Change] = []
     at_once.note_all("mark", outcomes, sent.append)
     assert _summary(at_once) == _summary(one_by_one)
-    assert sent == [o for o in outcomes if isinstance(o, Change) and o.record is not None]
+    assert sent == [o for o in outcomes if isinstance(o, Change) and o.record is not None
+                    and o.op is not Op.ARCHIVE]
+    assert at_once.hiding == one_by_one.hiding == [
+        o for o in outcomes if isinstance(o, Change) and o.op is Op.ARCHIVE]
 
 
 def test_an_empty_entity_leaves_no_counts() -> None:
