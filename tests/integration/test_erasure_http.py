@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+import structlog
 
 from bridge import admin
 from bridge.cli import main
@@ -25,6 +26,14 @@ from bridge.sync import run_sync
 from tests.e2e import AS_OF, MAPPINGS, NO_GUARD, Bridge, make_school, running_portal, write_config
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """The CLI configures structlog for the process (onto pytest's captured stderr): put the
+    defaults back afterwards, so later tests do not log to a closed stream."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
