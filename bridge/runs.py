@@ -269,7 +269,10 @@ class Erasures:
         """Open (or reopen, to finish it) the act before anything is deleted: from now on the
         pupil is never exported again, even if the portal fails midway."""
         act = self.get(pupil_key)
-        facts = {**(act or {}), "ground": ground, "run_id": run_id, "earlier": dict(earlier),
+        # A rerun keeps what was gone before the first run: what that run deleted is already
+        # counted as acknowledged.
+        gone_before = dict(earlier) if act is None else act["earlier"]
+        facts = {**(act or {}), "ground": ground, "run_id": run_id, "earlier": gone_before,
                  "refused": {}, "completed_at": None}
         with self.engine.begin() as conn:
             if act is None:

@@ -28,7 +28,8 @@ def test_old_acts_are_read_whether_encoded_once_or_twice() -> None:
 
 def test_the_act_is_one_row_encoded_once_and_a_rerun_completes_it(tmp_path: Path) -> None:
     """begin and complete write one row whose counts column is one JSON object; a rerun after
-    refusals adds its acknowledged deletes and completes the act."""
+    refusals adds its acknowledged deletes, keeps what was gone before the first run, and
+    completes the act."""
     state = open_state(f"sqlite:///{tmp_path / 's.sqlite'}", clock=lambda: T0)
     register = Erasures(state.engine, clock=lambda: T0)
     register.begin("40", "admin", DEFAULT_GROUND, "run1", {"mark": 2})
@@ -43,7 +44,7 @@ def test_the_act_is_one_row_encoded_once_and_a_rerun_completes_it(tmp_path: Path
     stored = json.loads(rows[0].counts)
     assert isinstance(stored, dict)
     assert (stored["planned"], stored["acknowledged"]) == ({"mark": 5, "pupil": 1},) * 2
-    assert (stored["run_id"], stored["refused"]) == ("run2", {})
+    assert (stored["run_id"], stored["refused"], stored["earlier"]) == ("run2", {}, {"mark": 2})
     assert "40" in register.completed()
     state.close()
 
