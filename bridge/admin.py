@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import getpass
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,11 +21,12 @@ from bridge.gate import Context
 from bridge.mapping import MappingSet
 from bridge.model import Change, Hold, Op, Record, Rejection
 from bridge.portal.client import PortalClient
-from bridge.runs import Erasures, RunLog, RunRecord
+from bridge.runs import DEFAULT_GROUND, Erasures, RunLog, RunRecord
 from bridge.service import portal_settings
 from bridge.shards import resolve_workers
 from bridge.source import open_source
 from bridge.state import (
+    DELETED,
     Approval,
     DeadLetter,
     HeldPlan,
@@ -47,6 +49,37 @@ class Status:
     held: HeldPlan | None = None
     approval: Approval | None = None
     approval_expired: bool = False
+    erasures_due: list[ErasureDue] = field(default_factory=list)
+
+
+ERASURE_DAYS = 30
+"""152-ФЗ ст. 21 ч. 5: personal data are destroyed within 30 days of consent withdrawn."""
+
+
+@dataclass(frozen=True)
+class ErasureDue:
+    """A pupil removed from the portal for lack of consent and not yet erased."""
+
+    pupil: str
+    withdrawn: date
+    deadline: date
+    days_left: int
+
+    @property
+    def is_overdue(self) -> bool:
+        """True once the deadline has passed."""
+        return self.days_left < 0
+
+
+def erasures_due(withdrawals: Mapping[str, datetime], erased: frozenset[str],
+                 today: date) -> list[ErasureDue]:
+    """The pupils whose consent was withdrawn and who are not erased, deadline first."""
+    due = []
+    for pupil, at in withdrawals.items():
+        if pupil not in erased:
+            deadline = at.date() + timedelta(days=ERASURE_DAYS)
+            due.append(ErasureDue(pupil, at.date(), deadline, (deadline - today).days))
+    return sorted(due, key=lambda d: (d.deadline, d.pupil))
 
 
 def status(state: SqlStateStore, next_runs: dict[str, Any],
@@ -59,7 +92,9 @@ def status(state: SqlStateStore, next_runs: dict[str, Any],
             delivery_batch.c.status == "sent")).scalar_one()
     held = next((r.summary.get("plan_id") for r in runs if r.outcome is not None), None)
     letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
-    found = Status(runs, next_runs, letters, int(in_doubt), held)
+    due = erasures_due(state.withdrawals(), Erasures(state.engine).completed(),
+                       state.clock().date())
+    found = Status(runs, next_runs, letters, int(in_doubt), held, erasures_due=due)
     if held is not None:
         found.held, found.approval = state.held_plan(held), state.approval(held)
         found.approval_expired = found.approval is not None and not is_valid(
@@ -162,41 +197,75 @@ def _delivered(state: SqlStateStore, entity: str, key: str) -> dict[str, Any] | 
 
 @dataclass
 class Erasure:
-    """What ``erase pupil`` deleted from the portal."""
+    """What ``erase pupil`` deleted from the portal in this run, and the act kept."""
 
     pupil: str
+    planned: Counter[str] = field(default_factory=Counter)
     deleted: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    act: Mapping[str, Any] | None = None
 
 
 def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupil: str,
-                run_id: str) -> Erasure:
-    """Delete every record of ``pupil`` from the portal (children first), record the erasure
-    act, and keep the pupil out of every later export."""
-    changes = _owned(state, mappings, pupil)
+                run_id: str, *, ground: str = DEFAULT_GROUND) -> Erasure:
+    """Delete every record of ``pupil`` from the portal (children first), with the guardians
+    who represent no other exported pupil, record the erasure act, and keep the pupil out of
+    every later export."""
+    changes = erasure_changes(state, mappings, pupil)
     register = Erasures(state.engine)
     # The act first: from now on the pupil is never exported again, even if the portal fails
     # midway (run the command again to finish the deletes).
-    register.record(pupil, getpass.getuser(), {})
+    register.begin(pupil, getpass.getuser(), ground, run_id, _earlier(state, pupil))
     portal = PortalClient(portal_settings(config))
     try:
         deliverer = Deliverer(portal, state, mappings, run_id=run_id, send_dead=True)
         deliverer.add_all(changes)
     finally:
         portal.close()
-    done = Erasure(pupil, Counter({e: c.get("delete", 0)
-                                   for e, c in deliverer.report.delivered.items()}),
+    done = Erasure(pupil, Counter(c.entity for c in changes),
+                   Counter({e: c.get("delete", 0) for e, c in deliverer.report.delivered.items()}),
                    deliverer.report.refused)
-    register.record(pupil, getpass.getuser(), dict(done.deleted))
+    register.complete(pupil, done.planned, done.deleted, done.refused)
+    done.act = register.get(pupil)
     return done
 
 
-def _owned(state: SqlStateStore, mappings: MappingSet, pupil: str) -> list[Change]:
+def erasure_changes(state: SqlStateStore, mappings: MappingSet, pupil: str) -> list[Change]:
+    """The deletes an erasure sends, children first: every live record of the pupil (its
+    guardian links included) and each guardian linked to the pupil who has no live link to
+    another pupil."""
     order = {e: i for i, e in enumerate(mappings.entities)}
     query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
-        record_state.c.status != "deleted",
+        record_state.c.status != DELETED,
         sa.or_(record_state.c.pupil_key == pupil,
                sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil)))
     with state.engine.connect() as conn:
-        rows = sorted(conn.execute(query), key=lambda r: -order.get(r[0], 0))
+        rows = [*conn.execute(query), *_lone_guardians(conn, pupil)]
+    rows.sort(key=lambda r: -order.get(r[0], 0))
     return [Change(Op.DELETE, r[0], r[1], r[2], None, reason="erased (152-FZ)") for r in rows]
+
+
+def _lone_guardians(conn: sa.Connection, pupil: str) -> list[Any]:
+    links = conn.execute(sa.select(record_state.c.pupil_key, record_state.c.payload).where(
+        record_state.c.entity == "guardian_link", record_state.c.status != DELETED))
+    mine: set[str] = set()
+    kept: set[str] = set()
+    for owner, payload in links:
+        guardian = json.loads(payload or "{}").get("guardian")
+        (mine if owner == pupil else kept).add(str(guardian))
+    query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
+        record_state.c.entity == "guardian", record_state.c.status != DELETED,
+        record_state.c.key.in_(sorted(mine - kept)))
+    return list(conn.execute(query))
+
+
+def _earlier(state: SqlStateStore, pupil: str) -> dict[str, int]:
+    """Records of the pupil already deleted from the portal before the erasure, per entity."""
+    query = (sa.select(record_state.c.entity, sa.func.count())
+             .where(record_state.c.status == DELETED,
+                    sa.or_(record_state.c.pupil_key == pupil,
+                           sa.and_(record_state.c.entity == "pupil",
+                                   record_state.c.key == pupil)))
+             .group_by(record_state.c.entity))
+    with state.engine.connect() as conn:
+        return {str(e): int(n) for e, n in conn.execute(query)}

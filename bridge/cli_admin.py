@@ -23,6 +23,7 @@ from bridge.metrics import MetricsSink
 from bridge.notify import Notifier
 from bridge.render import (
     erase_text,
+    erasure_act_text,
     explain_json,
     explain_text,
     scope_text,
@@ -31,7 +32,7 @@ from bridge.render import (
     sync_json,
     sync_text,
 )
-from bridge.runs import SyncLock
+from bridge.runs import DEFAULT_GROUND, Erasures, SyncLock
 from bridge.scope import Scope, everything, of_class, of_pupil, since
 from bridge.service import Request, Service
 
@@ -53,10 +54,16 @@ def add_all(sub: Subparsers) -> None:
     cmd.add_argument("entity", choices=["pupil", "mark", "lesson", "absence", "period_mark"])
     cmd.add_argument("key", help="the record's key (its ASIOU id)")
     cmd.add_argument("--json", action="store_true", help="print JSON")
-    cmd = command(sub, "erase", "Delete everything of a pupil from the portal (152-FZ).",
-                  cmd_erase, "example:\n  asiou-bridge erase pupil 77")
-    cmd.add_argument("entity", choices=["pupil"])
+    cmd = command(sub, "erase", "Delete everything of a pupil from the portal (152-FZ); "
+                  "print the act.", cmd_erase,
+                  "examples:\n  asiou-bridge erase pupil 77\n"
+                  "  asiou-bridge erase pupil 77 --ground 'заявление родителя от 01.06.2026'\n"
+                  "  asiou-bridge erase act 77        print the erasure act (Russian)")
+    cmd.add_argument("entity", choices=["pupil", "act"],
+                     help="pupil: erase the pupil; act: print the pupil's erasure act")
     cmd.add_argument("key", help="the pupil's key (ASIOU id)")
+    cmd.add_argument("--ground", default=DEFAULT_GROUND,
+                     help=f"the ground the act names (default: «{DEFAULT_GROUND}»)")
     wait_flags(cmd)
 
 
@@ -158,13 +165,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    """``erase pupil KEY``: delete the pupil's records from the portal, keep the act."""
+    """``erase pupil KEY``: delete the pupil's records from the portal, keep the act and print
+    it; ``erase act KEY``: print the act kept."""
     config, mappings = load(args)
     with Service(config, mappings).state_store() as state:
+        if args.entity == "act":
+            act = Erasures(state.engine).get(args.key)
+            if act is None:
+                print(f"No erasure act for pupil {args.key}: the pupil was never erased "
+                      f"(asiou-bridge erase pupil {args.key}).", file=sys.stderr)
+                return ExitCode.USAGE
+            print(erasure_act_text(act, mappings.entities))
+            return ExitCode.OK
         lock = SyncLock(state.engine, f"sync:{config.portal_school}")
         with lock.held(args.wait, say):
-            done = admin.erase_pupil(config, mappings, state, args.key, uuid.uuid4().hex[:12])
+            done = admin.erase_pupil(config, mappings, state, args.key, uuid.uuid4().hex[:12],
+                                     ground=args.ground)
     print(erase_text(done))
+    if done.act is not None:
+        print("\n" + erasure_act_text(done.act, mappings.entities))
     return ExitCode.OK if not done.refused else ExitCode.PARTIAL
 
 

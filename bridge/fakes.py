@@ -29,6 +29,7 @@ from bridge.state import (
     StateStore,
     is_valid,
     utc_now,
+    withdrawal_changes,
 )
 
 TableRows = Mapping[str, Iterable[Mapping[str, Any]]]
@@ -222,6 +223,7 @@ class MemoryStateStore:
         self.held: dict[str, HeldPlan] = {}
         self.letters: dict[tuple[str, str], DeadLetter] = {}
         self.batches: dict[tuple[str, int], str] = {}
+        self.withdrawn: dict[str, datetime] = {}
 
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
@@ -260,6 +262,15 @@ class MemoryStateStore:
                 rows[at] = replace(rows[at], status=DELETED, fingerprint="", payload=None,
                                    updated_at=now)
         self.rows = rows
+        withdrawn, back = withdrawal_changes(delivered)
+        for key in back:
+            self.withdrawn.pop(key, None)
+        for key in withdrawn:
+            self.withdrawn.setdefault(key, now)
+
+    def withdrawals(self) -> dict[str, datetime]:
+        """Pupil key → when the pupil first left the portal for lack of consent."""
+        return dict(self.withdrawn)
 
     @staticmethod
     def _stored(d: Delivered, now: datetime) -> StoredRow:

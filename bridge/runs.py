@@ -273,18 +273,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
+DEFAULT_GROUND = "отзыв согласия на обработку персональных данных"
+"""The ground of an erasure act unless the admin names another (``erase --ground``)."""
+
+
 class Erasures:
-    """The register of pupils erased from the portal (152-ФЗ): who, when, what."""
+    """The register of pupils erased from the portal (152-ФЗ): one act per pupil, its counts
+    encoded once as JSON (``{"ground", "run_id", "planned", "acknowledged", "refused",
+    "earlier", "completed_at"}``); acts of earlier versions (a flat, possibly double-encoded
+    ``{entity: n}``) are read as they were meant."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
         self.engine, self.clock = engine, clock
 
-    def record(self, pupil_key: str, by: str, counts: Mapping[str, int]) -> None:
-        """Keep the erasure act: time, user and records deleted per entity."""
+    def begin(self, pupil_key: str, by: str, ground: str, run_id: str,
+              earlier: Mapping[str, int]) -> None:
+        """Open (or reopen, to finish it) the act before anything is deleted: from now on the
+        pupil is never exported again, even if the portal fails midway."""
+        act = self.get(pupil_key)
+        # A rerun keeps what was gone before the first run: what that run deleted is already
+        # counted as acknowledged.
+        gone_before = dict(earlier) if act is None else act["earlier"]
+        facts = {**(act or {}), "ground": ground, "run_id": run_id, "earlier": gone_before,
+                 "refused": {}, "completed_at": None}
         with self.engine.begin() as conn:
-            conn.execute(erasure.delete().where(erasure.c.pupil_key == pupil_key))
-            conn.execute(erasure.insert().values(pupil_key=pupil_key, erased_at=self.clock(),
-                                                 erased_by=by, counts=json.dumps(dict(counts))))
+            if act is None:
+                conn.execute(erasure.insert().values(pupil_key=pupil_key, erased_at=self.clock(),
+                                                     erased_by=by, counts=_encode(facts)))
+            else:
+                conn.execute(erasure.update().where(erasure.c.pupil_key == pupil_key)
+                             .values(counts=_encode(facts)))
+
+    def complete(self, pupil_key: str, planned: Mapping[str, int],
+                 acknowledged: Mapping[str, int], refused: Mapping[str, int]) -> None:
+        """Note what this run planned to delete, what the portal acknowledged and refused
+        (added to what an earlier, unfinished run of the act did); complete when nothing was
+        refused."""
+        act = self.get(pupil_key)
+        assert act is not None, "begin() opens the act"
+        before = act["acknowledged"]
+        facts = {k: act[k] for k in _FACTS if k in act}
+        facts.update(planned=_add(before, planned), acknowledged=_add(before, acknowledged),
+                     refused=dict(refused),
+                     completed_at=None if any(refused.values()) else self.clock().isoformat())
+        with self.engine.begin() as conn:
+            conn.execute(erasure.update().where(erasure.c.pupil_key == pupil_key)
+                         .values(counts=_encode(facts)))
 
     def keys(self) -> frozenset[str]:
         """Every erased pupil: never exported again, whatever ASIOU says."""
@@ -292,9 +326,54 @@ class Erasures:
             return frozenset(str(k) for k in conn.execute(sa.select(erasure.c.pupil_key))
                              .scalars())
 
-    def get(self, pupil_key: str) -> Mapping[str, Any] | None:
-        """The erasure act of one pupil, if any."""
+    def completed(self) -> frozenset[str]:
+        """Pupils whose erasure finished (every delete acknowledged; acts of earlier versions
+        count as finished)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(erasure.c.pupil_key, erasure.c.counts)).all()
+        return frozenset(str(k) for k, counts in rows if _is_complete(decode_act(counts)))
+
+    def get(self, pupil_key: str) -> dict[str, Any] | None:
+        """The erasure act of one pupil, decoded: pupil_key, erased_at, erased_by and the
+        facts (ground, run_id, planned, acknowledged, refused, earlier, completed_at)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(erasure).where(
                 erasure.c.pupil_key == pupil_key)).first()
-        return None if row is None else dict(row._mapping)
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        return {"pupil_key": found["pupil_key"], "erased_at": found["erased_at"],
+                "erased_by": found["erased_by"], **decode_act(found["counts"])}
+
+
+_FACTS = ("ground", "run_id", "planned", "acknowledged", "refused", "earlier", "completed_at")
+
+
+def _is_complete(facts: Mapping[str, Any]) -> bool:
+    return facts["completed_at"] is not None or facts["run_id"] is None
+
+
+def _encode(facts: Mapping[str, Any]) -> str:
+    return json.dumps({k: facts.get(k) for k in _FACTS}, ensure_ascii=False)
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {e: int(a.get(e, 0)) + int(b.get(e, 0)) for e in sorted(set(a) | set(b))}
+
+
+def decode_act(text: object) -> dict[str, Any]:
+    """The facts of a stored act. Tolerant of old rows: JSON encoded twice, or a flat
+    ``{entity: deleted}`` (read as planned and acknowledged, ground unknown)."""
+    value = text
+    while isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {}
+    facts = value if isinstance(value, dict) else {}
+    if "acknowledged" not in facts:
+        counts = {str(e): int(n) for e, n in facts.items() if isinstance(n, int)}
+        facts = {"ground": None, "run_id": None, "planned": counts, "acknowledged": counts,
+                 "refused": {}, "earlier": {}, "completed_at": None}
+    return {k: facts.get(k) if k in ("ground", "run_id", "completed_at") else
+            dict(facts.get(k) or {}) for k in _FACTS}

@@ -25,11 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.errors import FatalError, UnknownPlan
-from bridge.model import Change, EntryView, Op, StateEntry, Value
+from bridge.model import Change, EntryView, HoldReason, Op, StateEntry, Value
 
 SCHEMA_VERSION = 2
 LOOKUP_CHUNK = 500
 DELETED = "deleted"
+NO_CONSENT = HoldReason.NO_CONSENT.value
 Clock = Callable[[], datetime]
 
 
@@ -181,6 +182,11 @@ class StateStore(Protocol):
         store's clock, where given)."""
         ...
 
+    def withdrawals(self) -> dict[str, datetime]:
+        """Pupil key → when the portal acknowledged the delete of the delivered pupil for lack
+        of consent (the first time; cleared once the pupil is delivered again)."""
+        ...
+
     def approve(self, plan_id: str, by: str) -> None:
         """Record an admin's approval of the held plan ``plan_id`` (approving again renews
         it); raises UnknownPlan, storing nothing, when no guard held such a plan."""
@@ -272,6 +278,14 @@ erasure = sa.Table(
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("erased_by", sa.String(100), nullable=False),
     sa.Column("counts", sa.Text, nullable=False),  # JSON: records deleted per entity
+)
+consent_withdrawal = sa.Table(
+    "consent_withdrawal", metadata,
+    sa.Column("pupil_key", sa.String(400), primary_key=True),
+    # When the portal acknowledged the first delete of the delivered pupil for lack of consent:
+    # the 30 days of 152-ФЗ (ст. 21 ч. 5) to erase run from here. A new table, so it needs no
+    # version step: create_all adds it to an existing store.
+    sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
 )
 approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
                     sa.Column("approved_by", sa.String(100), nullable=False),
@@ -464,6 +478,28 @@ class SqlStateStore:
             conn.execute(self._upsert(), live)
         if gone:
             self._tombstone(conn, gone, now)
+        self._note_withdrawals(conn, delivered, now)
+
+    @staticmethod
+    def _note_withdrawals(conn: sa.Connection, delivered: Sequence[Delivered],
+                          now: datetime) -> None:
+        """Remember when a pupil first left the portal for lack of consent; forget it when
+        the pupil is delivered again."""
+        withdrawn, back = withdrawal_changes(delivered)
+        if back:
+            conn.execute(consent_withdrawal.delete().where(
+                consent_withdrawal.c.pupil_key.in_(back)))
+        if withdrawn:
+            known = set(conn.execute(sa.select(consent_withdrawal.c.pupil_key).where(
+                consent_withdrawal.c.pupil_key.in_(withdrawn))).scalars())
+            fresh = [{"pupil_key": k, "removed_at": now} for k in withdrawn if k not in known]
+            if fresh:
+                conn.execute(consent_withdrawal.insert(), fresh)
+
+    def withdrawals(self) -> dict[str, datetime]:
+        with self.engine.connect() as conn:
+            return {str(k): _aware(at) for k, at in conn.execute(sa.select(
+                consent_withdrawal.c.pupil_key, consent_withdrawal.c.removed_at))}
 
     def _upsert(self) -> sa.Insert:
         """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
@@ -631,6 +667,15 @@ def _row(d: Delivered, now: datetime) -> dict[str, object]:
             "portal_id": d.portal_id, "mapping_version": d.mapping_version,
             "pupil_key": d.pupil_key, "class_key": d.class_key,
             "first_delivered_at": now, "updated_at": now}
+
+
+def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[str]]:
+    """(pupils deleted for lack of consent, pupils delivered again) among acknowledged
+    changes."""
+    pupils = [d.change for d in delivered if d.change.entity == "pupil"]
+    withdrawn = [c.key for c in pupils if c.op == Op.DELETE and c.reason == NO_CONSENT]
+    back = [c.key for c in pupils if c.op != Op.DELETE]
+    return withdrawn, back
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

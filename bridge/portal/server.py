@@ -133,7 +133,7 @@ class PortalService:
         self.file, self.clients, self.token_ttl = file, dict(clients), token_ttl
         self.seed, self.clock, self.sleep = seed, clock, sleep
         self.log = get_logger(component="portal")
-        self.model = PortalModel()
+        self.model = PortalModel(clock)
         self.plan = FaultPlan(faults, seed)
         self.stats = Stats()
         self.lock = threading.Lock()
@@ -274,11 +274,7 @@ class PortalService:
 
     def _record(self, request: Request, school: str, entity: str, key: str) -> Reply:
         if request.method == "GET":
-            with self.lock:
-                record = self.model.get(school, entity, key)
-            if record is None:
-                return error(404, "notFound", f"no {entity} {key}")
-            return to_json(200, record.as_json())
+            return self._get(school, entity, key)
         if request.method == "DELETE":
             return self._write_one(school, Operation("", "DELETE", entity, key))
         if request.method != "PUT":
@@ -290,6 +286,18 @@ class PortalService:
         return self._write_one(school, Operation(
             "", "PUT", entity, key, fingerprint if isinstance(fingerprint, str) else None,
             body.get("data")))
+
+    def _get(self, school: str, entity: str, key: str) -> Reply:
+        """The live record; a deleted one is 410 with its key and deletion time only."""
+        with self.lock:
+            record = self.model.get(school, entity, key)
+        if record is None:
+            return error(404, "notFound", f"no {entity} {key}")
+        if not record.live:
+            return to_json(410, {"type": "deleted", "description": f"{entity} {key} was "
+                                 "deleted; only its key and deletion time are kept",
+                                 **record.as_json()})
+        return to_json(200, record.as_json())
 
     def _write_one(self, school: str, op: Operation) -> Reply:
         applied = self._commit(school, [op])

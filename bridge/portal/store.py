@@ -16,10 +16,11 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,15 @@ Data = dict[str, Any]
 
 @dataclass(slots=True)
 class StoredRecord:
-    """One record as the portal keeps it; a deleted record stays as a tombstone (not live)."""
+    """One record as the portal keeps it. A deleted record is purged: its tombstone keeps the
+    key and the deletion time only (no data, no fingerprint of the content)."""
 
     entity: str
     sourced_id: str
     fingerprint: str
     data: Data
     live: bool = True
+    deleted_at: str | None = None
 
     @property
     def status(self) -> str:
@@ -51,9 +54,22 @@ class StoredRecord:
         return ACTIVE if self.live else TOMBSTONED
 
     def as_json(self) -> Data:
-        """The record as the API shows it."""
+        """The record as the API shows it; a tombstone shows its key and deletion time only."""
+        if not self.live:
+            return {"sourcedId": self.sourced_id, "status": self.status,
+                    "deletedAt": self.deleted_at}
         return {"sourcedId": self.sourced_id, "fingerprint": self.fingerprint,
                 "data": self.data, "status": self.status}
+
+
+def tombstone(entity: str, sourced_id: str, deleted_at: str | None) -> StoredRecord:
+    """What the portal keeps of a deleted record: key and deletion time, nothing else."""
+    return StoredRecord(entity, sourced_id, "", {}, live=False, deleted_at=deleted_at)
+
+
+def utc_stamp(epoch: float) -> str:
+    """An epoch time as ISO 8601 UTC to the second (``2026-06-01T10:00:00Z``)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,8 +428,9 @@ class PortalModel:
     """Every school's records; applies operations in order with every check. Not thread-safe:
     the server calls it under one lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.schools: dict[str, SchoolData] = {}
+        self.clock = clock
 
     def school(self, name: str) -> SchoolData:
         """The school's data, created empty on first use."""
@@ -439,7 +456,7 @@ class PortalModel:
             return verdict, None
         if op.method == "PUT":
             return self._put(data, op)
-        return self._delete(data, op)
+        return self._delete(data, op, utc_stamp(self.clock()))
 
     @staticmethod
     def _put(school: SchoolData, op: Operation) -> tuple[Verdict, StoredRecord | None]:
@@ -459,7 +476,8 @@ class PortalModel:
         return Verdict(200 if old is not None and old.live else 201), record
 
     @staticmethod
-    def _delete(school: SchoolData, op: Operation) -> tuple[Verdict, StoredRecord | None]:
+    def _delete(school: SchoolData, op: Operation,
+                now: str) -> tuple[Verdict, StoredRecord | None]:
         old = school.live(op.entity, op.sourced_id)
         if old is None:
             return Verdict(204), None  # absent or already deleted: deleting again is a no-op
@@ -469,7 +487,7 @@ class PortalModel:
             return Verdict(409, "hasDependents", f"{op.entity} {op.sourced_id} is still "
                            f"referred to by live records: {listed}"), None
         school.unlink(old)
-        tomb = StoredRecord(old.entity, old.sourced_id, old.fingerprint, old.data, live=False)
+        tomb = tombstone(old.entity, old.sourced_id, now)
         school.records[op.entity][op.sourced_id] = tomb
         return Verdict(204), tomb
 
@@ -559,55 +577,82 @@ class MemoryPortal:
 
 # --- the file --------------------------------------------------------------------------------
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS record (school TEXT NOT NULL, entity TEXT NOT NULL,"
     " sourced_id TEXT NOT NULL, fingerprint TEXT NOT NULL, data TEXT NOT NULL,"
-    " live INTEGER NOT NULL, PRIMARY KEY (school, entity, sourced_id)) WITHOUT ROWID",
+    " live INTEGER NOT NULL, deleted_at TEXT, PRIMARY KEY (school, entity, sourced_id))"
+    " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS token (digest TEXT PRIMARY KEY, client_id TEXT NOT NULL,"
     " expires_at REAL NOT NULL)",
 )
-UPSERT = ("INSERT OR REPLACE INTO record (school, entity, sourced_id, fingerprint, data, live)"
-          " VALUES (?, ?, ?, ?, ?, ?)")
+PURGE_V1_TOMBSTONES = (
+    "ALTER TABLE record ADD COLUMN deleted_at TEXT",
+    "UPDATE record SET fingerprint = '', data = '{}' WHERE live = 0",
+)
+"""Version 1 kept the data of deleted records; version 2 purges them (the deletion time of
+those old tombstones is unknown and stays NULL)."""
+UPSERT = ("INSERT OR REPLACE INTO record"
+          " (school, entity, sourced_id, fingerprint, data, live, deleted_at)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 class PortalFile:
-    """The portal's SQLite file (mode 0600): every record, tombstones kept, and the digests of
-    issued tokens. ``None`` keeps everything in memory. One writer: the caller serialises."""
+    """The portal's SQLite file (mode 0600): every live record, the key and deletion time of
+    deleted ones, and the digests of issued tokens. ``None`` keeps everything in memory. One
+    writer: the caller serialises.
+
+    Deleted content leaves the file too: ``secure_delete`` overwrites freed cells with zeros,
+    and a write that deleted anything is checkpointed with the WAL truncated, so no old page
+    image of a purged record stays in ``-wal``."""
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = str(path) if path is not None else ":memory:"
         if path is not None and not os.path.exists(path):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             self._db.close()
             raise FatalError(f"{self.path}: portal data has schema version {version}; "
                              f"this portal reads version {SCHEMA_VERSION}")
+        if version == 1:
+            self._transaction(lambda: [self._db.execute(s) for s in PURGE_V1_TOMBSTONES])
+            self._db.execute("VACUUM")
+            self._truncate_wal()
         for statement in SCHEMA:
             self._db.execute(statement)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def records(self) -> Iterator[tuple[str, StoredRecord]]:
         """(school, record) for every record in the file."""
-        rows = self._db.execute(
-            "SELECT school, entity, sourced_id, fingerprint, data, live FROM record")
-        for school, entity, key, fingerprint, data, live in rows:
-            yield school, StoredRecord(entity, key, fingerprint, json.loads(data), bool(live))
+        rows = self._db.execute("SELECT school, entity, sourced_id, fingerprint, data, live,"
+                                " deleted_at FROM record")
+        for school, entity, key, fingerprint, data, live, deleted_at in rows:
+            if live:
+                yield school, StoredRecord(entity, key, fingerprint, json.loads(data))
+            else:
+                yield school, tombstone(entity, key, deleted_at)
 
     def save(self, school: str, records: Iterable[StoredRecord]) -> None:
-        """Write records (new, replaced or tombstoned) in one transaction."""
+        """Write records (new, replaced or purged to a tombstone) in one transaction."""
         rows = [(school, r.entity, r.sourced_id, r.fingerprint,
-                 json.dumps(r.data, ensure_ascii=False, separators=(",", ":")), int(r.live))
-                for r in records]
+                 json.dumps(r.data, ensure_ascii=False, separators=(",", ":")), int(r.live),
+                 r.deleted_at) for r in records]
         if rows:
             self._transaction(lambda: self._db.executemany(UPSERT, rows))
+        if any(not row[5] for row in rows):
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the file and empty it (old page images of purged records go)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def tokens(self) -> Iterator[tuple[str, str, float]]:
         """(token digest, client id, expiry as epoch seconds) of every issued token."""
@@ -621,6 +666,7 @@ class PortalFile:
     def clear(self) -> None:
         """Delete every record (tokens stay valid)."""
         self._transaction(lambda: self._db.execute("DELETE FROM record"))
+        self._truncate_wal()
 
     def _transaction(self, work: Callable[[], object]) -> None:
         self._db.execute("BEGIN")

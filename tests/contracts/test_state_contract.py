@@ -163,6 +163,22 @@ class TestStateStoreContract:
         assert set(store.payloads("pupil", sort_keys(1, 2, 3))) == set(sort_keys(1, 3))
         assert store.count("pupil") == 2
 
+    def test_a_pupil_deleted_for_lack_of_consent_is_remembered_once(
+            self, store: StateStore) -> None:
+        """The first acknowledged delete of a pupil for lack of consent is remembered with
+        its time (a later one keeps the first time); a delete for another reason is not, and
+        delivering the pupil again forgets it."""
+        store.record([delivery(Op.CREATE, k) for k in (1, 2, 3)])
+        gone = [delivery(Op.DELETE, 1), delivery(Op.DELETE, 2)]
+        gone[0].change.reason = "no_consent"
+        gone[1].change.reason = "erased (152-FZ)"
+        store.commit_batch("r", 1, gone, [], 3)
+        assert store.withdrawals() == {"1": clock()}
+        store.record([delivery(Op.CREATE, 3)])
+        assert set(store.withdrawals()) == {"1"}
+        store.record([delivery(Op.CREATE, 1)])
+        assert store.withdrawals() == {}
+
     def test_create_after_delete_revives_the_entry(self, store: StateStore) -> None:
         """A record created again after its delete is live again with its new fingerprint."""
         store.record([delivery(Op.CREATE, 1, "first")])

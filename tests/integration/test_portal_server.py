@@ -209,14 +209,20 @@ def test_put_is_idempotent_and_get_shows_the_record(api: Api) -> None:
 
 
 def test_delete_is_idempotent_and_leaves_a_tombstone(api: Api) -> None:
-    """DELETE answers 204 every time, even for a record that never existed; GET then shows
-    status tobedeleted, the list leaves it out, and GET of an unknown key is 404."""
+    """DELETE answers 204 every time, even for a record that never existed; GET then answers
+    410 with key and deletion time only, the list leaves it out, and GET of an unknown key is
+    404."""
     api.put("subject", "s1", {"name": "Mathematics"})
     for _ in range(2):
         answer = api.call("DELETE", "subject/s1")
         assert (answer.status_code, answer.content) == (204, b"")
     assert api.call("DELETE", "subject/never").status_code == 204
-    assert api.call("GET", "subject/s1").json()["status"] == "tobedeleted"
+    gone = api.call("GET", "subject/s1")
+    assert gone.status_code == 410
+    assert {k: v for k, v in gone.json().items() if k not in ("type", "description")} == {
+        "sourcedId": "s1", "status": "tobedeleted", "deletedAt": gone.json()["deletedAt"]}
+    assert gone.json()["type"] == "deleted"
+    assert "Mathematics" not in gone.text
     assert api.call("GET", "subject").json() == {"records": []}
     assert api.call("GET", "subject/never").status_code == 404
 
@@ -378,6 +384,7 @@ def test_a_restarted_portal_has_the_same_records_tombstones_rules_and_tokens(
     try:
         assert again.inspect("counts") == counts
         assert again.call("GET", "work/w1").json()["status"] == "tobedeleted"
+        assert "data" not in again.call("GET", "work/w1").json()
         assert again.call("GET", "mark/m1").json()["data"]["value"] == "3"
         assert again.call("DELETE", "work/w5").status_code == 409
     finally:
@@ -519,8 +526,8 @@ def test_invalid_fault_settings_are_refused_with_every_problem(api: Api) -> None
 
 
 def test_inspection_shows_counts_records_and_stats(school: Api) -> None:
-    """counts are live records per school and entity; records include tombstones with data;
-    stats count requests, batches and operations."""
+    """counts are live records per school and entity; records include tombstones, with key
+    and deletion time only; stats count requests, batches and operations."""
     school.batch(delete_op("1", "work", "w1"))
     counts = school.inspect("counts")
     assert counts["demo"]["pupil"] == 3
@@ -529,7 +536,9 @@ def test_inspection_shows_counts_records_and_stats(school: Api) -> None:
     records = school.inspect("records", school="demo", entity="work")["records"]
     assert sorted((r["sourcedId"], r["status"]) for r in records) == [
         ("w1", "tobedeleted"), ("w5", "active")]
-    assert records[0]["data"]["lesson"] in ("l1", "l5")
+    shown = {r["sourcedId"]: r for r in records}
+    assert shown["w5"]["data"]["lesson"] == "l5"
+    assert set(shown["w1"]) == {"sourcedId", "status", "deletedAt"}
     stats = school.inspect("stats")
     assert (stats["batches"], stats["operations"], stats["rejected"]) == (2, 16, 0)
     assert stats["requests"] >= 4

@@ -25,6 +25,7 @@ from bridge.portal.store import (
     PortalModel,
     SchoolData,
     StoredRecord,
+    tombstone,
 )
 
 SCHOOL = "demo"
@@ -117,6 +118,59 @@ def test_delete_tombstones_and_deleting_again_or_an_absent_record_is_a_no_op(
     assert record is not None
     assert record.status == "tobedeleted"
     assert model.fingerprints(SCHOOL, "mark") == {}
+
+
+def test_a_delete_purges_the_record_to_its_key_and_deletion_time() -> None:
+    """A deleted record keeps no data and no fingerprint of its content, only its key and the
+    time of the delete (from the model's clock)."""
+    model = PortalModel(clock=lambda: 1780308000.0)
+    for op in base_school():
+        one(model, op)
+    one(model, mark())
+    one(model, delete("mark", "m1"))
+    record = model.get(SCHOOL, "mark", "m1")
+    assert record is not None
+    assert (record.data, record.fingerprint, record.deleted_at) == ({}, "", "2026-06-01T10:00:00Z")
+    assert record.as_json() == {"sourcedId": "m1", "status": "tobedeleted",
+                                "deletedAt": "2026-06-01T10:00:00Z"}
+
+
+def test_the_file_holds_no_byte_of_a_purged_record(tmp_path: Path) -> None:
+    """After a delete, neither the portal's SQLite file nor its WAL contains the deleted
+    record's data (freed cells are zeroed, the WAL is truncated)."""
+    path = tmp_path / "portal.sqlite"
+    file = PortalFile(path)
+    name = "Уникальнова-Секретная"
+    pupil = StoredRecord("pupil", "p9", "fp9", {"last_name": name, "birth_date": "2015-03-07"})
+    file.save(SCHOOL, [pupil])
+    file.save(SCHOOL, [tombstone("pupil", "p9", "2026-06-01T10:00:00Z")])
+    found = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    file.close()
+    assert name.encode() not in found
+    assert b"2015-03-07" not in found
+    assert b"fp9" not in found
+
+
+def test_a_version_1_file_is_purged_on_open(tmp_path: Path) -> None:
+    """A portal file of schema version 1 (tombstones with data) is migrated: its tombstones
+    lose data and fingerprint, its live records stay."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE record (school TEXT NOT NULL, entity TEXT NOT NULL, sourced_id "
+               "TEXT NOT NULL, fingerprint TEXT NOT NULL, data TEXT NOT NULL, live INTEGER "
+               "NOT NULL, PRIMARY KEY (school, entity, sourced_id)) WITHOUT ROWID")
+    db.executemany("INSERT INTO record VALUES (?, ?, ?, ?, ?, ?)", [
+        (SCHOOL, "pupil", "p1", "fa", '{"last_name":"Старова"}', 0),
+        (SCHOOL, "pupil", "p2", "fb", '{"last_name":"Живова"}', 1)])
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    file = PortalFile(path)
+    records = {r.sourced_id: r for _, r in file.records()}
+    file.close()
+    assert (records["p1"].live, records["p1"].data, records["p1"].fingerprint) == (False, {}, "")
+    assert (records["p2"].live, records["p2"].data) == (True, {"last_name": "Живова"})
+    assert "Старова".encode() not in path.read_bytes()
 
 
 def test_a_put_after_a_delete_recreates_the_record(model: PortalModel) -> None:
@@ -368,9 +422,10 @@ def test_the_file_keeps_records_and_tombstones_and_a_restored_model_keeps_the_ru
         restored.restore(school, record)
     again.close()
     assert restored.counts() == model.counts()
-    assert restored.get(SCHOOL, "work", "w1") == StoredRecord(
-        "work", "w1", base_school()[-1].fingerprint or "", {"lesson": "l1", "kind": "oral",
-                                                            "weight": 1}, live=False)
+    kept = restored.get(SCHOOL, "work", "w1")
+    assert kept == model.get(SCHOOL, "work", "w1")
+    assert kept is not None
+    assert (kept.live, kept.data, kept.fingerprint) == (False, {}, "")
     assert one(restored, delete("work", "w5")).status == 409
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
