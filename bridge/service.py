@@ -46,6 +46,8 @@ class Request:
     resend: Scope | None = None
     as_of: date | None = None
     wait: bool = True
+    reconcile: bool = False
+    """Read the portal back first and repair what is missing or changed there."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,7 +137,7 @@ class Service:
         try:
             return run_sync(self.mappings, source, state, portal, options, run_id=run_id,
                             max_attempts=config.dead_letter_after, progress=progress,
-                            stop=self.stop)
+                            stop=self.stop, reconcile=request.reconcile)
         finally:
             portal.close()
             source.engine.dispose()
@@ -163,7 +165,11 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "held_back": {e: dict(c) for e, c in plan.holds.items()},
         "rejected": dict(plan.rejection_counts),
         "guard_held": outcome.plan.held,
-        "plan_id": plan.plan_id if outcome.plan.held else None,
+        "plan_id": outcome.plan.held_id if outcome.plan.held else None,
+        "reconcile": None if outcome.plan.drift is None else {
+            **outcome.plan.drift.summary(),
+            "held": [h.describe() for h in outcome.plan.portal_holds]
+            if outcome.plan.portal_held else []},
         "approval_expired": outcome.plan.approval_expired,
         "batches": report.batches,
         "error": report.failure,

@@ -120,6 +120,11 @@ class StateStore(Protocol):
         """The recorded payloads of the given live entries, by sort key."""
         ...
 
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → sort key of the entries of ``entity`` among ``keys`` (keys, not sort keys)
+        that the bridge deleted (reconciliation: a deleted record back on the portal)."""
+        ...
+
     def record(self, delivered: Sequence[Delivered]) -> None:
         """Record acknowledged changes, all or nothing."""
         ...
@@ -451,6 +456,16 @@ class SqlStateStore:
                 query = sa.select(record_state.c.sort_key, record_state.c.payload).where(
                     record_state.c.entity == entity, record_state.c.sort_key.in_(chunk))
                 found.update((k, json.loads(p)) for k, p in conn.execute(query) if p)
+        return found
+
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(keys, LOOKUP_CHUNK):
+                query = sa.select(record_state.c.key, record_state.c.sort_key).where(
+                    record_state.c.entity == entity, record_state.c.key.in_(chunk),
+                    record_state.c.status == DELETED)
+                found.update((str(k), str(s)) for k, s in conn.execute(query))
         return found
 
     def record(self, delivered: Sequence[Delivered]) -> None:
