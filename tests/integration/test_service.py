@@ -222,7 +222,7 @@ def test_status_retry_resync_and_erase(small: tuple[Path, Path],
     config, _ = small
     status = json.loads(bridge(config, "status", "--json").stdout)
     assert status["runs"][0]["command"] == "sync"
-    assert set(status["next_runs"]) == {"incremental", "full", "dead_letters"}
+    assert set(status["next_runs"]) == {"incremental", "full", "dead_letters", "reconcile"}
     resync = json.loads(bridge(config, "resync", "--pupil", "1", "--json").stdout)
     sent = resync["delivery"]["delivered"]
     assert sent["mark"]["update"] == 12

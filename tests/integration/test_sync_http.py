@@ -18,7 +18,6 @@ from bridge.model import Op
 from bridge.portal import Operation
 from bridge.portal.server import ReferencePortal
 from bridge.state import open_state
-from bridge.state import open_state
 from tests.e2e import (
     Bridge,
     duplicates,
