@@ -7,7 +7,7 @@ import getpass
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,6 +79,9 @@ class Explanation:
     delivered: dict[str, Any] | None = None
     dead_letter: DeadLetter | None = None
     erased: Mapping[str, Any] | None = None
+    portal_check: tuple[str, datetime] | None = None
+    """What the last reconciliation found on the portal ("missing", "changed", "unexpected",
+    "matches"), and when."""
 
 
 def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: str,
@@ -104,6 +107,7 @@ def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: 
                                   if d.entity == entity and d.key == key), None)
     if entity == "pupil":
         found.erased = Erasures(state.engine).get(key)
+    found.portal_check = state.portal_finding(entity, key)
     return found
 
 

@@ -92,6 +92,16 @@ class Drift:
                        "planned": dict(d.planned), "left_unexpected": len(d.reported)}
                 for name, d in self.entities.items()}
 
+    def findings(self, entity: str) -> Iterator[tuple[str, str, str]]:
+        """(sort key, key, finding) of every record of ``entity`` that did not match."""
+        found = self.entities[entity]
+        for sort_key in sorted(found.missing):
+            yield sort_key, key_from_sort_key(sort_key), "missing"
+        for sort_key in sorted(found.changed):
+            yield sort_key, key_from_sort_key(sort_key), "changed"
+        for key, sort_key in sorted(found.unexpected.items()):
+            yield sort_key or f"?{key}", key, "unexpected"
+
     def note(self, change: Change, reason: str) -> None:
         """Give ``change`` its drift reason and count it (and keep a bounded sample)."""
         change.reason = reason

@@ -424,7 +424,25 @@ def _explain_delivery(found: Explanation) -> list[str]:
                                            if letter.is_dead else ""))
     else:
         lines.append("  portal answered: accepted" if done else "  portal answered: -")
-    return lines
+    return lines + _explain_check(found)
+
+
+def _explain_check(found: Explanation) -> list[str]:
+    """What the last reconciliation found on the portal for this record."""
+    check, done = found.portal_check, found.delivered
+    if check is None:
+        return ["  portal check: never read back (`asiou-bridge sync --reconcile`)"]
+    finding, at = check
+    when = f"{at:%Y-%m-%d %H:%M}"
+    if finding == "matches":
+        if done is None or done["status"] == "deleted" or done["first_delivered_at"] > at:
+            return [f"  portal check: not checked (last read back {when})"]
+        return [f"  portal check: {when}: the portal had the version the bridge sent"]
+    words = {"missing": "MISSING on the portal", "changed": "CHANGED on the portal (another "
+             "version than the bridge sent)", "unexpected": "on the portal, though the bridge "
+             "had not sent it (or had deleted it)"}.get(finding, finding)
+    since = done is not None and done["updated_at"] >= at
+    return [f"  portal check: {when}: {words}" + ("; sent again since" if since else "")]
 
 
 def explain_json(found: Explanation) -> str:
@@ -442,6 +460,8 @@ def explain_json(found: Explanation) -> str:
             "attempts": found.dead_letter.attempts, "kind": found.dead_letter.kind,
             "reason": found.dead_letter.reason, "status": found.dead_letter.status},
         "erased": found.erased,
+        "portal_check": None if found.portal_check is None else {
+            "finding": found.portal_check[0], "checked_at": found.portal_check[1]},
     }, ensure_ascii=False, indent=2, default=str)
 
 

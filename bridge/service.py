@@ -134,10 +134,16 @@ class Service:
                              overlap=config.overlap, erased=Erasures(state.engine).keys(),
                              resend=request.resend,
                              workers=resolve_workers(config.plan_workers))
+        checked_at = state.clock()  # the read-back comes first
         try:
-            return run_sync(self.mappings, source, state, portal, options, run_id=run_id,
-                            max_attempts=config.dead_letter_after, progress=progress,
-                            stop=self.stop, reconcile=request.reconcile)
+            outcome = run_sync(self.mappings, source, state, portal, options, run_id=run_id,
+                               max_attempts=config.dead_letter_after, progress=progress,
+                               stop=self.stop, reconcile=request.reconcile)
+            drift = outcome.plan.drift
+            if drift is not None:
+                for entity in drift.entities:
+                    state.record_check(entity, drift.findings(entity), checked_at)
+            return outcome
         finally:
             portal.close()
             source.engine.dispose()

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from bridge.demo import schema
 from bridge.errors import ExitCode
+from bridge.portal import Operation
+from bridge.portal.client import PortalClient, PortalSettings
 from bridge.portal.server import DEMO_CLIENT, ReferencePortal
 from tests.e2e import expected_export, make_school, running_portal, snapshot, write_config
 
@@ -258,3 +260,34 @@ def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
     refused = bridge(config, "sync")
     assert refused.returncode == ExitCode.PORTAL_AUTH
     assert "The portal refused our credentials" in refused.stderr
+
+
+def test_reconcile_repairs_a_mark_deleted_on_the_portal_and_explain_says_so(
+        small: tuple[Path, Path], portal: ReferencePortal) -> None:
+    """A mark deleted directly on the portal is planned again by `plan --reconcile` with its
+    reason, re-created by `sync --reconcile`, and `explain` tells what the portal had."""
+    config, _ = small
+    client = PortalClient(PortalSettings(base_url=portal.url, school="demo",
+                                         client_id=DEMO_CLIENT[0], client_secret=DEMO_CLIENT[1]))
+    try:
+        assert client.send([Operation("0", "DELETE", "mark", "1001")])[0].ok
+    finally:
+        client.close()
+    assert ("mark", "1001") not in snapshot(portal.url)
+    usage = bridge(config, "sync", "--reconcile", "--incremental")
+    assert usage.returncode == ExitCode.USAGE
+    preview = bridge(config, "plan", "--reconcile", "--detail", "--as-of", "2025-12-01")
+    assert preview.returncode == ExitCode.OK, preview.stderr[-3000:]
+    assert "mark: create: missing on the portal — 1" in preview.stdout
+    assert "mark 1001: create (missing on the portal)" in preview.stdout
+    done = bridge(config, "sync", "--reconcile", "--json", "--as-of", "2025-12-01")
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    assert data["reconcile"]["entities"]["mark"]["planned"] == {
+        "create: missing on the portal": 1}
+    assert data["delivery"]["delivered"]["mark"] == {"create": 1}
+    assert ("mark", "1001") in snapshot(portal.url)
+    repaired = bridge(config, "explain", "mark", "1001").stdout
+    assert "MISSING on the portal; sent again since" in repaired
+    kept = json.loads(bridge(config, "explain", "mark", "1002", "--json").stdout)
+    assert kept["portal_check"]["finding"] == "matches"
