@@ -116,6 +116,9 @@ class Explanation:
     delivered: dict[str, Any] | None = None
     dead_letter: DeadLetter | None = None
     erased: Mapping[str, Any] | None = None
+    portal_check: tuple[str, datetime] | None = None
+    """What the last reconciliation found on the portal ("missing", "changed", "unexpected",
+    "matches"), and when."""
 
 
 def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: str,
@@ -141,6 +144,7 @@ def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: 
                                   if d.entity == entity and d.key == key), None)
     if entity == "pupil":
         found.erased = Erasures(state.engine).get(key)
+    found.portal_check = state.portal_finding(entity, key)
     return found
 
 

@@ -12,6 +12,7 @@ import getpass
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date
 
 import sqlalchemy as sa
@@ -19,15 +20,17 @@ import sqlalchemy as sa
 from bridge import cli_admin, cli_demo, logs
 from bridge.cli_common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.config import Config
-from bridge.engine import PlanResult, RunOptions, plan_run
+from bridge.engine import PlanResult, RunOptions, plan_run, read_back
 from bridge.errors import BridgeError, ConfigError, ExitCode, Problem
 from bridge.mapping import MappingSet
+from bridge.portal import ENTITIES as PORTAL_ENTITIES
 from bridge.portal.client import PortalClient
+from bridge.reconcile import Drift
 from bridge.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.service import Service, portal_settings
 from bridge.shards import resolve_workers
 from bridge.source import open_source
-from bridge.state import open_state, utc_now
+from bridge.state import StateStore, open_state, utc_now
 
 EPILOG_PLAN = """examples:
   asiou-bridge plan                      full plan against the configured ASIOU database
@@ -87,18 +90,27 @@ def _add_plan(sub: Subparsers) -> None:
     cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
     cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
+    _reconcile_flag(cmd)
+
+
+def _reconcile_flag(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--reconcile", action="store_true",
+                     help="read the portal back first: re-send what is missing or changed "
+                     "there, remove what must not be there (a full run)")
 
 
 def _add_sync(sub: Subparsers) -> None:
     cmd = command(sub, "sync", "Plan and deliver the changes to the portal.", cmd_sync,
                    "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
                    "  asiou-bridge sync --incremental   rows changed since the last run\n"
-                   "  asiou-bridge sync --dry-run       plan only (same as `plan`)")
+                   "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
+                   "  asiou-bridge sync --reconcile     also read the portal back and repair it")
     cmd.add_argument("--incremental", action="store_true",
                      help="read only rows changed since the last run (finds no source deletions)")
     cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
+    _reconcile_flag(cmd)
     wait_flags(cmd)
 
 
@@ -120,14 +132,19 @@ def _add_check(sub: Subparsers) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``plan``: a full (or incremental) plan, printed; nothing is sent or recorded."""
+    if args.reconcile and args.incremental:
+        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        return ExitCode.USAGE
     config, mappings = load(args)
-    result = _plan(config, mappings, args.incremental, args.as_of or date.today())
+    result = _plan(config, mappings, args.incremental, args.as_of or date.today(),
+                   args.reconcile)
     print(plan_json(result, args.detail) if args.json
           else plan_text(result, mappings.entities, args.detail))
     return ExitCode.PLAN_HELD if result.held else ExitCode.OK
 
 
-def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) -> PlanResult:
+def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date,
+          reconcile: bool = False) -> PlanResult:
     source = open_source(config.source_url_with_password().render_as_string(False))
     state = open_state(config.state_url, utc_now, school=config.portal_school)
     options = RunOptions(as_of=as_of, incremental=incremental, thresholds=config.thresholds,
@@ -135,6 +152,8 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) 
     log = logs.get_logger(command="plan")
     started = time.monotonic()
     try:
+        if reconcile:
+            options = replace(options, drift=_read_back(config, mappings, state))
         result = plan_run(mappings, source, state, options)
     finally:
         state.close()
@@ -149,13 +168,27 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date) 
     return result
 
 
+def _read_back(config: Config, mappings: MappingSet, state: StateStore) -> Drift:
+    """The portal read back, for a reconciling preview."""
+    client = PortalClient(portal_settings(config))
+    try:
+        return read_back(client.fingerprints, state,
+                         [e for e in mappings.entities if e in PORTAL_ENTITIES])
+    finally:
+        client.close()
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     """``sync``: plan and deliver; the exit code says whether anything was left undelivered."""
     if args.dry_run:
         args.detail = False
         return cmd_plan(args)
+    if args.reconcile and args.incremental:
+        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        return ExitCode.USAGE
     config, mappings = load(args)
-    request = cli_admin.manual("sync", args, incremental=args.incremental, as_of=args.as_of)
+    request = cli_admin.manual("sync", args, incremental=args.incremental, as_of=args.as_of,
+                               reconcile=args.reconcile)
     outcome = Service(config, mappings).sync(request, say=say, progress=tty_progress(args.json))
     print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
     return outcome.exit_code

@@ -62,9 +62,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "incremental_every": (str, "15m", "how often an incremental sync runs (30s, 15m, 1h)"),
         "hours": (str, "", "only in these hours, e.g. 7-19 (empty: round the clock)"),
         "days": (str, "mon-sun", "only on these days, e.g. mon-sat"),
-        "full_at": (str, "02:30", "the nightly full reconciliation (HH:MM, local time)"),
+        "full_at": (str, "02:30", "the nightly full run (HH:MM, local time)"),
         "dead_letters_at": (str, "02:15", "dead letters get another chance (before full_at)"),
         "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
+        # reconciliation (bridge.reconcile): the portal read back and repaired
+        "reconcile_at": (str, "sun 03:00", "when the portal is read back and repaired: days "
+                         "and a time, like 'sun 03:00' or 'mon-fri 03:00' (empty: only on "
+                         "demand, `sync --reconcile`)"),
     },
     "metrics": {
         "textfile": (str, "", "write Prometheus metrics to this .prom file (node_exporter)"),
@@ -303,6 +307,7 @@ def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]
     for key, pattern, meaning in checks:
         if isinstance(schedule[key], str) and not pattern.fullmatch(schedule[key].strip()):
             problems.append(Problem(file, f"schedule.{key}", f"must be {meaning}"))
+    _check_reconcile_at(schedule["reconcile_at"], file, problems)
     hours = schedule["hours"]
     if isinstance(hours, str) and hours and (not HOURS.fullmatch(hours.strip()) or any(
             int(h) > 23 for h in re.findall(r"\d+", hours))):
@@ -317,6 +322,27 @@ def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]
             schedule["incremental_every"].strip()) and every_seconds(
             schedule["incremental_every"]) < 1:
         problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))
+
+
+def reconcile_when(text: str) -> tuple[str, int, int] | None:
+    """``schedule.reconcile_at`` as (days, hour, minute); None when it is off (empty)."""
+    if not text.strip():
+        return None
+    days, _, at = text.strip().rpartition(" ")
+    if not DAYS.fullmatch(days.strip().lower()) or not CLOCK.fullmatch(at):
+        raise ValueError(text)
+    hour, minute = at.split(":")
+    return days.strip().lower(), int(hour), int(minute)
+
+
+def _check_reconcile_at(value: object, file: str, problems: list[Problem]) -> None:
+    if not isinstance(value, str):
+        return
+    try:
+        reconcile_when(value)
+    except ValueError:
+        problems.append(Problem(file, "schedule.reconcile_at", "must be days and a time like "
+                                "'sun 03:00' or 'mon-fri 03:00', or empty (only on demand)"))
 
 
 def _check_metrics(metrics: dict[str, Any], file: str, problems: list[Problem]) -> None:

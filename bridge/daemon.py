@@ -1,8 +1,9 @@
 """``asiou-bridge run``: the daemon. APScheduler 3 jobs, systemd notify, graceful stop.
 
 Jobs (``[schedule]`` in the config): an incremental sync every ``incremental_every`` (first one
-at start; optionally only in ``hours`` on ``days``), the nightly full reconciliation at
-``full_at``, and dead letters given another chance at ``dead_letters_at``. Syncs run one at a
+at start; optionally only in ``hours`` on ``days``), the nightly full run at ``full_at``, dead
+letters given another chance at ``dead_letters_at``, and the reconciliation (a full run that
+reads the portal back and repairs it) at ``reconcile_at``, weekly by default. Syncs run one at a
 time on a single worker (``max_instances=1``, coalesced, with a misfire grace), and under the
 same database lock as manual commands: a scheduled run that finds a manual one running skips its
 turn. SIGTERM or SIGINT stops the run in flight after its current batch (acknowledged changes
@@ -24,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bridge.config import Config, every_seconds
+from bridge.config import Config, every_seconds, reconcile_when
 from bridge.errors import BridgeError
 from bridge.mapping import MappingSet
 from bridge.notify import Notifier
@@ -57,6 +58,9 @@ class Daemon:
         hour, minute = schedule["dead_letters_at"].split(":")
         self.scheduler.add_job(self.revive, CronTrigger(hour=int(hour), minute=int(minute)),
                                id="dead_letters", executor="sync")
+        reconciling = _reconcile_trigger(schedule["reconcile_at"])
+        if reconciling is not None:
+            self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(self.notifier.watchdog, IntervalTrigger(seconds=interval),
@@ -77,8 +81,14 @@ class Daemon:
                            wait=False))
 
     def full(self) -> None:
-        """The nightly full reconciliation (the only scheduled run that finds deletions)."""
+        """The nightly full run (finds deletions; reads the portal back only at reconcile_at)."""
         self._sync(Request(command="full", trigger="schedule", wait=False))
+
+    def reconcile(self) -> None:
+        """The weekly reconciliation: a full run that reads the portal back first and repairs
+        what is missing or changed there (``bridge.reconcile``)."""
+        self._sync(Request(command="reconcile", trigger="schedule", reconcile=True,
+                           wait=False))
 
     def revive(self) -> None:
         """Give dead letters another chance: the next full run sends them again."""
@@ -139,7 +149,19 @@ def next_runs(daemon: Daemon) -> dict[str, Any]:
                             ("dead_letters", _cron(daemon.config.schedule["dead_letters_at"]))):
         fire: Callable[..., Any] = trigger.get_next_fire_time
         found[job_id] = fire(None, now)
+    reconciling = _reconcile_trigger(daemon.config.schedule["reconcile_at"])
+    found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(
+        None, now)
     return found
+
+
+def _reconcile_trigger(at: str) -> CronTrigger | None:
+    """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
+    when = reconcile_when(at)
+    if when is None:
+        return None
+    days, hour, minute = when
+    return CronTrigger(day_of_week=days, hour=hour, minute=minute)
 
 
 def _cron(at: str) -> CronTrigger:

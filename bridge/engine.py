@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, NoReturn
 
-from bridge import gate
+from bridge import gate, reconcile
 from bridge.errors import RetriableError, SourceError, SourceOrderError
 from bridge.fields import InvalidValue, key_part
 from bridge.gate import Context, MissingReference
@@ -37,6 +37,7 @@ from bridge.plan import (
     may_close,
     pair_by_lookup,
 )
+from bridge.reconcile import Drift, PortalHold
 from bridge.scope import Scope
 from bridge.shards import (
     HAS_FORK,
@@ -78,6 +79,9 @@ class RunOptions:
     workers: int = 1
     """Processes that plan a full read of a large entity, each a range of its keys
     (``bridge.shards``); 1 plans everything in this process."""
+    drift: Drift | None = None
+    """The portal read back (``read_back``): a reconciling run, whose state view is corrected
+    by what the portal holds (``bridge.reconcile``). Planned in one process."""
 
 
 @dataclass
@@ -95,12 +99,30 @@ class PlanResult:
     partial (it holds no deletes) and the run must not report success."""
     approval_expired: bool = False
     """True when an admin approved this very plan, but longer ago than the approval is valid."""
+    drift: Drift | None = None
+    """What the portal's read-back found, and what was planned for it (a reconciling run)."""
+    portal_holds: list[PortalHold] = field(default_factory=list)
+    portal_approved: bool = False
+
+    @property
+    def portal_held(self) -> bool:
+        """True when the read-back looks like an empty or lost portal and no admin approved
+        the reconciliation (``Drift.drift_id``): nothing of the run is sent."""
+        return bool(self.portal_holds) and not self.portal_approved
 
     @property
     def held(self) -> bool:
         """True when the destructive changes (deletes, archives, closures) must wait for an
         admin's approval."""
-        return bool(self.guard_holds) and not self.approved
+        return (bool(self.guard_holds) and not self.approved) or self.portal_held
+
+    @property
+    def held_id(self) -> str:
+        """The id an admin approves: the reconciliation's when the read-back is held, else the
+        plan's."""
+        if self.portal_held and self.drift is not None:
+            return self.drift.drift_id
+        return self.plan.plan_id
 
 
 def plan_run(
@@ -114,8 +136,14 @@ def plan_run(
     the changes that hide a pupil (archives, membership closures) wait in the plan (they go
     last, and only if the guard lets them). A plan the guard holds is remembered by the state
     store, so an admin can approve it. A read that fails midway does not raise: the result
-    carries the error and no deletes."""
+    carries the error and no deletes. A reconciling run whose read-back the guard holds
+    sends nothing (its changes are planned for review only)."""
+    portal_holds, portal_approved = _guard_portal(options, state)
+    if portal_holds and not portal_approved:
+        sink = None
     run = _Run(mappings, source, state, options, sink)
+    run.result.drift, run.result.portal_holds = options.drift, portal_holds
+    run.result.portal_approved = portal_approved
     try:
         for mapping in mappings.mappings:
             gc.freeze()  # the context learnt so far is long-lived: keep the collector off it
@@ -151,6 +179,33 @@ def _fill_before(plan: Plan, state: StateStore) -> None:
         found = state.payloads(entity, [c.sort_key for c in plan.updates if c.entity == entity])
         plan.updates = [replace(c, before=found.get(c.sort_key)) if c.entity == entity else c
                         for c in plan.updates]
+
+
+def _guard_portal(options: RunOptions, state: StateStore) -> tuple[list[PortalHold], bool]:
+    """The read-back's guard: its holds, and whether an admin approved them (in time)."""
+    if options.drift is None:
+        return [], False
+    holds = reconcile.check(options.drift, options.thresholds)
+    if not holds:
+        return [], False
+    drift_id = options.drift.drift_id
+    state.hold_plan(drift_id, "; ".join(h.describe() for h in holds))
+    valid = timedelta(hours=options.thresholds.approval_valid_hours)
+    return holds, state.is_approved(drift_id, valid)
+
+
+def read_back(listing: Callable[[str], Mapping[str, str]], state: StateStore,
+              entities: Iterable[str]) -> Drift:
+    """Read the portal back (``listing``: entity → sourcedId → fingerprint of its live
+    records) and compare it with the state, entity by entity; unexpected records get the sort
+    key of the state's tombstone where there is one."""
+    drift = Drift()
+    for entity in entities:
+        found = reconcile.compare(entity, state.entries(entity), listing(entity))
+        if found.unexpected:
+            found.unexpected.update(state.tombstones(entity, list(found.unexpected)))
+        drift.entities[entity] = found
+    return drift
 
 
 def _place_archives(plan: Plan, ctx: Context) -> None:
@@ -213,7 +268,8 @@ class _Run:
             since = None
         tapped = self.options.tap is not None and self.options.tap[0] == mapping.entity
         watching = tapped or (self.options.incremental and mapping.entity in DIRTYING)
-        if since is None and not watching and mapping.entity not in mapping.refs.values():
+        if since is None and not watching and mapping.entity not in mapping.refs.values() \
+                and self.options.drift is None:
             ranges = self._key_ranges(mapping)
             if len(ranges) > 1:
                 self._plan_in_ranges(mapping, ranges)
@@ -237,11 +293,20 @@ class _Run:
         if tap is not None and tap[0] == mapping.entity:
             items = self._tapped(items, tap[1])
         if since is None:
-            return diff_sorted(mapping.entity, items, self.state.entries(mapping.entity),
-                               self._resend())
+            return self._reconciled(mapping.entity, items)
         changed = items if leaf else (i for i in items if self._is_changed(i, since))
         return diff(pair_by_lookup(
             changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
+
+    def _reconciled(self, entity: str, items: Iterator[Item]) -> Iterator[Item | Change]:
+        """The full merge; in a reconciling run over the state as the portal has it."""
+        drift = self.options.drift
+        found = drift.entities.get(entity) if drift is not None else None
+        entries = self.state.entries(entity)
+        if drift is None or found is None:
+            return diff_sorted(entity, items, entries, self._resend())
+        merged = diff_sorted(entity, items, reconcile.corrected(entries, found), self._resend())
+        return reconcile.annotate(merged, found, drift)
 
     def _note_watching(self, mapping: CompiledMapping, outcomes: Iterable[Item | Change]
                        ) -> None:

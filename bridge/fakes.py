@@ -247,6 +247,12 @@ class MemoryStateStore:
         return {r.sort_key: _copy(r.payload) for r in found
                 if r is not None and r.payload is not None}
 
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → sort key of the deleted entries of ``entity`` among ``keys``."""
+        wanted = set(keys)
+        return {r.key: r.sort_key for r in self.rows.values()
+                if r.entity == entity and not r.is_live and r.key in wanted}
+
     def record(self, delivered: Sequence[Delivered]) -> None:
         """Record acknowledged changes, all or nothing: upserts first, then tombstones."""
         now = self.clock()

@@ -49,6 +49,7 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
         row += "".join(f"{counts.get(op.value, 0):>9}" for op in OPS)
         lines.append(row + f"{held:>9}{plan.rejection_counts[entity]:>10}")
     lines += _holds(result) + _rejections(result, detail) + _guard(result)
+    lines += _reconcile(result, detail)
     if detail:
         lines += _details(plan.updates, plan.sample_limit)
     if plan.failure:
@@ -105,6 +106,47 @@ def _guard(result: PlanResult) -> list[str]:
     return lines
 
 
+def _reconcile(result: PlanResult, detail: bool) -> list[str]:
+    """What the portal's read-back found per entity, what was planned for it and why, and
+    the read-back guard's verdict."""
+    drift = result.drift
+    if drift is None:
+        return []
+    lines = ["", "Portal read back (reconciliation):",
+             f"  {'entity':<14}{'delivered':>10}{'on portal':>10}{'missing':>9}{'changed':>9}"
+             f"{'unexpected':>11}"]
+    for name, found in drift.entities.items():
+        if found.in_state or found.on_portal:
+            lines.append(f"  {name:<14}{found.in_state:>10}{found.on_portal:>10}"
+                         f"{len(found.missing):>9}{len(found.changed):>9}"
+                         f"{len(found.unexpected):>11}")
+    for name, found in drift.entities.items():
+        for why, n in sorted(found.planned.items()):
+            lines.append(f"  {name}: {why} — {n}")
+        if found.reported:
+            shown = ", ".join(found.reported[:EXAMPLES])
+            lines.append(f"  {name}: {len(found.reported)} unexpected records the bridge never "
+                         f"sent and ASIOU does not have, left on the portal (keys {shown}"
+                         + (", …)" if len(found.reported) > EXAMPLES else ")"))
+    if detail:
+        lines += [f"  {c.entity} {c.key}: {c.op.value} ({c.reason})" for c in drift.samples]
+    return lines + _portal_guard(result)
+
+
+def _portal_guard(result: PlanResult) -> list[str]:
+    if not result.portal_holds:
+        return []
+    if result.portal_approved:
+        drift_id = result.drift.drift_id if result.drift is not None else ""
+        return ["", f"Read-back guard: approved by an admin (reconciliation {drift_id})."]
+    lines = ["", "Read-back guard: HELD. Nothing of this run is sent because"]
+    lines += [f"  - {h.describe()}" for h in result.portal_holds]
+    lines += ["  Check portal.url and portal.school first: a wrong portal looks like this.",
+              "  If the portal really lost these records, approve sending them again:",
+              f"    asiou-bridge approve {result.held_id}"]
+    return lines
+
+
 def _details(updates: list[Change], limit: int) -> list[str]:
     lines = ["", f"Updates, field by field (first {limit} per entity):"]
     for change in updates:
@@ -129,12 +171,30 @@ def plan_json(result: PlanResult, detail: bool = False) -> str:
                   "approval_expired": result.approval_expired,
                   "reasons": [h.describe() for h in result.guard_holds]},
         "failure": plan.failure,
+        "reconcile": _reconcile_json(result, detail),
     }
     if detail:
         data["updates"] = [{"entity": c.entity, "key": c.key, "fields": {
             n: {"before": b, "after": a} for n, (b, a) in changed_fields(c).items()}}
             for c in plan.updates]
     return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def _reconcile_json(result: PlanResult, detail: bool) -> dict[str, Any] | None:
+    drift = result.drift
+    if drift is None:
+        return None
+    data: dict[str, Any] = {
+        "entities": drift.summary(), "held": result.portal_held,
+        "approved": result.portal_approved, "approve_id": drift.drift_id
+        if result.portal_holds else None,
+        "reasons": [h.describe() for h in result.portal_holds]}
+    if detail:
+        data["changes"] = [{"entity": c.entity, "key": c.key, "op": c.op.value,
+                            "reason": c.reason} for c in drift.samples]
+        data["left_unexpected"] = {n: d.reported for n, d in drift.entities.items()
+                                   if d.reported}
+    return data
 
 
 def _config_error(exc: ConfigError) -> str:
@@ -226,6 +286,7 @@ def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
         lines.append(f"{entity:<14}" + "".join(f"{done.get(op.value, 0):>9}" for op in OPS)
                      + f"{report.refused[entity]:>9}")
     lines += _holds(plan) + _rejections(plan, detail=False) + _guard(plan)
+    lines += _reconcile(plan, detail=False)
     lines += ["", _verdict(outcome)]
     return "\n".join(lines)
 
@@ -241,6 +302,8 @@ def _verdict(outcome: SyncResult) -> str:
     if report.skipped_dead:
         return (f"INCOMPLETE: {sum(report.skipped_dead.values())} dead letters were not sent "
                 "(`asiou-bridge retry` sends them again).")
+    if outcome.plan.portal_held:
+        return "HELD: nothing was sent; the reconciliation waits for approval (see above)."
     if outcome.plan.held:
         return "HELD: deletes, archives and closures wait for approval (see above)."
     return "OK: every planned change was delivered."
@@ -403,7 +466,25 @@ def _explain_delivery(found: Explanation) -> list[str]:
                                            if letter.is_dead else ""))
     else:
         lines.append("  portal answered: accepted" if done else "  portal answered: -")
-    return lines
+    return lines + _explain_check(found)
+
+
+def _explain_check(found: Explanation) -> list[str]:
+    """What the last reconciliation found on the portal for this record."""
+    check, done = found.portal_check, found.delivered
+    if check is None:
+        return ["  portal check: never read back (`asiou-bridge sync --reconcile`)"]
+    finding, at = check
+    when = f"{at:%Y-%m-%d %H:%M}"
+    if finding == "matches":
+        if done is None or done["status"] == "deleted" or done["first_delivered_at"] > at:
+            return [f"  portal check: not checked (last read back {when})"]
+        return [f"  portal check: {when}: the portal had the version the bridge sent"]
+    words = {"missing": "MISSING on the portal", "changed": "CHANGED on the portal (another "
+             "version than the bridge sent)", "unexpected": "on the portal, though the bridge "
+             "had not sent it (or had deleted it)"}.get(finding, finding)
+    since = done is not None and done["updated_at"] >= at
+    return [f"  portal check: {when}: {words}" + ("; sent again since" if since else "")]
 
 
 def explain_json(found: Explanation) -> str:
@@ -421,6 +502,8 @@ def explain_json(found: Explanation) -> str:
             "attempts": found.dead_letter.attempts, "kind": found.dead_letter.kind,
             "reason": found.dead_letter.reason, "status": found.dead_letter.status},
         "erased": found.erased,
+        "portal_check": None if found.portal_check is None else {
+            "finding": found.portal_check[0], "checked_at": found.portal_check[1]},
     }, ensure_ascii=False, indent=2, default=str)
 
 

@@ -48,6 +48,8 @@ class Request:
     """(entity, key) whose path through the run is kept (a resync of one pupil or class)."""
     as_of: date | None = None
     wait: bool = True
+    reconcile: bool = False
+    """Read the portal back first and repair what is missing or changed there."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,10 +137,16 @@ class Service:
                              overlap=config.overlap, erased=Erasures(state.engine).keys(),
                              resend=request.resend, tap=request.tap,
                              workers=resolve_workers(config.plan_workers))
+        checked_at = state.clock()  # the read-back comes first
         try:
-            return run_sync(self.mappings, source, state, portal, options, run_id=run_id,
-                            max_attempts=config.dead_letter_after, progress=progress,
-                            stop=self.stop)
+            outcome = run_sync(self.mappings, source, state, portal, options, run_id=run_id,
+                               max_attempts=config.dead_letter_after, progress=progress,
+                               stop=self.stop, reconcile=request.reconcile)
+            drift = outcome.plan.drift
+            if drift is not None:
+                for entity in drift.entities:
+                    state.record_check(entity, drift.findings(entity), checked_at)
+            return outcome
         finally:
             portal.close()
             source.engine.dispose()
@@ -166,7 +174,11 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "held_back": {e: dict(c) for e, c in plan.holds.items()},
         "rejected": dict(plan.rejection_counts),
         "guard_held": outcome.plan.held,
-        "plan_id": plan.plan_id if outcome.plan.held else None,
+        "plan_id": outcome.plan.held_id if outcome.plan.held else None,
+        "reconcile": None if outcome.plan.drift is None else {
+            **outcome.plan.drift.summary(),
+            "held": [h.describe() for h in outcome.plan.portal_holds]
+            if outcome.plan.portal_held else []},
         "approval_expired": outcome.plan.approval_expired,
         "batches": report.batches,
         "error": report.failure,

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bridge.errors import FatalError, UnknownPlan
 from bridge.model import Change, EntryView, HoldReason, Op, StateEntry, Value
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOOKUP_CHUNK = 500
 DELETED = "deleted"
 NO_CONSENT = HoldReason.NO_CONSENT.value
@@ -119,6 +119,11 @@ class StateStore(Protocol):
 
     def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
         """The recorded payloads of the given live entries, by sort key."""
+        ...
+
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → sort key of the entries of ``entity`` among ``keys`` (keys, not sort keys)
+        that the bridge deleted (reconciliation: a deleted record back on the portal)."""
         ...
 
     def record(self, delivered: Sequence[Delivered]) -> None:
@@ -295,6 +300,21 @@ held_plan = sa.Table("held_plan", metadata,  # schema version 2
                      sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
                      sa.Column("summary", sa.String(500), nullable=False))
 
+portal_check = sa.Table(  # schema version 3: what the last reconciliation found per record
+    "portal_check", metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("sort_key", _KEY, primary_key=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    sa.Column("finding", sa.String(20), nullable=False),  # "missing" | "changed" | "unexpected"
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_portal_check_key", "entity", "key"),
+)
+portal_checked = sa.Table(  # schema version 3: when each entity was last read back
+    "portal_checked", metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def _add_held_plans(conn: sa.Connection) -> None:
     """Version 2: held plans are remembered, and only they can be approved. An approval of
@@ -303,7 +323,14 @@ def _add_held_plans(conn: sa.Connection) -> None:
     conn.execute(approval.delete())
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans}
+def _add_portal_checks(conn: sa.Connection) -> None:
+    """Version 3: what the last reconciliation found on the portal (``explain``)."""
+    portal_check.create(conn, checkfirst=True)
+    portal_checked.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans,
+                                                          3: _add_portal_checks}
 """Schema version → the step that brings the version before it up to it."""
 
 _ENTRY_COLUMNS = (record_state.c.entity, record_state.c.key, record_state.c.sort_key,
@@ -466,6 +493,42 @@ class SqlStateStore:
                     record_state.c.entity == entity, record_state.c.sort_key.in_(chunk))
                 found.update((k, json.loads(p)) for k, p in conn.execute(query) if p)
         return found
+
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(keys, LOOKUP_CHUNK):
+                query = sa.select(record_state.c.key, record_state.c.sort_key).where(
+                    record_state.c.entity == entity, record_state.c.key.in_(chunk),
+                    record_state.c.status == DELETED)
+                found.update((str(k), str(s)) for k, s in conn.execute(query))
+        return found
+
+    def record_check(self, entity: str, findings: Iterable[tuple[str, str, str]],
+                     now: datetime) -> None:
+        """Replace what the last read-back of ``entity`` found: (sort key, key, finding) of
+        every record that did not match, at ``now``; the others matched."""
+        rows = [{"entity": entity, "sort_key": s, "key": k, "finding": f, "checked_at": now}
+                for s, k, f in findings]
+        with self.engine.begin() as conn:
+            conn.execute(portal_check.delete().where(portal_check.c.entity == entity))
+            conn.execute(portal_checked.delete().where(portal_checked.c.entity == entity))
+            conn.execute(portal_checked.insert().values(entity=entity, checked_at=now))
+            if rows:
+                conn.execute(portal_check.insert(), rows)
+
+    def portal_finding(self, entity: str, key: str) -> tuple[str, datetime] | None:
+        """What the last read-back of ``entity`` found for ``key`` ("matches" when it did not
+        differ), and when; None when the entity was never read back."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(portal_check.c.finding, portal_check.c.checked_at)
+                               .where(portal_check.c.entity == entity,
+                                      portal_check.c.key == key)).first()
+            if row is not None:
+                return str(row[0]), row[1]
+            at = conn.execute(sa.select(portal_checked.c.checked_at).where(
+                portal_checked.c.entity == entity)).scalar()
+        return None if at is None else ("matches", at)
 
     def record(self, delivered: Sequence[Delivered]) -> None:
         with self.engine.begin() as conn:

@@ -12,12 +12,13 @@ them was sent, and the watermarks stay, so the next run plans them again).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge.deliver import Deliverer, DeliveryReport, Progress
-from bridge.engine import PlanResult, RunOptions, plan_run
+from bridge.engine import PlanResult, RunOptions, plan_run, read_back
 from bridge.errors import ExitCode, Interrupted, RetriableError, SourceError
 from bridge.mapping import MappingSet
+from bridge.portal import ENTITIES as PORTAL_ENTITIES
 from bridge.portal import Portal
 from bridge.source import Source
 from bridge.state import StateStore
@@ -63,9 +64,14 @@ def run_sync(
     max_attempts: int = 3,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    reconcile: bool = False,
 ) -> SyncResult:
     """Plan and deliver one run (see the module docstring for the order of things). Setting
-    ``stop`` ends the run after the batch in flight (Interrupted: nothing lost)."""
+    ``stop`` ends the run after the batch in flight (Interrupted: nothing lost). A
+    ``reconcile`` run first reads the portal back (``bridge.reconcile``)."""
+    if reconcile:
+        entities = [e for e in mappings.entities if e in PORTAL_ENTITIES]
+        options = replace(options, drift=read_back(portal.fingerprints, state, entities))
     deliverer = Deliverer(portal, state, mappings, run_id=run_id, max_attempts=max_attempts,
                           progress=progress, stop=stop)
     result = plan_run(mappings, source, state, options, deliverer.add)

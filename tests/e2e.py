@@ -117,14 +117,15 @@ class Bridge:
             backoff_max=0.05, max_retry_after=1.0, read_timeout=self.read_timeout))
 
     def sync(self, incremental: bool = False, run_id: str = "run",
-             thresholds: Thresholds = NO_GUARD) -> SyncResult:
+             thresholds: Thresholds = NO_GUARD, reconcile: bool = False) -> SyncResult:
         engine = sa.create_engine(f"sqlite:///{self.school}")
         state = open_state(f"sqlite:///{self.state_path}")
         client = self.client()
         try:
             return run_sync(MAPPINGS, SqlSource(engine), state, client,
                             RunOptions(as_of=AS_OF, incremental=incremental,
-                                       thresholds=thresholds), run_id=run_id)
+                                       thresholds=thresholds), run_id=run_id,
+                            reconcile=reconcile)
         finally:
             client.close()
             state.close()

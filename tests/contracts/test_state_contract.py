@@ -236,6 +236,14 @@ class TestStateStoreContract:
         assert all(e.fingerprint == e.key for e in found.values())
         assert len(store.payloads("pupil", wanted)) == total - 100
 
+    def test_tombstones_name_the_deleted_entries_by_key(self, store: StateStore) -> None:
+        """Tombstones give key → sort key of the deleted entries among the keys asked for,
+        neither live entries nor keys never recorded."""
+        store.record([delivery(Op.CREATE, k) for k in (1, 2, 3)])
+        store.record([delivery(Op.DELETE, 2), delivery(Op.DELETE, 3)])
+        assert store.tombstones("pupil", ["1", "2", "9"]) == {"2": sort_keys(2)[0]}
+        assert store.tombstones("mark", ["2"]) == {}
+
     def test_lookup_of_no_keys_is_empty(self, store: StateStore) -> None:
         """Looking up an empty list of keys finds nothing and does not fail."""
         store.record([delivery(Op.CREATE, 1)])

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from bridge.demo import schema
 from bridge.errors import ExitCode
+from bridge.portal import Operation
+from bridge.portal.client import PortalClient, PortalSettings
 from bridge.portal.server import DEMO_CLIENT, ReferencePortal
 from tests.e2e import expected_export, make_school, running_portal, snapshot, write_config
 
@@ -222,7 +224,7 @@ def test_status_retry_resync_and_erase(small: tuple[Path, Path],
     config, _ = small
     status = json.loads(bridge(config, "status", "--json").stdout)
     assert status["runs"][0]["command"] == "sync"
-    assert set(status["next_runs"]) == {"incremental", "full", "dead_letters"}
+    assert set(status["next_runs"]) == {"incremental", "full", "dead_letters", "reconcile"}
     resync = json.loads(bridge(config, "resync", "--pupil", "1", "--json").stdout)
     sent = resync["delivery"]["delivered"]
     assert sent["mark"]["update"] == 12
@@ -308,3 +310,34 @@ def test_a_resync_of_one_pupil_says_what_it_could_not_do(
     delivered = sent["delivery"]["delivered"]
     assert delivered["guardian"]["update"] == 1
     assert delivered["guardian_link"]["update"] == 1
+
+
+def test_reconcile_repairs_a_mark_deleted_on_the_portal_and_explain_says_so(
+        small: tuple[Path, Path], portal: ReferencePortal) -> None:
+    """A mark deleted directly on the portal is planned again by `plan --reconcile` with its
+    reason, re-created by `sync --reconcile`, and `explain` tells what the portal had."""
+    config, _ = small
+    client = PortalClient(PortalSettings(base_url=portal.url, school="demo",
+                                         client_id=DEMO_CLIENT[0], client_secret=DEMO_CLIENT[1]))
+    try:
+        assert client.send([Operation("0", "DELETE", "mark", "1001")])[0].ok
+    finally:
+        client.close()
+    assert ("mark", "1001") not in snapshot(portal.url)
+    usage = bridge(config, "sync", "--reconcile", "--incremental")
+    assert usage.returncode == ExitCode.USAGE
+    preview = bridge(config, "plan", "--reconcile", "--detail", "--as-of", "2025-12-01")
+    assert preview.returncode == ExitCode.OK, preview.stderr[-3000:]
+    assert "mark: create: missing on the portal — 1" in preview.stdout
+    assert "mark 1001: create (missing on the portal)" in preview.stdout
+    done = bridge(config, "sync", "--reconcile", "--json", "--as-of", "2025-12-01")
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    assert data["reconcile"]["entities"]["mark"]["planned"] == {
+        "create: missing on the portal": 1}
+    assert data["delivery"]["delivered"]["mark"] == {"create": 1}
+    assert ("mark", "1001") in snapshot(portal.url)
+    repaired = bridge(config, "explain", "mark", "1001").stdout
+    assert "MISSING on the portal; sent again since" in repaired
+    kept = json.loads(bridge(config, "explain", "mark", "1002", "--json").stdout)
+    assert kept["portal_check"]["finding"] == "matches"

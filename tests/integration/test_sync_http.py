@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from bridge.demo.changes import change_journal
 from bridge.errors import ExitCode
 from bridge.guard import Thresholds
 from bridge.model import Op
+from bridge.portal import Operation
 from bridge.portal.server import ReferencePortal
 from bridge.state import open_state
 from tests.e2e import (
@@ -183,3 +185,69 @@ def _watermarks(bridge: Bridge) -> dict[str, str | None]:
         return {e: state.watermark(e) for e in ("enrollment", "pupil", "mark")}
     finally:
         state.close()
+
+
+def _delete_on_portal(bridge: Bridge, entity: str, keys: list[str]) -> None:
+    """Delete records directly on the portal, behind the bridge's back."""
+    client = bridge.client()
+    try:
+        results = client.send([Operation(str(i), "DELETE", entity, k) for i, k in enumerate(keys)])
+    finally:
+        client.close()
+    assert all(r.ok for r in results)
+
+
+def _change_on_portal(bridge: Bridge, entity: str, key: str, data: dict[str, Any]) -> None:
+    """Overwrite one record directly on the portal with other data and fingerprint."""
+    client = bridge.client()
+    try:
+        results = client.send([Operation("0", "PUT", entity, key, "edited-on-portal", data)])
+    finally:
+        client.close()
+    assert all(r.ok for r in results), results
+
+
+def test_a_reconciling_sync_repairs_records_deleted_or_changed_on_the_portal(
+        bridge: Bridge) -> None:
+    """Records deleted or changed directly on the portal go unnoticed by a full sync, and a
+    reconciling sync creates and updates them again, each with its reason, so the portal
+    equals the expected export again."""
+    assert bridge.sync().exit_code == ExitCode.OK
+    expected = expected_export(bridge.school)
+    marks = sorted(k for e, k in expected if e == "mark")
+    gone = marks[::max(1, len(marks) // 27)][:27]
+    _delete_on_portal(bridge, "mark", gone)
+    edited = marks[1]
+    _change_on_portal(bridge, "mark", edited, {**expected[("mark", edited)][1], "value": "2"})
+    assert bridge.sync(run_id="blind").delivery.total == 0  # a plain full run sees nothing
+    outcome = bridge.sync(run_id="reconcile", reconcile=True)
+    assert outcome.exit_code == ExitCode.OK, outcome.delivery
+    assert outcome.delivery.delivered["mark"] == {"create": 27, "update": 1}
+    drift = outcome.plan.drift
+    assert drift is not None
+    assert drift.entities["mark"].planned == {"create: missing on the portal": 27,
+                                              "update: changed on the portal": 1}
+    assert {c.key for c in drift.samples if c.reason == "missing on the portal"} == set(gone)
+    assert snapshot(bridge.url) == expected
+    assert bridge.sync(run_id="after", reconcile=True).delivery.total == 0
+
+
+def test_a_portal_that_lost_everything_is_held_until_approved_then_repaired(
+        bridge: Bridge) -> None:
+    """When the portal suddenly holds nothing, a reconciling sync sends nothing and exits 5
+    (held); once an admin approves its id, the next one sends everything again."""
+    assert bridge.sync().exit_code == ExitCode.OK
+    requests.post(f"{bridge.url}/_portal/reset", timeout=10).raise_for_status()
+    held = bridge.sync(run_id="held", reconcile=True)
+    assert held.exit_code == ExitCode.PLAN_HELD
+    assert held.delivery.total == 0
+    assert snapshot(bridge.url) == {}
+    state = open_state(f"sqlite:///{bridge.state_path}")
+    try:
+        state.approve(held.plan.held_id, "admin")
+    finally:
+        state.close()
+    repaired = bridge.sync(run_id="repair", reconcile=True)
+    assert repaired.exit_code == ExitCode.OK, repaired.delivery
+    assert snapshot(bridge.url) == expected_export(bridge.school)
+    assert duplicates(bridge.url) == []

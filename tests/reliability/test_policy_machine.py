@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from bridge.demo import schema
 from bridge.engine import RunOptions
-from bridge.errors import PortalUnavailable
+from bridge.errors import ExitCode, PortalUnavailable
 from bridge.guard import Thresholds
 from bridge.mapping import load_mappings
 from bridge.portal import Operation, OperationResult
@@ -57,6 +57,9 @@ def allowed(engine: sa.Engine) -> dict[str, set[str]]:
             "SELECT a.lesson_id, a.pupil_id, l.class_id, l.lesson_date FROM absence a "
             "JOIN lesson l ON l.id = a.lesson_id")).all()
         links = conn.execute(sa.text("SELECT id, pupil_id FROM pupil_guardian")).all()
+
+    # A stay that ends before it begins is a rejected row: its pupil is held (fail closed).
+    consent -= {p for _, p, _, a, b in stays if b is not None and str(b) < str(a)}
 
     def present(pupil: int, klass: int, day: str) -> bool:
         return any(p == pupil and c == klass and str(a) <= day and (b is None or day <= str(b))
@@ -196,13 +199,29 @@ class PolicyMachine(RuleBasedStateMachine):
         self._run(incremental)
         self.portal.fail_in = None
 
-    def _run(self, incremental: bool) -> int:
+    @rule(kind=st.sampled_from(["delete", "change", "lose"]), every=st.integers(1, 4))
+    def portal_drifts(self, kind: str, every: int) -> None:
+        """The portal loses or changes records behind the bridge's back (every n-th), or loses
+        everything."""
+        keys = sorted(self.portal.records)[::every]
+        if kind == "lose":
+            self.portal.records.clear()
+        for key in keys if kind != "lose" else ():
+            if kind == "delete":
+                del self.portal.records[key]
+            else:
+                self.portal.records[key] = "changed-on-the-portal"
+
+    def _run(self, incremental: bool, reconcile: bool = False) -> int:
         state = open_state(self.state_url)
         self.runs += 1
         try:
             outcome = run_sync(MAPPINGS, SqlSource(self.engine), state, self.portal,
                                RunOptions(as_of=AS_OF, incremental=incremental,
-                                          thresholds=NO_GUARD), run_id=f"r{self.runs}")
+                                          thresholds=NO_GUARD), run_id=f"r{self.runs}",
+                               reconcile=reconcile)
+            if outcome.plan.portal_held:  # the portal looks lost: an admin approves
+                state.approve(outcome.plan.held_id, "admin")
         finally:
             state.close()
         return outcome.exit_code
@@ -214,13 +233,18 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.runs > 0)
     @invariant()
-    def a_clean_full_sync_converges(self) -> None:
-        """A fault-free full sync leaves exactly the allowed personal records on the portal."""
-        assert self._run(incremental=False) == 0
+    def a_clean_reconciling_sync_converges(self) -> None:
+        """A fault-free reconciling sync (approved when the portal looks lost) leaves exactly
+        the allowed personal records on the portal, as the bridge sent them."""
+        code = self._run(incremental=False, reconcile=True)
+        if code == ExitCode.PLAN_HELD:
+            code = self._run(incremental=False, reconcile=True)
+        assert code == 0
         may = allowed(self.engine)
         for entity in PERSONAL:
             held = {k for e, k in self.portal.records if e == entity}
             assert held == may[entity], entity
+        assert "changed-on-the-portal" not in self.portal.records.values()
 
     def teardown(self) -> None:
         self.engine.dispose()
