@@ -54,6 +54,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "batch_size": (int, 500, "operations per batch request"),
         "connect_timeout": ((float, int), 3.05, "seconds to wait for a connection"),
         "read_timeout": ((float, int), 30.0, "seconds to wait for an answer"),
+        "request_deadline": ((float, int), 60.0, "seconds one request may take in all, a "
+                             "slowly dripping answer included"),
+        "max_retry_after": ((float, int), 300.0, "the longest Retry-After wait honoured"),
+        "max_batch_wait": ((float, int), 900.0, "seconds one batch may spend in retries in all"),
         "retries": (int, 8, "attempts per request before the run gives up"),
         "rate_limit": ((float, int), 0.0, "at most this many requests per second (0: no limit)"),
         "ca_bundle": (str, "", "CA bundle for TLS verification (default: the system's)"),
@@ -112,6 +116,8 @@ class Config:
     portal_timeouts: tuple[float, float] = (3.05, 30.0)
     portal_retries: int = 8
     portal_rate_limit: float = 0.0
+    portal_patience: tuple[float, float, float] = (60.0, 300.0, 900.0)
+    """(request_deadline, max_retry_after, max_batch_wait) in seconds."""
     portal_ca_bundle: str = ""
     dead_letter_after: int = 3
     schedule: dict[str, Any] = field(default_factory=dict)
@@ -194,6 +200,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         portal_timeouts=(float(values["portal"]["connect_timeout"]),
                          float(values["portal"]["read_timeout"])),
         portal_retries=values["portal"]["retries"],
+        portal_patience=(float(values["portal"]["request_deadline"]),
+                         float(values["portal"]["max_retry_after"]),
+                         float(values["portal"]["max_batch_wait"])),
         portal_rate_limit=float(values["portal"]["rate_limit"]),
         portal_ca_bundle=values["portal"]["ca_bundle"],
         dead_letter_after=values["delivery"]["dead_letter_after"],
@@ -267,7 +276,9 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     _check_schedule(values["schedule"], file, problems)
     _check_metrics(values["metrics"], file, problems)
     positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),
-                ("portal", "read_timeout"), ("delivery", "dead_letter_after")]
+                ("portal", "read_timeout"), ("portal", "request_deadline"),
+                ("portal", "max_retry_after"), ("portal", "max_batch_wait"),
+                ("delivery", "dead_letter_after")]
     for section, key in positive:
         value = values[section][key]
         if isinstance(value, int | float) and value <= 0:

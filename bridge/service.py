@@ -65,7 +65,9 @@ def portal_settings(config: Config) -> PortalSettings:
         client_id=config.portal_client_id, client_secret=secret,
         connect_timeout=config.portal_timeouts[0], read_timeout=config.portal_timeouts[1],
         batch_size=config.portal_batch_size, max_attempts=config.portal_retries,
-        rate_limit=config.portal_rate_limit, verify=config.portal_ca_bundle or True)
+        rate_limit=config.portal_rate_limit, verify=config.portal_ca_bundle or True,
+        request_deadline=config.portal_patience[0], max_retry_after=config.portal_patience[1],
+        max_batch_wait=config.portal_patience[2])
 
 
 class Service:

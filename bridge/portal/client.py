@@ -56,7 +56,12 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 from tenacity.wait import wait_exponential
 
 from bridge import __version__, logs
@@ -96,6 +101,10 @@ class PortalSettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     max_retry_after: float = 300.0
+    request_deadline: float = 60.0
+    """Seconds one request may take in all (the read timeout bounds each socket read only)."""
+    max_batch_wait: float = 900.0
+    """Seconds one request may spend in retries in all, waits included."""
     rate_limit: float = 0.0
     verify: bool | str = True
     user_agent: str = f"asiou-bridge/{__version__}"
@@ -104,7 +113,8 @@ class PortalSettings:
         """Refuse settings no client could work with (values only, never the secret)."""
         if self.batch_size < 1 or self.max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
-        if min(self.connect_timeout, self.read_timeout) <= 0 or self.rate_limit < 0:
+        if min(self.connect_timeout, self.read_timeout, self.request_deadline,
+               self.max_batch_wait) <= 0 or self.rate_limit < 0:
             raise ValueError("timeouts must be positive and rate_limit not negative")
 
 
@@ -341,6 +351,11 @@ def jittered_backoff(settings: PortalSettings,
     return lambda state: random() * ceiling(state)
 
 
+def waited_for(budget: float) -> Callable[[RetryCallState], bool]:
+    """A stop: the retries of one request have waited ``budget`` seconds in all."""
+    return lambda state: state.idle_for >= budget
+
+
 def honour_retry_after(backoff: Callable[[RetryCallState], float],
                        cap: float) -> Callable[[RetryCallState], float]:
     """Wait max(backoff, Retry-After capped at ``cap``): never earlier than the portal asked."""
@@ -433,12 +448,16 @@ class PortalClient:
         self.close()
 
     def _with_retries(self, attempt: Callable[[], T]) -> T:
-        """Run ``attempt`` under a Retrying built from the settings now (never frozen)."""
+        """Run ``attempt`` under a Retrying built from the settings now (never frozen). The
+        waits of one request add up to at most ``max_batch_wait``."""
         settings = self._settings
+        budget = settings.max_batch_wait
+        wait = honour_retry_after(jittered_backoff(settings, self._random),
+                                  settings.max_retry_after)
+        attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
         retrying = Retrying(
-            stop=stop_after_attempt(settings.max_attempts),
-            wait=honour_retry_after(jittered_backoff(settings, self._random),
-                                    settings.max_retry_after),
+            stop=lambda state: attempts(state) or waited(state),
+            wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
             retry=retry_if_exception_type(_TransientError),
             sleep=self._sleep, before_sleep=self._note_retry,
             retry_error_callback=_give_up)
@@ -494,17 +513,22 @@ class PortalClient:
             all_headers["Content-Type"] = "application/json"
         self._pacer.wait_turn()
         self._stats.requests += 1
+        deadline = self._clock() + settings.request_deadline
         try:
-            response = self._session.request(
-                method, url, data=body if body is not None else form, headers=all_headers,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                verify=settings.verify, allow_redirects=False)
+            with self._session.request(
+                    method, url, data=body if body is not None else form, headers=all_headers,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    verify=settings.verify, allow_redirects=False, stream=True) as response:
+                content = _read_body(response, deadline, self._clock)
         except requests.RequestException as exc:
             self._stats.outcomes[type(exc).__name__] += 1
             raise _translate(exc) from exc
+        except _TransientError:
+            self._stats.outcomes["RequestDeadline"] += 1
+            raise
         self._stats.outcomes[str(response.status_code)] += 1
         return _Reply(response.status_code, response.headers.get("Content-Type"),
-                      _json_or_none(response),
+                      _json_or_none(content),
                       parse_retry_after(response.headers.get("Retry-After"), self._now()))
 
     def _api_url(self, resource: str) -> str:
@@ -535,10 +559,28 @@ def _translate(exc: requests.RequestException) -> Exception:
     return PortalFatalError(0, "requestFailed", name)
 
 
-def _json_or_none(response: requests.Response) -> object:
+READ_PIECE = 65536
+
+
+def _read_body(response: requests.Response, deadline: float,
+               clock: Callable[[], float]) -> bytes:
+    """The whole body, read piece by piece as it arrives; a body still arriving at
+    ``deadline`` is cut off (a transient failure): the read timeout bounds one socket read, so
+    a server dripping a byte at a time would otherwise hold the run for ever."""
+    raw, pieces = response.raw, list[bytes]()
+    while True:
+        if clock() > deadline:
+            raise _TransientError("RequestDeadline")
+        piece = raw.read1(READ_PIECE, decode_content=True)
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+
+
+def _json_or_none(content: bytes) -> object:
     """The body as JSON, or None when it is empty or not JSON (an HTML page, garbage)."""
     try:
-        parsed: object = response.json()
+        parsed: object = json.loads(content)
     except ValueError:
         return None
     return parsed

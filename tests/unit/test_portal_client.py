@@ -651,3 +651,18 @@ def test_garbled_listing_is_retried(
     mocked.get(url, json={"records": []})
     assert client.fingerprints("pupil") == {}
     assert fake_time.sleeps == [0.25, 0.5]
+
+
+def test_the_waits_for_one_batch_add_up_to_at_most_max_batch_wait(
+        mocked: responses.RequestsMock, make: Callable[..., PortalClient],
+        fake_time: FakeTime) -> None:
+    """A portal that keeps answering 503 with Retry-After: 100 is given up on once the waits
+    for the batch reach max_batch_wait, the last wait shortened to fit."""
+    client = make(max_batch_wait=150.0, max_attempts=8)
+    token(mocked)
+    for _ in range(3):
+        failure(mocked, 503, headers={"Retry-After": "100"})
+    with pytest.raises(PortalUnavailable):
+        client.send([put("1")])
+    assert fake_time.sleeps == [100.0, 50.0]
+    assert len(batch_calls(mocked)) == 3
