@@ -83,6 +83,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
     },
     "sync": {
         "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
+        "run_deadline_minutes": ((float, int), 120.0, "a run still delivering after this stops "
+                                 "after the batch in flight, a partial delivery (0: no limit)"),
         "plan_workers": (int, 0, "processes that plan a full run's large tables (0: one per "
                                  "CPU core, at most 4; 1: plan in one process)"),
     },
@@ -116,6 +118,7 @@ class Config:
     portal_timeouts: tuple[float, float] = (3.05, 30.0)
     portal_retries: int = 8
     portal_rate_limit: float = 0.0
+    run_deadline_minutes: float = 120.0
     portal_patience: tuple[float, float, float] = (60.0, 300.0, 900.0)
     """(request_deadline, max_retry_after, max_batch_wait) in seconds."""
     portal_ca_bundle: str = ""
@@ -194,6 +197,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                               float(values["guard"]["approval_valid_hours"])),
         overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
         plan_workers=values["sync"]["plan_workers"],
+        run_deadline_minutes=float(values["sync"]["run_deadline_minutes"]),
         source_password_file=values["source"]["password_file"],
         portal_secret_file=values["portal"]["secret_file"],
         portal_batch_size=values["portal"]["batch_size"],
@@ -271,6 +275,8 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
     if not 0 < float(guard["approval_valid_hours"]) <= 24 * 366:
         problems.append(Problem(file, "guard.approval_valid_hours",
                                 "must be greater than 0 and at most 8784 (a year)"))
+    if float(values["sync"]["run_deadline_minutes"]) < 0:
+        problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
     _check_schedule(values["schedule"], file, problems)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from bridge.engine import delivered as delivered_change
-from bridge.errors import Interrupted
+from bridge.errors import Interrupted, RunDeadline
 from bridge.mapping import MappingSet
 from bridge.model import Change, Op
 from bridge.portal import Operation, OperationResult, Portal
@@ -65,15 +65,24 @@ class DeliveryReport:
         return self.failure is None and not self.refused and not self.skipped_dead
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a run must stop delivering: ``passed()`` turns true ``minutes`` after it began."""
+
+    minutes: float
+    passed: Callable[[], bool]
+
+
 class Deliverer:
     """Buffers changes into batches and delivers them (the plan's sink)."""
 
     def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, *, run_id: str,
                  max_attempts: int = 3, progress: Progress | None = None,
-                 stop: threading.Event | None = None, send_dead: bool = False) -> None:
+                 stop: threading.Event | None = None, send_dead: bool = False,
+                 deadline: Deadline | None = None) -> None:
         self.portal, self.state, self.mappings = portal, state, mappings
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
-        self.stop = stop
+        self.stop, self.deadline = stop, deadline
         self.buffer: list[Change] = []
         self.report = DeliveryReport()
         self.dead = {} if send_dead else {
@@ -114,6 +123,8 @@ class Deliverer:
         self._commit(number, batch, results)
         if self.stop is not None and self.stop.is_set():
             raise Interrupted
+        if self.deadline is not None and self.deadline.passed():
+            raise RunDeadline(self.deadline.minutes)
 
     def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
         acked: list[Delivered] = []

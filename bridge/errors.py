@@ -12,7 +12,8 @@
     │   └── PortalFatalError       the portal answered in a way retrying cannot fix
     ├── RetriableError             try again later (the portal is busy, a timeout)
     │   ├── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
-    │   └── Interrupted            asked to stop; stopped after the current batch
+    │   ├── Interrupted            asked to stop; stopped after the current batch
+    │   └── RunDeadline            the run took too long; stopped after the current batch
     └── SkippableError             this one record cannot be processed; the run goes on
 
 The engine branches on these dispositions, never on a driver's own exception: adapters translate
@@ -155,6 +156,18 @@ class Interrupted(RetriableError):  # noqa: N818 - reads as the condition it rep
 
     def __init__(self) -> None:
         super().__init__("stopped on request after the current batch; the next run goes on")
+
+
+class RunDeadline(RetriableError):  # noqa: N818 - reads as the condition it reports
+    """The run passed ``sync.run_deadline_minutes``: stopped after the batch in flight, what
+    was acknowledged recorded; the rest is a partial delivery the next run sends."""
+
+    exit_code = ExitCode.PARTIAL
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__(f"the run passed its deadline of {minutes:g} minutes "
+                         "(sync.run_deadline_minutes); stopped after the batch in flight")
+        self.minutes = minutes
 
 
 class SkippableError(BridgeError):

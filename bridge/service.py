@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from bridge.config import Config
-from bridge.deliver import Progress
+from bridge.deliver import Deadline, Progress
 from bridge.engine import RunOptions
 from bridge.errors import ConfigError, ExitCode, Problem
 from bridge.mapping import MappingSet
@@ -143,7 +143,8 @@ class Service:
         try:
             outcome = run_sync(self.mappings, source, state, portal, options, run_id=run_id,
                                max_attempts=config.dead_letter_after, progress=progress,
-                               stop=self.stop, reconcile=request.reconcile)
+                               stop=self.stop, reconcile=request.reconcile,
+                               deadline=_deadline(config.run_deadline_minutes))
             drift = outcome.plan.drift
             if drift is not None:
                 for entity in drift.entities:
@@ -163,6 +164,14 @@ class Service:
         self.metrics.after_run(summary_from(
             outcome, "schedule" if scheduled else "manual", started=started, ended=time.time(),
             dead_letters=dead, pending=len(letters) - dead))
+
+
+def _deadline(minutes: float) -> Deadline | None:
+    """The run's delivery deadline from now (None: ``sync.run_deadline_minutes`` is 0)."""
+    if minutes <= 0:
+        return None
+    end = time.monotonic() + 60.0 * minutes
+    return Deadline(minutes, lambda: time.monotonic() > end)
 
 
 def _summary(outcome: SyncResult) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from bridge.deliver import Deliverer, DeliveryReport, Progress
+from bridge.deliver import Deadline, Deliverer, DeliveryReport, Progress
 from bridge.engine import PlanResult, RunOptions, plan_run, read_back
 from bridge.errors import ExitCode, Interrupted, RetriableError, SourceError
 from bridge.mapping import MappingSet
@@ -64,6 +64,7 @@ def run_sync(
     max_attempts: int = 3,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    deadline: Deadline | None = None,
     reconcile: bool = False,
 ) -> SyncResult:
     """Plan and deliver one run (see the module docstring for the order of things). Setting
@@ -73,7 +74,7 @@ def run_sync(
         entities = [e for e in mappings.entities if e in PORTAL_ENTITIES]
         options = replace(options, drift=read_back(portal.fingerprints, state, entities))
     deliverer = Deliverer(portal, state, mappings, run_id=run_id, max_attempts=max_attempts,
-                          progress=progress, stop=stop)
+                          progress=progress, stop=stop, deadline=deadline)
     result = plan_run(mappings, source, state, options, deliverer.add)
     if result.error is None:
         try:
