@@ -97,6 +97,9 @@ class PlanResult:
     error: SourceError | RetriableError | None = None
     """Set when a read failed midway, or delivery from the sink ran out of retries: the plan is
     partial (it holds no deletes) and the run must not report success."""
+    regated: frozenset[str] = frozenset()
+    """Pupils this run re-gated (incremental runs): their re-gating marks go once the run has
+    delivered everything."""
     approval_expired: bool = False
     """True when an admin approved this very plan, but longer ago than the approval is valid."""
     drift: Drift | None = None
@@ -251,6 +254,14 @@ class _Run:
         self.result = PlanResult(Plan(mode="incremental" if options.incremental else "full"))
         self.watermarks: dict[str, str] = {}
         self.dirty_pupils: set[str] = set()
+        self.marked: set[str] = set()  # dirty pupils whose re-gating mark is in the state store
+        self.last_as_of: str | None = None
+        if options.incremental:
+            # Marks left by a run that did not deliver everything (a crash, a portal outage):
+            # what follows from their gate-relevant change is planned again.
+            self.marked = state.regate_marks()
+            self.dirty_pupils |= self.marked
+            self.last_as_of = state.last_as_of()
         self.guardian_pupils: dict[str, set[str]] = {}
         self.referenced = {t for m in mappings.mappings for t in m.refs.values()}
 
@@ -263,6 +274,7 @@ class _Run:
         needed = PREPASS.get(mapping.entity)
         if needed is not None and needed in self.mappings:
             self._prepass(self.mappings[needed])
+        self._persist_dirty()
         since = self._since(mapping)
         if self._rescan_too_big(mapping, since):
             since = None
@@ -320,10 +332,11 @@ class _Run:
             if watched is not None and outcome.__class__ is Change and outcome.key == watched:
                 self.result.tapped.append(outcome)
             if outcome.__class__ is Change:
+                if dirtying:  # marked durably before anything that follows is delivered
+                    self._note_dirty(outcome)
+                    self._persist_dirty()
                 if sink is not None and outcome.record is not None and not withheld:
                     sink(outcome)
-                if dirtying:
-                    self._note_dirty(outcome)
 
     def _resend(self) -> Callable[[Record], bool] | None:
         resend, ctx = self.options.resend, self.ctx
@@ -433,12 +446,24 @@ class _Run:
                 self.result.tapped.append(item)
             yield item
 
+    def _persist_dirty(self) -> None:
+        """Write the re-gating marks of dirty pupils not yet marked (only a run that delivers:
+        a preview changes nothing)."""
+        fresh = self.dirty_pupils - self.marked
+        if fresh and self.sink is not None and self.options.incremental:
+            self.state.mark_regate(fresh)
+            self.marked |= fresh
+        self.result.regated = frozenset(self.dirty_pupils)
+
     def _dirty_from_stays(self, mapping: CompiledMapping, records: list[Record]) -> None:
         """Pupils whose stays really changed since the last run (not merely re-read within
-        the overlap) are dirty."""
+        the overlap) are dirty, and so are those whose stay began or ended on a day that came
+        since the last run (time is an input: a withdrawal dated ahead takes effect when its
+        day passes, whether or not a row changed)."""
         since = self._since(mapping)
         if since is None:
             return
+        self.dirty_pupils.update(due_stays(records, self.last_as_of, self.ctx.as_of))
         last = since + self.options.overlap
         moved = [r for r in records if _changed_since(r, since)]
         known = self.state.lookup(mapping.entity, [r.sort_key for r in moved])
@@ -516,6 +541,21 @@ class _Run:
                     self.ctx.close(entry.pupil_key, reason)
         if self.options.incremental:
             self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
+
+
+def due_stays(records: Iterable[Record], last_as_of: str | None, as_of: str) -> set[str]:
+    """Pupils with a stay that began or ended after ``last_as_of`` and by ``as_of``: the day
+    of a dated admission or withdrawal came since the last run."""
+    if last_as_of is None or last_as_of >= as_of:
+        return set()
+    due: set[str] = set()
+    for record in records:
+        for name in ("date_from", "date_to"):
+            day = record.payload.get(name)
+            if day is not None and last_as_of <= str(day) <= as_of:
+                due.add(gate.owner_pupil(record) or "")
+    due.discard("")
+    return due
 
 
 def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[tuple[Row, str]]:

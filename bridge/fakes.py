@@ -9,7 +9,7 @@ entry keeps its row but leaves every live view, payloads travel through JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -219,6 +219,8 @@ class MemoryStateStore:
         self.clock = clock
         self.rows: dict[tuple[str, str], StoredRow] = {}
         self.watermarks: dict[str, str] = {}
+        self.regating: set[str] = set()
+        self.gated_as_of: str | None = None
         self.approvals: dict[str, Approval] = {}
         self.held: dict[str, HeldPlan] = {}
         self.letters: dict[tuple[str, str], DeadLetter] = {}
@@ -307,6 +309,26 @@ class MemoryStateStore:
     def set_watermarks(self, marks: Mapping[str, str]) -> None:
         """Advance the watermarks of the given entities."""
         self.watermarks.update(marks)
+
+    def regate_marks(self) -> set[str]:
+        """Pupils marked for re-gating."""
+        return set(self.regating)
+
+    def mark_regate(self, pupils: Collection[str]) -> None:
+        """Mark pupils for re-gating."""
+        self.regating.update(pupils)
+
+    def finish_regate(self, pupils: Collection[str] | None, as_of: str) -> None:
+        """Clear re-gating marks (None: all) and remember the day gated for."""
+        if pupils is None:
+            self.regating.clear()
+        else:
+            self.regating.difference_update(pupils)
+        self.gated_as_of = as_of
+
+    def last_as_of(self) -> str | None:
+        """The day the last complete run gated for."""
+        return self.gated_as_of
 
     def open_batch(self, run_id: str, batch: int, operations: int) -> None:
         """Record the intent to send a batch."""

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,6 +165,26 @@ class StateStore(Protocol):
         """Advance the watermarks of the given entities."""
         ...
 
+    def regate_marks(self) -> set[str]:
+        """Pupils a gate-relevant change (withdrawal, consent, a rejected row) marked for
+        re-gating that no complete run has cleared yet: an incremental run re-reads all of
+        their rows, so a crash between the change and what follows from it loses nothing."""
+        ...
+
+    def mark_regate(self, pupils: Collection[str]) -> None:
+        """Mark ``pupils`` for re-gating (before anything that follows from the change is
+        delivered)."""
+        ...
+
+    def finish_regate(self, pupils: Collection[str] | None, as_of: str) -> None:
+        """A run delivered everything: clear the marks of ``pupils`` (None: every mark, after
+        a full run) and remember ``as_of``, the day the run gated for."""
+        ...
+
+    def last_as_of(self) -> str | None:
+        """The day the last complete run gated for (ISO), if any."""
+        ...
+
     def count_open_by_class(self, entity: str) -> dict[str, int]:
         """Live entries of ``entity`` per owner class whose recorded payload has no
         ``date_to`` (memberships still open on the portal)."""
@@ -211,6 +231,12 @@ metadata = sa.MetaData()
 _KEY = sa.String(400).with_variant(sa.String(400, collation="C"), "postgresql")
 meta = sa.Table("meta", metadata, sa.Column("name", sa.String(50), primary_key=True),
                 sa.Column("value", sa.String(200), nullable=False))
+regate = sa.Table(  # a new table: create_all adds it to an existing store (no version step)
+    "regate", metadata,
+    sa.Column("pupil_key", sa.String(400), primary_key=True),
+    sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+)
+LAST_AS_OF = "last_as_of"
 record_state = sa.Table(
     "record_state", metadata,
     sa.Column("entity", sa.String(40), primary_key=True),
@@ -600,6 +626,36 @@ class SqlStateStore:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(watermark.c.value).where(
                 watermark.c.entity == entity)).scalar()
+        return None if value is None else str(value)
+
+    def regate_marks(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(regate.c.pupil_key)).scalars())
+
+    def mark_regate(self, pupils: Collection[str]) -> None:
+        if not pupils:
+            return
+        now = self.clock()
+        with self.engine.begin() as conn:
+            known = set(conn.execute(sa.select(regate.c.pupil_key)).scalars())
+            fresh = [{"pupil_key": p, "marked_at": now} for p in sorted(set(pupils) - known)]
+            if fresh:
+                conn.execute(regate.insert(), fresh)
+
+    def finish_regate(self, pupils: Collection[str] | None, as_of: str) -> None:
+        with self.engine.begin() as conn:
+            if pupils is None:
+                conn.execute(regate.delete())
+            else:
+                for chunk in _chunks(sorted(pupils), 500):
+                    conn.execute(regate.delete().where(regate.c.pupil_key.in_(chunk)))
+            conn.execute(meta.delete().where(meta.c.name == LAST_AS_OF))
+            conn.execute(meta.insert().values(name=LAST_AS_OF, value=as_of))
+
+    def last_as_of(self) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta.c.value).where(
+                meta.c.name == LAST_AS_OF)).scalar()
         return None if value is None else str(value)
 
     def set_watermarks(self, marks: Mapping[str, str]) -> None:

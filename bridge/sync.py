@@ -89,4 +89,7 @@ def run_sync(
         # Refused records and held changes must be planned again by the next (incremental)
         # run, so the watermarks stay where they were. Dead letters no longer hold them back.
         state.set_watermarks(result.watermarks)
+        # Everything that followed from the re-gated pupils' changes was acknowledged.
+        regated = result.regated if options.incremental else None
+        state.finish_regate(regated, options.as_of.isoformat())
     return SyncResult(result, deliverer.report)

@@ -110,6 +110,21 @@ class TestStateStoreContract:
         assert store.watermark("pupil") is None
         assert not store.is_approved("abc")
 
+    def test_regate_marks_stay_until_a_complete_run_clears_them(self, store: StateStore) -> None:
+        """Re-gating marks are kept until cleared (some, or all after a full run), and the
+        day the last complete run gated for is remembered."""
+        assert store.regate_marks() == set()
+        assert store.last_as_of() is None
+        store.mark_regate(["7", "8"])
+        store.mark_regate(["8", "9"])
+        assert store.regate_marks() == {"7", "8", "9"}
+        store.finish_regate(["7"], "2025-12-01")
+        assert store.regate_marks() == {"8", "9"}
+        assert store.last_as_of() == "2025-12-01"
+        store.finish_regate(None, "2025-12-02")
+        assert store.regate_marks() == set()
+        assert store.last_as_of() == "2025-12-02"
+
     def test_record_creates_entries_in_sort_order(self, store: StateStore) -> None:
         """Created records come back from entries() in sort-key order, not in recording order."""
         store.record([delivery(Op.CREATE, k, pupil=str(k), class_key="c1")

@@ -157,7 +157,7 @@ KINDS: list[Kind] = [
     Kind("mark value whitespace only", "mark", "mark_value", " \t ", "mark", "value",
          "missing value"),
     Kind("mark value with a NUL byte", "mark", "mark_value", "5\x00", "mark", "value",
-         "not in the value map"),
+         "control characters"),
     Kind("mark value not UTF-8 (BLOB)", "mark", "mark_value", NOT_UTF8, "mark", "value",
          "not valid UTF-8"),
     Kind("mark of a missing pupil", "mark", "pupil_id", MISSING, "mark", "pupil",
