@@ -73,27 +73,50 @@ def engine(tmp_path: Path) -> sa.Engine:
     return built
 
 
+def withdraw(conn: sa.Connection) -> None:
+    """Pupil 1 leaves on LEFT."""
+    conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
+        date_out=LEFT, order_out="№9-у", modified_at=school.T0.replace(year=2026)))
+
+
+def withdraw_consent(conn: sa.Connection) -> None:
+    """Pupil 1's written consent is withdrawn."""
+    conn.execute(schema.pupil.update().where(schema.pupil.c.id == 1).values(
+        pd_consent=0, modified_at=school.T0.replace(year=2026)))
+
+
+def forbidden(portal: MemoryPortal, change: str) -> set[tuple[str, str]]:
+    """What of pupil 1 the portal holds that ``change`` forbids."""
+    if change == "withdrawal":
+        marks, absences = pupil_1_after(LEFT)
+    else:
+        marks, absences = pupil_1_after(date(2000, 1, 1))
+        marks |= {"pupil:1", "enrollment:1", "guardian_link:1"}
+    held = {f"{e}:{k}" for e in ("pupil", "enrollment", "guardian_link") for k in live(portal, e)}
+    return ({("mark", k) for k in marks & live(portal, "mark")}
+            | {("absence", k) for k in absences & live(portal, "absence")}
+            | {(k.split(":")[0], k) for k in marks & held})
+
+
+@pytest.mark.parametrize("change", ["withdrawal", "consent"])
 @pytest.mark.parametrize("batches", range(12))
-def test_a_run_cut_off_after_any_batch_of_a_withdrawal_leaves_nothing_forbidden(
-        engine: sa.Engine, tmp_path: Path, batches: int) -> None:
-    """Withdraw a pupil, cut the incremental run off after ``batches`` batches: the next
-    incremental run leaves none of the pupil's records dated after the withdrawal."""
+def test_a_run_cut_off_after_any_batch_of_a_gate_change_leaves_nothing_forbidden(
+        engine: sa.Engine, tmp_path: Path, batches: int, change: str) -> None:
+    """Withdraw a pupil (or their consent), cut the incremental run off after ``batches``
+    batches: the next incremental run leaves nothing on the portal that the change forbids."""
     portal = CrashingPortal()
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
         assert sync(engine, state, portal, "full", incremental=False).exit_code == ExitCode.OK
-        marks, absences = pupil_1_after(LEFT)
-        assert marks <= live(portal, "mark")
+        assert pupil_1_after(LEFT)[0] <= live(portal, "mark")
         with engine.begin() as conn:
-            conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-                date_out=LEFT, order_out="№9-у", modified_at=school.T0.replace(year=2026)))
+            (withdraw if change == "withdrawal" else withdraw_consent)(conn)
         portal.allowed = batches
         sync(engine, state, portal, "cut", incremental=True)
         portal.allowed = None
         again = sync(engine, state, portal, "again", incremental=True)
         assert again.exit_code == ExitCode.OK
-        assert marks & live(portal, "mark") == set()
-        assert absences & live(portal, "absence") == set()
+        assert forbidden(portal, change) == set()
         assert state.regate_marks() == set()
     finally:
         state.close()
