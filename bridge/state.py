@@ -415,9 +415,12 @@ def legacy_schema_name(school: str) -> str:
 
 def lock_schemas(conn: sa.Connection) -> None:
     """Hold, to the end of ``conn``'s transaction, the lock under which schemas are created and
-    migrated: instances that start together take turns instead of racing on the catalogue."""
+    migrated (an advisory lock on PostgreSQL, the write lock on SQLite): instances that start
+    together take turns instead of racing on the catalogue."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+    elif conn.dialect.name == "sqlite":  # the write lock at once, not at the first write
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _namespaced(engine: sa.Engine, school: str | None) -> sa.Engine:
@@ -486,6 +489,7 @@ class SqlStateStore:
         """Record that this state belongs to ``school``, or refuse one kept for another school
         (a state store is never shared: its deliveries would be taken for the other's)."""
         with self.engine.begin() as conn:
+            lock_schemas(conn)  # instances starting together must not both claim
             owner = conn.execute(sa.select(meta.c.value).where(meta.c.name == SCHOOL_ID)).scalar()
             if owner is None:
                 conn.execute(meta.insert().values(name=SCHOOL_ID, value=school))
