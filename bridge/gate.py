@@ -44,6 +44,8 @@ class Context:
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
     guardian_of: dict[str, set[str]] = field(default_factory=dict)
+    group_class: dict[str, str] = field(default_factory=dict)
+    """group → the class it is a subgroup of."""
     """guardian → the pupils they represent (from the guardian links read)."""
     closed: dict[str, HoldReason] = field(default_factory=dict)
     """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
@@ -180,7 +182,12 @@ def _learn_period(ctx: Context, record: Record) -> None:
     ctx.period_end[record.key] = _text(record, "date_to")
 
 
+def _learn_group(ctx: Context, record: Record) -> None:
+    ctx.group_class[record.key] = _text(record, "class")
+
+
 LEARNERS: dict[str, Callable[[Context, Record], None]] = {
+    "group": _learn_group,
     "pupil": _learn_pupil,
     "class": _learn_class,
     "lesson": _learn_lesson,
@@ -435,13 +442,38 @@ def owner_pupil(record: Record) -> str | None:
     return None if value is None else str(value)
 
 
-DERIVED = frozenset({"pupil"})
+DERIVED = frozenset({"pupil", "group_member"})
 """Entities that get fields computed by the gate (see ``derive``)."""
+
+
+def left_class_on(ctx: Context, pupil: str, class_key: str) -> str | None:
+    """The last day of the pupil's stays in ``class_key`` when none is open on ``as_of`` (they
+    left it), else None."""
+    stays = [(start, end) for c, start, end in ctx.stays.get(pupil, ()) if c == class_key]
+    if not stays or any(end is None or end >= ctx.as_of for _, end in stays):
+        return None
+    return max(str(end) for _, end in stays)
+
+
+def _close_membership(record: Record, ctx: Context) -> Record:
+    """An open subgroup membership of a pupil who left the group's class closes on the day
+    they left (re-admission reopens it: the derived end goes)."""
+    if "date_to" not in record.payload or record.payload["date_to"] is not None:
+        return record
+    class_key = ctx.group_class.get(_text(record, "group"))
+    left = None if class_key is None else left_class_on(ctx, _text(record, "pupil"), class_key)
+    if left is None:
+        return record
+    payload = {**record.payload, "date_to": left}
+    return replace(record, payload=payload, fingerprint=fingerprint(1, [record.fingerprint, left]))
 
 
 def derive(record: Record, ctx: Context) -> Record:
     """Add fields the gate computes: a pupil is ``active`` while a stay is open on ``as_of``
-    (withdrawal archives the pupil on the portal; re-admission makes it active again)."""
+    (withdrawal archives the pupil on the portal; re-admission makes it active again); a
+    subgroup membership closes when its pupil left the group's class."""
+    if record.entity == "group_member":
+        return _close_membership(record, ctx)
     if record.entity != "pupil":
         return record
     active = ctx.is_open(record.key, ctx.as_of)
