@@ -62,6 +62,13 @@ def make_keys(parts: Sequence[object]) -> tuple[str, str]:
     return key, SORT_SEPARATOR.join(sort_key_part(p) for p in parts)
 
 
+def sort_key_from_key(key: str) -> str:
+    """A sort key for a key seen only as text (a portal's ``sourcedId``): parts of digits are
+    taken for whole numbers, as the bridge's own keys of integer columns are."""
+    return SORT_SEPARATOR.join(sort_key_part(int(p) if p.isdigit() else p)
+                               for p in key.split(KEY_SEPARATOR))
+
+
 def key_from_sort_key(sort_key: str) -> str:
     """The key text a sort key was made from (the inverse of ``make_keys``)."""
     parts = sort_key.split(SORT_SEPARATOR)

@@ -15,7 +15,8 @@ unexpected
     live on the portal, but not live in the state. Where the source has the record and allows
     it, it is sent (and so known again). Where the gate holds it, it is deleted: fail closed,
     nothing forbidden stays. Where the source lacks it, it is deleted only when the state
-    remembers deleting it (a tombstone); a record the state never knew is reported, not deleted.
+    remembers deleting it (a tombstone), and also when the state never knew it: nothing
+    allows it, so it goes (fail closed).
 
 ``check`` is the guard of the read-back: a portal that suddenly looks empty or mostly missing
 (like an empty source) holds the whole reconciliation until an admin approves its id.
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.builder import sort_key_from_key
 from bridge.guard import Thresholds
 from bridge.mapping import key_from_sort_key
 from bridge.model import Change, EntryView, Hold, Op
@@ -208,7 +210,10 @@ def annotate(outcomes: Iterable[Item | Change], found: EntityDrift, drift: Drift
             drift.note(change, f"{UNEXPECTED} (deleted by the bridge)")
             yield change
         else:
-            found.reported.append(key)
+            # Never sent by the bridge and not in the source: nothing allows it; fail closed.
+            change = Change(Op.DELETE, found.entity, key, sort_key_from_key(key), None)
+            drift.note(change, f"{UNEXPECTED} (unknown to the bridge)")
+            yield change
 
 
 def _reasoned(change: Change, found: EntityDrift, drift: Drift) -> Change:

@@ -34,7 +34,8 @@ AS_OF = date(2025, 12, 31)
 NO_GUARD = Thresholds(max_delete_fraction=1.0, min_deletes=10**9, hold_whole_class=False)
 PUPILS = (1, 2, 3, 4, 5)
 PERSONAL = ("pupil", "enrollment", "guardian_link", "mark", "absence")
-CONSENT_VALUES = (0, 1, 1, None, 2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff")
+# The reference schema has pd_consent NOT NULL: blank stands for "nothing recorded".
+CONSENT_VALUES = (0, 1, 1, "", 2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff")
 GATE_READ = ("pupil", "enrollment", "guardian_link")
 
 

@@ -72,14 +72,16 @@ def test_an_unexpected_record_the_gate_holds_is_deleted() -> None:
     assert changes[0].reason == f"{UNEXPECTED} (no_consent)"
 
 
-def test_an_unexpected_record_the_bridge_deleted_goes_again_and_an_unknown_one_stays() -> None:
-    """An unexpected record gone from the source is deleted when the state has its tombstone,
-    and only reported when the state never knew it."""
+def test_an_unexpected_record_the_source_lacks_is_deleted_known_or_not() -> None:
+    """An unexpected record gone from the source is deleted, whether the state has its
+    tombstone or never knew it (fail closed: nothing allows it)."""
     found = compare("mark", [], {"5": "f", "6": "f"})
     found.unexpected["5"] = make_keys([5])[1]  # the state's tombstone
     changes, _ = plan_with(found, [], [])
-    assert [(c.op, c.key, c.sort_key) for c in changes] == [(Op.DELETE, "5", make_keys([5])[1])]
-    assert found.reported == ["6"]
+    assert [(c.op, c.key, c.sort_key) for c in changes] == [
+        (Op.DELETE, "5", make_keys([5])[1]), (Op.DELETE, "6", make_keys([6])[1])]
+    assert changes[1].reason == f"{UNEXPECTED} (unknown to the bridge)"
+    assert found.reported == []
 
 
 def test_an_unexpected_record_the_source_allows_is_sent_and_not_deleted() -> None:
