@@ -262,7 +262,6 @@ class _Run:
             self.marked = state.regate_marks()
             self.dirty_pupils |= self.marked
             self.last_as_of = state.last_as_of()
-        self.guardian_pupils: dict[str, set[str]] = {}
         self.referenced = {t for m in mappings.mappings for t in m.refs.values()}
 
     def plan_entity(self, mapping: CompiledMapping) -> None:
@@ -482,7 +481,7 @@ class _Run:
             return True
         if record.entity == "pupil" and record.key in self.dirty_pupils:
             return True
-        if record.entity == "guardian" and self.guardian_pupils.get(record.key, set()) & \
+        if record.entity == "guardian" and self.ctx.guardian_of.get(record.key, set()) & \
                 self.dirty_pupils:
             return True  # one of their pupils' consent changed: they must pass the gate again
         return _changed_since(record, since)
@@ -512,8 +511,6 @@ class _Run:
             return
         links = [(str(r.payload["pupil"]), str(r.payload["guardian"])) for r in records]
         self.ctx.allow_guardians(links)
-        for pupil, guardian in links:
-            self.guardian_pupils.setdefault(guardian, set()).add(pupil)
 
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
@@ -534,7 +531,7 @@ class _Run:
             guardian = _raw_key(row, guardian_at)
             if guardian is not None:  # held for it, and re-gated with the pupil (incremental)
                 self.ctx.guardian_reason.setdefault(guardian, reason)
-                self.guardian_pupils.setdefault(guardian, set()).add(pupil)
+                self.ctx.guardian_of.setdefault(guardian, set()).add(pupil)
         if unread:
             for entry in self.state.lookup(mapping.entity, [k for k in unread if k]).values():
                 if entry.pupil_key is not None:
@@ -545,14 +542,18 @@ class _Run:
 
 def due_stays(records: Iterable[Record], last_as_of: str | None, as_of: str) -> set[str]:
     """Pupils with a stay that began or ended after ``last_as_of`` and by ``as_of``: the day
-    of a dated admission or withdrawal came since the last run."""
-    if last_as_of is None or last_as_of >= as_of:
+    of a dated admission or withdrawal came since the last run. With no day remembered (the
+    first run after an upgrade) every pupil with a stay ended by ``as_of`` is due: a withdrawal
+    is never missed for want of a date."""
+    if last_as_of is not None and last_as_of >= as_of:
         return set()
+    names = ("date_to",) if last_as_of is None else ("date_from", "date_to")
+    since = last_as_of or ""
     due: set[str] = set()
     for record in records:
-        for name in ("date_from", "date_to"):
+        for name in names:
             day = record.payload.get(name)
-            if day is not None and last_as_of <= str(day) <= as_of:
+            if day is not None and since <= str(day) <= as_of:
                 due.add(gate.owner_pupil(record) or "")
     due.discard("")
     return due

@@ -381,9 +381,7 @@ def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> S
         engine = _namespaced(_create_engine(parsed), school)
         store = SqlStateStore(engine, clock)
         try:
-            store.migrate()
-            if school is not None:
-                store.claim(school)
+            store.migrate(school)
         except BaseException:
             engine.dispose()
             raise
@@ -439,6 +437,19 @@ def _namespaced(engine: sa.Engine, school: str | None) -> sa.Engine:
     return engine.execution_options(schema_translate_map={None: name})
 
 
+def _claim(conn: sa.Connection, school: str) -> None:
+    """Record that the state belongs to ``school``, or refuse one kept for another school (a
+    state store is never shared: its deliveries would be taken for the other's)."""
+    owner = conn.execute(sa.select(meta.c.value).where(meta.c.name == SCHOOL_ID)).scalar()
+    if owner is None:
+        conn.execute(meta.insert().values(name=SCHOOL_ID, value=school))
+    elif owner != school:
+        raise FatalError(
+            f"the state store belongs to school {owner!r}, not {school!r} (portal.school): "
+            "each school needs its own state (state.url), or, on a shared PostgreSQL, its own "
+            "school id")
+
+
 def _legacy_is(conn: sa.Connection, legacy: str, school: str) -> bool:
     """True when an old-named schema may be adopted by ``school``: it records no school id
     (written before ids were kept) or this one."""
@@ -485,23 +496,10 @@ class SqlStateStore:
         self.clock = clock
         self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
 
-    def claim(self, school: str) -> None:
-        """Record that this state belongs to ``school``, or refuse one kept for another school
-        (a state store is never shared: its deliveries would be taken for the other's)."""
-        with self.engine.begin() as conn:
-            lock_schemas(conn)  # instances starting together must not both claim
-            owner = conn.execute(sa.select(meta.c.value).where(meta.c.name == SCHOOL_ID)).scalar()
-            if owner is None:
-                conn.execute(meta.insert().values(name=SCHOOL_ID, value=school))
-            elif owner != school:
-                raise FatalError(
-                    f"the state store belongs to school {owner!r}, not {school!r} "
-                    "(portal.school): each school needs its own state (state.url), or, on a "
-                    "shared PostgreSQL, its own school id")
-
-    def migrate(self) -> None:
-        """Create the schema, or bring an older one up to SCHEMA_VERSION (under the schema
-        lock, so instances that start together take turns)."""
+    def migrate(self, school: str | None = None) -> None:
+        """Create the schema, or bring an older one up to SCHEMA_VERSION, and claim it for
+        ``school`` if one is given: in one transaction under the schema lock, so instances that
+        start together take turns."""
         with self.engine.begin() as conn:
             lock_schemas(conn)
             metadata.create_all(conn)
@@ -515,6 +513,8 @@ class SqlStateStore:
                                  f"asiou-bridge understands ({SCHEMA_VERSION}); upgrade it")
             elif int(found) < SCHEMA_VERSION:
                 self._migrate_from(conn, int(found))
+            if school is not None:
+                _claim(conn, school)
 
     @staticmethod
     def _migrate_from(conn: sa.Connection, found: int) -> None:

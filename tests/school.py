@@ -115,3 +115,61 @@ def expected_marks() -> set[str]:
         if day <= withdrawn or day >= back:
             allowed.add(str(lid * 10 + 5))
     return allowed
+
+
+WITHDRAWN_ON = date(2025, 9, 15)
+"""The day pupil 1 leaves in the re-gating trials (after a full sync)."""
+EDITED_LATER = datetime(2026, 3, 1, 8, 0)
+
+
+def withdraw_pupil_1(conn: sa.Connection, day: date = WITHDRAWN_ON,
+                     modified_at: datetime | None = EDITED_LATER) -> None:
+    """Pupil 1's stay in 5А ends on ``day`` (with ``modified_at`` None the row's watermark
+    stays as it was: the withdrawal was entered earlier)."""
+    values: dict[str, Any] = {"date_out": day, "order_out": "№9-у"}
+    if modified_at is not None:
+        values["modified_at"] = modified_at
+    conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(**values))
+
+
+def withdraw_consent_of_pupil_1(conn: sa.Connection) -> None:
+    """Pupil 1's written consent is withdrawn."""
+    conn.execute(schema.pupil.update().where(schema.pupil.c.id == 1).values(
+        pd_consent=0, modified_at=EDITED_LATER))
+
+
+def move_watermarks_on(conn: sa.Connection) -> None:
+    """Other pupil and enrolment rows were edited later, so the watermarks pass every row of
+    pupil 1 (an incremental run re-reads none of them for their own sake)."""
+    later = T0.replace(month=11)
+    conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 6).values(
+        modified_at=later))
+    conn.execute(schema.pupil.update().where(schema.pupil.c.id == 5).values(modified_at=later))
+
+
+def records_of_pupil_1_after(day: date) -> set[tuple[str, str]]:
+    """(entity, key) of pupil 1's marks and absences dated after ``day``."""
+    late = [n for n, d in enumerate(LESSON_DAYS) if d > day]
+    return ({("mark", str((100 + n) * 10 + 1)) for n in late}
+            | {("absence", f"{100 + n}-1") for n in late})
+
+
+GATE_CHANGES = ("withdrawal", "consent")
+
+
+def make_gate_change(conn: sa.Connection, change: str) -> None:
+    """Withdraw pupil 1 on WITHDRAWN_ON, or withdraw their consent."""
+    if change == "withdrawal":
+        withdraw_pupil_1(conn)
+    else:
+        withdraw_consent_of_pupil_1(conn)
+
+
+def forbidden_by(change: str) -> set[tuple[str, str]]:
+    """(entity, key) of what the portal may no longer hold after ``change`` to pupil 1: after a
+    withdrawal, their records dated after it; without consent, everything of theirs (guardian 1
+    represents only pupil 1)."""
+    if change == "withdrawal":
+        return records_of_pupil_1_after(WITHDRAWN_ON)
+    everything = {("pupil", "1"), ("enrollment", "1"), ("guardian_link", "1"), ("guardian", "1")}
+    return records_of_pupil_1_after(date(2000, 1, 1)) | everything

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -11,58 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.demo import schema
-from bridge.engine import PlanResult, RunOptions, delivered, plan_run
 from bridge.errors import SourceError
 from bridge.guard import Thresholds
-from bridge.mapping import CompiledMapping, MappingSet, load_mappings
+from bridge.mapping import CompiledMapping
 from bridge.model import Change, Op
 from bridge.source import Rescan, SqlSource
-from bridge.state import SqlStateStore, open_state
 from tests import school
-
-AS_OF = date(2025, 12, 1)
-
-
-@dataclass
-class Bench:
-    """A school, its mappings and a state store, with helpers to plan and record runs."""
-
-    engine: sa.Engine
-    mappings: MappingSet
-    state: SqlStateStore
-
-    def plan(self, incremental: bool = False, thresholds: Thresholds | None = None,
-             source: SqlSource | None = None) -> tuple[PlanResult, list[Change]]:
-        sent: list[Change] = []
-        options = RunOptions(as_of=AS_OF, incremental=incremental,
-                             thresholds=thresholds or Thresholds())
-        result = plan_run(self.mappings, source or SqlSource(self.engine), self.state, options,
-                          sent.append)
-        return result, sent
-
-    def record(self, result: PlanResult, sent: list[Change]) -> None:
-        changes = sent + result.plan.hiding + result.plan.deletes
-        self.state.record([delivered(c, self.mappings) for c in changes])
-        self.state.set_watermarks(result.watermarks)
-
-    def sync(self, **kwargs: object) -> tuple[PlanResult, list[Change]]:
-        result, sent = self.plan(**kwargs)  # type: ignore[arg-type]
-        self.record(result, sent)
-        return result, sent
-
-    def sql(self, statement: sa.Executable) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(statement)
+from tests.engine_bench import Bench, make_bench
 
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
-    school.write_school(engine)
-    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    yield Bench(engine, load_mappings(Path("mappings")), state)
-    state.close()
-    engine.dispose()
+    yield from make_bench(tmp_path)
 
 
 def keys(changes: list[Change], entity: str, op: Op | None = None) -> set[str]:

@@ -4,56 +4,29 @@ reasons name the real cause, a rejected row's published record goes, links befor
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bridge.demo import schema
-from bridge.engine import RunOptions, delivered, plan_run
+from bridge.engine import PlanResult
 from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
 from bridge.model import Change, Op
-from bridge.source import SqlSource
-from bridge.state import SqlStateStore, open_state
-from tests import school
+from tests.engine_bench import Bench, make_bench
 
-AS_OF = date(2025, 12, 1)
 LOOSE = Thresholds(min_deletes=1000)
-LATER = school.T0 + timedelta(days=90)
 
 
-class Bench:
-    """The hand-made school, shipped mappings and a SQLite state, synced in this process."""
-
-    def __init__(self, engine: sa.Engine, mappings: MappingSet, state: SqlStateStore) -> None:
-        self.engine, self.mappings, self.state = engine, mappings, state
-
-    def sync(self, incremental: bool = False) -> tuple[object, list[Change]]:
-        sent: list[Change] = []
-        result = plan_run(self.mappings, SqlSource(self.engine), self.state,
-                          RunOptions(as_of=AS_OF, incremental=incremental, thresholds=LOOSE),
-                          sent.append)
-        changes = sent + result.plan.deletes_children_first()
-        self.state.record([delivered(c, self.mappings) for c in changes])
-        self.state.set_watermarks(result.watermarks)
-        return result, changes
-
-    def update(self, table: sa.Table, row_id: int, **values: object) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(table.update().where(table.c.id == row_id)
-                         .values(modified_at=LATER, **values))
+def synced(bench: Bench, incremental: bool = False) -> tuple[PlanResult, list[Change]]:
+    """Plan and record one run; every change it delivers, in delivery order."""
+    result, sent = bench.sync(incremental=incremental, thresholds=LOOSE)
+    return result, sent + result.plan.destructive()
 
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
-    school.write_school(engine)
-    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    yield Bench(engine, load_mappings(Path("mappings")), state)
-    state.close()
-    engine.dispose()
+    yield from make_bench(tmp_path)
 
 
 def _deletes(changes: list[Change]) -> list[tuple[str, str, str | None]]:
@@ -79,16 +52,16 @@ def test_each_cause_deletes_the_pupil_with_its_own_reason(
         bench: Bench, change: dict[str, object], reason: str, incremental: bool) -> None:
     """Unclear consent or a rejected pupil, enrolment or link row deletes pupil 1, their
     enrolment, link, sole guardian, marks and absences, each for that cause."""
-    bench.sync()
+    synced(bench)
     table = {"pupil": schema.pupil, "pupil_move": schema.pupil_move,
              "pupil_guardian": schema.pupil_guardian}[str(change["table"])]
     bench.update(table, int(str(change["id"])), **change["values"])  # type: ignore[arg-type]
-    _, changes = bench.sync(incremental=incremental)
+    _, changes = synced(bench, incremental)
     assert _of_pupil_1(changes) == dict.fromkeys(
         ("pupil", "enrollment", "guardian_link", "guardian", "mark", "absence"), reason)
     order = [e for e, _, _ in _deletes(changes)]
     assert order.index("guardian_link") < order.index("guardian") < order.index("pupil")
-    _, again = bench.sync(incremental=incremental)
+    _, again = synced(bench, incremental)
     assert _deletes(again) == []
 
 
@@ -96,7 +69,7 @@ def test_an_enrolment_ending_before_it_begins_is_rejected(bench: Bench) -> None:
     """An enrolment whose date_out is before its date_in is a rejection with table, key, field
     and reason, and its pupil's records are held for it (nothing of the pupil is created)."""
     bench.update(schema.pupil_move, 1, date_out=date(2025, 8, 1))
-    result, changes = bench.sync()
+    result, changes = synced(bench)
     rejected = [r for r in result.plan.rejections if r.entity == "enrollment"]  # type: ignore[attr-defined]
     assert [(r.table, r.key, r.field) for r in rejected] == [("pupil_move", "1", "date_to")]
     assert "before" in rejected[0].reason
@@ -111,8 +84,8 @@ def test_a_link_whose_pupil_cannot_be_read_closes_the_pupil_it_was_delivered_for
         bench: Bench) -> None:
     """A delivered guardian link whose pupil column becomes unreadable (blank) closes the pupil
     the state recorded for it: what was published under it goes."""
-    bench.sync()
+    synced(bench)
     bench.update(schema.pupil_guardian, 1, pupil_id="  ")
-    _, changes = bench.sync()
+    _, changes = synced(bench)
     gone = {(e, k) for e, k, _ in _deletes(changes)}
     assert {("pupil", "1"), ("guardian_link", "1"), ("guardian", "1")} <= gone

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.demo import schema
 from bridge.engine import RunOptions
 from bridge.errors import ExitCode, PortalUnavailable
 from bridge.guard import Thresholds
@@ -31,7 +30,6 @@ from tests import school
 MAPPINGS = load_mappings(Path("mappings"))
 AS_OF = date(2025, 12, 31)
 NO_GUARD = Thresholds(max_delete_fraction=1.0, min_deletes=10**9, hold_whole_class=False)
-LEFT = date(2025, 9, 15)
 
 
 class CrashingPortal(MemoryPortal):
@@ -49,14 +47,9 @@ class CrashingPortal(MemoryPortal):
         return super().send(operations)
 
 
-def live(portal: MemoryPortal, entity: str) -> set[str]:
-    return set(portal.fingerprints(entity))
-
-
-def pupil_1_after(day: date) -> tuple[set[str], set[str]]:
-    """Keys of pupil 1's marks and absences dated after ``day``."""
-    late = [n for n, d in enumerate(school.LESSON_DAYS) if d > day]
-    return {str((100 + n) * 10 + 1) for n in late}, {f"{100 + n}-1" for n in late}
+def live(portal: MemoryPortal) -> set[tuple[str, str]]:
+    """(entity, key) of every live record on the portal."""
+    return {(e, k) for e in MAPPINGS.entities for k in portal.fingerprints(e)}
 
 
 def sync(engine: sa.Engine, state: SqlStateStore, portal: MemoryPortal, run: str, *,
@@ -73,32 +66,7 @@ def engine(tmp_path: Path) -> sa.Engine:
     return built
 
 
-def withdraw(conn: sa.Connection) -> None:
-    """Pupil 1 leaves on LEFT."""
-    conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-        date_out=LEFT, order_out="№9-у", modified_at=school.T0.replace(year=2026)))
-
-
-def withdraw_consent(conn: sa.Connection) -> None:
-    """Pupil 1's written consent is withdrawn."""
-    conn.execute(schema.pupil.update().where(schema.pupil.c.id == 1).values(
-        pd_consent=0, modified_at=school.T0.replace(year=2026)))
-
-
-def forbidden(portal: MemoryPortal, change: str) -> set[tuple[str, str]]:
-    """What of pupil 1 the portal holds that ``change`` forbids."""
-    if change == "withdrawal":
-        marks, absences = pupil_1_after(LEFT)
-    else:
-        marks, absences = pupil_1_after(date(2000, 1, 1))
-        marks |= {"pupil:1", "enrollment:1", "guardian_link:1"}
-    held = {f"{e}:{k}" for e in ("pupil", "enrollment", "guardian_link") for k in live(portal, e)}
-    return ({("mark", k) for k in marks & live(portal, "mark")}
-            | {("absence", k) for k in absences & live(portal, "absence")}
-            | {(k.split(":")[0], k) for k in marks & held})
-
-
-@pytest.mark.parametrize("change", ["withdrawal", "consent"])
+@pytest.mark.parametrize("change", school.GATE_CHANGES)
 @pytest.mark.parametrize("batches", range(12))
 def test_a_run_cut_off_after_any_batch_of_a_gate_change_leaves_nothing_forbidden(
         engine: sa.Engine, tmp_path: Path, batches: int, change: str) -> None:
@@ -108,15 +76,15 @@ def test_a_run_cut_off_after_any_batch_of_a_gate_change_leaves_nothing_forbidden
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
         assert sync(engine, state, portal, "full", incremental=False).exit_code == ExitCode.OK
-        assert pupil_1_after(LEFT)[0] <= live(portal, "mark")
+        assert school.forbidden_by(change) <= live(portal)
         with engine.begin() as conn:
-            (withdraw if change == "withdrawal" else withdraw_consent)(conn)
+            school.make_gate_change(conn, change)
         portal.allowed = batches
         sync(engine, state, portal, "cut", incremental=True)
         portal.allowed = None
         again = sync(engine, state, portal, "again", incremental=True)
         assert again.exit_code == ExitCode.OK
-        assert forbidden(portal, change) == set()
+        assert school.forbidden_by(change) & live(portal) == set()
         assert state.regate_marks() == set()
     finally:
         state.close()
@@ -127,14 +95,9 @@ def test_a_withdrawal_dated_ahead_takes_effect_when_its_day_passes(
         engine: sa.Engine, tmp_path: Path) -> None:
     """A stay ending on a day after the full run: the incremental run after that day archives
     the pupil, though no row changed."""
-    later_edit = school.T0.replace(month=11)  # other rows moved the watermarks on since
     with engine.begin() as conn:
-        conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-            date_out=date(2025, 12, 10), order_out="№9-у"))
-        conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 6).values(
-            modified_at=later_edit))
-        conn.execute(schema.pupil.update().where(schema.pupil.c.id == 5).values(
-            modified_at=later_edit))
+        school.withdraw_pupil_1(conn, date(2025, 12, 10), modified_at=None)
+        school.move_watermarks_on(conn)
     portal = CrashingPortal()
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:

@@ -1,6 +1,7 @@
-"""Re-gating over real HTTP against the reference portal on 127.0.0.1: a withdrawal whose
-incremental run is cut off after any batch is finished by the next incremental run, and a
-withdrawal dated ahead takes effect in the first incremental run after its day."""
+"""Re-gating over real HTTP against the reference portal on 127.0.0.1: a withdrawal (or a
+consent withdrawal) whose incremental run is cut off after any batch is finished by the next
+incremental run, and a withdrawal dated ahead takes effect in the first incremental run after
+its day."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.demo import schema
 from bridge.engine import RunOptions
 from bridge.errors import ExitCode, PortalUnavailable
 from bridge.portal import Operation, OperationResult
@@ -23,7 +23,6 @@ from bridge.sync import SyncResult, run_sync
 from tests import school
 from tests.e2e import MAPPINGS, NO_GUARD, running_portal, snapshot
 
-LEFT = date(2025, 9, 15)
 AS_OF = date(2025, 12, 31)
 
 
@@ -73,19 +72,18 @@ def run(engine: sa.Engine, folder: Path, url: str, *, incremental: bool, as_of: 
         state.close()
 
 
+@pytest.mark.parametrize("change", school.GATE_CHANGES)
 @pytest.mark.parametrize("cut_after", [0, 1, 2, 3, 4, 6])
-def test_a_withdrawal_cut_off_after_any_batch_is_finished_by_the_next_incremental_run(
-        engine: sa.Engine, tmp_path: Path, portal: ReferencePortal, cut_after: int) -> None:
-    """After the cut-off run and one more incremental run, the portal holds none of the
-    withdrawn pupil's marks or absences dated after the withdrawal."""
+def test_a_gate_change_cut_off_after_any_batch_is_finished_by_the_next_incremental_run(
+        engine: sa.Engine, tmp_path: Path, portal: ReferencePortal, cut_after: int,
+        change: str) -> None:
+    """After the cut-off run and one more incremental run, the portal holds nothing of pupil 1
+    that the withdrawal (or the consent withdrawal) forbids."""
     assert run(engine, tmp_path, portal.url, incremental=False).exit_code == ExitCode.OK
-    late = [n for n, d in enumerate(school.LESSON_DAYS) if d > LEFT]
-    forbidden = {("mark", str((100 + n) * 10 + 1)) for n in late} | {
-        ("absence", f"{100 + n}-1") for n in late}
+    forbidden = school.forbidden_by(change)
     assert forbidden <= set(snapshot(portal.url))
     with engine.begin() as conn:
-        conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-            date_out=LEFT, order_out="№9-у", modified_at=school.T0.replace(year=2026)))
+        school.make_gate_change(conn, change)
     run(engine, tmp_path, portal.url, incremental=True, cut_after=cut_after)
     again = run(engine, tmp_path, portal.url, incremental=True)
     assert again.exit_code == ExitCode.OK
@@ -95,14 +93,9 @@ def test_a_withdrawal_cut_off_after_any_batch_is_finished_by_the_next_incrementa
 def test_a_withdrawal_dated_ahead_archives_the_pupil_after_its_day_over_http(
         engine: sa.Engine, tmp_path: Path, portal: ReferencePortal) -> None:
     """No row changes between the runs; the incremental run after the 10th archives pupil 1."""
-    later_edit = school.T0.replace(month=11)
     with engine.begin() as conn:
-        conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-            date_out=date(2025, 12, 10), order_out="№9-у"))
-        conn.execute(schema.pupil_move.update().where(schema.pupil_move.c.id == 6).values(
-            modified_at=later_edit))
-        conn.execute(schema.pupil.update().where(schema.pupil.c.id == 5).values(
-            modified_at=later_edit))
+        school.withdraw_pupil_1(conn, date(2025, 12, 10), modified_at=None)
+        school.move_watermarks_on(conn)
     first = run(engine, tmp_path, portal.url, incremental=False, as_of=date(2025, 12, 1))
     assert first.exit_code == ExitCode.OK
     assert snapshot(portal.url)[("pupil", "1")][1]["active"] is True

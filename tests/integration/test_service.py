@@ -278,6 +278,7 @@ def test_the_next_run_closes_a_killed_run_as_interrupted(
     again = bridge(config, "sync")
 
     assert again.returncode == ExitCode.OK, again.stderr[-2000:]
+    assert '"event": "runs.closed_interrupted"' in again.stderr
     history = runs(tmp_path)
     assert history[0]["run_id"] == killed[0]["run_id"]
     assert history[0]["outcome"] == "interrupted"

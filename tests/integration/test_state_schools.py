@@ -1,9 +1,8 @@
-"""One school's state is never taken for another's, and instances that start together on an
-empty PostgreSQL state database all come up (schema creation under a lock)."""
+"""One school's state is never taken for another's (instances starting together:
+``test_concurrent_start.py``)."""
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import sqlalchemy as sa
 from bridge.errors import FatalError
 from bridge.model import Change, Op, Record
 from bridge.state import (
-    SCHEMA_VERSION,
     Delivered,
     legacy_schema_name,
     open_state,
@@ -84,29 +82,3 @@ def test_an_old_named_schema_is_adopted_by_its_school(postgres_url: str) -> None
     assert schema_name(school) in names
     assert legacy not in names
     assert _count(postgres_url, school) == 1
-
-
-def _open_at(url: str, barrier: multiprocessing.synchronize.Barrier,
-             results: multiprocessing.Queue[str]) -> None:
-    barrier.wait()
-    try:
-        store = open_state(url, school="school-1")
-        results.put(str(store.schema_version()))
-        store.close()
-    except FatalError as exc:  # reported to the parent, which asserts on it
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def test_instances_started_together_all_open_an_empty_postgresql_state(
-        postgres_url: str) -> None:
-    """Sixteen processes released together on an empty database all open the state."""
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(16), context.Queue()
-    workers = [context.Process(target=_open_at, args=(postgres_url, barrier, results))
-               for _ in range(16)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    outcomes = [results.get(timeout=10) for _ in workers]
-    assert outcomes == [str(SCHEMA_VERSION)] * 16

@@ -20,6 +20,7 @@ from bridge.portal.server import ReferencePortal
 from bridge.state import open_state
 from tests.e2e import (
     Bridge,
+    Snapshot,
     duplicates,
     expected_export,
     make_school,
@@ -106,6 +107,26 @@ def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(
     assert snapshot(bridge.url) == expected_export(bridge.school)
 
 
+def _open_stays(portal_holds: Snapshot) -> list[dict[str, object]]:
+    """The enrolments still open on the portal."""
+    return [p for (e, _), (_, p) in portal_holds.items() if e == "enrollment"
+            and p["date_to"] is None]
+
+
+def _fullest_class(open_stays: list[dict[str, object]]) -> str:
+    """The class with the most open stays."""
+    return str(max((p["class"] for p in open_stays),
+                   key=lambda c: sum(p["class"] == c for p in open_stays)))
+
+
+def _edit_school(bridge: Bridge, sql: str, **params: object) -> None:
+    """Change the school's ASIOU database with one statement."""
+    engine = sa.create_engine(f"sqlite:///{bridge.school}")
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+    engine.dispose()
+
+
 def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
         bridge: Bridge) -> None:
     """Deleting one class's enrolment rows holds the run (exit 5) with no pupil archived and no
@@ -113,14 +134,8 @@ def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
     guard = Thresholds()
     assert bridge.sync(thresholds=guard).exit_code == ExitCode.OK
     before = snapshot(bridge.url)
-    open_stays = [p for (e, _), (_, p) in before.items() if e == "enrollment"
-                  and p["date_to"] is None]
-    victim = max((p["class"] for p in open_stays),
-                 key=lambda c: sum(p["class"] == c for p in open_stays))
-    engine = sa.create_engine(f"sqlite:///{bridge.school}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM pupil_move WHERE class_id = :c"), {"c": int(victim)})
-    engine.dispose()
+    _edit_school(bridge, "DELETE FROM pupil_move WHERE class_id = :c",
+                 c=int(_fullest_class(_open_stays(before))))
     held = bridge.sync(run_id="held", thresholds=guard)
     assert held.exit_code == ExitCode.PLAN_HELD
     assert any(c.op is Op.ARCHIVE and c.entity == "pupil" for c in held.plan.plan.hiding)
@@ -147,16 +162,11 @@ def test_an_incremental_run_holds_closing_a_whole_class_and_keeps_its_watermarks
     guard = Thresholds()
     assert bridge.sync(thresholds=guard).exit_code == ExitCode.OK
     before = snapshot(bridge.url)
-    open_stays = [p for (e, _), (_, p) in before.items() if e == "enrollment"
-                  and p["date_to"] is None]
-    victim = max((p["class"] for p in open_stays),
-                 key=lambda c: sum(p["class"] == c for p in open_stays))
-    engine = sa.create_engine(f"sqlite:///{bridge.school}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE pupil_move SET date_out = '2026-05-29', modified_at = "
-                             "'2026-11-01 12:00:00' WHERE class_id = :c AND date_out IS NULL"),
-                     {"c": int(victim)})
-    engine.dispose()
+    open_stays = _open_stays(before)
+    victim = _fullest_class(open_stays)
+    _edit_school(bridge, "UPDATE pupil_move SET date_out = '2026-05-29', modified_at = "
+                 "'2026-11-01 12:00:00' WHERE class_id = :c AND date_out IS NULL",
+                 c=int(victim))
     marks = _watermarks(bridge)
     held = bridge.sync(incremental=True, run_id="held", thresholds=guard)
     assert held.exit_code == ExitCode.PLAN_HELD

@@ -1,4 +1,5 @@
-"""Subgroup memberships close when their pupil leaves the group's class (§9 of issue 9)."""
+"""Subgroup memberships close when their pupil leaves the group's class, and dated stays
+become due for re-gating when their day comes (issue 9, items 9 and 8)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,29 @@ def test_leaving_another_class_does_not_close_the_membership() -> None:
     """Only the stays in the group's own class count."""
     ctx = context(("c7", "2025-09-01", "2025-10-15"), ("c5", "2025-09-01", None))
     assert gate.derive(member(), ctx).payload["date_to"] is None
+
+
+def stay(pupil: str, start: str, end: str | None) -> Record:
+    payload = {"pupil": pupil, "class": "c5", "date_from": start, "date_to": end}
+    return Record("enrollment", pupil, "i" + pupil, payload, "fp")
+
+
+def test_stays_whose_day_came_since_the_last_run_are_due() -> None:
+    """A stay that ended or began between the last run's day and this one's makes its pupil
+    due for re-gating; one outside that window does not."""
+    from bridge.engine import due_stays
+
+    stays = [stay("1", "2025-09-01", "2025-12-10"), stay("2", "2025-12-05", None),
+             stay("3", "2025-09-01", "2025-10-01"), stay("4", "2025-09-01", None)]
+    assert due_stays(stays, "2025-12-01", "2025-12-11") == {"1", "2"}
+    assert due_stays(stays, "2025-12-11", "2025-12-11") == set()
+
+
+def test_with_no_day_remembered_every_ended_stay_is_due() -> None:
+    """The first run after an upgrade knows no last day: every pupil whose stay ended by the
+    run's day is re-gated (fail closed), admissions are not."""
+    from bridge.engine import due_stays
+
+    stays = [stay("1", "2025-09-01", "2025-12-10"), stay("2", "2025-12-05", None),
+             stay("3", "2025-09-01", "2025-10-01")]
+    assert due_stays(stays, None, "2025-12-11") == {"1", "3"}
