@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge.errors import FatalError, UnknownPlan
@@ -381,7 +382,7 @@ def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> S
         engine = _namespaced(_create_engine(parsed), school)
         store = SqlStateStore(engine, clock)
         try:
-            store.migrate(school)
+            _opening_retry(store.migrate)(school)
         except BaseException:
             engine.dispose()
             raise
@@ -390,6 +391,20 @@ def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> S
                          f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
                          ) from exc
     return store
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    """SQLite answers "database is locked" at once, without waiting out the busy timeout, in a
+    few races of connections opening a fresh file together (the switch to WAL, WAL recovery)."""
+    return (isinstance(exc, sa.exc.OperationalError)
+            and "database is locked" in str(exc.orig))
+
+
+def _opening_retry(step: Callable[[str | None], None]) -> Callable[[str | None], None]:
+    """``step`` tried again, a few times over about half a minute, while SQLite says busy."""
+    return tenacity.retry(retry=tenacity.retry_if_exception(_sqlite_busy),
+                          wait=tenacity.wait_random_exponential(multiplier=0.05, max=5),
+                          stop=tenacity.stop_after_attempt(12), reraise=True)(step)
 
 
 SCHEMA_LOCK = 0x6173696F75  # "asiou": serializes creating and migrating schemas (PostgreSQL)

@@ -41,3 +41,50 @@ def test_instances_released_together_all_open_the_state(empty_url: str) -> None:
     for worker in workers:
         worker.join(timeout=60)
     assert [o for o in outcomes if o != "ok"] == []
+
+
+def _busy_for(times: int, message: str) -> Any:
+    """A schema lock that SQLite refuses ``times`` times at once with ``message``, then takes."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from bridge import state
+
+    refused: list[int] = []
+
+    def lock(conn: sa.Connection) -> None:
+        if len(refused) < times:
+            refused.append(1)
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError(message))
+        state_lock(conn)
+
+    state_lock = state.lock_schemas
+    return lock, refused
+
+
+def test_an_immediate_busy_answer_is_tried_again(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's "database is locked" without waiting (a race of fresh connections) is tried again."""
+    from bridge import state
+
+    lock, refused = _busy_for(3, "database is locked")
+    monkeypatch.setattr(state, "lock_schemas", lock)
+    store = state.open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", school="school-1")
+    try:
+        assert len(refused) == 3
+        assert store.schema_version() == state.SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+def test_other_state_errors_are_not_tried_again(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import state
+    from bridge.errors import FatalError
+
+    lock, refused = _busy_for(100, "disk I/O error")
+    monkeypatch.setattr(state, "lock_schemas", lock)
+    with pytest.raises(FatalError, match="disk I/O error"):
+        state.open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", school="school-1")
+    assert len(refused) == 1
