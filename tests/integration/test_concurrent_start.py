@@ -65,7 +65,7 @@ def _busy_for(times: int, message: str) -> Any:
 
 def test_an_immediate_busy_answer_is_tried_again(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's "database is locked" without waiting (a race of fresh connections) is tried again."""
+    """SQLite's "database is locked" at once (fresh connections racing) is tried again."""
     from bridge import state
 
     lock, refused = _busy_for(3, "database is locked")
