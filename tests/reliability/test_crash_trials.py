@@ -121,37 +121,55 @@ def _acked(state: Path) -> int:
 
 
 @pytest.mark.parametrize("change", small.GATE_CHANGES)
-@pytest.mark.parametrize("batches", [1, 2, 3])
-def test_sigkill_of_an_incremental_run_after_a_gate_change_leaves_nothing_forbidden(
-        batches: int, change: str, tmp_path: Path, portal: ReferencePortal) -> None:
-    """An incremental run after a withdrawal or a consent withdrawal, killed with SIGKILL once
-    ``batches`` batches were acknowledged (batches of 3): the next incremental run leaves
-    nothing on the portal that the change forbids."""
-    path = tmp_path / "asiou.sqlite"
+def test_sigkill_of_an_incremental_run_after_a_gate_change_at_every_batch_boundary(
+        change: str, tmp_path: Path) -> None:
+    """An incremental run after a withdrawal or a consent withdrawal (batches of 3), killed
+    with SIGKILL once its first, second, … batch was acknowledged, up to its last boundary:
+    after each kill the next incremental run leaves nothing on the portal the change forbids."""
+    killed = 0
+    while _kill_after_batches(change, killed + 1, tmp_path / f"cut-{killed + 1}"):
+        killed += 1
+    print(f"\n{change}: killed after each of {killed} batch boundaries")
+    assert killed >= 5  # the run has that many boundaries; fewer means the trial broke
+
+
+def _kill_after_batches(change: str, batches: int, folder: Path) -> bool:
+    """One trial: full sync, ``change``, an incremental run killed after ``batches`` batches,
+    then a rerun; False when the incremental run ended before that many batches."""
+    folder.mkdir()
+    path = folder / "asiou.sqlite"
     engine = sa.create_engine(f"sqlite:///{path}")
     small.write_school(engine)
-    config = write_config(tmp_path, path, portal.url, batch_size=3,
-                          extra="[guard]\nmin_deletes = 1000000\n")
-    full = subprocess.run([sys.executable, "-m", "bridge", "--config", str(config), "sync",
-                           "--as-of", "2025-12-31"], capture_output=True, text=True,
+    for portal in running_portal(folder):
+        config = write_config(folder, path, portal.url, batch_size=3,
+                              extra="[guard]\nmin_deletes = 1000000\n")
+        _run(config, "--as-of", "2025-12-31")
+        forbidden = small.forbidden_by(change)
+        assert forbidden <= set(snapshot(portal.url))  # delivered before the change
+        with engine.begin() as conn:
+            small.make_gate_change(conn, change)
+        engine.dispose()
+        state, before = folder / "state.sqlite", _acked(folder / "state.sqlite")
+        victim = subprocess.Popen(_command(config, "--incremental", "--as-of", "2025-12-31"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while victim.poll() is None and _acked(state) < before + batches:
+            time.sleep(0.002)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+        if victim.returncode != -signal.SIGKILL:
+            return False  # it had ended: no boundary left to cut
+        _run(config, "--incremental", "--as-of", "2025-12-31")
+        assert forbidden & set(snapshot(portal.url)) == set(), f"killed after {batches}"
+        assert duplicates(portal.url) == []
+        return True
+    raise AssertionError("the portal did not start")
+
+
+def _command(config: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "bridge", "--config", str(config), "sync", *options]
+
+
+def _run(config: Path, *options: str) -> None:
+    done = subprocess.run(_command(config, *options), capture_output=True, text=True,
                           timeout=300, check=False)
-    assert full.returncode == ExitCode.OK, full.stderr[-2000:]
-    forbidden = small.forbidden_by(change)
-    assert forbidden <= set(snapshot(portal.url))  # delivered before the change
-    with engine.begin() as conn:
-        small.make_gate_change(conn, change)
-    engine.dispose()
-    state, before = tmp_path / "state.sqlite", _acked(tmp_path / "state.sqlite")
-    incremental = [sys.executable, "-m", "bridge", "--config", str(config), "sync",
-                   "--incremental", "--as-of", "2025-12-31"]
-    victim = subprocess.Popen(incremental, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    while victim.poll() is None and _acked(state) < before + batches:
-        time.sleep(0.002)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=60)
-    rerun = subprocess.run(incremental, capture_output=True, text=True, timeout=300,
-                           check=False)
-    assert rerun.returncode == ExitCode.OK, rerun.stderr[-2000:]
-    assert forbidden & set(snapshot(portal.url)) == set()
-    assert duplicates(portal.url) == []
+    assert done.returncode == ExitCode.OK, done.stderr[-2000:]
