@@ -48,9 +48,20 @@ def free_port() -> int:
 def start_portal(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     (folder / "portal.sqlite").unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "bridge", "portal", "--port", str(port),
-                                "--data", str(folder / "portal.sqlite")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "portal",
+            "--port",
+            str(port),
+            "--data",
+            str(folder / "portal.sqlite"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -62,19 +73,35 @@ def start_portal(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the reference portal did not start")
 
 
-def sync(folder: Path, url: str, args: argparse.Namespace, incremental: bool
-         ) -> tuple[SyncResult, float]:
+def sync(
+    folder: Path, url: str, args: argparse.Namespace, incremental: bool
+) -> tuple[SyncResult, float]:
     mappings = load_mappings(ROOT / "mappings")
     engine = sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}")
     state = open_state(f"sqlite:///{folder / 'delivery-state.sqlite'}")
-    client = PortalClient(PortalSettings(base_url=url, school="demo", client_id=DEMO_CLIENT[0],
-                                         client_secret=DEMO_CLIENT[1],
-                                         batch_size=args.batch))
+    client = PortalClient(
+        PortalSettings(
+            base_url=url,
+            school="demo",
+            client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1],
+            batch_size=args.batch,
+        )
+    )
     started = time.perf_counter()
-    outcome = run_sync(mappings, SqlSource(engine), state, client, RunOptions(
-        as_of=AS_OF, incremental=incremental, thresholds=Thresholds(min_deletes=10**9),
-        workers=resolve_workers(args.workers)),
-        run_id=f"bench-{int(time.time())}")
+    outcome = run_sync(
+        mappings,
+        SqlSource(engine),
+        state,
+        client,
+        RunOptions(
+            as_of=AS_OF,
+            incremental=incremental,
+            thresholds=Thresholds(min_deletes=10**9),
+            workers=resolve_workers(args.workers),
+        ),
+        run_id=f"bench-{int(time.time())}",
+    )
     seconds = time.perf_counter() - started
     client.close()
     state.close()
@@ -92,9 +119,13 @@ def change_one_percent(folder: Path) -> int:
     mark = schema.mark
     with engine.begin() as conn:
         for start in range(0, len(ids), 500):
-            conn.execute(mark.update().where(mark.c.id.in_(ids[start:start + 500])).values(
-                mark_value=sa.case((mark.c.mark_value == "5", "4"), else_="5"),
-                modified_at=when))
+            conn.execute(
+                mark.update()
+                .where(mark.c.id.in_(ids[start : start + 500]))
+                .values(
+                    mark_value=sa.case((mark.c.mark_value == "5", "4"), else_="5"), modified_at=when
+                )
+            )
     engine.dispose()
     return len(ids)
 
@@ -104,15 +135,21 @@ def main() -> int:
     parser.add_argument("--pupils", type=int, default=1100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="planning processes, as sync.plan_workers (0: one per CPU core)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="planning processes, as sync.plan_workers (0: one per CPU core)",
+    )
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args()
     folder = Path(args.dir) / f"delivery-{args.pupils}-{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     # Generated afresh each time: the 1 % change edits the school.
-    generate(sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}"),
-             SchoolSpec(pupils=args.pupils, seed=args.seed))
+    generate(
+        sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}"),
+        SchoolSpec(pupils=args.pupils, seed=args.seed),
+    )
     (folder / "delivery-state.sqlite").unlink(missing_ok=True)
     process, url = start_portal(folder)
     try:
@@ -128,33 +165,51 @@ def run(folder: Path, url: str, args: argparse.Namespace) -> int:
     stats = requests.get(f"{url}/_portal/stats", timeout=10).json()
     counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
     delivered = full.delivery.total
-    print(f"full delivery: {delivered:,} records in {seconds:.1f} s = "
-          f"{delivered / seconds:,.0f} records/s; {full.delivery.batches} batches of "
-          f"{args.batch}; exit code {full.exit_code}")
+    print(
+        f"full delivery: {delivered:,} records in {seconds:.1f} s = "
+        f"{delivered / seconds:,.0f} records/s; {full.delivery.batches} batches of "
+        f"{args.batch}; exit code {full.exit_code}"
+    )
     print(f"portal stats: {json.dumps(stats)}")
     print(f"portal counts: {json.dumps(counts)}")
     changed = change_one_percent(folder)
     again, seconds = sync(folder, url, args, incremental=True)
     seconds_change = seconds
     updated = (again.delivery.delivered.get("mark") or {}).get("update", 0)
-    print(f"1 % change: {changed:,} marks edited; incremental sync delivered "
-          f"{again.delivery.total:,} records ({json.dumps(again.delivery.delivered)}) in "
-          f"{seconds:.1f} s; exactly the changed records: "
-          f"{updated == changed}")
+    print(
+        f"1 % change: {changed:,} marks edited; incremental sync delivered "
+        f"{again.delivery.total:,} records ({json.dumps(again.delivery.delivered)}) in "
+        f"{seconds:.1f} s; exactly the changed records: "
+        f"{updated == changed}"
+    )
     quiet, seconds = sync(folder, url, args, incremental=True)
     seconds_quiet = seconds
-    print(f"no-change incremental run (watermarks): {quiet.delivery.total} delivered, "
-          f"{sum(quiet.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
+    print(
+        f"no-change incremental run (watermarks): {quiet.delivery.total} delivered, "
+        f"{sum(quiet.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s"
+    )
     whole, seconds = sync(folder, url, args, incremental=False)
-    print(f"no-change full run (no watermark used): {whole.delivery.total} delivered, "
-          f"{sum(whole.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s")
-    print(json.dumps({"figures": {
-        "delivered": delivered, "delivery_seconds": round(seconds_full, 2),
-        "records_per_s": round(delivered / seconds_full), "requests": stats.get("requests"),
-        "one_percent_changed": changed, "one_percent_delivered": again.delivery.total,
-        "one_percent_seconds": round(seconds_change, 2),
-        "no_change_incremental_seconds": round(seconds_quiet, 2),
-        "no_change_full_seconds": round(seconds, 2)}}))
+    print(
+        f"no-change full run (no watermark used): {whole.delivery.total} delivered, "
+        f"{sum(whole.plan.plan.records_read.values()):,} rows read, {seconds:.2f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "figures": {
+                    "delivered": delivered,
+                    "delivery_seconds": round(seconds_full, 2),
+                    "records_per_s": round(delivered / seconds_full),
+                    "requests": stats.get("requests"),
+                    "one_percent_changed": changed,
+                    "one_percent_delivered": again.delivery.total,
+                    "one_percent_seconds": round(seconds_change, 2),
+                    "no_change_incremental_seconds": round(seconds_quiet, 2),
+                    "no_change_full_seconds": round(seconds, 2),
+                }
+            }
+        )
+    )
     codes = (full.exit_code, again.exit_code, quiet.exit_code, whole.exit_code)
     return 0 if codes == (0, 0, 0, 0) else 1
 

@@ -52,8 +52,10 @@ RECORD_BATCH = 5000
 
 def cpu_seconds() -> float:
     """CPU time of this process and of its reaped children (planning workers), in seconds."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -79,8 +81,11 @@ def phase_generate(folder: Path, pupils: int, seed: int) -> dict[str, float]:
     engine = sa.create_engine(f"sqlite:///{folder / 'school.sqlite'}")
     started = time.perf_counter()
     counts = generate(engine, SchoolSpec(pupils=pupils, seed=seed))
-    return {"seconds": time.perf_counter() - started, "rows": sum(counts.values()),
-            "marks": counts["mark"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": sum(counts.values()),
+        "marks": counts["mark"],
+    }
 
 
 def phase_select(folder: Path) -> dict[str, float]:
@@ -89,8 +94,11 @@ def phase_select(folder: Path) -> dict[str, float]:
     for mapping in mappings.mappings:
         for _ in source.read(mapping):
             rows += 1
-    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds() - cpu,
-            "rows": rows}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_seconds() - cpu,
+        "rows": rows,
+    }
 
 
 def _plan(folder: Path, record: bool, workers: int, state_file: str) -> dict[str, float]:
@@ -105,21 +113,31 @@ def _plan(folder: Path, record: bool, workers: int, state_file: str) -> dict[str
             batch.clear()
 
     started, cpu = time.perf_counter(), cpu_seconds()
-    result = plan_run(mappings, source, state, RunOptions(
-        as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9),
-        workers=resolve_workers(workers)), sink if record else None)
+    result = plan_run(
+        mappings,
+        source,
+        state,
+        RunOptions(
+            as_of=AS_OF, thresholds=Thresholds(min_deletes=10**9), workers=resolve_workers(workers)
+        ),
+        sink if record else None,
+    )
     if record:
         state.record(batch + [delivered(c, mappings) for c in result.plan.destructive()])
         state.set_watermarks(result.watermarks)
     seconds = time.perf_counter() - started
     plan = result.plan
-    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu,
-            "rows": sum(plan.records_read.values()),
-            "changes": sum(sum(c.values()) for c in plan.counts.values())}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds() - cpu,
+        "rows": sum(plan.records_read.values()),
+        "changes": sum(sum(c.values()) for c in plan.counts.values()),
+    }
 
 
 PHASES: dict[str, Callable[..., dict[str, float]]] = {
-    "generate": phase_generate, "select": phase_select,
+    "generate": phase_generate,
+    "select": phase_select,
     "plan-new": lambda folder, workers: _plan(folder, False, workers, EMPTY_STATE),
     "record": lambda folder, workers: _plan(folder, True, workers, STATE),
     "plan-same": lambda folder, workers: _plan(folder, False, workers, STATE),
@@ -128,8 +146,12 @@ PHASES: dict[str, Callable[..., dict[str, float]]] = {
 
 def run_phase(name: str, folder: Path, *extra: str) -> dict[str, float]:
     """Run one phase in a fresh interpreter and return its figures."""
-    out = subprocess.run([sys.executable, __file__, "--phase", name, "--dir", str(folder), *extra],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", name, "--dir", str(folder), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
@@ -139,20 +161,40 @@ def main() -> int:
     parser.add_argument("--pupils", type=int, default=1100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
-    parser.add_argument("--workers", type=int, default=0,
-                        help="planning processes (0: one per CPU core; 1: one process)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of select, plan-new, plan-same (the best of each counts)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="planning processes (0: one per CPU core; 1: one process)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of select, plan-new, plan-same (the best of each counts)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = Path(args.dir)
     if args.phase:
-        extra = ((args.pupils, args.seed) if args.phase == "generate" else
-                 () if args.phase == "select" else (args.workers,))
+        extra = (
+            (args.pupils, args.seed)
+            if args.phase == "generate"
+            else ()
+            if args.phase == "select"
+            else (args.workers,)
+        )
         figures = PHASES[args.phase](folder, *extra)
-        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb(),
-                          "worker_peak_rss_mb": worker_peak_rss_mb()}))
+        print(
+            json.dumps(
+                {
+                    **figures,
+                    "peak_rss_mb": peak_rss_mb(),
+                    "worker_peak_rss_mb": worker_peak_rss_mb(),
+                }
+            )
+        )
         return 0
     return report(folder / f"school-{args.pupils}-{args.seed}", args)
 
@@ -161,47 +203,68 @@ def report(folder: Path, args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     if not (folder / "school.sqlite").exists():
-        results["generate"] = run_phase("generate", folder, "--pupils", str(args.pupils),
-                                        "--seed", str(args.seed))
+        results["generate"] = run_phase(
+            "generate", folder, "--pupils", str(args.pupils), "--seed", str(args.seed)
+        )
     for name in (STATE, EMPTY_STATE):
         (folder / name).unlink(missing_ok=True)
     workers = ("--workers", str(args.workers))
     results["record"] = run_phase("record", folder, *workers)
     rounds: list[dict[str, dict[str, float]]] = []
     for _ in range(args.rounds):
-        rounds.append({name: run_phase(name, folder, *() if name == "select" else workers)
-                       for name in ROUNDS})
+        rounds.append(
+            {name: run_phase(name, folder, *() if name == "select" else workers) for name in ROUNDS}
+        )
     for name in ROUNDS:  # the best (least disturbed) of the rounds, as timeit does
         results[name] = min((r[name] for r in rounds), key=lambda f: f["seconds"])
     base = results["select"]["seconds"]
     for figures in results.values():
         figures["ratio_to_select"] = figures["seconds"] / base
         figures["rows_per_s"] = figures.get("rows", 0) / figures["seconds"]
-    per_round = [{name: r[name]["seconds"] / r["select"]["seconds"] for name in ROUNDS[1:]}
-                 for r in rounds]
+    per_round = [
+        {name: r[name]["seconds"] / r["select"]["seconds"] for name in ROUNDS[1:]} for r in rounds
+    ]
     if args.json:
-        print(json.dumps({"pupils": args.pupils, "seed": args.seed,
-                          "workers": resolve_workers(args.workers), "phases": results,
-                          "ratios_per_round": per_round}))
+        print(
+            json.dumps(
+                {
+                    "pupils": args.pupils,
+                    "seed": args.seed,
+                    "workers": resolve_workers(args.workers),
+                    "phases": results,
+                    "ratios_per_round": per_round,
+                }
+            )
+        )
     else:
         print(table(args.pupils, resolve_workers(args.workers), results, per_round))
     return 0
 
 
-def table(pupils: int, workers: int, results: dict[str, dict[str, float]],
-          per_round: list[dict[str, float]]) -> str:
-    lines = [f"school of {pupils} pupils ({results['select']['rows']:,.0f} source rows), "
-             f"plans with {workers} planning process(es); best of {len(per_round)} rounds",
-             f"{'phase':<10}{'seconds':>9}{'x SELECT':>10}{'CPU s':>8}{'rows/s':>12}"
-             f"{'changes':>11}{'peak RSS MB':>13}{'worker MB':>11}"]
+def table(
+    pupils: int,
+    workers: int,
+    results: dict[str, dict[str, float]],
+    per_round: list[dict[str, float]],
+) -> str:
+    lines = [
+        f"school of {pupils} pupils ({results['select']['rows']:,.0f} source rows), "
+        f"plans with {workers} planning process(es); best of {len(per_round)} rounds",
+        f"{'phase':<10}{'seconds':>9}{'x SELECT':>10}{'CPU s':>8}{'rows/s':>12}"
+        f"{'changes':>11}{'peak RSS MB':>13}{'worker MB':>11}",
+    ]
     for name, f in results.items():
-        lines.append(f"{name:<10}{f['seconds']:>9.2f}{f['ratio_to_select']:>10.2f}"
-                     f"{f.get('cpu_seconds', 0):>8.2f}{f['rows_per_s']:>12,.0f}"
-                     f"{f.get('changes', 0):>11,.0f}{f['peak_rss_mb']:>13.0f}"
-                     f"{f['worker_peak_rss_mb']:>11.0f}")
+        lines.append(
+            f"{name:<10}{f['seconds']:>9.2f}{f['ratio_to_select']:>10.2f}"
+            f"{f.get('cpu_seconds', 0):>8.2f}{f['rows_per_s']:>12,.0f}"
+            f"{f.get('changes', 0):>11,.0f}{f['peak_rss_mb']:>13.0f}"
+            f"{f['worker_peak_rss_mb']:>11.0f}"
+        )
     for number, ratios in enumerate(per_round, 1):
-        lines.append(f"round {number}: " + ", ".join(
-            f"{name} {ratio:.2f} x SELECT" for name, ratio in ratios.items()))
+        lines.append(
+            f"round {number}: "
+            + ", ".join(f"{name} {ratio:.2f} x SELECT" for name, ratio in ratios.items())
+        )
     return "\n".join(lines)
 
 

@@ -57,8 +57,10 @@ def main() -> int:
             write_rows(copy, built.rows)
             outcome, reason, expected = _outcome(kind, copy, baseline)
             ok = ok and expected
-            print(f"| {kind.name} | `{kind.table}.{kind.column}` | {shown(kind.value)} | "
-                  f"{outcome}{'' if expected else ' (UNEXPECTED)'} | {reason} |")
+            print(
+                f"| {kind.name} | `{kind.table}.{kind.column}` | {shown(kind.value)} | "
+                f"{outcome}{'' if expected else ' (UNEXPECTED)'} | {reason} |"
+            )
             copy.unlink()
     print(f"\n{len(KINDS)} kinds.")
     return 0 if ok else 1
@@ -70,8 +72,10 @@ def _outcome(kind: Kind, school: Path, baseline: object) -> tuple[str, str, bool
     held = hold_counts(result) - hold_counts(baseline)  # type: ignore[arg-type]
     if fresh:
         (first, *_) = fresh
-        reason = (f"{first.entity} {first.key or '(no key)'} field `{first.field}`: "
-                  f"{first.reason}".replace("|", "\\|"))
+        reason = (
+            f"{first.entity} {first.key or '(no key)'} field `{first.field}`: "
+            f"{first.reason}".replace("|", "\\|")
+        )
         return "rejected", reason, kind.outcome == REJECTED and len(fresh) == 1
     if held:
         ((entity, why), _count), *_ = held.items()

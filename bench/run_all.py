@@ -31,35 +31,50 @@ def last_json(command: list[str]) -> dict[str, Any]:
 
 def measure(pupils: int) -> dict[str, Any]:
     """Both benchmarks for one school size."""
-    plan = last_json([sys.executable, str(HERE / "plan_benchmark.py"), "--pupils", str(pupils),
-                      "--json"])["phases"]
-    delivery = last_json([sys.executable, str(HERE / "delivery_benchmark.py"), "--pupils",
-                          str(pupils)])["figures"]
+    plan = last_json(
+        [sys.executable, str(HERE / "plan_benchmark.py"), "--pupils", str(pupils), "--json"]
+    )["phases"]
+    delivery = last_json(
+        [sys.executable, str(HERE / "delivery_benchmark.py"), "--pupils", str(pupils)]
+    )["figures"]
     # the planning process and its largest worker together (shared pages counted twice)
     peak = max(p["peak_rss_mb"] + p.get("worker_peak_rss_mb", 0) for p in plan.values())
-    return {"pupils": pupils, "rows": plan["select"]["rows"],
-            "select_s": plan["select"]["seconds"], "plan_new_s": plan["plan-new"]["seconds"],
-            "plan_new_x": plan["plan-new"]["ratio_to_select"],
-            "plan_same_s": plan["plan-same"]["seconds"],
-            "plan_same_x": plan["plan-same"]["ratio_to_select"], "peak_rss_mb": peak,
-            **delivery}
+    return {
+        "pupils": pupils,
+        "rows": plan["select"]["rows"],
+        "select_s": plan["select"]["seconds"],
+        "plan_new_s": plan["plan-new"]["seconds"],
+        "plan_new_x": plan["plan-new"]["ratio_to_select"],
+        "plan_same_s": plan["plan-same"]["seconds"],
+        "plan_same_x": plan["plan-same"]["ratio_to_select"],
+        "peak_rss_mb": peak,
+        **delivery,
+    }
 
 
-COLUMNS = [("pupils", "pupils", "{:,}"), ("rows", "source rows", "{:,}"),
-           ("select_s", "bare SELECT s", "{:.2f}"), ("plan_new_s", "plan (new) s", "{:.2f}"),
-           ("plan_new_x", "× SELECT", "{:.1f}"), ("plan_same_s", "plan (same) s", "{:.2f}"),
-           ("plan_same_x", "× SELECT", "{:.2f}"),
-           ("peak_rss_mb", "peak RSS MB (with worker)", "{:.0f}"),
-           ("records_per_s", "delivery rec/s", "{:,}"), ("requests", "HTTP requests", "{:,}"),
-           ("one_percent_delivered", "1 % change sent", "{:,}"),
-           ("no_change_incremental_seconds", "no-change, watermark s", "{:.2f}"),
-           ("no_change_full_seconds", "no-change, full s", "{:.2f}")]
+COLUMNS = [
+    ("pupils", "pupils", "{:,}"),
+    ("rows", "source rows", "{:,}"),
+    ("select_s", "bare SELECT s", "{:.2f}"),
+    ("plan_new_s", "plan (new) s", "{:.2f}"),
+    ("plan_new_x", "× SELECT", "{:.1f}"),
+    ("plan_same_s", "plan (same) s", "{:.2f}"),
+    ("plan_same_x", "× SELECT", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS MB (with worker)", "{:.0f}"),
+    ("records_per_s", "delivery rec/s", "{:,}"),
+    ("requests", "HTTP requests", "{:,}"),
+    ("one_percent_delivered", "1 % change sent", "{:,}"),
+    ("no_change_incremental_seconds", "no-change, watermark s", "{:.2f}"),
+    ("no_change_full_seconds", "no-change, full s", "{:.2f}"),
+]
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The figures as one Markdown table."""
-    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|" + "---:|" * len(COLUMNS)]
+    lines = [
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|" + "---:|" * len(COLUMNS),
+    ]
     for row in results:
         lines.append("| " + " | ".join(fmt.format(row[key]) for key, _, fmt in COLUMNS) + " |")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""What the admin commands find out: status, explain, erase. Facts as data; ``render`` words them.
-"""
+"""What the admin commands find out: status, explain, erase. Facts as data; ``render`` words
+them."""
 
 from __future__ import annotations
 
@@ -71,8 +71,9 @@ class ErasureDue:
         return self.days_left < 0
 
 
-def erasures_due(withdrawals: Mapping[str, datetime], erased: frozenset[str],
-                 today: date) -> list[ErasureDue]:
+def erasures_due(
+    withdrawals: Mapping[str, datetime], erased: frozenset[str], today: date
+) -> list[ErasureDue]:
     """The pupils whose consent was withdrawn and who are not erased, deadline first."""
     due = []
     for pupil, at in withdrawals.items():
@@ -82,23 +83,29 @@ def erasures_due(withdrawals: Mapping[str, datetime], erased: frozenset[str],
     return sorted(due, key=lambda d: (d.deadline, d.pupil))
 
 
-def status(state: SqlStateStore, next_runs: dict[str, Any],
-           approval_valid: timedelta | None = None) -> Status:
+def status(
+    state: SqlStateStore, next_runs: dict[str, Any], approval_valid: timedelta | None = None
+) -> Status:
     """Last runs, next runs, dead letters, batches sent but never answered, a held plan (when
     it was held, its summary, and whether its approval is still valid)."""
     runs = RunLog(state.engine).last(10)
     with state.engine.connect() as conn:
-        in_doubt = conn.execute(sa.select(sa.func.count()).select_from(delivery_batch).where(
-            delivery_batch.c.status == "sent")).scalar_one()
+        in_doubt = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(delivery_batch)
+            .where(delivery_batch.c.status == "sent")
+        ).scalar_one()
     held = next((r.summary.get("plan_id") for r in runs if r.outcome is not None), None)
     letters = sorted(state.dead_letters().values(), key=lambda d: (d.entity, d.sort_key))
-    due = erasures_due(state.withdrawals(), Erasures(state.engine).completed(),
-                       state.clock().date())
+    due = erasures_due(
+        state.withdrawals(), Erasures(state.engine).completed(), state.clock().date()
+    )
     found = Status(runs, next_runs, letters, int(in_doubt), held, erasures_due=due)
     if held is not None:
         found.held, found.approval = state.held_plan(held), state.approval(held)
         found.approval_expired = found.approval is not None and not is_valid(
-            found.approval, state.clock(), approval_valid)
+            found.approval, state.clock(), approval_valid
+        )
     return found
 
 
@@ -121,13 +128,18 @@ class Explanation:
     "matches"), and when."""
 
 
-def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: str,
-            key: str) -> Explanation:
+def explain(
+    config: Config, mappings: MappingSet, state: SqlStateStore, entity: str, key: str
+) -> Explanation:
     """Trace ``entity`` ``key`` through a preview run (nothing is sent or recorded)."""
     source = open_source(config.source_url_with_password().render_as_string(False))
-    options = RunOptions(as_of=date.today(), thresholds=config.thresholds,
-                         erased=Erasures(state.engine).keys(), tap=(entity, key),
-                         workers=resolve_workers(config.plan_workers))
+    options = RunOptions(
+        as_of=date.today(),
+        thresholds=config.thresholds,
+        erased=Erasures(state.engine).keys(),
+        tap=(entity, key),
+        workers=resolve_workers(config.plan_workers),
+    )
     try:
         result = plan_run(mappings, source, state, options)
     finally:
@@ -140,8 +152,9 @@ def explain(config: Config, mappings: MappingSet, state: SqlStateStore, entity: 
     if found.delivered is not None:
         found.dead_letter = state.dead_letters().get((entity, found.delivered["sort_key"]))
     else:
-        found.dead_letter = next((d for d in state.dead_letters().values()
-                                  if d.entity == entity and d.key == key), None)
+        found.dead_letter = next(
+            (d for d in state.dead_letters().values() if d.entity == entity and d.key == key), None
+        )
     if entity == "pupil":
         found.erased = Erasures(state.engine).get(key)
     found.portal_check = state.portal_finding(entity, key)
@@ -172,8 +185,9 @@ def why_not_sent(tapped: Sequence[object]) -> str | None:
         return f"held back ({found.hold})"
     if found.rejection is not None:
         rejection = found.rejection
-        return (f"its row is rejected ({rejection.table}, field {rejection.field}: "
-                f"{rejection.reason})")
+        return (
+            f"its row is rejected ({rejection.table}, field {rejection.field}: {rejection.reason})"
+        )
     return None
 
 
@@ -191,11 +205,17 @@ def _note(found: Explanation, item: object) -> None:
 
 
 def _delivered(state: SqlStateStore, entity: str, key: str) -> dict[str, Any] | None:
-    columns = (record_state.c.sort_key, record_state.c.status, record_state.c.first_delivered_at,
-               record_state.c.updated_at, record_state.c.fingerprint)
+    columns = (
+        record_state.c.sort_key,
+        record_state.c.status,
+        record_state.c.first_delivered_at,
+        record_state.c.updated_at,
+        record_state.c.fingerprint,
+    )
     with state.engine.connect() as conn:
-        row = conn.execute(sa.select(*columns).where(record_state.c.entity == entity,
-                                                     record_state.c.key == key)).first()
+        row = conn.execute(
+            sa.select(*columns).where(record_state.c.entity == entity, record_state.c.key == key)
+        ).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -210,8 +230,15 @@ class Erasure:
     act: Mapping[str, Any] | None = None
 
 
-def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupil: str,
-                run_id: str, *, ground: str = DEFAULT_GROUND) -> Erasure:
+def erase_pupil(
+    config: Config,
+    mappings: MappingSet,
+    state: SqlStateStore,
+    pupil: str,
+    run_id: str,
+    *,
+    ground: str = DEFAULT_GROUND,
+) -> Erasure:
     """Delete every record of ``pupil`` from the portal (children first), with the guardians
     who represent no other exported pupil, record the erasure act, and keep the pupil out of
     every later export."""
@@ -226,9 +253,12 @@ def erase_pupil(config: Config, mappings: MappingSet, state: SqlStateStore, pupi
         deliverer.add_all(changes)
     finally:
         portal.close()
-    done = Erasure(pupil, Counter(c.entity for c in changes),
-                   Counter({e: c.get("delete", 0) for e, c in deliverer.report.delivered.items()}),
-                   deliverer.report.refused)
+    done = Erasure(
+        pupil,
+        Counter(c.entity for c in changes),
+        Counter({e: c.get("delete", 0) for e, c in deliverer.report.delivered.items()}),
+        deliverer.report.refused,
+    )
     register.complete(pupil, done.planned, done.deleted, done.refused)
     done.act = register.get(pupil)
     return done
@@ -241,8 +271,11 @@ def erasure_changes(state: SqlStateStore, mappings: MappingSet, pupil: str) -> l
     order = {e: i for i, e in enumerate(mappings.entities)}
     query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
         record_state.c.status != DELETED,
-        sa.or_(record_state.c.pupil_key == pupil,
-               sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil)))
+        sa.or_(
+            record_state.c.pupil_key == pupil,
+            sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil),
+        ),
+    )
     with state.engine.connect() as conn:
         rows = [*conn.execute(query), *_lone_guardians(conn, pupil)]
     rows.sort(key=lambda r: -order.get(r[0], 0))
@@ -250,26 +283,36 @@ def erasure_changes(state: SqlStateStore, mappings: MappingSet, pupil: str) -> l
 
 
 def _lone_guardians(conn: sa.Connection, pupil: str) -> list[Any]:
-    links = conn.execute(sa.select(record_state.c.pupil_key, record_state.c.payload).where(
-        record_state.c.entity == "guardian_link", record_state.c.status != DELETED))
+    links = conn.execute(
+        sa.select(record_state.c.pupil_key, record_state.c.payload).where(
+            record_state.c.entity == "guardian_link", record_state.c.status != DELETED
+        )
+    )
     mine: set[str] = set()
     kept: set[str] = set()
     for owner, payload in links:
         guardian = json.loads(payload or "{}").get("guardian")
         (mine if owner == pupil else kept).add(str(guardian))
     query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.sort_key).where(
-        record_state.c.entity == "guardian", record_state.c.status != DELETED,
-        record_state.c.key.in_(sorted(mine - kept)))
+        record_state.c.entity == "guardian",
+        record_state.c.status != DELETED,
+        record_state.c.key.in_(sorted(mine - kept)),
+    )
     return list(conn.execute(query))
 
 
 def _earlier(state: SqlStateStore, pupil: str) -> dict[str, int]:
     """Records of the pupil already deleted from the portal before the erasure, per entity."""
-    query = (sa.select(record_state.c.entity, sa.func.count())
-             .where(record_state.c.status == DELETED,
-                    sa.or_(record_state.c.pupil_key == pupil,
-                           sa.and_(record_state.c.entity == "pupil",
-                                   record_state.c.key == pupil)))
-             .group_by(record_state.c.entity))
+    query = (
+        sa.select(record_state.c.entity, sa.func.count())
+        .where(
+            record_state.c.status == DELETED,
+            sa.or_(
+                record_state.c.pupil_key == pupil,
+                sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil),
+            ),
+        )
+        .group_by(record_state.c.entity)
+    )
     with state.engine.connect() as conn:
         return {str(e): int(n) for e, n in conn.execute(query)}

@@ -47,8 +47,11 @@ class RowRejected(Exception):  # noqa: N818 - an outcome of building a record
 def sort_key_part(part: object) -> str:
     """An order-preserving text form of one key part: whole numbers (int, or the Decimal some
     drivers return) sort as numbers, text in code point order (the binary collation's)."""
-    number = part if part.__class__ is int else (
-        whole_number(part) if isinstance(part, float | Decimal) else None)
+    number = (
+        part
+        if part.__class__ is int
+        else (whole_number(part) if isinstance(part, float | Decimal) else None)
+    )
     if number is not None:
         return "i%020d" % (number + INT_OFFSET)  # noqa: UP031 - measurably faster on the hot path
     return "s" + key_part(part)
@@ -65,15 +68,15 @@ def make_keys(parts: Sequence[object]) -> tuple[str, str]:
 def sort_key_from_key(key: str) -> str:
     """A sort key for a key seen only as text (a portal's ``sourcedId``): parts of digits are
     taken for whole numbers, as the bridge's own keys of integer columns are."""
-    return SORT_SEPARATOR.join(sort_key_part(int(p) if p.isdigit() else p)
-                               for p in key.split(KEY_SEPARATOR))
+    return SORT_SEPARATOR.join(
+        sort_key_part(int(p) if p.isdigit() else p) for p in key.split(KEY_SEPARATOR)
+    )
 
 
 def key_from_sort_key(sort_key: str) -> str:
     """The key text a sort key was made from (the inverse of ``make_keys``)."""
     parts = sort_key.split(SORT_SEPARATOR)
-    return KEY_SEPARATOR.join(str(int(p[1:]) - INT_OFFSET) if p[0] == "i" else p[1:]
-                              for p in parts)
+    return KEY_SEPARATOR.join(str(int(p[1:]) - INT_OFFSET) if p[0] == "i" else p[1:] for p in parts)
 
 
 def fingerprint(version: int, values: Sequence[Value]) -> str:
@@ -110,8 +113,12 @@ def compile_builder(  # noqa: PLR0917 - one call site, all arguments distinct
     exported = [f for f in fields if f.export]
     hidden = [f for f in fields if not f.export]
     given: dict[str, Any] = {
-        "Record": Record, "InvalidValue": InvalidValue, "NO_ATTRS": NO_ATTRS,
-        "OFFSET": INT_OFFSET, "ENTITY": entity, "VERSION": version,
+        "Record": Record,
+        "InvalidValue": InvalidValue,
+        "NO_ATTRS": NO_ATTRS,
+        "OFFSET": INT_OFFSET,
+        "ENTITY": entity,
+        "VERSION": version,
         "hashed": _text_fingerprint if all(map(_gives_text, exported)) else fingerprint,
         "row_keys": _keys_of(columns, key_columns),
         "first_problem": _problem_finder(columns, exported + hidden),
@@ -126,11 +133,13 @@ def compile_builder(  # noqa: PLR0917 - one call site, all arguments distinct
     values = "".join(f"v{n}, " for n in range(len(exported)))
     payload = ", ".join(f"name{n}: v{n}" for n in range(len(exported)))
     mark = f"row[{columns.index(watermark)}]" if watermark else "None"
-    lines += [f"        attrs = {{{attrs}}}" if hidden else "        attrs = NO_ATTRS",
-              "    except InvalidValue:",
-              "        raise first_problem(row, key, sort_key) from None",
-              f"    return Record(ENTITY, key, sort_key, {{{payload}}}, "
-              f"hashed(VERSION, [{values}]), attrs, {mark})"]
+    lines += [
+        f"        attrs = {{{attrs}}}" if hidden else "        attrs = NO_ATTRS",
+        "    except InvalidValue:",
+        "        raise first_problem(row, key, sort_key) from None",
+        f"    return Record(ENTITY, key, sort_key, {{{payload}}}, "
+        f"hashed(VERSION, [{values}]), attrs, {mark})",
+    ]
     exec(compile("\n".join(lines), f"<builder of {entity}>", "exec"), given)  # noqa: S102 - see the module docstring
     build: RecordBuilder = given["build"]
     return build
@@ -140,15 +149,18 @@ def _key_lines(columns: tuple[str, ...], key_columns: tuple[str, ...]) -> list[s
     """The key and sort key: a one-column whole-number key inline, anything else by call."""
     if len(key_columns) > 1:
         return ["    key, sort_key = row_keys(row)"]
-    return [f"    part = row[{columns.index(key_columns[0])}]",
-            "    if part.__class__ is int:",
-            "        key, sort_key = str(part), 'i%020d' % (part + OFFSET)",
-            "    else:",
-            "        key, sort_key = row_keys(row)"]
+    return [
+        f"    part = row[{columns.index(key_columns[0])}]",
+        "    if part.__class__ is int:",
+        "        key, sort_key = str(part), 'i%020d' % (part + OFFSET)",
+        "    else:",
+        "        key, sort_key = row_keys(row)",
+    ]
 
 
-def _value_lines(name: str, n: int, spec: FieldSpec, columns: tuple[str, ...],
-                 given: dict[str, Any]) -> list[str]:
+def _value_lines(
+    name: str, n: int, spec: FieldSpec, columns: tuple[str, ...], given: dict[str, Any]
+) -> list[str]:
     """One exported field's value: a reference holding a whole number is its text inline (as
     its converter would give it); anything else goes through the converter."""
     if len(spec.columns) > 1:
@@ -156,8 +168,10 @@ def _value_lines(name: str, n: int, spec: FieldSpec, columns: tuple[str, ...],
         return [f"        {name} = convert{n}(read{n}(row))"]
     at = columns.index(spec.columns[0])
     if spec.type == "ref" and spec.values is None:
-        return [f"        {name} = row[{at}]",
-                f"        {name} = str({name}) if {name}.__class__ is int else convert{n}({name})"]
+        return [
+            f"        {name} = row[{at}]",
+            f"        {name} = str({name}) if {name}.__class__ is int else convert{n}({name})",
+        ]
     return [f"        {name} = convert{n}(row[{at}])"]
 
 
@@ -165,8 +179,9 @@ def _gives_text(spec: FieldSpec) -> bool:
     """True when the field's values are text (or None): a text, date or reference field, or a
     value map whose canonical values are all text."""
     if spec.values is not None:
-        return all(isinstance(v, str) for v in [*spec.values.values(), spec.fallback]
-                   if v is not None)
+        return all(
+            isinstance(v, str) for v in [*spec.values.values(), spec.fallback] if v is not None
+        )
     return spec.type in ("text", "date", "ref")
 
 
@@ -185,8 +200,9 @@ def _converted(spec: FieldSpec, columns: tuple[str, ...]) -> Callable[[Sequence[
     return lambda row: convert(read(row))
 
 
-def _problem_finder(columns: tuple[str, ...], fields: list[FieldSpec]
-                    ) -> Callable[[Sequence[Any], str, str], RowRejected]:
+def _problem_finder(
+    columns: tuple[str, ...], fields: list[FieldSpec]
+) -> Callable[[Sequence[Any], str, str], RowRejected]:
     """The slow path: the rejection naming the first field of a row that fails to convert."""
     steps = [(f.name, _converted(f, columns)) for f in fields]
 
@@ -201,8 +217,9 @@ def _problem_finder(columns: tuple[str, ...], fields: list[FieldSpec]
     return first_problem
 
 
-def _keys_of(columns: tuple[str, ...], key_columns: tuple[str, ...]
-             ) -> Callable[[Sequence[Any]], tuple[str, str]]:
+def _keys_of(
+    columns: tuple[str, ...], key_columns: tuple[str, ...]
+) -> Callable[[Sequence[Any]], tuple[str, str]]:
     """Key text and sort key of a row, any key; a NULL or unusable key part rejects the row."""
     key_at = [columns.index(c) for c in key_columns]
 

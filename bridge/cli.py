@@ -51,14 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error_text(exc), file=sys.stderr)
         return exc.exit_code
     except sa.exc.SQLAlchemyError as exc:  # the state store failed (disk full, connection lost)
-        print(f"The state store failed: {type(exc).__name__}: "
-              f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}\nWhat the portal acknowledged "
-              "is recorded; check state.url and the disk, then run the command again.",
-              file=sys.stderr)
+        print(
+            f"The state store failed: {type(exc).__name__}: "
+            f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}\nWhat the portal acknowledged "
+            "is recorded; check state.url and the disk, then run the command again.",
+            file=sys.stderr,
+        )
         return ExitCode.FAILURE
     except KeyboardInterrupt:
-        print("Interrupted. What the portal acknowledged is recorded; the next run goes on.",
-              file=sys.stderr)
+        print(
+            "Interrupted. What the portal acknowledged is recorded; the next run goes on.",
+            file=sys.stderr,
+        )
         return 130
     return code
 
@@ -66,10 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="asiou-bridge", description="Sync the ASIOU school journal to the regional e-diary.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="config file (default: $ASIOU_BRIDGE_CONFIG, then "
-                        "/etc/asiou-bridge/bridge.toml)")
+        prog="asiou-bridge",
+        description="Sync the ASIOU school journal to the regional e-diary.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        help="config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(sub)
     _add_sync(sub)
@@ -83,10 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_plan(sub: Subparsers) -> None:
-    cmd = command(sub, "plan", "Preview what a sync would send; changes nothing.", cmd_plan,
-                   EPILOG_PLAN)
-    cmd.add_argument("--incremental", action="store_true",
-                     help="read only rows changed since the last run (finds no source deletions)")
+    cmd = command(
+        sub, "plan", "Preview what a sync would send; changes nothing.", cmd_plan, EPILOG_PLAN
+    )
+    cmd.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only rows changed since the last run (finds no source deletions)",
+    )
     cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
     cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
@@ -94,19 +106,30 @@ def _add_plan(sub: Subparsers) -> None:
 
 
 def _reconcile_flag(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--reconcile", action="store_true",
-                     help="read the portal back first: re-send what is missing or changed "
-                     "there, remove what must not be there (a full run)")
+    cmd.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="read the portal back first: re-send what is missing or changed "
+        "there, remove what must not be there (a full run)",
+    )
 
 
 def _add_sync(sub: Subparsers) -> None:
-    cmd = command(sub, "sync", "Plan and deliver the changes to the portal.", cmd_sync,
-                   "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
-                   "  asiou-bridge sync --incremental   rows changed since the last run\n"
-                   "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
-                   "  asiou-bridge sync --reconcile     also read the portal back and repair it")
-    cmd.add_argument("--incremental", action="store_true",
-                     help="read only rows changed since the last run (finds no source deletions)")
+    cmd = command(
+        sub,
+        "sync",
+        "Plan and deliver the changes to the portal.",
+        cmd_sync,
+        "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
+        "  asiou-bridge sync --incremental   rows changed since the last run\n"
+        "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
+        "  asiou-bridge sync --reconcile     also read the portal back and repair it",
+    )
+    cmd.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only rows changed since the last run (finds no source deletions)",
+    )
     cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
     cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
@@ -115,11 +138,15 @@ def _add_sync(sub: Subparsers) -> None:
 
 
 def _add_approve(sub: Subparsers) -> None:
-    cmd = command(sub, "approve", "Approve the deletes, archives and closures of a plan a "
-                  "guard held.", cmd_approve,
-                  "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
-                  "printed)\nAn unknown id is refused (exit 2); an approval expires after "
-                  "guard.approval_valid_hours.")
+    cmd = command(
+        sub,
+        "approve",
+        "Approve the deletes, archives and closures of a plan a guard held.",
+        cmd_approve,
+        "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
+        "printed)\nAn unknown id is refused (exit 2); an approval expires after "
+        "guard.approval_valid_hours.",
+    )
     cmd.add_argument("plan_id", help="the plan id that `asiou-bridge plan` or `status` printed")
 
 
@@ -136,19 +163,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
         return ExitCode.USAGE
     config, mappings = load(args)
-    result = _plan(config, mappings, args.incremental, args.as_of or date.today(),
-                   args.reconcile)
-    print(plan_json(result, args.detail) if args.json
-          else plan_text(result, mappings.entities, args.detail))
+    result = _plan(config, mappings, args.incremental, args.as_of or date.today(), args.reconcile)
+    print(
+        plan_json(result, args.detail)
+        if args.json
+        else plan_text(result, mappings.entities, args.detail)
+    )
     return ExitCode.PLAN_HELD if result.held else ExitCode.OK
 
 
-def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date,
-          reconcile: bool = False) -> PlanResult:
+def _plan(
+    config: Config, mappings: MappingSet, incremental: bool, as_of: date, reconcile: bool = False
+) -> PlanResult:
     source = open_source(config.source_url_with_password().render_as_string(False))
     state = open_state(config.state_url, utc_now, school=config.portal_school)
-    options = RunOptions(as_of=as_of, incremental=incremental, thresholds=config.thresholds,
-                         overlap=config.overlap, workers=resolve_workers(config.plan_workers))
+    options = RunOptions(
+        as_of=as_of,
+        incremental=incremental,
+        thresholds=config.thresholds,
+        overlap=config.overlap,
+        workers=resolve_workers(config.plan_workers),
+    )
     log = logs.get_logger(command="plan")
     started = time.monotonic()
     try:
@@ -160,11 +195,16 @@ def _plan(config: Config, mappings: MappingSet, incremental: bool, as_of: date,
     if result.error is not None:
         raise result.error
     plan = result.plan
-    log.info("plan.done", mode=plan.mode, read=sum(plan.records_read.values()),
-             changes={e: dict(c) for e, c in plan.counts.items()},
-             held_back=sum(sum(c.values()) for c in plan.holds.values()),
-             rejected=sum(plan.rejection_counts.values()), guard_held=result.held,
-             seconds=round(time.monotonic() - started, 2))
+    log.info(
+        "plan.done",
+        mode=plan.mode,
+        read=sum(plan.records_read.values()),
+        changes={e: dict(c) for e, c in plan.counts.items()},
+        held_back=sum(sum(c.values()) for c in plan.holds.values()),
+        rejected=sum(plan.rejection_counts.values()),
+        guard_held=result.held,
+        seconds=round(time.monotonic() - started, 2),
+    )
     return result
 
 
@@ -172,8 +212,9 @@ def _read_back(config: Config, mappings: MappingSet, state: StateStore) -> Drift
     """The portal read back, for a reconciling preview."""
     client = PortalClient(portal_settings(config))
     try:
-        return read_back(client.fingerprints, state,
-                         [e for e in mappings.entities if e in PORTAL_ENTITIES])
+        return read_back(
+            client.fingerprints, state, [e for e in mappings.entities if e in PORTAL_ENTITIES]
+        )
     finally:
         client.close()
 
@@ -187,8 +228,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
         return ExitCode.USAGE
     config, mappings = load(args)
-    request = cli_admin.manual("sync", args, incremental=args.incremental, as_of=args.as_of,
-                               reconcile=args.reconcile)
+    request = cli_admin.manual(
+        "sync", args, incremental=args.incremental, as_of=args.as_of, reconcile=args.reconcile
+    )
     outcome = Service(config, mappings).sync(request, say=say, progress=tty_progress(args.json))
     print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
     return outcome.exit_code
@@ -204,9 +246,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
     finally:
         state.close()
     hours = config.thresholds.approval_valid_hours
-    print(f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
-          f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
-          "same; then the approval expires (guard.approval_valid_hours).")
+    print(
+        f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
+        f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
+        "same; then the approval expires (guard.approval_valid_hours)."
+    )
     return ExitCode.OK
 
 
@@ -216,8 +260,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     config, mappings = load(args)  # without these nothing else can be checked
     print(f"configuration: ok ({config.file})")
     print(f"mappings: ok ({len(mappings.mappings)} entities from {config.mappings_dir})")
-    codes = [_verdict("source", lambda: _check_source(config, mappings)),
-             _verdict("portal", lambda: _check_portal(config))]
+    codes = [
+        _verdict("source", lambda: _check_source(config, mappings)),
+        _verdict("portal", lambda: _check_portal(config)),
+    ]
     return next((code for code in codes if code != ExitCode.OK), ExitCode.OK)
 
 
@@ -237,8 +283,14 @@ def _check_source(config: Config, mappings: MappingSet) -> str:
     finally:
         source.engine.dispose()
     if missing:
-        raise ConfigError([Problem(str(config.mappings_dir), "", f"table or view {t} is not in "
-                                   "the ASIOU database") for t in missing])
+        raise ConfigError(
+            [
+                Problem(
+                    str(config.mappings_dir), "", f"table or view {t} is not in the ASIOU database"
+                )
+                for t in missing
+            ]
+        )
     return "connected; every mapped table is there"
 
 

@@ -39,45 +39,80 @@ from bridge.service import Request, Service
 
 def add_all(sub: Subparsers) -> None:
     """Register every admin command."""
-    command(sub, "run", "Run the daemon: scheduled syncs until SIGTERM (systemd).", cmd_run,
-            "example:\n  asiou-bridge run        (what asiou-bridge.service starts)")
+    command(
+        sub,
+        "run",
+        "Run the daemon: scheduled syncs until SIGTERM (systemd).",
+        cmd_run,
+        "example:\n  asiou-bridge run        (what asiou-bridge.service starts)",
+    )
     _add_resync(sub)
-    cmd = command(sub, "status", "Last runs, next runs, dead letters, a held plan.", cmd_status,
-                  "examples:\n  asiou-bridge status\n  asiou-bridge status --json")
+    cmd = command(
+        sub,
+        "status",
+        "Last runs, next runs, dead letters, a held plan.",
+        cmd_status,
+        "examples:\n  asiou-bridge status\n  asiou-bridge status --json",
+    )
     cmd.add_argument("--json", action="store_true", help="print JSON")
-    cmd = command(sub, "retry", "Send the dead letters again (a full sync).", cmd_retry,
-                  "example:\n  asiou-bridge retry")
+    cmd = command(
+        sub,
+        "retry",
+        "Send the dead letters again (a full sync).",
+        cmd_retry,
+        "example:\n  asiou-bridge retry",
+    )
     wait_flags(cmd)
-    cmd = command(sub, "explain", "Why a record was or was not sent.", cmd_explain,
-                  "examples:\n  asiou-bridge explain mark 123456\n"
-                  "  asiou-bridge explain pupil 77 --json")
+    cmd = command(
+        sub,
+        "explain",
+        "Why a record was or was not sent.",
+        cmd_explain,
+        "examples:\n  asiou-bridge explain mark 123456\n  asiou-bridge explain pupil 77 --json",
+    )
     cmd.add_argument("entity", choices=["pupil", "mark", "lesson", "absence", "period_mark"])
     cmd.add_argument("key", help="the record's key (its ASIOU id)")
     cmd.add_argument("--json", action="store_true", help="print JSON")
-    cmd = command(sub, "erase", "Delete everything of a pupil from the portal (152-FZ); "
-                  "print the act.", cmd_erase,
-                  "examples:\n  asiou-bridge erase pupil 77\n"
-                  "  asiou-bridge erase pupil 77 --ground 'заявление родителя от 01.06.2026'\n"
-                  "  asiou-bridge erase act 77        print the erasure act (Russian)")
-    cmd.add_argument("entity", choices=["pupil", "act"],
-                     help="pupil: erase the pupil; act: print the pupil's erasure act")
+    cmd = command(
+        sub,
+        "erase",
+        "Delete everything of a pupil from the portal (152-FZ); print the act.",
+        cmd_erase,
+        "examples:\n  asiou-bridge erase pupil 77\n"
+        "  asiou-bridge erase pupil 77 --ground 'заявление родителя от 01.06.2026'\n"
+        "  asiou-bridge erase act 77        print the erasure act (Russian)",
+    )
+    cmd.add_argument(
+        "entity",
+        choices=["pupil", "act"],
+        help="pupil: erase the pupil; act: print the pupil's erasure act",
+    )
     cmd.add_argument("key", help="the pupil's key (ASIOU id)")
-    cmd.add_argument("--ground", default=DEFAULT_GROUND,
-                     help=f"the ground the act names (default: «{DEFAULT_GROUND}»)")
+    cmd.add_argument(
+        "--ground",
+        default=DEFAULT_GROUND,
+        help=f"the ground the act names (default: «{DEFAULT_GROUND}»)",
+    )
     wait_flags(cmd)
 
 
 def _add_resync(sub: Subparsers) -> None:
-    cmd = command(sub, "resync", "Send a scope again even where it was delivered.", cmd_resync,
-                  "examples:\n  asiou-bridge resync --pupil 77      a parent says a mark is "
-                  "missing\n  asiou-bridge resync --class 12\n"
-                  "  asiou-bridge resync --since 2026-03-01\n  asiou-bridge resync --full")
+    cmd = command(
+        sub,
+        "resync",
+        "Send a scope again even where it was delivered.",
+        cmd_resync,
+        "examples:\n  asiou-bridge resync --pupil 77      a parent says a mark is "
+        "missing\n  asiou-bridge resync --class 12\n"
+        "  asiou-bridge resync --since 2026-03-01\n  asiou-bridge resync --full",
+    )
     scope = cmd.add_mutually_exclusive_group(required=True)
     scope.add_argument("--full", action="store_true", help="everything")
     scope.add_argument("--pupil", metavar="KEY", help="one pupil and all of their records")
     scope.add_argument("--class", dest="class_key", metavar="KEY", help="one class")
-    scope.add_argument("--since", type=date.fromisoformat, metavar="DATE",
-                       help="records dated on or after DATE")
+    scope.add_argument(
+        "--since", type=date.fromisoformat, metavar="DATE", help="records dated on or after DATE"
+    )
     cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
     wait_flags(cmd)
 
@@ -94,8 +129,15 @@ def _scope(args: argparse.Namespace) -> Scope:
 
 def manual(command_name: str, args: argparse.Namespace, **changes: Any) -> Request:
     """A manual request by the OS user running the command."""
-    return replace(Request(command=command_name, trigger="manual", user=getpass.getuser(),
-                           wait=getattr(args, "wait", True)), **changes)
+    return replace(
+        Request(
+            command=command_name,
+            trigger="manual",
+            user=getpass.getuser(),
+            wait=getattr(args, "wait", True),
+        ),
+        **changes,
+    )
 
 
 def _named(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -115,8 +157,10 @@ def cmd_resync(args: argparse.Namespace) -> int:
     if named is not None:
         require_key(config, mappings, *named)
     outcome = Service(config, mappings).sync(
-        manual("resync", args, resend=_scope(args), tap=named), say=say,
-        progress=tty_progress(args.json))
+        manual("resync", args, resend=_scope(args), tap=named),
+        say=say,
+        progress=tty_progress(args.json),
+    )
     why = None if named is None else why_not_sent(outcome.plan.tapped)
     if args.json:
         data = json.loads(sync_json(outcome))
@@ -148,9 +192,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     config, mappings = load(args)
     service = Service(config, mappings)
     with service.state_store() as state:
-        found = admin.status(state, next_runs(Daemon(config, mappings, Notifier.from_env({}),
-                                                     service)),
-                             timedelta(hours=config.thresholds.approval_valid_hours))
+        found = admin.status(
+            state,
+            next_runs(Daemon(config, mappings, Notifier.from_env({}), service)),
+            timedelta(hours=config.thresholds.approval_valid_hours),
+        )
     print(status_json(found) if args.json else status_text(found))
     return ExitCode.OK
 
@@ -172,15 +218,19 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if args.entity == "act":
             act = Erasures(state.engine).get(args.key)
             if act is None:
-                print(f"No erasure act for pupil {args.key}: the pupil was never erased "
-                      f"(asiou-bridge erase pupil {args.key}).", file=sys.stderr)
+                print(
+                    f"No erasure act for pupil {args.key}: the pupil was never erased "
+                    f"(asiou-bridge erase pupil {args.key}).",
+                    file=sys.stderr,
+                )
                 return ExitCode.USAGE
             print(erasure_act_text(act, mappings.entities))
             return ExitCode.OK
         lock = SyncLock(state.engine, f"sync:{config.portal_school}")
         with lock.held(args.wait, say):
-            done = admin.erase_pupil(config, mappings, state, args.key, uuid.uuid4().hex[:12],
-                                     ground=args.ground)
+            done = admin.erase_pupil(
+                config, mappings, state, args.key, uuid.uuid4().hex[:12], ground=args.ground
+            )
     print(erase_text(done))
     if done.act is not None:
         print("\n" + erasure_act_text(done.act, mappings.entities))
@@ -195,8 +245,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     install_signals(stop)
     notifier = Notifier.from_env(os.environ)
     listen = _listen(config.metrics_listen)
-    sink = MetricsSink(textfile=config.metrics_textfile or None, listen=listen) \
-        if config.metrics_textfile or listen else None
+    sink = (
+        MetricsSink(textfile=config.metrics_textfile or None, listen=listen)
+        if config.metrics_textfile or listen
+        else None
+    )
     if sink is not None:
         sink.start()
     try:

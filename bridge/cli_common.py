@@ -18,12 +18,17 @@ else:  # argparse's class is not subscriptable at run time
 Handler = Callable[[argparse.Namespace], int]
 
 
-def command(sub: Subparsers, name: str, help_: str, handler: Handler,
-            epilog: str = "") -> argparse.ArgumentParser:
+def command(
+    sub: Subparsers, name: str, help_: str, handler: Handler, epilog: str = ""
+) -> argparse.ArgumentParser:
     """Register one subcommand with its handler."""
     cmd: argparse.ArgumentParser = sub.add_parser(
-        name, help=help_, description=help_, epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        name,
+        help=help_,
+        description=help_,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cmd.set_defaults(handler=handler)
     return cmd
 
@@ -48,8 +53,12 @@ def tty_progress(quiet: bool = False) -> Callable[[str, int], None] | None:
 
     def show(entity: str, delivered: int) -> None:
         rate = delivered / max(time.monotonic() - started, 1e-6)
-        print(f"\r  {entity:<14} {delivered:>10,} delivered  {rate:>8,.0f}/s ", end="",
-              file=sys.stderr, flush=True)
+        print(
+            f"\r  {entity:<14} {delivered:>10,} delivered  {rate:>8,.0f}/s ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
@@ -57,7 +66,13 @@ def tty_progress(quiet: bool = False) -> Callable[[str, int], None] | None:
 def wait_flags(cmd: argparse.ArgumentParser) -> None:
     """``--wait`` (the default) or ``--no-wait`` when another sync holds the lock."""
     group = cmd.add_mutually_exclusive_group()
-    group.add_argument("--wait", dest="wait", action="store_true", default=True,
-                       help="if a sync is running, wait for it (default)")
-    group.add_argument("--no-wait", dest="wait", action="store_false",
-                       help="if a sync is running, refuse at once")
+    group.add_argument(
+        "--wait",
+        dest="wait",
+        action="store_true",
+        default=True,
+        help="if a sync is running, wait for it (default)",
+    )
+    group.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="if a sync is running, refuse at once"
+    )

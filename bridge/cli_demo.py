@@ -25,10 +25,15 @@ DEMO_DIR = Path("var/demo")
 
 
 def add_demo_db(sub: Subparsers) -> None:
-    cmd = command(sub, "demo-db", "Write a synthetic demo school into a database.", cmd_demo_db,
-                   "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
-                   "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/test"
-                   "?driver=MariaDB+Unicode' --pupils 200")
+    cmd = command(
+        sub,
+        "demo-db",
+        "Write a synthetic demo school into a database.",
+        cmd_demo_db,
+        "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
+        "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/test"
+        "?driver=MariaDB+Unicode' --pupils 200",
+    )
     where = cmd.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="SQLite file to (re)create")
     where.add_argument("--url", help="SQLAlchemy URL of a database to fill (tables replaced)")
@@ -43,16 +48,25 @@ def _school_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def add_demo(sub: Subparsers) -> None:
-    cmd = command(sub, "demo", "Demo: a school in SQLite, the reference portal, a full and an "
-                   "incremental sync.", cmd_demo)
+    cmd = command(
+        sub,
+        "demo",
+        "Demo: a school in SQLite, the reference portal, a full and an incremental sync.",
+        cmd_demo,
+    )
     cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
     _school_options(cmd)
     cmd.set_defaults(pupils=300)
 
 
 def add_portal(sub: Subparsers) -> None:
-    cmd = command(sub, "portal", "Run the bundled reference diary portal (demos, tests).",
-                   cmd_portal, "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite")
+    cmd = command(
+        sub,
+        "portal",
+        "Run the bundled reference diary portal (demos, tests).",
+        cmd_portal,
+        "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+    )
     cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
     cmd.add_argument("--data", default="var/portal.sqlite", help="SQLite file of its records")
@@ -65,10 +79,20 @@ def add_portal(sub: Subparsers) -> None:
 def cmd_portal(args: argparse.Namespace) -> int:
     """``portal``: serve the reference portal until interrupted."""
     Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
-    print(f"reference portal on http://{args.host}:{args.port} (data {args.data}); demo "
-          f"client {DEMO_CLIENT[0]!r} (its secret is in docs/portal-api.md)", flush=True)
-    return serve(args.host, args.port, args.data, args.faults, clients_file=args.clients,
-                 token_ttl=args.token_ttl, seed=args.seed)
+    print(
+        f"reference portal on http://{args.host}:{args.port} (data {args.data}); demo "
+        f"client {DEMO_CLIENT[0]!r} (its secret is in docs/portal-api.md)",
+        flush=True,
+    )
+    return serve(
+        args.host,
+        args.port,
+        args.data,
+        args.faults,
+        clients_file=args.clients,
+        token_ttl=args.token_ttl,
+        seed=args.seed,
+    )
 
 
 def cmd_demo_db(args: argparse.Namespace) -> int:
@@ -77,16 +101,17 @@ def cmd_demo_db(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
     counts = _generate(url, args)
-    print(f"demo school written: {sum(counts.values())} rows "
-          f"({counts.get('mark', 0)} marks, {counts.get('pupil', 0)} pupils)")
+    print(
+        f"demo school written: {sum(counts.values())} rows "
+        f"({counts.get('mark', 0)} marks, {counts.get('pupil', 0)} pupils)"
+    )
     return ExitCode.OK
 
 
 def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
     from bridge.demo.generate import SchoolSpec, generate  # noqa: PLC0415 - demo only
 
-    spec = SchoolSpec(pupils=args.pupils, seed=args.seed, days=args.days,
-                      mistakes=not args.clean)
+    spec = SchoolSpec(pupils=args.pupils, seed=args.seed, days=args.days, mistakes=not args.clean)
     engine = sa.create_engine(url)
     last = [0.0]
 
@@ -133,10 +158,12 @@ def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
     engine = sa.create_engine(f"sqlite:///{school}")
     changes = change_journal(engine, datetime.now())
     engine.dispose()
-    print(f"\n4. Journal changed: {len(changes.new_marks)} new marks, mark "
-          f"{changes.edited_mark} edited, pupil {changes.withdrawn_pupil} withdrawn on "
-          f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
-          "withdrawn\n\n5. Incremental sync\n")
+    print(
+        f"\n4. Journal changed: {len(changes.new_marks)} new marks, mark "
+        f"{changes.edited_mark} edited, pupil {changes.withdrawn_pupil} withdrawn on "
+        f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
+        "withdrawn\n\n5. Incremental sync\n"
+    )
     second = service.sync(Request(command="demo", incremental=True))
     print(sync_text(second, mappings.entities) + "\n" + _portal_counts(portal_url))
     return max(first.exit_code, second.exit_code)
@@ -162,8 +189,8 @@ def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:
         f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n\n'
         f'[mappings]\ndir = "{mappings}"\n\n'
         f'[portal]\nurl = "{portal_url}"\nschool = "demo"\nclient_id = "{DEMO_CLIENT[0]}"\n'
-        f'secret_file = "{secret}"\n', encoding="utf-8")
+        f'secret_file = "{secret}"\n',
+        encoding="utf-8",
+    )
     os.chmod(path, 0o600)
     return path
-
-

@@ -40,8 +40,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "password_file": (str, "", "file holding the database password"),
     },
     "state": {
-        "url": (str, "sqlite:////var/lib/asiou-bridge/state.sqlite",
-                "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)"),
+        "url": (
+            str,
+            "sqlite:////var/lib/asiou-bridge/state.sqlite",
+            "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)",
+        ),
     },
     "mappings": {
         "dir": (str, str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)"),
@@ -54,8 +57,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "batch_size": (int, 500, "operations per batch request"),
         "connect_timeout": ((float, int), 3.05, "seconds to wait for a connection"),
         "read_timeout": ((float, int), 30.0, "seconds to wait for an answer"),
-        "request_deadline": ((float, int), 60.0, "seconds one request may take in all, a "
-                             "slowly dripping answer included"),
+        "request_deadline": (
+            (float, int),
+            60.0,
+            "seconds one request may take in all, a slowly dripping answer included",
+        ),
         "max_retry_after": ((float, int), 300.0, "the longest Retry-After wait honoured"),
         "max_batch_wait": ((float, int), 900.0, "seconds one batch may spend in retries in all"),
         "retries": (int, 8, "attempts per request before the run gives up"),
@@ -70,9 +76,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
         "dead_letters_at": (str, "02:15", "dead letters get another chance (before full_at)"),
         "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
         # reconciliation (bridge.reconcile): the portal read back and repaired
-        "reconcile_at": (str, "sun 03:00", "when the portal is read back and repaired: days "
-                         "and a time, like 'sun 03:00' or 'mon-fri 03:00' (empty: only on "
-                         "demand, `sync --reconcile`)"),
+        "reconcile_at": (
+            str,
+            "sun 03:00",
+            "when the portal is read back and repaired: days "
+            "and a time, like 'sun 03:00' or 'mon-fri 03:00' (empty: only on "
+            "demand, `sync --reconcile`)",
+        ),
     },
     "metrics": {
         "textfile": (str, "", "write Prometheus metrics to this .prom file (node_exporter)"),
@@ -83,17 +93,28 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
     },
     "sync": {
         "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
-        "run_deadline_minutes": ((float, int), 120.0, "a run still delivering after this stops "
-                                 "after the batch in flight, a partial delivery (0: no limit)"),
-        "plan_workers": (int, 0, "processes that plan a full run's large tables (0: one per "
-                                 "CPU core, at most 4; 1: plan in one process)"),
+        "run_deadline_minutes": (
+            (float, int),
+            120.0,
+            "a run still delivering after this stops "
+            "after the batch in flight, a partial delivery (0: no limit)",
+        ),
+        "plan_workers": (
+            int,
+            0,
+            "processes that plan a full run's large tables (0: one per "
+            "CPU core, at most 4; 1: plan in one process)",
+        ),
     },
     "guard": {
         "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
         "min_deletes": (int, 20, "never hold for fewer deletes than this"),
         "hold_whole_class": (bool, True, "hold a plan deleting a whole class"),
-        "approval_valid_hours": ((float, int), 72, "an approval of a held plan expires after "
-                                                  "this many hours"),
+        "approval_valid_hours": (
+            (float, int),
+            72,
+            "an approval of a held plan expires after this many hours",
+        ),
     },
 }
 
@@ -150,9 +171,17 @@ def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str
             try:
                 return path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError([Problem(str(path), "", f"cannot read this secret file: "
-                                           f"{exc.strerror}; give the service user read access "
-                                           "or use a systemd credential")]) from exc
+                raise ConfigError(
+                    [
+                        Problem(
+                            str(path),
+                            "",
+                            f"cannot read this secret file: "
+                            f"{exc.strerror}; give the service user read access "
+                            "or use a systemd credential",
+                        )
+                    ]
+                ) from exc
     return None
 
 
@@ -164,9 +193,17 @@ def find_config(explicit: str | None, env: Mapping[str, str] = os.environ) -> Pa
         return Path(env[CONFIG_ENV])
     if SYSTEM_CONFIG.exists():
         return SYSTEM_CONFIG
-    raise ConfigError([Problem("(no file)", "", "no configuration found: pass --config FILE, set "
-                               f"${CONFIG_ENV}, or create {SYSTEM_CONFIG} (example: "
-                               "config/bridge.toml); `asiou-bridge demo` needs none")])
+    raise ConfigError(
+        [
+            Problem(
+                "(no file)",
+                "",
+                "no configuration found: pass --config FILE, set "
+                f"${CONFIG_ENV}, or create {SYSTEM_CONFIG} (example: "
+                "config/bridge.toml); `asiou-bridge demo` needs none",
+            )
+        ]
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -187,26 +224,35 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         raise ConfigError(problems)
     base = path.parent
     return Config(
-        file=str(path), source_url=_anchor(values["source"]["url"], base),
+        file=str(path),
+        source_url=_anchor(values["source"]["url"], base),
         state_url=_anchor(values["state"]["url"], base),
         mappings_dir=(base / values["mappings"]["dir"]).resolve(),
-        portal_url=values["portal"]["url"].rstrip("/"), portal_school=values["portal"]["school"],
+        portal_url=values["portal"]["url"].rstrip("/"),
+        portal_school=values["portal"]["school"],
         portal_client_id=values["portal"]["client_id"],
-        thresholds=Thresholds(float(values["guard"]["max_delete_fraction"]),
-                              values["guard"]["min_deletes"], values["guard"]["hold_whole_class"],
-                              float(values["guard"]["approval_valid_hours"])),
+        thresholds=Thresholds(
+            float(values["guard"]["max_delete_fraction"]),
+            values["guard"]["min_deletes"],
+            values["guard"]["hold_whole_class"],
+            float(values["guard"]["approval_valid_hours"]),
+        ),
         overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
         plan_workers=values["sync"]["plan_workers"],
         run_deadline_minutes=float(values["sync"]["run_deadline_minutes"]),
         source_password_file=values["source"]["password_file"],
         portal_secret_file=values["portal"]["secret_file"],
         portal_batch_size=values["portal"]["batch_size"],
-        portal_timeouts=(float(values["portal"]["connect_timeout"]),
-                         float(values["portal"]["read_timeout"])),
+        portal_timeouts=(
+            float(values["portal"]["connect_timeout"]),
+            float(values["portal"]["read_timeout"]),
+        ),
         portal_retries=values["portal"]["retries"],
-        portal_patience=(float(values["portal"]["request_deadline"]),
-                         float(values["portal"]["max_retry_after"]),
-                         float(values["portal"]["max_batch_wait"])),
+        portal_patience=(
+            float(values["portal"]["request_deadline"]),
+            float(values["portal"]["max_retry_after"]),
+            float(values["portal"]["max_batch_wait"]),
+        ),
         portal_rate_limit=float(values["portal"]["rate_limit"]),
         portal_ca_bundle=values["portal"]["ca_bundle"],
         dead_letter_after=values["delivery"]["dead_letter_after"],
@@ -227,15 +273,20 @@ def _validate(data: Mapping[str, Any], file: str, problems: list[Problem]) -> di
             given = {}
         for key in sorted(set(given) - set(keys)):
             problems.append(Problem(file, f"{section}.{key}", "unknown key"))
-        values[section] = {k: _value(given, section, k, spec, file, problems)
-                           for k, spec in keys.items()}
+        values[section] = {
+            k: _value(given, section, k, spec, file, problems) for k, spec in keys.items()
+        }
     return values
 
 
 def _value(  # noqa: PLR0917 - private helper of _validate
-    given: Mapping[str, Any], section: str, key: str,
-           spec: tuple[type | tuple[type, ...], Any, str], file: str,
-           problems: list[Problem]) -> Any:
+    given: Mapping[str, Any],
+    section: str,
+    key: str,
+    spec: tuple[type | tuple[type, ...], Any, str],
+    file: str,
+    problems: list[Problem],
+) -> Any:
     kind, default, meaning = spec
     if key not in given:
         if default is None:
@@ -263,28 +314,50 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         try:
             parsed = sa.make_url(url)
         except (sa.exc.ArgumentError, ValueError):
-            problems.append(Problem(file, f"{section}.url", "is not a valid SQLAlchemy URL "
-                                    "(dialect+driver://user@host:port/database)"))
+            problems.append(
+                Problem(
+                    file,
+                    f"{section}.url",
+                    "is not a valid SQLAlchemy URL (dialect+driver://user@host:port/database)",
+                )
+            )
             continue
         if parsed.password:
-            problems.append(Problem(file, f"{section}.url", "holds a password: remove it and set "
-                                    f"${DB_PASSWORD_ENV} or a credential file instead"))
+            problems.append(
+                Problem(
+                    file,
+                    f"{section}.url",
+                    "holds a password: remove it and set "
+                    f"${DB_PASSWORD_ENV} or a credential file instead",
+                )
+            )
     guard = values["guard"]
     if not 0 <= float(guard["max_delete_fraction"]) <= 1:
         problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
     if not 0 < float(guard["approval_valid_hours"]) <= 24 * 366:
-        problems.append(Problem(file, "guard.approval_valid_hours",
-                                "must be greater than 0 and at most 8784 (a year)"))
+        problems.append(
+            Problem(
+                file,
+                "guard.approval_valid_hours",
+                "must be greater than 0 and at most 8784 (a year)",
+            )
+        )
     if float(values["sync"]["run_deadline_minutes"]) < 0:
         problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
     _check_schedule(values["schedule"], file, problems)
     _check_metrics(values["metrics"], file, problems)
-    positive = [("portal", "batch_size"), ("portal", "retries"), ("portal", "connect_timeout"),
-                ("portal", "read_timeout"), ("portal", "request_deadline"),
-                ("portal", "max_retry_after"), ("portal", "max_batch_wait"),
-                ("delivery", "dead_letter_after")]
+    positive = [
+        ("portal", "batch_size"),
+        ("portal", "retries"),
+        ("portal", "connect_timeout"),
+        ("portal", "read_timeout"),
+        ("portal", "request_deadline"),
+        ("portal", "max_retry_after"),
+        ("portal", "max_batch_wait"),
+        ("delivery", "dead_letter_after"),
+    ]
     for section, key in positive:
         value = values[section][key]
         if isinstance(value, int | float) and value <= 0:
@@ -305,8 +378,10 @@ def _anchor(url: str, base: Path) -> str:
 EVERY = re.compile(r"(\d+)\s*([smh])")
 CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 HOURS = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
-DAYS = re.compile(r"(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
-                  r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*")
+DAYS = re.compile(
+    r"(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
+    r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*"
+)
 
 
 def every_seconds(text: str) -> float:
@@ -318,26 +393,47 @@ def every_seconds(text: str) -> float:
 
 
 def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]) -> None:
-    checks = [("incremental_every", EVERY, "a period like 30s, 15m or 1h"),
-              ("full_at", CLOCK, "a time like 02:30"), ("dead_letters_at", CLOCK, "a time"),
-              ("days", DAYS, "days like mon-fri or mon,wed,fri")]
+    checks = [
+        ("incremental_every", EVERY, "a period like 30s, 15m or 1h"),
+        ("full_at", CLOCK, "a time like 02:30"),
+        ("dead_letters_at", CLOCK, "a time"),
+        ("days", DAYS, "days like mon-fri or mon,wed,fri"),
+    ]
     for key, pattern, meaning in checks:
         if isinstance(schedule[key], str) and not pattern.fullmatch(schedule[key].strip()):
             problems.append(Problem(file, f"schedule.{key}", f"must be {meaning}"))
     _check_reconcile_at(schedule["reconcile_at"], file, problems)
     hours = schedule["hours"]
-    if isinstance(hours, str) and hours and (not HOURS.fullmatch(hours.strip()) or any(
-            int(h) > 23 for h in re.findall(r"\d+", hours))):
+    if (
+        isinstance(hours, str)
+        and hours
+        and (
+            not HOURS.fullmatch(hours.strip())
+            or any(int(h) > 23 for h in re.findall(r"\d+", hours))
+        )
+    ):
         problems.append(Problem(file, "schedule.hours", "must be hours 0-23 like 7-19 or 8,12"))
     every = schedule["incremental_every"]
     windowed = bool(hours) or schedule["days"] != "mon-sun"
-    if windowed and isinstance(every, str) and EVERY.fullmatch(every.strip()) and (
-            every_seconds(every) % 60 or 60 % max(1, every_seconds(every) // 60)):
-        problems.append(Problem(file, "schedule.incremental_every", "with hours or days set, "
-                                "must be whole minutes that divide an hour (5m, 10m, 15m, 30m)"))
-    if isinstance(schedule["incremental_every"], str) and EVERY.fullmatch(
-            schedule["incremental_every"].strip()) and every_seconds(
-            schedule["incremental_every"]) < 1:
+    if (
+        windowed
+        and isinstance(every, str)
+        and EVERY.fullmatch(every.strip())
+        and (every_seconds(every) % 60 or 60 % max(1, every_seconds(every) // 60))
+    ):
+        problems.append(
+            Problem(
+                file,
+                "schedule.incremental_every",
+                "with hours or days set, "
+                "must be whole minutes that divide an hour (5m, 10m, 15m, 30m)",
+            )
+        )
+    if (
+        isinstance(schedule["incremental_every"], str)
+        and EVERY.fullmatch(schedule["incremental_every"].strip())
+        and every_seconds(schedule["incremental_every"]) < 1
+    ):
         problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))
 
 
@@ -358,15 +454,21 @@ def _check_reconcile_at(value: object, file: str, problems: list[Problem]) -> No
     try:
         reconcile_when(value)
     except ValueError:
-        problems.append(Problem(file, "schedule.reconcile_at", "must be days and a time like "
-                                "'sun 03:00' or 'mon-fri 03:00', or empty (only on demand)"))
+        problems.append(
+            Problem(
+                file,
+                "schedule.reconcile_at",
+                "must be days and a time like "
+                "'sun 03:00' or 'mon-fri 03:00', or empty (only on demand)",
+            )
+        )
 
 
 def _check_metrics(metrics: dict[str, Any], file: str, problems: list[Problem]) -> None:
     textfile, listen = metrics["textfile"], metrics["listen"]
     if isinstance(textfile, str) and textfile and not textfile.endswith(".prom"):
-        problems.append(Problem(file, "metrics.textfile", "must end in .prom (node_exporter "
-                                "reads only those)"))
+        problems.append(
+            Problem(file, "metrics.textfile", "must end in .prom (node_exporter reads only those)")
+        )
     if isinstance(listen, str) and listen and not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
-        problems.append(Problem(file, "metrics.listen", "must be HOST:PORT, like "
-                                "127.0.0.1:9464"))
+        problems.append(Problem(file, "metrics.listen", "must be HOST:PORT, like 127.0.0.1:9464"))

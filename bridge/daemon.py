@@ -38,33 +38,53 @@ log = structlog.get_logger()
 class Daemon:
     """The scheduler and its jobs around one Service."""
 
-    def __init__(self, config: Config, mappings: MappingSet, notifier: Notifier,
-                 service: Service) -> None:
-        self.config, self.mappings, self.notifier, self.service = (config, mappings, notifier,
-                                                                   service)
+    def __init__(
+        self, config: Config, mappings: MappingSet, notifier: Notifier, service: Service
+    ) -> None:
+        self.config, self.mappings, self.notifier, self.service = (
+            config,
+            mappings,
+            notifier,
+            service,
+        )
         grace = int(config.schedule["misfire_grace_seconds"])
         self.scheduler = BackgroundScheduler(
             executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace})
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace},
+        )
 
     def add_jobs(self) -> None:
         """The three sync jobs, and the watchdog ping when systemd asks for one."""
         schedule = self.config.schedule
-        self.scheduler.add_job(self.incremental, self._incremental_trigger(),
-                               id="incremental", executor="sync", next_run_time=datetime.now())
+        self.scheduler.add_job(
+            self.incremental,
+            self._incremental_trigger(),
+            id="incremental",
+            executor="sync",
+            next_run_time=datetime.now(),
+        )
         hour, minute = schedule["full_at"].split(":")
-        self.scheduler.add_job(self.full, CronTrigger(hour=int(hour), minute=int(minute)),
-                               id="full", executor="sync")
+        self.scheduler.add_job(
+            self.full, CronTrigger(hour=int(hour), minute=int(minute)), id="full", executor="sync"
+        )
         hour, minute = schedule["dead_letters_at"].split(":")
-        self.scheduler.add_job(self.revive, CronTrigger(hour=int(hour), minute=int(minute)),
-                               id="dead_letters", executor="sync")
+        self.scheduler.add_job(
+            self.revive,
+            CronTrigger(hour=int(hour), minute=int(minute)),
+            id="dead_letters",
+            executor="sync",
+        )
         reconciling = _reconcile_trigger(schedule["reconcile_at"])
         if reconciling is not None:
             self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
         interval = self.notifier.watchdog_interval()
         if interval is not None:
-            self.scheduler.add_job(self.notifier.watchdog, IntervalTrigger(seconds=interval),
-                                   id="watchdog", next_run_time=datetime.now())
+            self.scheduler.add_job(
+                self.notifier.watchdog,
+                IntervalTrigger(seconds=interval),
+                id="watchdog",
+                next_run_time=datetime.now(),
+            )
 
     def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
         schedule = self.config.schedule
@@ -72,13 +92,13 @@ class Daemon:
         if not schedule["hours"] and schedule["days"] == "mon-sun":
             return IntervalTrigger(seconds=seconds)
         minutes = max(1, int(seconds // 60))
-        return CronTrigger(minute=f"*/{minutes}", hour=schedule["hours"] or "*",
-                           day_of_week=schedule["days"])
+        return CronTrigger(
+            minute=f"*/{minutes}", hour=schedule["hours"] or "*", day_of_week=schedule["days"]
+        )
 
     def incremental(self) -> None:
         """The frequent job."""
-        self._sync(Request(command="incremental", trigger="schedule", incremental=True,
-                           wait=False))
+        self._sync(Request(command="incremental", trigger="schedule", incremental=True, wait=False))
 
     def full(self) -> None:
         """The nightly full run (finds deletions; reads the portal back only at reconcile_at)."""
@@ -87,8 +107,7 @@ class Daemon:
     def reconcile(self) -> None:
         """The weekly reconciliation: a full run that reads the portal back first and repairs
         what is missing or changed there (``bridge.reconcile``)."""
-        self._sync(Request(command="reconcile", trigger="schedule", reconcile=True,
-                           wait=False))
+        self._sync(Request(command="reconcile", trigger="schedule", reconcile=True, wait=False))
 
     def revive(self) -> None:
         """Give dead letters another chance: the next full run sends them again."""
@@ -107,13 +126,16 @@ class Daemon:
             self.notifier.status(f"skipped a {request.command} sync: a manual one is running")
             return
         except BridgeError as exc:  # the daemon outlives a failed run; the next one retries
-            log.error("run.failed", job=request.command, error=str(exc),
-                      error_type=type(exc).__name__)
+            log.error(
+                "run.failed", job=request.command, error=str(exc), error_type=type(exc).__name__
+            )
             self.notifier.status(f"last {request.command} sync failed: {type(exc).__name__}")
             return
         report = outcome.delivery
-        self.notifier.status(f"last {request.command} sync: {outcome.outcome}, "
-                             f"{report.total} delivered, {sum(report.refused.values())} refused")
+        self.notifier.status(
+            f"last {request.command} sync: {outcome.outcome}, "
+            f"{report.total} delivered, {sum(report.refused.values())} refused"
+        )
 
     def serve(self, stop: threading.Event) -> int:
         """Run until ``stop`` is set; then finish the run in flight and shut down."""
@@ -132,6 +154,7 @@ class Daemon:
 
 def install_signals(stop: threading.Event) -> None:
     """SIGTERM and SIGINT set ``stop`` (the run in flight ends after its current batch)."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("daemon.signal", signal=signal.Signals(signum).name)
         stop.set()
@@ -144,14 +167,15 @@ def next_runs(daemon: Daemon) -> dict[str, Any]:
     """When each job runs next (for ``status``), without starting the scheduler."""
     now = datetime.now().astimezone()
     found: dict[str, Any] = {}
-    for job_id, trigger in (("incremental", daemon._incremental_trigger()),
-                            ("full", _cron(daemon.config.schedule["full_at"])),
-                            ("dead_letters", _cron(daemon.config.schedule["dead_letters_at"]))):
+    for job_id, trigger in (
+        ("incremental", daemon._incremental_trigger()),
+        ("full", _cron(daemon.config.schedule["full_at"])),
+        ("dead_letters", _cron(daemon.config.schedule["dead_letters_at"])),
+    ):
         fire: Callable[..., Any] = trigger.get_next_fire_time
         found[job_id] = fire(None, now)
     reconciling = _reconcile_trigger(daemon.config.schedule["reconcile_at"])
-    found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(
-        None, now)
+    found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
     return found
 
 

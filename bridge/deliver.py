@@ -36,8 +36,9 @@ def to_operation(index: int, change: Change) -> Operation:
         return Operation(str(index), "DELETE", change.entity, change.key)
     record = change.record
     assert record is not None, "only deletes come without a record"
-    return Operation(str(index), "PUT", change.entity, change.key, record.fingerprint,
-                     dict(record.payload))
+    return Operation(
+        str(index), "PUT", change.entity, change.key, record.fingerprint, dict(record.payload)
+    )
 
 
 @dataclass
@@ -76,17 +77,27 @@ class Deadline:
 class Deliverer:
     """Buffers changes into batches and delivers them (the plan's sink)."""
 
-    def __init__(self, portal: Portal, state: StateStore, mappings: MappingSet, *, run_id: str,
-                 max_attempts: int = 3, progress: Progress | None = None,
-                 stop: threading.Event | None = None, send_dead: bool = False,
-                 deadline: Deadline | None = None) -> None:
+    def __init__(
+        self,
+        portal: Portal,
+        state: StateStore,
+        mappings: MappingSet,
+        *,
+        run_id: str,
+        max_attempts: int = 3,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        send_dead: bool = False,
+        deadline: Deadline | None = None,
+    ) -> None:
         self.portal, self.state, self.mappings = portal, state, mappings
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
         self.stop, self.deadline = stop, deadline
         self.buffer: list[Change] = []
         self.report = DeliveryReport()
-        self.dead = {} if send_dead else {
-            k: v for k, v in state.dead_letters().items() if v.is_dead}
+        self.dead = (
+            {} if send_dead else {k: v for k, v in state.dead_letters().items() if v.is_dead}
+        )
 
     def add(self, change: Change) -> None:
         """Queue one change; a full batch is sent at once."""
@@ -95,7 +106,8 @@ class Deliverer:
             return
         self.buffer.append(change)
         if len(self.buffer) >= self.portal.batch_size or (
-                self.stop is not None and self.stop.is_set()):
+            self.stop is not None and self.stop.is_set()
+        ):
             self.flush()
 
     def _is_dead(self, change: Change) -> bool:
@@ -133,14 +145,20 @@ class Deliverer:
             if result.ok:
                 acked.append(delivered_change(change, self.mappings))
             else:
-                refused.append(Refusal(change, result.type, result.description or
-                                       f"HTTP {result.status}"))
+                refused.append(
+                    Refusal(change, result.type, result.description or f"HTTP {result.status}")
+                )
         self.state.commit_batch(self.run_id, number, acked, refused, self.max_attempts)
         for d in acked:
             self.report.count(d.change)
         for r in refused:
             self.report.refused[r.change.entity] += 1
-            log.warning("record.refused", entity=r.change.entity, key=r.change.key,
-                        op=r.change.op.value, kind=r.kind)
+            log.warning(
+                "record.refused",
+                entity=r.change.entity,
+                key=r.change.key,
+                op=r.change.op.value,
+                kind=r.kind,
+            )
         if self.progress is not None and batch:
             self.progress(batch[-1].entity, self.report.total)

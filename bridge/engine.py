@@ -180,8 +180,10 @@ def _fill_before(plan: Plan, state: StateStore) -> None:
     """Give the sampled updates their recorded payloads, for a field-level review."""
     for entity in {c.entity for c in plan.updates}:
         found = state.payloads(entity, [c.sort_key for c in plan.updates if c.entity == entity])
-        plan.updates = [replace(c, before=found.get(c.sort_key)) if c.entity == entity else c
-                        for c in plan.updates]
+        plan.updates = [
+            replace(c, before=found.get(c.sort_key)) if c.entity == entity else c
+            for c in plan.updates
+        ]
 
 
 def _guard_portal(options: RunOptions, state: StateStore) -> tuple[list[PortalHold], bool]:
@@ -197,8 +199,9 @@ def _guard_portal(options: RunOptions, state: StateStore) -> tuple[list[PortalHo
     return holds, state.is_approved(drift_id, valid)
 
 
-def read_back(listing: Callable[[str], Mapping[str, str]], state: StateStore,
-              entities: Iterable[str]) -> Drift:
+def read_back(
+    listing: Callable[[str], Mapping[str, str]], state: StateStore, entities: Iterable[str]
+) -> Drift:
     """Read the portal back (``listing``: entity → sourcedId → fingerprint of its live
     records) and compare it with the state, entity by entity; unexpected records get the sort
     key of the state's tombstone where there is one."""
@@ -218,8 +221,9 @@ def _place_archives(plan: Plan, ctx: Context) -> None:
             change.class_key = ctx.last_class(change.key)
 
 
-def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds,
-           pupils_by_class: dict[str, int]) -> None:
+def _guard(
+    result: PlanResult, state: StateStore, thresholds: Thresholds, pupils_by_class: dict[str, int]
+) -> None:
     plan = result.plan
     if not plan.deletes and not plan.hiding:
         return
@@ -227,9 +231,14 @@ def _guard(result: PlanResult, state: StateStore, thresholds: Thresholds,
     entities = {c.entity for c in (*plan.deletes, *plan.hiding)}
     totals = {e: state.count(e) for e in entities}
     opened = state.count_open_by_class("enrollment") if "enrollment" in entities else {}
-    result.guard_holds = guard_check(plan, totals, state.count_by_class("enrollment"),
-                                     thresholds, open_by_class=opened,
-                                     pupils_by_class=pupils_by_class)
+    result.guard_holds = guard_check(
+        plan,
+        totals,
+        state.count_by_class("enrollment"),
+        thresholds,
+        open_by_class=opened,
+        pupils_by_class=pupils_by_class,
+    )
     if result.guard_holds:
         _judge_approval(result, state, thresholds)
 
@@ -238,16 +247,21 @@ def _judge_approval(result: PlanResult, state: StateStore, thresholds: Threshold
     """Remember the held plan; it goes through only with an approval that has not expired."""
     plan_id = result.plan.plan_id
     state.hold_plan(plan_id, "; ".join(h.describe() for h in result.guard_holds))
-    result.approved = state.is_approved(
-        plan_id, timedelta(hours=thresholds.approval_valid_hours))
+    result.approved = state.is_approved(plan_id, timedelta(hours=thresholds.approval_valid_hours))
     result.approval_expired = not result.approved and state.approval(plan_id) is not None
 
 
 class _Run:
     """The mutable working set of one planning run."""
 
-    def __init__(self, mappings: MappingSet, source: Source, state: StateStore,
-                 options: RunOptions, sink: ChangeSink | None) -> None:
+    def __init__(
+        self,
+        mappings: MappingSet,
+        source: Source,
+        state: StateStore,
+        options: RunOptions,
+        sink: ChangeSink | None,
+    ) -> None:
         self.mappings, self.source, self.state, self.options = mappings, source, state, options
         self.sink = sink
         self.ctx = Context(as_of=options.as_of.isoformat(), erased=options.erased)
@@ -279,8 +293,12 @@ class _Run:
             since = None
         tapped = self.options.tap is not None and self.options.tap[0] == mapping.entity
         watching = tapped or (self.options.incremental and mapping.entity in DIRTYING)
-        if since is None and not watching and mapping.entity not in mapping.refs.values() \
-                and self.options.drift is None:
+        if (
+            since is None
+            and not watching
+            and mapping.entity not in mapping.refs.values()
+            and self.options.drift is None
+        ):
             ranges = self._key_ranges(mapping)
             if len(ranges) > 1:
                 self._plan_in_ranges(mapping, ranges)
@@ -294,8 +312,9 @@ class _Run:
     def _is_leaf(self, mapping: CompiledMapping) -> bool:
         return mapping.entity not in self.referenced
 
-    def _outcomes(self, mapping: CompiledMapping, since: datetime | None
-                  ) -> Iterator[Item | Change]:
+    def _outcomes(
+        self, mapping: CompiledMapping, since: datetime | None
+    ) -> Iterator[Item | Change]:
         """The entity's items and changes: merged with the state on a full read, paired by
         lookup on an incremental one."""
         leaf, tap = self._is_leaf(mapping), self.options.tap
@@ -306,8 +325,10 @@ class _Run:
         if since is None:
             return self._reconciled(mapping.entity, items)
         changed = items if leaf else (i for i in items if self._is_changed(i, since))
-        return diff(pair_by_lookup(
-            changed, lambda keys: self.state.lookup(mapping.entity, keys)), complete=False)
+        return diff(
+            pair_by_lookup(changed, lambda keys: self.state.lookup(mapping.entity, keys)),
+            complete=False,
+        )
 
     def _reconciled(self, entity: str, items: Iterator[Item]) -> Iterator[Item | Change]:
         """The full merge; in a reconciling run over the state as the portal has it."""
@@ -319,8 +340,7 @@ class _Run:
         merged = diff_sorted(entity, items, reconcile.corrected(entries, found), self._resend())
         return reconcile.annotate(merged, found, drift)
 
-    def _note_watching(self, mapping: CompiledMapping, outcomes: Iterable[Item | Change]
-                       ) -> None:
+    def _note_watching(self, mapping: CompiledMapping, outcomes: Iterable[Item | Change]) -> None:
         """Note outcomes one by one, keeping the tapped record's changes (``explain``) and the
         pupils whose consent or stays changed (incremental runs)."""
         note, sink, tap = self.result.plan.note, self.sink, self.options.tap
@@ -349,15 +369,24 @@ class _Run:
         if self.options.workers < 2 or not HAS_FORK:
             return []
         bounds = self.source.key_bounds(mapping)
-        return [] if bounds is None else key_ranges(mapping.key_columns[0], bounds,
-                                                    self.options.workers)
+        return (
+            []
+            if bounds is None
+            else key_ranges(mapping.key_columns[0], bounds, self.options.workers)
+        )
 
     def _plan_in_ranges(self, mapping: CompiledMapping, ranges: list[KeyRange]) -> None:
         """Plan ranges here, from the first, while forked workers plan them from the last;
         then take the workers' outcomes in key order: the plan and the changes sent are those
         of one process."""
-        workers = Workers(mapping.entity, ranges, self._forked_work(mapping), self._after_fork,
-                          self.options.workers - 1, self.sink is not None)
+        workers = Workers(
+            mapping.entity,
+            ranges,
+            self._forked_work(mapping),
+            self._after_fork,
+            self.options.workers - 1,
+            self.sink is not None,
+        )
         track, plan = Watermark(), self.result.plan
         try:
             workers.start()
@@ -380,24 +409,37 @@ class _Run:
         self.state.after_fork()
 
     def _forked_work(self, mapping: CompiledMapping) -> RangeWork:
-        def work(key_range: KeyRange, plan: Plan, sink: ChangeSink | None
-                 ) -> tuple[Any, gate.Learnt]:
+        def work(
+            key_range: KeyRange, plan: Plan, sink: ChangeSink | None
+        ) -> tuple[Any, gate.Learnt]:
             best = self._plan_range(mapping, key_range, plan, sink)
             return best, gate.learnt(self.ctx, mapping.entity)
 
         return work
 
-    def _plan_range(self, mapping: CompiledMapping, key_range: KeyRange, plan: Plan,
-                    sink: ChangeSink | None) -> Any:
+    def _plan_range(
+        self, mapping: CompiledMapping, key_range: KeyRange, plan: Plan, sink: ChangeSink | None
+    ) -> Any:
         """Plan one key range of an entity's full read into ``plan`` (the context learns its
         keys); returns the highest raw watermark read."""
         entity, track = mapping.entity, Watermark()
         rows = self.source.read(mapping, key_range=key_range)
-        items = to_items(mapping, rows, self.ctx, track=track, indexed=not self._is_leaf(mapping),
-                         read=plan.records_read, key_range=key_range)
+        items = to_items(
+            mapping,
+            rows,
+            self.ctx,
+            track=track,
+            indexed=not self._is_leaf(mapping),
+            read=plan.records_read,
+            key_range=key_range,
+        )
         start, stop = sort_bounds(key_range)
-        plan.note_all(entity, diff_sorted(entity, items, self.state.entries(entity, start, stop),
-                                          self._resend()), sink, self._closes)
+        plan.note_all(
+            entity,
+            diff_sorted(entity, items, self.state.entries(entity, start, stop), self._resend()),
+            sink,
+            self._closes,
+        )
         return track.best
 
     def _closes(self, change: Change) -> bool:
@@ -405,13 +447,15 @@ class _Run:
         recorded it); the recorded payload becomes the change's ``before``."""
         if not may_close(change):
             return False
-        change.before = self.state.payloads(change.entity, [change.sort_key]).get(
-            change.sort_key)
+        change.before = self.state.payloads(change.entity, [change.sort_key]).get(change.sort_key)
         return closes_membership(change, change.before)
 
     def _note_dirty(self, change: Change) -> None:
-        owner = change.key if change.entity == "pupil" else (
-            gate.owner_pupil(change.record) if change.record is not None else None)
+        owner = (
+            change.key
+            if change.entity == "pupil"
+            else (gate.owner_pupil(change.record) if change.record is not None else None)
+        )
         if owner is not None:
             self.dirty_pupils.add(owner)
 
@@ -435,8 +479,11 @@ class _Run:
     def _rescan_too_big(self, mapping: CompiledMapping, since: datetime | None) -> bool:
         """Too many dirty pupils for one IN list (MS SQL takes 2,100 parameters at most): read
         the entity in full instead."""
-        return since is not None and len(self.dirty_pupils) > MAX_RESCAN and any(
-            f.name == PUPIL_FIELD for f in mapping.fields)
+        return (
+            since is not None
+            and len(self.dirty_pupils) > MAX_RESCAN
+            and any(f.name == PUPIL_FIELD for f in mapping.fields)
+        )
 
     def _tapped(self, items: Iterator[Item], key: str) -> Iterator[Item]:
         for item in items:
@@ -470,8 +517,11 @@ class _Run:
             entry = known.get(record.sort_key)
             # Not delivered (held, or new): dirty only if it is newer than the last run's mark,
             # not merely re-read within the overlap.
-            changed = (entry.fingerprint != record.fingerprint if entry is not None
-                       else _newer(record, last))
+            changed = (
+                entry.fingerprint != record.fingerprint
+                if entry is not None
+                else _newer(record, last)
+            )
             if changed:
                 self.dirty_pupils.add(gate.owner_pupil(record) or "")
 
@@ -481,8 +531,10 @@ class _Run:
             return True
         if record.entity == "pupil" and record.key in self.dirty_pupils:
             return True
-        if record.entity == "guardian" and self.ctx.guardian_of.get(record.key, set()) & \
-                self.dirty_pupils:
+        if (
+            record.entity == "guardian"
+            and self.ctx.guardian_of.get(record.key, set()) & self.dirty_pupils
+        ):
             return True  # one of their pupils' consent changed: they must pass the gate again
         return _changed_since(record, since)
 
@@ -491,9 +543,14 @@ class _Run:
         highest watermark."""
         track = Watermark() if mapping.watermark else None
         try:
-            yield from to_items(mapping, rows, self.ctx, track=track,
-                                indexed=mapping.entity in self.referenced,
-                                read=self.result.plan.records_read)
+            yield from to_items(
+                mapping,
+                rows,
+                self.ctx,
+                track=track,
+                indexed=mapping.entity in self.referenced,
+                read=self.result.plan.records_read,
+            )
         finally:
             mark = track.text() if track is not None else None
             if mark is not None:
@@ -503,15 +560,17 @@ class _Run:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
         In an incremental run a changed stay makes its pupil dirty before pupils are planned,
         so a withdrawal archives the pupil in the same run."""
-        records = [r for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
-                   if isinstance(r, Record)]
+        records = [
+            r
+            for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
+            if isinstance(r, Record)
+        ]
         if mapping.entity == "enrollment":
             self._dirty_from_stays(mapping, records)
             self.ctx.learn_stays(records)
             return
         links = [(str(r.payload["pupil"]), str(r.payload["guardian"])) for r in records]
         self.ctx.allow_guardians(links)
-
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
@@ -637,8 +696,15 @@ def to_items(
                 if exc.sort_key and (not previous <= exc.sort_key < stop or exc.sort_key < start):
                     _raise_out_of_range(mapping, exc.key, previous, key_range)
                 previous = max(previous, exc.sort_key)
-                yield Rejection(entity, mapping.location, exc.key, exc.field, exc.reason,
-                                exc.sort_key, closes=gate.reject_row(ctx, entity, exc.key))
+                yield Rejection(
+                    entity,
+                    mapping.location,
+                    exc.key,
+                    exc.field,
+                    exc.reason,
+                    exc.sort_key,
+                    closes=gate.reject_row(ctx, entity, exc.key),
+                )
                 continue
             mark = record.watermark
             best = mark if mark is not None and (best is None or mark > best) else best
@@ -672,30 +738,45 @@ def _bounds(key_range: KeyRange | None) -> tuple[str, str]:
     return start or "", stop or ABOVE_EVERY_KEY
 
 
-def _out_of_order(mapping: CompiledMapping, record: Record, previous: str,
-                  key_range: KeyRange | None) -> Rejection:
+def _out_of_order(
+    mapping: CompiledMapping, record: Record, previous: str, key_range: KeyRange | None
+) -> Rejection:
     start, stop = _bounds(key_range)
     if record.sort_key != previous or not start <= record.sort_key < stop:
         _raise_out_of_range(mapping, record.key, previous, key_range)
-    return Rejection(mapping.entity, mapping.location, record.key, ",".join(
-        mapping.key_columns), "duplicate key: an earlier row has the same key and was kept")
+    return Rejection(
+        mapping.entity,
+        mapping.location,
+        record.key,
+        ",".join(mapping.key_columns),
+        "duplicate key: an earlier row has the same key and was kept",
+    )
 
 
-def _raise_out_of_range(mapping: CompiledMapping, key: str, previous: str,
-                        key_range: KeyRange | None) -> NoReturn:
+def _raise_out_of_range(
+    mapping: CompiledMapping, key: str, previous: str, key_range: KeyRange | None
+) -> NoReturn:
     """Raise for a row out of key order, or outside the key range being read."""
     if key_range is not None:
         previous = f"{previous or 'nothing'}, reading {shown_range(key_range)}"
     raise SourceOrderError(mapping.entity, mapping.location, key, previous)
 
 
-def _dangling(mapping: CompiledMapping, record: Record, missing: MissingReference,
-              ctx: Context) -> Rejection:
+def _dangling(
+    mapping: CompiledMapping, record: Record, missing: MissingReference, ctx: Context
+) -> Rejection:
     if missing.rejected:
         # Its parent is bad, not gone: its own children must not be taken for orphans.
         ctx.forget(mapping.entity, record.key)
-    return Rejection(mapping.entity, mapping.location, record.key, missing.field, missing.reason,
-                     record.sort_key, dangling=not missing.rejected)
+    return Rejection(
+        mapping.entity,
+        mapping.location,
+        record.key,
+        missing.field,
+        missing.reason,
+        record.sort_key,
+        dangling=not missing.rejected,
+    )
 
 
 def _newer(record: Record, than: datetime) -> bool:
@@ -727,5 +808,9 @@ def delivered(change: Change, mappings: MappingSet) -> Delivered:
     if record is None:
         return Delivered(change, mapping_version=version)
     class_key = record.payload.get("class")
-    return Delivered(change, gate.owner_pupil(record),
-                     None if class_key is None else str(class_key), mapping_version=version)
+    return Delivered(
+        change,
+        gate.owner_pupil(record),
+        None if class_key is None else str(class_key),
+        mapping_version=version,
+    )

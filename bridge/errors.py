@@ -165,8 +165,10 @@ class RunDeadline(RetriableError):  # noqa: N818 - reads as the condition it rep
     exit_code = ExitCode.PARTIAL
 
     def __init__(self, minutes: float) -> None:
-        super().__init__(f"the run passed its deadline of {minutes:g} minutes "
-                         "(sync.run_deadline_minutes); stopped after the batch in flight")
+        super().__init__(
+            f"the run passed its deadline of {minutes:g} minutes "
+            "(sync.run_deadline_minutes); stopped after the batch in flight"
+        )
         self.minutes = minutes
 
 

@@ -52,15 +52,22 @@ class MemorySource:
     table yields at most that many rows and then raises SourceError, as a connection lost
     mid-read would."""
 
-    def __init__(self, tables: TableRows | None = None,
-                 fail_after: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, tables: TableRows | None = None, fail_after: Mapping[str, int] | None = None
+    ) -> None:
         self.tables: dict[str, list[dict[str, Any]]] = {
-            name: [dict(row) for row in rows] for name, rows in (tables or {}).items()}
+            name: [dict(row) for row in rows] for name, rows in (tables or {}).items()
+        }
         self.fail_after: dict[str, int] = dict(fail_after or {})
         self.reads: list[ReadCall] = []
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         """Rows of the mapping's table in key order (see :class:`bridge.source.Source`)."""
         self.reads.append(ReadCall(mapping.entity, mapping.location, since, rescan, key_range))
         return self._rows(mapping, since, rescan, key_range)
@@ -79,8 +86,13 @@ class MemorySource:
     def after_fork(self) -> None:
         """Nothing to drop: the rows are in memory."""
 
-    def _rows(self, mapping: CompiledMapping, since: datetime | None,
-              rescan: Rescan | None, key_range: KeyRange | None) -> Iterator[Row]:
+    def _rows(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None,
+        rescan: Rescan | None,
+        key_range: KeyRange | None,
+    ) -> Iterator[Row]:
         operation = f"reading {mapping.entity} from table {mapping.location}"
         selected = self._select(mapping, since, rescan, operation)
         if key_range is not None:
@@ -92,8 +104,13 @@ class MemorySource:
             shown = min(limit, len(selected))
             raise SourceError(operation, f"connection lost after {shown} rows (simulated)")
 
-    def _select(self, mapping: CompiledMapping, since: datetime | None, rescan: Rescan | None,
-                operation: str) -> list[Row]:
+    def _select(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None,
+        rescan: Rescan | None,
+        operation: str,
+    ) -> list[Row]:
         rows = self._table(mapping, operation)
         named = [*mapping.columns, *(f.column for f in mapping.filters)]
         if since is not None and rescan is not None:
@@ -132,13 +149,18 @@ def _matches(value: Any, rule: Filter) -> bool:
         return False
     if rule.op in ("eq", "ne"):
         return bool(value == rule.value) == (rule.op == "eq")
-    ordered = {"lt": value < rule.value, "le": value <= rule.value,
-               "gt": value > rule.value, "ge": value >= rule.value}
+    ordered = {
+        "lt": value < rule.value,
+        "le": value <= rule.value,
+        "gt": value > rule.value,
+        "ge": value >= rule.value,
+    }
     return bool(ordered[rule.op])
 
 
-def _is_changed(row: Mapping[str, Any], column: str, since: datetime,
-                rescan: Rescan | None) -> bool:
+def _is_changed(
+    row: Mapping[str, Any], column: str, since: datetime, rescan: Rescan | None
+) -> bool:
     """At or after ``since`` on the watermark column, or named by ``rescan``."""
     mark = _as_datetime(row[column])
     if mark is not None and mark >= since.replace(tzinfo=None):
@@ -166,8 +188,9 @@ def _in_range(value: Any, key_range: KeyRange) -> bool:
         return key_range.low is None
     if not isinstance(value, int | float):
         return key_range.high is None
-    return ((key_range.low is None or value >= key_range.low)
-            and (key_range.high is None or value < key_range.high))
+    return (key_range.low is None or value >= key_range.low) and (
+        key_range.high is None or value < key_range.high
+    )
 
 
 def _order(value: Any) -> tuple[int, Any]:
@@ -203,8 +226,16 @@ class StoredRow:
 
     def entry(self) -> StateEntry:
         """The entry as ``entries`` and ``lookup`` give it (without the payload)."""
-        return StateEntry(self.entity, self.key, self.sort_key, self.fingerprint, self.status,
-                          None, self.pupil_key, self.class_key)
+        return StateEntry(
+            self.entity,
+            self.key,
+            self.sort_key,
+            self.fingerprint,
+            self.status,
+            None,
+            self.pupil_key,
+            self.class_key,
+        )
 
     @property
     def is_live(self) -> bool:
@@ -230,12 +261,19 @@ class MemoryStateStore:
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
 
-    def entries(self, entity: str, start: str | None = None,
-                stop: str | None = None) -> Iterator[EntryView]:
+    def entries(
+        self, entity: str, start: str | None = None, stop: str | None = None
+    ) -> Iterator[EntryView]:
         """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status);
         only those in ``[start, stop)`` where given."""
-        rows = sorted((r for r in self._live(entity) if (start is None or r.sort_key >= start)
-                       and (stop is None or r.sort_key < stop)), key=lambda r: r.sort_key)
+        rows = sorted(
+            (
+                r
+                for r in self._live(entity)
+                if (start is None or r.sort_key >= start) and (stop is None or r.sort_key < stop)
+            ),
+            key=lambda r: r.sort_key,
+        )
         return iter([(r.sort_key, r.fingerprint, r.status) for r in rows])
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
@@ -246,14 +284,18 @@ class MemoryStateStore:
     def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
         """The recorded payloads of the given live entries, by sort key."""
         found = (self.rows.get((entity, k)) for k in sort_keys)
-        return {r.sort_key: _copy(r.payload) for r in found
-                if r is not None and r.payload is not None}
+        return {
+            r.sort_key: _copy(r.payload) for r in found if r is not None and r.payload is not None
+        }
 
     def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
         """Key → sort key of the deleted entries of ``entity`` among ``keys``."""
         wanted = set(keys)
-        return {r.key: r.sort_key for r in self.rows.values()
-                if r.entity == entity and not r.is_live and r.key in wanted}
+        return {
+            r.key: r.sort_key
+            for r in self.rows.values()
+            if r.entity == entity and not r.is_live and r.key in wanted
+        }
 
     def record(self, delivered: Sequence[Delivered]) -> None:
         """Record acknowledged changes, all or nothing: upserts first, then tombstones."""
@@ -267,8 +309,9 @@ class MemoryStateStore:
         for d in delivered:
             at = (d.change.entity, d.change.sort_key)
             if d.change.op == Op.DELETE and at in rows:
-                rows[at] = replace(rows[at], status=DELETED, fingerprint="", payload=None,
-                                   updated_at=now)
+                rows[at] = replace(
+                    rows[at], status=DELETED, fingerprint="", payload=None, updated_at=now
+                )
         self.rows = rows
         withdrawn, back = withdrawal_changes(delivered)
         for key in back:
@@ -286,9 +329,20 @@ class MemoryStateStore:
         assert record is not None, "only deletes come without a record"
         status = "archived" if change.op == Op.ARCHIVE else "delivered"
         payload = json.loads(json.dumps(dict(record.payload), ensure_ascii=False))
-        return StoredRow(change.entity, change.sort_key, change.key, record.fingerprint, status,
-                         payload, d.portal_id, d.mapping_version, d.pupil_key, d.class_key,
-                         now, now)
+        return StoredRow(
+            change.entity,
+            change.sort_key,
+            change.key,
+            record.fingerprint,
+            status,
+            payload,
+            d.portal_id,
+            d.mapping_version,
+            d.pupil_key,
+            d.class_key,
+            now,
+            now,
+        )
 
     def count(self, entity: str) -> int:
         """How many live entries ``entity`` has."""
@@ -334,8 +388,14 @@ class MemoryStateStore:
         """Record the intent to send a batch."""
         self.batches[(run_id, batch)] = "sent"
 
-    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
-                     refused: Sequence[Refusal], max_attempts: int) -> None:
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
         """Record acknowledged changes, count refusals, close the intent."""
         self.record(delivered)
         for d in delivered:
@@ -345,9 +405,16 @@ class MemoryStateStore:
             before = self.letters.get((change.entity, change.sort_key))
             attempts = (before.attempts if before else 0) + 1
             self.letters[(change.entity, change.sort_key)] = DeadLetter(
-                change.entity, change.key, change.sort_key, change.fingerprint or "",
-                change.op.value, attempts, refusal.kind, refusal.reason[:500],
-                "dead" if attempts >= max_attempts else "retrying")
+                change.entity,
+                change.key,
+                change.sort_key,
+                change.fingerprint or "",
+                change.op.value,
+                attempts,
+                refusal.kind,
+                refusal.reason[:500],
+                "dead" if attempts >= max_attempts else "retrying",
+            )
         self.batches[(run_id, batch)] = "acked"
 
     def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
@@ -356,8 +423,11 @@ class MemoryStateStore:
 
     def revive(self, entity: str | None = None) -> int:
         """Make dead letters eligible again; returns how many."""
-        revived = [k for k, v in self.letters.items()
-                   if v.is_dead and (entity is None or v.entity == entity)]
+        revived = [
+            k
+            for k, v in self.letters.items()
+            if v.is_dead and (entity is None or v.entity == entity)
+        ]
         for k in revived:
             self.letters[k] = replace(self.letters[k], status="retrying", attempts=0)
         return len(revived)
@@ -373,8 +443,9 @@ class MemoryStateStore:
     def hold_plan(self, plan_id: str, summary: str) -> None:
         """Remember a held plan (the first time held is kept, the summary updated)."""
         first = self.held.get(plan_id)
-        self.held[plan_id] = HeldPlan(plan_id, first.held_at if first else self.clock(),
-                                      summary[:500])
+        self.held[plan_id] = HeldPlan(
+            plan_id, first.held_at if first else self.clock(), summary[:500]
+        )
 
     def held_plan(self, plan_id: str) -> HeldPlan | None:
         """The held plan ``plan_id``, if a guard held it."""

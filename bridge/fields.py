@@ -30,7 +30,8 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 DATE_TEXT = re.compile(
     r"(?P<y1>\d{4})-(?P<m1>\d{2})-(?P<d1>\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
     r"|(?P<d2>\d{2})\.(?P<m2>\d{2})\.(?P<y2>\d{4})(?: \d{2}:\d{2}(?::\d{2})?)?"
-    r"|(?P<y3>\d{4})(?P<m3>\d{2})(?P<d3>\d{2})")
+    r"|(?P<y3>\d{4})(?P<m3>\d{2})(?P<d3>\d{2})"
+)
 EARLIEST_DATE = "1900-01-01"
 LATEST_DATE = "2100-12-31"
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "да", "д"})
@@ -207,9 +208,11 @@ def parse_date(raw: object, personal: bool = False) -> str:
 def _date_from_text(text: str, personal: bool) -> str:
     found = DATE_TEXT.fullmatch(text)
     if found is not None:
-        year, month, day = (found["y1"] or found["y2"] or found["y3"],
-                            found["m1"] or found["m2"] or found["m3"],
-                            found["d1"] or found["d2"] or found["d3"])
+        year, month, day = (
+            found["y1"] or found["y2"] or found["y3"],
+            found["m1"] or found["m2"] or found["m3"],
+            found["d1"] or found["d2"] or found["d3"],
+        )
         try:
             return dt.date(int(year), int(month), int(day)).isoformat()
         except ValueError:
@@ -245,8 +248,11 @@ def _fast_ref(spec: FieldSpec) -> Converter:
 def _fast_values(spec: FieldSpec) -> Converter:
     """A value-mapped field with the null handling folded in: a hit takes one lookup. Raw text
     seen before is looked up as it is (a journal holds a dozen mark codes, a million times)."""
-    to_text, table, slow = _steps(spec), dict(spec.values or {}), _with_nulls(
-        spec, _with_values(spec))
+    to_text, table, slow = (
+        _steps(spec),
+        dict(spec.values or {}),
+        _with_nulls(spec, _with_values(spec)),
+    )
     search = CONTROL_CHARS.search
     seen: dict[str, Value] = {}
 
@@ -298,8 +304,9 @@ def _with_values(spec: FieldSpec) -> Converter:
             if fallback is not None:
                 return fallback
             shown = _shown(spec, text)
-            raise InvalidValue("value not in the value map of the mapping"
-                               + (f":{shown}" if shown else "")) from None
+            raise InvalidValue(
+                "value not in the value map of the mapping" + (f":{shown}" if shown else "")
+            ) from None
 
     return convert
 
@@ -340,7 +347,9 @@ def compile_field(spec: FieldSpec) -> Converter:
 def joined(parts: Sequence[object], separator: str) -> str | None:
     """Several raw columns as one text (name parts, say), skipping empty ones."""
     # A part holding a control character is kept unstripped, for the converter to reject.
-    texts = [t if CONTROL_CHARS.search(t) else t.strip()
-             for t in (_as_text(p) for p in parts if p is not None)]
+    texts = [
+        t if CONTROL_CHARS.search(t) else t.strip()
+        for t in (_as_text(p) for p in parts if p is not None)
+    ]
     kept = [t for t in texts if t]
     return separator.join(kept) if kept else None

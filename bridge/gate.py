@@ -64,8 +64,11 @@ class Context:
         """Learn every pupil's stays in classes from the mapped enrolment records."""
         for record in enrollments:
             end = record.payload.get("date_to")
-            stay = (_text(record, "class"), _text(record, "date_from"),
-                    None if end is None else str(end))
+            stay = (
+                _text(record, "class"),
+                _text(record, "date_from"),
+                None if end is None else str(end),
+            )
             self.stays.setdefault(_text(record, "pupil"), []).append(stay)
 
     def allow_guardians(self, links: Iterable[tuple[str, str]]) -> None:
@@ -91,8 +94,10 @@ class Context:
     def stay_reason(self, pupil: str, class_key: str, day: str) -> HoldReason | None:
         """None when the pupil was in the class that day, else why not."""
         stays = self.stays.get(pupil, [])
-        if any(c == class_key and start <= day and (end is None or day <= end)
-               for c, start, end in stays):
+        if any(
+            c == class_key and start <= day and (end is None or day <= end)
+            for c, start, end in stays
+        ):
             return None
         if any(end is not None and end < day for _, _, end in stays):
             return HoldReason.AFTER_WITHDRAWAL
@@ -140,15 +145,18 @@ class Context:
         """How many pupils have a stay open on ``day`` in each class."""
         counts: dict[str, int] = {}
         for stays in self.stays.values():
-            for class_key in {c for c, start, end in stays
-                              if start <= day and (end is None or end >= day)}:
+            for class_key in {
+                c for c, start, end in stays if start <= day and (end is None or end >= day)
+            }:
                 counts[class_key] = counts.get(class_key, 0) + 1
         return counts
 
     def is_open(self, pupil: str, day: str) -> bool:
         """True when the pupil has a stay that has not ended by ``day``."""
-        return any(start <= day and (end is None or end >= day)
-                   for _, start, end in self.stays.get(pupil, []))
+        return any(
+            start <= day and (end is None or end >= day)
+            for _, start, end in self.stays.get(pupil, [])
+        )
 
 
 def _text(record: Record, name: str) -> str:
@@ -210,8 +218,12 @@ class Learnt:
 
 def _index(ctx: Context, entity: str) -> MutableMapping[str, Any] | None:
     indexes: dict[str, MutableMapping[str, Any]] = {
-        "pupil": ctx.consent, "class": ctx.grade, "lesson": ctx.lesson,
-        "work": ctx.work_lesson, "period": ctx.period_end}
+        "pupil": ctx.consent,
+        "class": ctx.grade,
+        "lesson": ctx.lesson,
+        "work": ctx.work_lesson,
+        "period": ctx.period_end,
+    }
     return indexes.get(entity)
 
 
@@ -264,8 +276,9 @@ Verdict = HoldReason | MissingReference | None
 
 def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
     """``check`` for one entity with its references and rule bound once (the hot path)."""
-    known = tuple((name, target, ctx.keys.setdefault(target, set()))
-                  for name, target in refs.items())
+    known = tuple(
+        (name, target, ctx.keys.setdefault(target, set())) for name, target in refs.items()
+    )
     compiled = COMPILED_RULES.get(entity)
     rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
 
@@ -286,13 +299,13 @@ def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[
     return checked
 
 
-def _bound(rule: Callable[[Record, Context], Verdict] | None, ctx: Context
-           ) -> Callable[[Record], Verdict] | None:
+def _bound(
+    rule: Callable[[Record, Context], Verdict] | None, ctx: Context
+) -> Callable[[Record], Verdict] | None:
     return None if rule is None else (lambda record: rule(record, ctx))
 
 
-def compile_remember(entity: str, indexed: bool, ctx: Context
-                     ) -> Callable[[Record], None] | None:
+def compile_remember(entity: str, indexed: bool, ctx: Context) -> Callable[[Record], None] | None:
     """``Context.remember`` for one entity: keys only where other entities refer to it; None
     when there is nothing to remember (marks, absences)."""
     keys = ctx.keys.setdefault(entity, set()) if indexed else None
@@ -321,8 +334,7 @@ def consent_verdict(record: Record) -> HoldReason | None:
     value = record.attrs.get("consent", record.payload.get("consent"))
     if value is True:
         return None
-    return HoldReason.NO_CONSENT if value is None or value is False else \
-        HoldReason.CONSENT_UNCLEAR
+    return HoldReason.NO_CONSENT if value is None or value is False else HoldReason.CONSENT_UNCLEAR
 
 
 def _pupil(record: Record, ctx: Context) -> Verdict:
@@ -362,7 +374,12 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
 
 def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
     consent, lessons, grade, stays, work_lesson = (
-        ctx.consent, ctx.lesson, ctx.grade, ctx.stays, ctx.work_lesson)
+        ctx.consent,
+        ctx.lesson,
+        ctx.grade,
+        ctx.stays,
+        ctx.work_lesson,
+    )
     held_for = ctx.held_for
 
     def rule(record: Record) -> Verdict:

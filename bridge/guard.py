@@ -57,15 +57,16 @@ class GuardHold:
         """One line for admins."""
         if self.class_key is not None:
             if not self.archives and not self.closures:
-                return (f"would delete all {self.deletes} {self.entity} records of class "
-                        f"{self.class_key}")
-            left = ("no pupil is left in it" if self.entity == "pupil"
-                    else "every one still open there")
-            return (f"would {self._verbs()} {self.entity} records of class {self.class_key}: "
-                    f"{left}")
+                return (
+                    f"would delete all {self.deletes} {self.entity} records of class "
+                    f"{self.class_key}"
+                )
+            left = (
+                "no pupil is left in it" if self.entity == "pupil" else "every one still open there"
+            )
+            return f"would {self._verbs()} {self.entity} records of class {self.class_key}: {left}"
         share = 100.0 * self.changes / self.total if self.total else 100.0
-        return (f"would {self._verbs()} of {self.total} {self.entity} records "
-                f"({share:.1f} %)")
+        return f"would {self._verbs()} of {self.total} {self.entity} records ({share:.1f} %)"
 
     def _verbs(self) -> str:
         done = ((self.deletes, "delete"), (self.archives, "archive"), (self.closures, "close"))
@@ -90,8 +91,13 @@ def check(
     closures = Counter(c.entity for c in plan.hiding if c.op is not Op.ARCHIVE)
     holds = []
     for entity in sorted(deletes | archives | closures):
-        hold = GuardHold(entity, deletes[entity], totals.get(entity, 0),
-                         archives=archives[entity], closures=closures[entity])
+        hold = GuardHold(
+            entity,
+            deletes[entity],
+            totals.get(entity, 0),
+            archives=archives[entity],
+            closures=closures[entity],
+        )
         if _too_many(hold.changes, hold.total, thresholds):
             holds.append(hold)
     if thresholds.hold_whole_class:
@@ -117,8 +123,9 @@ def _by_class(changes: Iterable[Change]) -> Counter[str]:
     return Counter(k for c in changes if c.entity == "enrollment" and (k := class_of(c)))
 
 
-def _whole_classes(plan: Plan, enrollments_by_class: Mapping[str, int],
-                   open_by_class: Mapping[str, int]) -> list[GuardHold]:
+def _whole_classes(
+    plan: Plan, enrollments_by_class: Mapping[str, int], open_by_class: Mapping[str, int]
+) -> list[GuardHold]:
     """Every class whose live enrolments are all deleted or closed, or whose open ones are
     (a delete counts as of an open one: fail closed)."""
     gone, closed = _by_class(plan.deletes), _by_class(plan.hiding)
@@ -133,7 +140,13 @@ def _whole_classes(plan: Plan, enrollments_by_class: Mapping[str, int],
 
 def _emptied_classes(plan: Plan, pupils_by_class: Mapping[str, int]) -> list[GuardHold]:
     """Every class whose pupils are archived with none left in it."""
-    archived = Counter(c.class_key for c in plan.hiding
-                       if c.op is Op.ARCHIVE and c.entity == "pupil" and c.class_key)
-    return [GuardHold("pupil", 0, n, key, archives=n) for key, n in sorted(archived.items())
-            if pupils_by_class.get(key, 0) == 0]
+    archived = Counter(
+        c.class_key
+        for c in plan.hiding
+        if c.op is Op.ARCHIVE and c.entity == "pupil" and c.class_key
+    )
+    return [
+        GuardHold("pupil", 0, n, key, archives=n)
+        for key, n in sorted(archived.items())
+        if pupils_by_class.get(key, 0) == 0
+    ]

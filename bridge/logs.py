@@ -17,11 +17,17 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
     """Set up structlog once for the process: JSON unless ``stream`` is a TTY."""
     out = stream or sys.stderr
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False) if out.isatty()
-        else structlog.processors.JSONRenderer(ensure_ascii=False))
+        structlog.dev.ConsoleRenderer(colors=False)
+        if out.isatty()
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True), renderer],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,

@@ -34,9 +34,20 @@ from bridge.fields import TRANSFORMS, TYPES, FieldSpec
 from bridge.model import Value
 
 __all__ = [  # keys, fingerprints and rejections are built in bridge.builder, used from here
-    "CANONICAL", "KEY_SEPARATOR", "NO_ATTRS", "SORT_SEPARATOR", "CompiledMapping", "Filter",
-    "MappingSet", "RecordBuilder", "RowRejected", "fingerprint", "key_from_sort_key",
-    "load_mappings", "make_keys", "sort_key_part",
+    "CANONICAL",
+    "KEY_SEPARATOR",
+    "NO_ATTRS",
+    "SORT_SEPARATOR",
+    "CompiledMapping",
+    "Filter",
+    "MappingSet",
+    "RecordBuilder",
+    "RowRejected",
+    "fingerprint",
+    "key_from_sort_key",
+    "load_mappings",
+    "make_keys",
+    "sort_key_part",
 ]
 
 # The canonical entities, in dependency order, with the fields the gate and planner rely on.
@@ -62,8 +73,24 @@ FILTER_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "no
 TOP_KEYS = frozenset({"entity", "version", "description", "source", "fields"})
 SOURCE_KEYS = frozenset({"table", "schema", "key", "watermark", "where", "key_collation"})
 FIELD_KEYS = frozenset(
-    {"column", "columns", "type", "transforms", "values", "required", "default", "max_length",
-     "min", "max", "separator", "personal", "export", "ref", "description", "fallback"}
+    {
+        "column",
+        "columns",
+        "type",
+        "transforms",
+        "values",
+        "required",
+        "default",
+        "max_length",
+        "min",
+        "max",
+        "separator",
+        "personal",
+        "export",
+        "ref",
+        "description",
+        "fallback",
+    }
 )
 
 
@@ -156,8 +183,9 @@ def load_mappings(directory: Path) -> MappingSet:
         raise ConfigError([Problem(str(directory), "", "no mapping files (*.toml) found")])
     raw = {f: _read_toml(f, problems) for f in files}
     by_entity, misfiled = _index_entities(raw, problems)
-    specs = {e: _check_mapping(f, data, set(by_entity), problems) for e, (f, data) in
-             by_entity.items()}
+    specs = {
+        e: _check_mapping(f, data, set(by_entity), problems) for e, (f, data) in by_entity.items()
+    }
     for path, data in misfiled:  # still report the rest of what is wrong in them
         _check_mapping(path, data, set(by_entity), problems)
     if problems:
@@ -191,8 +219,9 @@ def _index_entities(
             problems.append(Problem(str(path), "entity", f"must be one of: {known}"))
             misfiled.append((path, data))
         elif entity in found:
-            problems.append(Problem(str(path), "entity",
-                                    f"{entity!r} is already mapped in {found[entity][0]}"))
+            problems.append(
+                Problem(str(path), "entity", f"{entity!r} is already mapped in {found[entity][0]}")
+            )
             misfiled.append((path, data))
         else:
             found[entity] = (path, data)
@@ -221,8 +250,11 @@ def _check_mapping(
         p.add(f"fields.{name}", f"required by the {entity!r} entity but not mapped")
     for spec in fields:
         if spec.name in required and spec.name not in GATE_ONLY and not spec.export:
-            p.add(f"fields.{spec.name}.export", f"the {entity!r} entity needs this field "
-                  "exported (the portal and the gate both use it)")
+            p.add(
+                f"fields.{spec.name}.export",
+                f"the {entity!r} entity needs this field "
+                "exported (the portal and the gate both use it)",
+            )
     if len(sink) > before:
         return None
     return str(path), {"version": version, "entity": entity, **source}, fields
@@ -243,9 +275,14 @@ def _check_source(p: _Problems, source: object) -> dict[str, Any]:
         if name in source and not isinstance(source[name], str):
             p.add(f"source.{name}", "must be text")
     filters = _check_filters(p, source.get("where", []))
-    return {"table": table, "schema": source.get("schema"), "key": tuple(key),
-            "watermark": source.get("watermark"), "where": filters,
-            "key_collation": source.get("key_collation")}
+    return {
+        "table": table,
+        "schema": source.get("schema"),
+        "key": tuple(key),
+        "watermark": source.get("watermark"),
+        "where": filters,
+        "key_collation": source.get("key_collation"),
+    }
 
 
 def _check_filters(p: _Problems, where: object) -> tuple[Filter, ...]:
@@ -336,11 +373,15 @@ def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
         transforms = []
     for i, name in enumerate(transforms):
         if not isinstance(name, str) or name not in TRANSFORMS:
-            p.add(f"{path}.transforms[{i}]",
-                  f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+            p.add(
+                f"{path}.transforms[{i}]",
+                f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}",
+            )
     if "fallback" in body and "values" not in body and body.get("type") != "bool":
-        p.add(f"{path}.fallback", "only a field with a value map or a yes/no field can have "
-              "a fallback")
+        p.add(
+            f"{path}.fallback",
+            "only a field with a value map or a yes/no field can have a fallback",
+        )
     if "separator" in body and not isinstance(body["separator"], str):
         p.add(f"{path}.separator", "must be text")
     values = body.get("values")
@@ -350,12 +391,21 @@ def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
 
 def _field_spec(name: str, columns: tuple[str, ...], kind: str, body: dict[str, Any]) -> FieldSpec:
     return FieldSpec(
-        name=name, columns=columns, type=kind, transforms=tuple(body.get("transforms", ())),
-        values=body.get("values"), required=body.get("required", kind == "ref"),
-        default=body.get("default"), max_length=body.get("max_length", 2000),
-        min=body.get("min"), max=body.get("max"), separator=body.get("separator", " "),
-        personal=body.get("personal", False), export=body.get("export", True),
-        ref=body.get("ref"), fallback=body.get("fallback"),
+        name=name,
+        columns=columns,
+        type=kind,
+        transforms=tuple(body.get("transforms", ())),
+        values=body.get("values"),
+        required=body.get("required", kind == "ref"),
+        default=body.get("default"),
+        max_length=body.get("max_length", 2000),
+        min=body.get("min"),
+        max=body.get("max"),
+        separator=body.get("separator", " "),
+        personal=body.get("personal", False),
+        export=body.get("export", True),
+        ref=body.get("ref"),
+        fallback=body.get("fallback"),
     )
 
 
@@ -364,11 +414,15 @@ def _dependency_order(specs: dict[str, _Spec], problems: list[Problem]) -> list[
     order: list[str] = []
     pending = [e for e in CANONICAL if e in specs]
     while pending:
-        ready = [e for e in pending if all(
-            f.ref in order or f.ref == e for f in specs[e][2] if f.ref is not None)]
+        ready = [
+            e
+            for e in pending
+            if all(f.ref in order or f.ref == e for f in specs[e][2] if f.ref is not None)
+        ]
         if not ready:
-            problems.extend(Problem(specs[e][0], "fields", "references form a cycle")
-                            for e in pending)
+            problems.extend(
+                Problem(specs[e][0], "fields", "references form a cycle") for e in pending
+            )
             return order
         order.append(ready[0])
         pending.remove(ready[0])
@@ -382,12 +436,21 @@ def _compile(file: str, source: dict[str, Any], fields: tuple[FieldSpec, ...]) -
     columns = _select_columns(source, fields)
     entity, version = source["entity"], source["version"]
     return CompiledMapping(
-        entity=entity, version=version, file=file, table=source["table"],
-        schema=source["schema"], key_columns=source["key"], columns=columns,
-        filters=source["where"], watermark=source["watermark"],
-        key_collation=source["key_collation"], fields=fields,
-        build=_dated(compile_builder(entity, version, columns, source["key"], fields,
-                                     source["watermark"]), fields),
+        entity=entity,
+        version=version,
+        file=file,
+        table=source["table"],
+        schema=source["schema"],
+        key_columns=source["key"],
+        columns=columns,
+        filters=source["where"],
+        watermark=source["watermark"],
+        key_collation=source["key_collation"],
+        fields=fields,
+        build=_dated(
+            compile_builder(entity, version, columns, source["key"], fields, source["watermark"]),
+            fields,
+        ),
     )
 
 
@@ -408,8 +471,12 @@ def _dated(build: RecordBuilder, fields: tuple[FieldSpec, ...]) -> RecordBuilder
         payload = record.payload
         last, first = payload[end], payload[start]
         if last is not None and first is not None and last < first:
-            raise RowRejected(record.key, record.sort_key, end,
-                              f"{end} is before {start}: the interval ends before it begins")
+            raise RowRejected(
+                record.key,
+                record.sort_key,
+                end,
+                f"{end} is before {start}: the interval ends before it begins",
+            )
         return record
 
     return checked
@@ -420,5 +487,3 @@ def _select_columns(source: dict[str, Any], fields: tuple[FieldSpec, ...]) -> tu
     if source["watermark"]:
         wanted.append(source["watermark"])
     return tuple(dict.fromkeys(wanted))
-
-

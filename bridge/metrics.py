@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 
 Trigger = Literal["schedule", "manual"]
 Mode = Literal["full", "incremental"]
-Outcome = Literal["ok", "partial", "held", "failed", "source_unavailable", "auth_failed",
-                  "interrupted"]
+Outcome = Literal[
+    "ok", "partial", "held", "failed", "source_unavailable", "auth_failed", "interrupted"
+]
 
 OUTCOMES: dict[int, Outcome] = {
     ExitCode.OK: "ok",
@@ -66,8 +67,22 @@ OUTCOMES: dict[int, Outcome] = {
 # A label value is a lower-case identifier: an entity, operation or reason name, nothing else.
 LABEL_WORD = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Incremental runs take seconds, full runs of a large school up to hours.
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
-                    3600.0, 7200.0, 14400.0, 28800.0)
+DURATION_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+)
 TEXTFILE_SUFFIX = ".prom"
 
 
@@ -124,8 +139,10 @@ def _require_choice(name: str, value: str, choices: object) -> None:
 
 def _require_word(where: str, word: str) -> None:
     if not LABEL_WORD.fullmatch(word):
-        raise ValueError(f"run summary: {where}: label value {word!r} is not a lower-case "
-                         f"word (entity, operation or reason names only)")
+        raise ValueError(
+            f"run summary: {where}: label value {word!r} is not a lower-case "
+            f"word (entity, operation or reason names only)"
+        )
 
 
 def _require_counts(where: str, counts: Mapping[str, int]) -> None:
@@ -135,8 +152,15 @@ def _require_counts(where: str, counts: Mapping[str, int]) -> None:
             raise ValueError(f"run summary: {where}: count of {word!r} is negative ({number})")
 
 
-def summary_from(result: SyncResult, trigger: Trigger, *, started: float, ended: float,
-                 dead_letters: int, pending: int) -> RunSummary:
+def summary_from(
+    result: SyncResult,
+    trigger: Trigger,
+    *,
+    started: float,
+    ended: float,
+    dead_letters: int,
+    pending: int,
+) -> RunSummary:
     """The summary of a finished sync; the outcome follows ``result.exit_code``, except that a
     run stopped on request (exit code 0, but not a success) is "interrupted".
 
@@ -146,11 +170,17 @@ def summary_from(result: SyncResult, trigger: Trigger, *, started: float, ended:
     """
     plan, delivery = result.plan.plan, result.delivery
     return RunSummary(
-        trigger=trigger, mode=_mode_of(plan.mode), outcome=_outcome_of_result(result),
-        started=started, ended=ended,
-        delivered=_nested_copy(delivery.delivered), refused=dict(delivery.refused),
-        held_back=_nested_copy(plan.holds), rejected=dict(plan.rejection_counts),
-        dead_letters=dead_letters, pending=pending,
+        trigger=trigger,
+        mode=_mode_of(plan.mode),
+        outcome=_outcome_of_result(result),
+        started=started,
+        ended=ended,
+        delivered=_nested_copy(delivery.delivered),
+        refused=dict(delivery.refused),
+        held_back=_nested_copy(plan.holds),
+        rejected=dict(plan.rejection_counts),
+        dead_letters=dead_letters,
+        pending=pending,
     )
 
 
@@ -179,8 +209,10 @@ def require_textfile_path(path: str | Path) -> Path:
     node_exporter's textfile collector reads."""
     target = Path(path)
     if target.suffix != TEXTFILE_SUFFIX or not target.stem:
-        raise ValueError(f"metrics textfile {str(path)!r} must end in {TEXTFILE_SUFFIX!r}: "
-                         f"node_exporter's textfile collector reads only *{TEXTFILE_SUFFIX} files")
+        raise ValueError(
+            f"metrics textfile {str(path)!r} must end in {TEXTFILE_SUFFIX!r}: "
+            f"node_exporter's textfile collector reads only *{TEXTFILE_SUFFIX} files"
+        )
     return target
 
 
@@ -207,8 +239,12 @@ class MetricsServer:
     def __enter__(self) -> MetricsServer:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -222,36 +258,77 @@ class Metrics:
 
     def _define_counters(self) -> None:
         reg = self.registry
-        self.runs = Counter("asiou_bridge_runs_total", "Runs finished, by trigger, mode and "
-                            "outcome.", ["trigger", "mode", "outcome"], registry=reg)
-        self.delivered = Counter("asiou_bridge_records_delivered_total", "Changes the portal "
-                                 "acknowledged, by entity and operation.", ["entity", "op"],
-                                 registry=reg)
-        self.refused = Counter("asiou_bridge_records_refused_total", "Changes the portal "
-                               "refused (they become dead letters).", ["entity"], registry=reg)
-        self.held_back = Counter("asiou_bridge_records_held_back_total", "Valid records held "
-                                 "back from the portal, by reason.", ["entity", "reason"],
-                                 registry=reg)
-        self.rejected = Counter("asiou_bridge_records_rejected_total", "Source rows rejected "
-                                "as invalid.", ["entity"], registry=reg)
-        self.duration = Histogram("asiou_bridge_run_duration_seconds", "How long runs take.",
-                                  ["mode"], buckets=DURATION_BUCKETS, registry=reg)
+        self.runs = Counter(
+            "asiou_bridge_runs_total",
+            "Runs finished, by trigger, mode and outcome.",
+            ["trigger", "mode", "outcome"],
+            registry=reg,
+        )
+        self.delivered = Counter(
+            "asiou_bridge_records_delivered_total",
+            "Changes the portal acknowledged, by entity and operation.",
+            ["entity", "op"],
+            registry=reg,
+        )
+        self.refused = Counter(
+            "asiou_bridge_records_refused_total",
+            "Changes the portal refused (they become dead letters).",
+            ["entity"],
+            registry=reg,
+        )
+        self.held_back = Counter(
+            "asiou_bridge_records_held_back_total",
+            "Valid records held back from the portal, by reason.",
+            ["entity", "reason"],
+            registry=reg,
+        )
+        self.rejected = Counter(
+            "asiou_bridge_records_rejected_total",
+            "Source rows rejected as invalid.",
+            ["entity"],
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "asiou_bridge_run_duration_seconds",
+            "How long runs take.",
+            ["mode"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
 
     def _define_gauges(self) -> None:
         reg = self.registry
-        self.dead_letters = Gauge("asiou_bridge_dead_letters", "Dead letters in the state "
-                                  "store after the last run.", registry=reg)
-        self.pending = Gauge("asiou_bridge_pending_changes", "Changes still waiting for "
-                             "delivery after the last run.", registry=reg)
-        self.last_run = Gauge("asiou_bridge_last_run_timestamp_seconds", "When the last run "
-                              "ended (UNIX time).", ["mode"], registry=reg)
-        self.last_success = Gauge("asiou_bridge_last_success_timestamp_seconds", "When the "
-                                  "last run with outcome ok ended (UNIX time).", ["mode"],
-                                  registry=reg)
-        self.last_duration = Gauge("asiou_bridge_last_run_duration_seconds", "How long the "
-                                   "last run took.", ["mode"], registry=reg)
-        self.up = Gauge("asiou_bridge_up", "1 while the daemon runs, 0 once it stopped.",
-                        registry=reg)
+        self.dead_letters = Gauge(
+            "asiou_bridge_dead_letters",
+            "Dead letters in the state store after the last run.",
+            registry=reg,
+        )
+        self.pending = Gauge(
+            "asiou_bridge_pending_changes",
+            "Changes still waiting for delivery after the last run.",
+            registry=reg,
+        )
+        self.last_run = Gauge(
+            "asiou_bridge_last_run_timestamp_seconds",
+            "When the last run ended (UNIX time).",
+            ["mode"],
+            registry=reg,
+        )
+        self.last_success = Gauge(
+            "asiou_bridge_last_success_timestamp_seconds",
+            "When the last run with outcome ok ended (UNIX time).",
+            ["mode"],
+            registry=reg,
+        )
+        self.last_duration = Gauge(
+            "asiou_bridge_last_run_duration_seconds",
+            "How long the last run took.",
+            ["mode"],
+            registry=reg,
+        )
+        self.up = Gauge(
+            "asiou_bridge_up", "1 while the daemon runs, 0 once it stopped.", registry=reg
+        )
 
     def observe(self, summary: RunSummary) -> None:
         """Fold one finished run in: counters add up, gauges are replaced, the last-success
@@ -316,8 +393,13 @@ class MetricsSink:
     validated when the sink is built, so a bad path stops the daemon at start-up.
     """
 
-    def __init__(self, metrics: Metrics | None = None, *, textfile: str | Path | None = None,
-                 listen: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        *,
+        textfile: str | Path | None = None,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
         self.textfile = require_textfile_path(textfile) if textfile is not None else None
         self.listen = listen
@@ -351,6 +433,10 @@ class MetricsSink:
         self.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()

@@ -45,8 +45,9 @@ def pair_by_lookup(
     yield from _paired(batch, lookup)
 
 
-def _paired(batch: list[Item], lookup: Callable[[list[str]], dict[str, StateEntry]]
-            ) -> Iterator[Pair]:
+def _paired(
+    batch: list[Item], lookup: Callable[[list[str]], dict[str, StateEntry]]
+) -> Iterator[Pair]:
     found = lookup([k for k in map(sort_key_of, batch) if k])
     for item in batch:
         yield item, found.get(sort_key_of(item))
@@ -99,8 +100,15 @@ def _update(record: Record, entry: StateEntry | EntryView) -> Change:
 
 
 def _delete(entry: StateEntry, reason: str) -> Change:
-    return Change(Op.DELETE, entry.entity, entry.key, entry.sort_key, None, reason=reason,
-                  class_key=entry.class_key)
+    return Change(
+        Op.DELETE,
+        entry.entity,
+        entry.key,
+        entry.sort_key,
+        None,
+        reason=reason,
+        class_key=entry.class_key,
+    )
 
 
 def _delete_view(entity: str, entry: EntryView, reason: str) -> Change:
@@ -119,8 +127,12 @@ def diff(pairs: Iterable[Pair], complete: bool) -> Iterator[Item | Change]:
             yield change
 
 
-def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView],
-                resend: Callable[[Record], bool] | None = None) -> Iterator[Item | Change]:
+def diff_sorted(
+    entity: str,
+    items: Iterable[Item],
+    entries: Iterator[EntryView],
+    resend: Callable[[Record], bool] | None = None,
+) -> Iterator[Item | Change]:
     """A merge of items and state entries, both in sort key order, deciding as it goes (the
     full run's hot path; ``diff`` over ``pair_by_lookup`` is the incremental one).
     Records ``resend`` picks are updated even when their fingerprint did not change."""
@@ -147,8 +159,9 @@ def diff_sorted(entity: str, items: Iterable[Item], entries: Iterator[EntryView]
         entry = next(entries, None)
 
 
-def _pair_other(entity: str, item: Item, at: list[EntryView | None],
-                entries: Iterator[EntryView]) -> Iterator[Change]:
+def _pair_other(
+    entity: str, item: Item, at: list[EntryView | None], entries: Iterator[EntryView]
+) -> Iterator[Change]:
     """The merge step for a held or rejected item: ``at[0]`` is the current entry, and is
     advanced past what this item consumed."""
     entry, key, matched = at[0], sort_key_of(item), None
@@ -179,8 +192,12 @@ Closes = Callable[[Change], bool]
 def may_close(change: Change) -> bool:
     """True when ``change`` is an update of a membership that sets a ``date_to``: it may close
     a membership open on the portal (``closes_membership`` decides, given what was sent)."""
-    return (change.op is Op.UPDATE and change.entity in MEMBERSHIPS
-            and change.record is not None and change.record.payload.get("date_to") is not None)
+    return (
+        change.op is Op.UPDATE
+        and change.entity in MEMBERSHIPS
+        and change.record is not None
+        and change.record.payload.get("date_to") is not None
+    )
 
 
 def closes_membership(change: Change, before: Mapping[str, Value] | None) -> bool:
@@ -247,9 +264,13 @@ class Plan:
                 self.rejections.append(outcome)
         return False
 
-    def note_all(self, entity: str, outcomes: Iterable[Item | Change],
-                 sink: Callable[[Change], None] | None = None,
-                 closes: Closes = may_close) -> None:
+    def note_all(
+        self,
+        entity: str,
+        outcomes: Iterable[Item | Change],
+        sink: Callable[[Change], None] | None = None,
+        closes: Closes = may_close,
+    ) -> None:
         """``note`` every outcome, and give each change with a record (not a delete, not one
         that hides a pupil) to ``sink``: the hot loop of a full run, counting creates and
         updates in locals. ``closes`` tells a membership closure from a harmless update."""
@@ -354,6 +375,8 @@ class Plan:
         admin approves when a guard holds it: any other plan has another id."""
         digest = hashlib.blake2b(digest_size=6)
         for change in (*self.deletes, *self.hiding):
-            digest.update(f"{change.entity}\x1f{change.sort_key}\x1f{change.op.value}\x1f"
-                          f"{change.fingerprint or ''}\x1e".encode())
+            digest.update(
+                f"{change.entity}\x1f{change.sort_key}\x1f{change.op.value}\x1f"
+                f"{change.fingerprint or ''}\x1e".encode()
+            )
         return digest.hexdigest()

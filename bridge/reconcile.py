@@ -80,19 +80,26 @@ class Drift:
         approves when the guard holds the reconciliation; another finding has another id."""
         digest = hashlib.blake2b(b"reconcile", digest_size=6)
         for name, found in sorted(self.entities.items()):
-            for kind, keys in (("m", found.missing), ("c", found.changed),
-                               ("u", found.unexpected)):
+            for kind, keys in (("m", found.missing), ("c", found.changed), ("u", found.unexpected)):
                 for key in sorted(keys):
                     digest.update(f"{name}\x1f{kind}\x1f{key}\x1e".encode())
         return digest.hexdigest()
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Counts per entity (ids and counts only): safe for logs, history and JSON."""
-        return {name: {"in_state": d.in_state, "on_portal": d.on_portal,
-                       "matches": d.matches, "missing": len(d.missing),
-                       "changed": len(d.changed), "unexpected": len(d.unexpected),
-                       "planned": dict(d.planned), "left_unexpected": len(d.reported)}
-                for name, d in self.entities.items()}
+        return {
+            name: {
+                "in_state": d.in_state,
+                "on_portal": d.on_portal,
+                "matches": d.matches,
+                "missing": len(d.missing),
+                "changed": len(d.changed),
+                "unexpected": len(d.unexpected),
+                "planned": dict(d.planned),
+                "left_unexpected": len(d.reported),
+            }
+            for name, d in self.entities.items()
+        }
 
     def findings(self, entity: str) -> Iterator[tuple[str, str, str]]:
         """(sort key, key, finding) of every record of ``entity`` that did not match."""
@@ -113,8 +120,7 @@ class Drift:
             self.samples.append(change)
 
 
-def compare(entity: str, entries: Iterable[EntryView], portal: Mapping[str, str]
-            ) -> EntityDrift:
+def compare(entity: str, entries: Iterable[EntryView], portal: Mapping[str, str]) -> EntityDrift:
     """The drift of one entity: the state's live ``entries`` against the portal's listing
     (sourcedId → fingerprint). Unexpected records get no sort key here (see ``EntityDrift``)."""
     found = EntityDrift(entity, on_portal=len(portal))
@@ -144,11 +150,15 @@ class PortalHold:
     def describe(self) -> str:
         """One line for admins."""
         if self.entity is None:
-            return (f"the portal holds no records at all, though the state says "
-                    f"{self.total} were delivered")
+            return (
+                f"the portal holds no records at all, though the state says "
+                f"{self.total} were delivered"
+            )
         share = 100.0 * self.missing / self.total if self.total else 100.0
-        return (f"the portal is missing {self.missing} of {self.total} delivered "
-                f"{self.entity} records ({share:.1f} %)")
+        return (
+            f"the portal is missing {self.missing} of {self.total} delivered "
+            f"{self.entity} records ({share:.1f} %)"
+        )
 
 
 def check(drift: Drift, thresholds: Thresholds) -> list[PortalHold]:
@@ -159,9 +169,12 @@ def check(drift: Drift, thresholds: Thresholds) -> list[PortalHold]:
     in_state = sum(d.in_state for d in found)
     if in_state and not any(d.on_portal for d in found):
         return [PortalHold(None, in_state, in_state)]
-    return [PortalHold(d.entity, len(d.missing), d.in_state) for d in found
-            if len(d.missing) >= thresholds.min_deletes
-            and len(d.missing) > thresholds.max_delete_fraction * d.in_state]
+    return [
+        PortalHold(d.entity, len(d.missing), d.in_state)
+        for d in found
+        if len(d.missing) >= thresholds.min_deletes
+        and len(d.missing) > thresholds.max_delete_fraction * d.in_state
+    ]
 
 
 def corrected(entries: Iterator[EntryView], found: EntityDrift) -> Iterator[EntryView]:
@@ -178,8 +191,9 @@ def corrected(entries: Iterator[EntryView], found: EntityDrift) -> Iterator[Entr
             yield entry
 
 
-def annotate(outcomes: Iterable[Item | Change], found: EntityDrift, drift: Drift
-             ) -> Iterator[Item | Change]:
+def annotate(
+    outcomes: Iterable[Item | Change], found: EntityDrift, drift: Drift
+) -> Iterator[Item | Change]:
     """The merge's outcomes over a ``corrected`` view, with each change the drift calls for
     given its reason, and the deletes of unexpected records added (see the module docstring).
     """

@@ -32,8 +32,9 @@ log = structlog.get_logger()
 # A heartbeat is never inside the database driver when the run forks its planning workers
 # (bridge.shards): a lock a forked child inherits held by a thread it does not have stays held.
 BEATING = threading.Lock()
-os.register_at_fork(before=BEATING.acquire, after_in_parent=BEATING.release,
-                    after_in_child=BEATING.release)
+os.register_at_fork(
+    before=BEATING.acquire, after_in_parent=BEATING.release, after_in_child=BEATING.release
+)
 HEARTBEAT_SECONDS = 15.0
 INTERRUPTED = "interrupted"
 CLOSED_REASON = "the run ended without finishing (its process was killed or crashed)"
@@ -72,21 +73,33 @@ class RunLog:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
         self.engine, self.clock = engine, clock
 
-    def start(self, run_id: str, trigger: str, user: str | None, command: str,
-              mode: str) -> None:
+    def start(self, run_id: str, trigger: str, user: str | None, command: str, mode: str) -> None:
         """Note a run that begins now."""
         with self.engine.begin() as conn:
-            conn.execute(run_history.insert().values(
-                run_id=run_id, trigger=trigger, user=user, command=command, mode=mode,
-                started_at=self.clock()))
+            conn.execute(
+                run_history.insert().values(
+                    run_id=run_id,
+                    trigger=trigger,
+                    user=user,
+                    command=command,
+                    mode=mode,
+                    started_at=self.clock(),
+                )
+            )
 
-    def finish(self, run_id: str, outcome: str, exit_code: int,
-               summary: Mapping[str, Any]) -> None:
+    def finish(self, run_id: str, outcome: str, exit_code: int, summary: Mapping[str, Any]) -> None:
         """Note how a run ended, with its counts."""
         with self.engine.begin() as conn:
-            conn.execute(run_history.update().where(run_history.c.run_id == run_id).values(
-                ended_at=self.clock(), outcome=outcome, exit_code=exit_code,
-                summary=json.dumps(summary, ensure_ascii=False, default=str)))
+            conn.execute(
+                run_history.update()
+                .where(run_history.c.run_id == run_id)
+                .values(
+                    ended_at=self.clock(),
+                    outcome=outcome,
+                    exit_code=exit_code,
+                    summary=json.dumps(summary, ensure_ascii=False, default=str),
+                )
+            )
 
     def close_interrupted(self, run_id: str) -> int:
         """Close every run but ``run_id`` that never finished (its process was killed or
@@ -95,16 +108,31 @@ class RunLog:
         that is really alive is closed. Returns how many runs were closed."""
         now = self.clock()
         with self.engine.begin() as conn:
-            dead = [r[0] for r in conn.execute(sa.select(run_history.c.run_id).where(
-                run_history.c.ended_at.is_(None), run_history.c.run_id != run_id))]
+            dead = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(run_history.c.run_id).where(
+                        run_history.c.ended_at.is_(None), run_history.c.run_id != run_id
+                    )
+                )
+            ]
             if not dead:
                 return 0
-            conn.execute(run_history.update().where(run_history.c.run_id.in_(dead)).values(
-                ended_at=now, outcome=INTERRUPTED, exit_code=None,
-                summary=json.dumps({"closed_by": run_id, "reason": CLOSED_REASON})))
-            conn.execute(delivery_batch.update().where(
-                delivery_batch.c.run_id.in_(dead), delivery_batch.c.status == "sent").values(
-                status="lost", closed_at=now))
+            conn.execute(
+                run_history.update()
+                .where(run_history.c.run_id.in_(dead))
+                .values(
+                    ended_at=now,
+                    outcome=INTERRUPTED,
+                    exit_code=None,
+                    summary=json.dumps({"closed_by": run_id, "reason": CLOSED_REASON}),
+                )
+            )
+            conn.execute(
+                delivery_batch.update()
+                .where(delivery_batch.c.run_id.in_(dead), delivery_batch.c.status == "sent")
+                .values(status="lost", closed_at=now)
+            )
         log.warning("runs.closed_interrupted", runs=len(dead), run_ids=dead)
         return len(dead)
 
@@ -117,9 +145,18 @@ class RunLog:
 
 def _run_record(row: Mapping[str, Any]) -> RunRecord:
     summary = json.loads(row["summary"]) if row["summary"] else {}
-    return RunRecord(row["run_id"], row["trigger"], row["user"], row["command"], row["mode"],
-                     row["started_at"], row["ended_at"], row["outcome"], row["exit_code"],
-                     summary)
+    return RunRecord(
+        row["run_id"],
+        row["trigger"],
+        row["user"],
+        row["command"],
+        row["mode"],
+        row["started_at"],
+        row["ended_at"],
+        row["outcome"],
+        row["exit_code"],
+        summary,
+    )
 
 
 class SyncLock:
@@ -132,8 +169,13 @@ class SyncLock:
         self._beat: threading.Event | None = None
 
     @contextmanager
-    def held(self, wait: bool, say: Callable[[str], None] | None = None,
-             poll: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+    def held(
+        self,
+        wait: bool,
+        say: Callable[[str], None] | None = None,
+        poll: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[None]:
         """Hold the lock for the block; with ``wait`` poll until it is free (saying so once),
         else raise LockBusy at once."""
         told = False
@@ -186,18 +228,29 @@ class SyncLock:
             seen = dict(row._mapping)
             if not self._is_stale(seen, self.clock()):
                 return False
-            gone = conn.execute(run_lock.delete().where(
-                run_lock.c.name == self.name, run_lock.c.owner == seen["owner"],
-                run_lock.c.heartbeat_at == seen["heartbeat_at"])).rowcount
+            gone = conn.execute(
+                run_lock.delete().where(
+                    run_lock.c.name == self.name,
+                    run_lock.c.owner == seen["owner"],
+                    run_lock.c.heartbeat_at == seen["heartbeat_at"],
+                )
+            ).rowcount
         return bool(gone) and self._insert()
 
     def _insert(self) -> bool:
         now = self.clock()
         try:
             with self.engine.begin() as conn:
-                conn.execute(run_lock.insert().values(
-                    name=self.name, owner=self.owner, host=socket.gethostname(),
-                    pid=os.getpid(), acquired_at=now, heartbeat_at=now))
+                conn.execute(
+                    run_lock.insert().values(
+                        name=self.name,
+                        owner=self.owner,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        acquired_at=now,
+                        heartbeat_at=now,
+                    )
+                )
         except sa.exc.IntegrityError:
             return False
         return True
@@ -214,9 +267,16 @@ class SyncLock:
         now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(run_lock.delete().where(run_lock.c.name == self.name))
-            conn.execute(run_lock.insert().values(
-                name=self.name, owner=self.owner, host=socket.gethostname(), pid=os.getpid(),
-                acquired_at=now, heartbeat_at=now))
+            conn.execute(
+                run_lock.insert().values(
+                    name=self.name,
+                    owner=self.owner,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    acquired_at=now,
+                    heartbeat_at=now,
+                )
+            )
 
     def _start_heartbeat(self) -> None:
         stop = threading.Event()
@@ -226,12 +286,13 @@ class SyncLock:
             while not stop.wait(HEARTBEAT_SECONDS):
                 try:
                     with BEATING, self.engine.begin() as conn:
-                        kept = conn.execute(run_lock.update().where(
-                            run_lock.c.name == self.name, run_lock.c.owner == self.owner)
-                            .values(heartbeat_at=self.clock())).rowcount
+                        kept = conn.execute(
+                            run_lock.update()
+                            .where(run_lock.c.name == self.name, run_lock.c.owner == self.owner)
+                            .values(heartbeat_at=self.clock())
+                        ).rowcount
                 except sa.exc.SQLAlchemyError as exc:
-                    log.warning("lock.heartbeat_failed", lock=self.name,
-                                error=type(exc).__name__)
+                    log.warning("lock.heartbeat_failed", lock=self.name, error=type(exc).__name__)
                     continue  # try again at the next beat; the lease lasts six beats
                 if not kept:
                     log.error("lock.lost", lock=self.name)
@@ -242,8 +303,11 @@ class SyncLock:
     def holder(self) -> str | None:
         """Who holds the lock, as host:pid (None when nobody is recorded)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(run_lock.c.owner, run_lock.c.acquired_at).where(
-                run_lock.c.name == self.name)).first()
+            row = conn.execute(
+                sa.select(run_lock.c.owner, run_lock.c.acquired_at).where(
+                    run_lock.c.name == self.name
+                )
+            ).first()
         return None if row is None else f"{row[0]} since {row[1]:%Y-%m-%d %H:%M:%S}"
 
     def release(self) -> None:
@@ -252,8 +316,11 @@ class SyncLock:
             self._beat.set()
             self._beat = None
         with self.engine.begin() as conn:
-            conn.execute(run_lock.delete().where(run_lock.c.name == self.name,
-                                                 run_lock.c.owner == self.owner))
+            conn.execute(
+                run_lock.delete().where(
+                    run_lock.c.name == self.name, run_lock.c.owner == self.owner
+                )
+            )
         if self._conn is not None:
             # The pool keeps the session open, so unlock explicitly (a session that dies, with
             # its process, releases the lock by itself).
@@ -286,26 +353,47 @@ class Erasures:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:
         self.engine, self.clock = engine, clock
 
-    def begin(self, pupil_key: str, by: str, ground: str, run_id: str,
-              earlier: Mapping[str, int]) -> None:
+    def begin(
+        self, pupil_key: str, by: str, ground: str, run_id: str, earlier: Mapping[str, int]
+    ) -> None:
         """Open (or reopen, to finish it) the act before anything is deleted: from now on the
         pupil is never exported again, even if the portal fails midway."""
         act = self.get(pupil_key)
         # A rerun keeps what was gone before the first run: what that run deleted is already
         # counted as acknowledged.
         gone_before = dict(earlier) if act is None else act["earlier"]
-        facts = {**(act or {}), "ground": ground, "run_id": run_id, "earlier": gone_before,
-                 "refused": {}, "completed_at": None}
+        facts = {
+            **(act or {}),
+            "ground": ground,
+            "run_id": run_id,
+            "earlier": gone_before,
+            "refused": {},
+            "completed_at": None,
+        }
         with self.engine.begin() as conn:
             if act is None:
-                conn.execute(erasure.insert().values(pupil_key=pupil_key, erased_at=self.clock(),
-                                                     erased_by=by, counts=_encode(facts)))
+                conn.execute(
+                    erasure.insert().values(
+                        pupil_key=pupil_key,
+                        erased_at=self.clock(),
+                        erased_by=by,
+                        counts=_encode(facts),
+                    )
+                )
             else:
-                conn.execute(erasure.update().where(erasure.c.pupil_key == pupil_key)
-                             .values(counts=_encode(facts)))
+                conn.execute(
+                    erasure.update()
+                    .where(erasure.c.pupil_key == pupil_key)
+                    .values(counts=_encode(facts))
+                )
 
-    def complete(self, pupil_key: str, planned: Mapping[str, int],
-                 acknowledged: Mapping[str, int], refused: Mapping[str, int]) -> None:
+    def complete(
+        self,
+        pupil_key: str,
+        planned: Mapping[str, int],
+        acknowledged: Mapping[str, int],
+        refused: Mapping[str, int],
+    ) -> None:
         """Note what this run planned to delete, what the portal acknowledged and refused
         (added to what an earlier, unfinished run of the act did); complete when nothing was
         refused."""
@@ -313,18 +401,23 @@ class Erasures:
         assert act is not None, "begin() opens the act"
         before = act["acknowledged"]
         facts = {k: act[k] for k in _FACTS if k in act}
-        facts.update(planned=_add(before, planned), acknowledged=_add(before, acknowledged),
-                     refused=dict(refused),
-                     completed_at=None if any(refused.values()) else self.clock().isoformat())
+        facts.update(
+            planned=_add(before, planned),
+            acknowledged=_add(before, acknowledged),
+            refused=dict(refused),
+            completed_at=None if any(refused.values()) else self.clock().isoformat(),
+        )
         with self.engine.begin() as conn:
-            conn.execute(erasure.update().where(erasure.c.pupil_key == pupil_key)
-                         .values(counts=_encode(facts)))
+            conn.execute(
+                erasure.update()
+                .where(erasure.c.pupil_key == pupil_key)
+                .values(counts=_encode(facts))
+            )
 
     def keys(self) -> frozenset[str]:
         """Every erased pupil: never exported again, whatever ASIOU says."""
         with self.engine.connect() as conn:
-            return frozenset(str(k) for k in conn.execute(sa.select(erasure.c.pupil_key))
-                             .scalars())
+            return frozenset(str(k) for k in conn.execute(sa.select(erasure.c.pupil_key)).scalars())
 
     def completed(self) -> frozenset[str]:
         """Pupils whose erasure finished (every delete acknowledged; acts of earlier versions
@@ -337,13 +430,16 @@ class Erasures:
         """The erasure act of one pupil, decoded: pupil_key, erased_at, erased_by and the
         facts (ground, run_id, planned, acknowledged, refused, earlier, completed_at)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(erasure).where(
-                erasure.c.pupil_key == pupil_key)).first()
+            row = conn.execute(sa.select(erasure).where(erasure.c.pupil_key == pupil_key)).first()
         if row is None:
             return None
         found = dict(row._mapping)
-        return {"pupil_key": found["pupil_key"], "erased_at": found["erased_at"],
-                "erased_by": found["erased_by"], **decode_act(found["counts"])}
+        return {
+            "pupil_key": found["pupil_key"],
+            "erased_at": found["erased_at"],
+            "erased_by": found["erased_by"],
+            **decode_act(found["counts"]),
+        }
 
 
 _FACTS = ("ground", "run_id", "planned", "acknowledged", "refused", "earlier", "completed_at")
@@ -373,7 +469,16 @@ def decode_act(text: object) -> dict[str, Any]:
     facts = value if isinstance(value, dict) else {}
     if "acknowledged" not in facts:
         counts = {str(e): int(n) for e, n in facts.items() if isinstance(n, int)}
-        facts = {"ground": None, "run_id": None, "planned": counts, "acknowledged": counts,
-                 "refused": {}, "earlier": {}, "completed_at": None}
-    return {k: facts.get(k) if k in ("ground", "run_id", "completed_at") else
-            dict(facts.get(k) or {}) for k in _FACTS}
+        facts = {
+            "ground": None,
+            "run_id": None,
+            "planned": counts,
+            "acknowledged": counts,
+            "refused": {},
+            "earlier": {},
+            "completed_at": None,
+        }
+    return {
+        k: facts.get(k) if k in ("ground", "run_id", "completed_at") else dict(facts.get(k) or {})
+        for k in _FACTS
+    }

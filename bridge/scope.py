@@ -21,6 +21,7 @@ def everything(record: Record, ctx: Context) -> bool:
 def of_pupil(key: str) -> Scope:
     """``--pupil KEY``: the pupil, every record of theirs (guardian links included), and the
     guardians who represent them."""
+
     def mine(record: Record, ctx: Context) -> bool:
         if record.entity == "guardian":
             return key in ctx.guardian_of.get(record.key, ())
@@ -32,6 +33,7 @@ def of_pupil(key: str) -> Scope:
 def of_class(key: str) -> Scope:
     """``--class KEY``: the class, its lessons, works, marks, absences, groups and stays, and
     the pupils who were ever in it."""
+
     def in_class(record: Record, ctx: Context) -> bool:
         if record.entity == "class":
             return record.key == key
@@ -45,6 +47,7 @@ def of_class(key: str) -> Scope:
 def since(day: str) -> Scope:
     """``--since DATE``: records about that day or later (lessons and what hangs on them,
     stays that began then, period marks of periods that ended then)."""
+
     def recent(record: Record, ctx: Context) -> bool:
         found = ctx.record_day(record)
         return found is not None and found >= day

@@ -57,24 +57,44 @@ def portal_settings(config: Config) -> PortalSettings:
     """Client settings from the configuration (the secret from env, file or credential)."""
     secret = config.portal_secret()
     if secret is None:
-        raise ConfigError([Problem(config.file, "portal.secret_file", "no portal secret: set "
-                                   "$ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file, or the "
-                                   "systemd credential portal-secret")])
+        raise ConfigError(
+            [
+                Problem(
+                    config.file,
+                    "portal.secret_file",
+                    "no portal secret: set "
+                    "$ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file, or the "
+                    "systemd credential portal-secret",
+                )
+            ]
+        )
     return PortalSettings(
-        base_url=config.portal_url, school=config.portal_school,
-        client_id=config.portal_client_id, client_secret=secret,
-        connect_timeout=config.portal_timeouts[0], read_timeout=config.portal_timeouts[1],
-        batch_size=config.portal_batch_size, max_attempts=config.portal_retries,
-        rate_limit=config.portal_rate_limit, verify=config.portal_ca_bundle or True,
-        request_deadline=config.portal_patience[0], max_retry_after=config.portal_patience[1],
-        max_batch_wait=config.portal_patience[2])
+        base_url=config.portal_url,
+        school=config.portal_school,
+        client_id=config.portal_client_id,
+        client_secret=secret,
+        connect_timeout=config.portal_timeouts[0],
+        read_timeout=config.portal_timeouts[1],
+        batch_size=config.portal_batch_size,
+        max_attempts=config.portal_retries,
+        rate_limit=config.portal_rate_limit,
+        verify=config.portal_ca_bundle or True,
+        request_deadline=config.portal_patience[0],
+        max_retry_after=config.portal_patience[1],
+        max_batch_wait=config.portal_patience[2],
+    )
 
 
 class Service:
     """Runs syncs for one configured school."""
 
-    def __init__(self, config: Config, mappings: MappingSet, metrics: MetricsSink | None = None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        mappings: MappingSet,
+        metrics: MetricsSink | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.config, self.mappings, self.metrics = config, mappings, metrics
         self.stop = stop or threading.Event()
         self.last: SyncResult | None = None
@@ -92,16 +112,18 @@ class Service:
         finally:
             state.close()
 
-    def sync(self, request: Request, say: Say | None = None,
-             progress: Progress | None = None) -> SyncResult:
+    def sync(
+        self, request: Request, say: Say | None = None, progress: Progress | None = None
+    ) -> SyncResult:
         """One sync under the lock, with history, a summary log line and metrics."""
         with self.state_store() as state:
             lock = SyncLock(state.engine, f"sync:{self.config.portal_school}")
             with lock.held(wait=request.wait, say=say):
                 return self._locked(state, request, progress)
 
-    def _locked(self, state: SqlStateStore, request: Request,
-                progress: Progress | None) -> SyncResult:
+    def _locked(
+        self, state: SqlStateStore, request: Request, progress: Progress | None
+    ) -> SyncResult:
         run_id = uuid.uuid4().hex[:12]
         mode = "incremental" if request.incremental else "full"
         structlog.contextvars.bind_contextvars(run_id=run_id)
@@ -113,38 +135,69 @@ class Service:
         try:
             outcome = self._run(state, request, run_id, progress)
         except BaseException as exc:  # note the failure in the history, then let it go on
-            history.finish(run_id, "failed", getattr(exc, "exit_code", ExitCode.FAILURE),
-                           {"error": type(exc).__name__})
-            log.error("run.summary", run_id=run_id, mode=mode, outcome="failed",
-                      error=type(exc).__name__, seconds=round(time.monotonic() - started, 2))
+            history.finish(
+                run_id,
+                "failed",
+                getattr(exc, "exit_code", ExitCode.FAILURE),
+                {"error": type(exc).__name__},
+            )
+            log.error(
+                "run.summary",
+                run_id=run_id,
+                mode=mode,
+                outcome="failed",
+                error=type(exc).__name__,
+                seconds=round(time.monotonic() - started, 2),
+            )
             raise
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
         summary = _summary(outcome)
         history.finish(run_id, outcome.outcome, outcome.exit_code, summary)
-        log.info("run.summary", run_id=run_id, mode=mode, outcome=outcome.outcome,
-                 exit_code=outcome.exit_code, seconds=round(time.monotonic() - started, 2),
-                 **summary)
+        log.info(
+            "run.summary",
+            run_id=run_id,
+            mode=mode,
+            outcome=outcome.outcome,
+            exit_code=outcome.exit_code,
+            seconds=round(time.monotonic() - started, 2),
+            **summary,
+        )
         self._observe(outcome, request, wall, state)
         self.last = outcome
         return outcome
 
-    def _run(self, state: SqlStateStore, request: Request, run_id: str,
-             progress: Progress | None) -> SyncResult:
+    def _run(
+        self, state: SqlStateStore, request: Request, run_id: str, progress: Progress | None
+    ) -> SyncResult:
         config = self.config
         source = open_source(config.source_url_with_password().render_as_string(False))
         portal = PortalClient(portal_settings(config))
-        options = RunOptions(as_of=request.as_of or date.today(),
-                             incremental=request.incremental, thresholds=config.thresholds,
-                             overlap=config.overlap, erased=Erasures(state.engine).keys(),
-                             resend=request.resend, tap=request.tap,
-                             workers=resolve_workers(config.plan_workers))
+        options = RunOptions(
+            as_of=request.as_of or date.today(),
+            incremental=request.incremental,
+            thresholds=config.thresholds,
+            overlap=config.overlap,
+            erased=Erasures(state.engine).keys(),
+            resend=request.resend,
+            tap=request.tap,
+            workers=resolve_workers(config.plan_workers),
+        )
         checked_at = state.clock()  # the read-back comes first
         try:
-            outcome = run_sync(self.mappings, source, state, portal, options, run_id=run_id,
-                               max_attempts=config.dead_letter_after, progress=progress,
-                               stop=self.stop, reconcile=request.reconcile,
-                               deadline=_deadline(config.run_deadline_minutes))
+            outcome = run_sync(
+                self.mappings,
+                source,
+                state,
+                portal,
+                options,
+                run_id=run_id,
+                max_attempts=config.dead_letter_after,
+                progress=progress,
+                stop=self.stop,
+                reconcile=request.reconcile,
+                deadline=_deadline(config.run_deadline_minutes),
+            )
             drift = outcome.plan.drift
             if drift is not None:
                 for entity in drift.entities:
@@ -154,16 +207,24 @@ class Service:
             portal.close()
             source.engine.dispose()
 
-    def _observe(self, outcome: SyncResult, request: Request, started: float,
-                 state: SqlStateStore) -> None:
+    def _observe(
+        self, outcome: SyncResult, request: Request, started: float, state: SqlStateStore
+    ) -> None:
         if self.metrics is None:
             return
         letters = state.dead_letters()
         dead = sum(1 for letter in letters.values() if letter.is_dead)
         scheduled = request.trigger == "schedule"
-        self.metrics.after_run(summary_from(
-            outcome, "schedule" if scheduled else "manual", started=started, ended=time.time(),
-            dead_letters=dead, pending=len(letters) - dead))
+        self.metrics.after_run(
+            summary_from(
+                outcome,
+                "schedule" if scheduled else "manual",
+                started=started,
+                ended=time.time(),
+                dead_letters=dead,
+                pending=len(letters) - dead,
+            )
+        )
 
 
 def _deadline(minutes: float) -> Deadline | None:
@@ -186,10 +247,14 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "rejected": dict(plan.rejection_counts),
         "guard_held": outcome.plan.held,
         "plan_id": outcome.plan.held_id if outcome.plan.held else None,
-        "reconcile": None if outcome.plan.drift is None else {
+        "reconcile": None
+        if outcome.plan.drift is None
+        else {
             **outcome.plan.drift.summary(),
             "held": [h.describe() for h in outcome.plan.portal_holds]
-            if outcome.plan.portal_held else []},
+            if outcome.plan.portal_held
+            else [],
+        },
         "approval_expired": outcome.plan.approval_expired,
         "batches": report.batches,
         "error": report.failure,

@@ -81,8 +81,10 @@ def key_ranges(column: str, bounds: tuple[int, int], workers: int) -> list[KeyRa
 
 def sort_bounds(key_range: KeyRange) -> tuple[str | None, str | None]:
     """The range as sort keys ``[start, stop)``: the state entries that belong to it."""
-    return (None if key_range.low is None else sort_key_part(key_range.low),
-            None if key_range.high is None else sort_key_part(key_range.high))
+    return (
+        None if key_range.low is None else sort_key_part(key_range.low),
+        None if key_range.high is None else sort_key_part(key_range.high),
+    )
 
 
 def shown_range(key_range: KeyRange) -> str:
@@ -124,15 +126,24 @@ class Chunks:
 class Workers:
     """Forked processes planning key ranges of one entity, each range's outcome in a file."""
 
-    def __init__(self, entity: str, ranges: list[KeyRange], work: RangeWork,  # noqa: PLR0917
-                 prepare: Callable[[], None], processes: int, wants_changes: bool) -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        entity: str,
+        ranges: list[KeyRange],
+        work: RangeWork,
+        prepare: Callable[[], None],
+        processes: int,
+        wants_changes: bool,
+    ) -> None:
         self.entity, self.ranges, self.work, self.prepare = entity, ranges, work, prepare
         self.wants_changes = wants_changes
         self.chunks = Chunks(len(ranges))
         self.files: list[IO[bytes]] = []
         context = multiprocessing.get_context("fork")
-        self.processes = [context.Process(target=self._child, name=f"plan-{entity}", daemon=True)
-                          for _ in range(processes)]
+        self.processes = [
+            context.Process(target=self._child, name=f"plan-{entity}", daemon=True)
+            for _ in range(processes)
+        ]
 
     def start(self) -> None:
         """Fork the processes; they start planning at once."""
@@ -202,8 +213,10 @@ class Workers:
                 kind, *rest = pickle.load(file)  # noqa: S301 - our own worker wrote it
             except (EOFError, pickle.UnpicklingError):
                 codes = ", ".join(str(p.exitcode) for p in self.processes)
-                raise FatalError(f"planning {self.entity} ({shown_range(self.ranges[at])}) in a "
-                                 f"worker process: no answer (exit codes {codes})") from None
+                raise FatalError(
+                    f"planning {self.entity} ({shown_range(self.ranges[at])}) in a "
+                    f"worker process: no answer (exit codes {codes})"
+                ) from None
             if kind != "changes":
                 return _result(self.entity, self.ranges[at], kind, rest)
             if sink is not None:
@@ -239,8 +252,9 @@ def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tup
         raise SourceOrderError(*rest)
     if kind == "source":
         raise SourceError(*rest)
-    raise FatalError(f"planning {entity} ({shown_range(key_range)}) in a worker process failed: "
-                     f"{rest[0]}")
+    raise FatalError(
+        f"planning {entity} ({shown_range(key_range)}) in a worker process failed: {rest[0]}"
+    )
 
 
 Packed = tuple[str, str, str, str, Any, str | None, Any, Any, str | None, str | None]
@@ -252,17 +266,42 @@ def _pack(change: Change) -> Packed:
     objects would cost Python calls each; a first sync sends a million changes this way)."""
     record = change.record
     if record is None:
-        return (change.op.value, change.entity, change.key, change.sort_key, None, None, None,
-                None, change.reason, change.class_key)
+        return (
+            change.op.value,
+            change.entity,
+            change.key,
+            change.sort_key,
+            None,
+            None,
+            None,
+            None,
+            change.reason,
+            change.class_key,
+        )
     attrs = dict(record.attrs) if record.attrs else None
-    return (change.op.value, change.entity, change.key, change.sort_key, record.payload,
-            record.fingerprint, attrs, record.watermark, change.reason, change.class_key)
+    return (
+        change.op.value,
+        change.entity,
+        change.key,
+        change.sort_key,
+        record.payload,
+        record.fingerprint,
+        attrs,
+        record.watermark,
+        change.reason,
+        change.class_key,
+    )
 
 
 def _unpack(packed: Packed) -> Change:
     op, entity, key, sort_key, payload, fingerprint, attrs, mark, reason, class_key = packed
-    record = None if fingerprint is None else Record(
-        entity, key, sort_key, payload, fingerprint, NO_ATTRS if attrs is None else attrs, mark)
+    record = (
+        None
+        if fingerprint is None
+        else Record(
+            entity, key, sort_key, payload, fingerprint, NO_ATTRS if attrs is None else attrs, mark
+        )
+    )
     return Change(OPS[op], entity, key, sort_key, record, reason=reason, class_key=class_key)
 
 

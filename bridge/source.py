@@ -45,8 +45,13 @@ class KeyRange:
 class Source(Protocol):
     """The port: every adapter passes ``tests/contracts/test_source_contract.py``."""
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         """Rows of the mapping's table in key order; with ``since``, only rows whose watermark
         column is at or after it, plus the rows ``rescan`` names; with ``key_range``, only
         rows in that range. Raises SourceError if the read fails."""
@@ -74,18 +79,26 @@ def _condition(column: sa.ColumnClause[Any], rule: Filter) -> sa.ColumnElement[b
             return column.in_(value if isinstance(value, list) else [value])
         case "not_in":
             return column.not_in(value if isinstance(value, list) else [value])
-    conditions = {"eq": column == value, "ne": column != value, "lt": column < value,
-                  "le": column <= value, "gt": column > value, "ge": column >= value}
+    conditions = {
+        "eq": column == value,
+        "ne": column != value,
+        "lt": column < value,
+        "le": column <= value,
+        "gt": column > value,
+        "ge": column >= value,
+    }
     return conditions[rule.op]
 
 
-def build_select(mapping: CompiledMapping, since: datetime | None = None,
-                 rescan: Rescan | None = None, key_range: KeyRange | None = None
-                 ) -> sa.Select[Any]:
+def build_select(
+    mapping: CompiledMapping,
+    since: datetime | None = None,
+    rescan: Rescan | None = None,
+    key_range: KeyRange | None = None,
+) -> sa.Select[Any]:
     """The query that reads one mapping's rows in key order (optionally only changed rows, or
     only a range of keys)."""
-    table = sa.table(mapping.table, *(sa.column(c) for c in mapping.columns),
-                     schema=mapping.schema)
+    table = sa.table(mapping.table, *(sa.column(c) for c in mapping.columns), schema=mapping.schema)
     query = sa.select(*(table.c[c] for c in mapping.columns))
     for rule in mapping.filters:
         query = query.where(_condition(sa.column(rule.column), rule))
@@ -136,8 +149,13 @@ class SqlSource:
         """The SQLAlchemy dialect name of the source database."""
         return self.engine.dialect.name
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         query = build_select(mapping, since, rescan, key_range)
         try:
             with self.engine.connect() as conn:
@@ -145,19 +163,23 @@ class SqlSource:
                 for partition in result.partitions():
                     yield from partition
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(f"reading {mapping.entity} from table {mapping.location}",
-                              _describe(exc)) from exc
+            raise SourceError(
+                f"reading {mapping.entity} from table {mapping.location}", _describe(exc)
+            ) from exc
 
     def key_bounds(self, mapping: CompiledMapping) -> tuple[int, int] | None:
         column: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
         query = sa.select(sa.func.min(column), sa.func.max(column)).select_from(
-            sa.table(mapping.table, schema=mapping.schema))
+            sa.table(mapping.table, schema=mapping.schema)
+        )
         try:
             with self.engine.connect() as conn:
                 low, high = conn.execute(query).one()
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(f"finding the key range of {mapping.entity} in table "
-                              f"{mapping.location}", _describe(exc)) from exc
+            raise SourceError(
+                f"finding the key range of {mapping.entity} in table {mapping.location}",
+                _describe(exc),
+            ) from exc
         low, high = whole_key(low), whole_key(high)
         return None if low is None or high is None else (low, high)
 
@@ -174,7 +196,8 @@ class SqlSource:
             missing = []
             for m in mappings:
                 names = set(inspector.get_table_names(schema=m.schema)) | set(
-                    inspector.get_view_names(schema=m.schema))
+                    inspector.get_view_names(schema=m.schema)
+                )
                 if m.table not in names:
                     missing.append(m.location)
             return missing

@@ -109,8 +109,9 @@ def _aware(moment: datetime) -> datetime:
 class StateStore(Protocol):
     """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
 
-    def entries(self, entity: str, start: str | None = None,
-                stop: str | None = None) -> Iterator[EntryView]:
+    def entries(
+        self, entity: str, start: str | None = None, stop: str | None = None
+    ) -> Iterator[EntryView]:
         """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status); only
         those with ``start <= sort key < stop`` where given."""
         ...
@@ -148,8 +149,14 @@ class StateStore(Protocol):
         """Record the intent to send a batch (before it is sent)."""
         ...
 
-    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
-                     refused: Sequence[Refusal], max_attempts: int) -> None:
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
         """After the portal answered a batch: record what it acknowledged (clearing their dead
         letters), count the refusals as dead-letter attempts, close the intent. One transaction.
         """
@@ -231,16 +238,22 @@ def utc_now() -> datetime:
 
 metadata = sa.MetaData()
 _KEY = sa.String(400).with_variant(sa.String(400, collation="C"), "postgresql")
-meta = sa.Table("meta", metadata, sa.Column("name", sa.String(50), primary_key=True),
-                sa.Column("value", sa.String(200), nullable=False))
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
 regate = sa.Table(  # a new table: create_all adds it to an existing store (no version step)
-    "regate", metadata,
+    "regate",
+    metadata,
     sa.Column("pupil_key", sa.String(400), primary_key=True),
     sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
 )
 LAST_AS_OF = "last_as_of"
 record_state = sa.Table(
-    "record_state", metadata,
+    "record_state",
+    metadata,
     sa.Column("entity", sa.String(40), primary_key=True),
     sa.Column("sort_key", _KEY, primary_key=True),
     sa.Column("key", sa.String(400), nullable=False),
@@ -257,11 +270,16 @@ record_state = sa.Table(
     sa.Index("ix_record_state_pupil", "pupil_key"),
     sqlite_with_rowid=False,
 )
-watermark = sa.Table("watermark", metadata, sa.Column("entity", sa.String(40), primary_key=True),
-                     sa.Column("value", sa.String(40), nullable=False),
-                     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False))
+watermark = sa.Table(
+    "watermark",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
 dead_letter = sa.Table(
-    "dead_letter", metadata,
+    "dead_letter",
+    metadata,
     sa.Column("entity", sa.String(40), primary_key=True),
     sa.Column("sort_key", _KEY, primary_key=True),
     sa.Column("key", sa.String(400), nullable=False),
@@ -275,7 +293,8 @@ dead_letter = sa.Table(
     sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
 )
 delivery_batch = sa.Table(
-    "delivery_batch", metadata,
+    "delivery_batch",
+    metadata,
     sa.Column("run_id", sa.String(40), primary_key=True),
     sa.Column("batch", sa.Integer, primary_key=True),
     sa.Column("operations", sa.Integer, nullable=False),
@@ -284,10 +303,11 @@ delivery_batch = sa.Table(
     sa.Column("closed_at", sa.DateTime(timezone=True)),
 )
 run_history = sa.Table(
-    "run_history", metadata,
+    "run_history",
+    metadata,
     sa.Column("run_id", sa.String(40), primary_key=True),
     sa.Column("trigger", sa.String(20), nullable=False),  # "schedule" | "manual"
-    sa.Column("user", sa.String(100)),                   # the OS user of a manual run
+    sa.Column("user", sa.String(100)),  # the OS user of a manual run
     sa.Column("command", sa.String(40), nullable=False),
     sa.Column("mode", sa.String(20), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
@@ -297,7 +317,8 @@ run_history = sa.Table(
     sa.Column("summary", sa.Text),  # JSON: counts per entity and op, held back, rejected, error
 )
 run_lock = sa.Table(
-    "run_lock", metadata,
+    "run_lock",
+    metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("host", sa.String(200), nullable=False),
@@ -306,30 +327,40 @@ run_lock = sa.Table(
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
 )
 erasure = sa.Table(
-    "erasure", metadata,
+    "erasure",
+    metadata,
     sa.Column("pupil_key", sa.String(400), primary_key=True),
     sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("erased_by", sa.String(100), nullable=False),
     sa.Column("counts", sa.Text, nullable=False),  # JSON: records deleted per entity
 )
 consent_withdrawal = sa.Table(
-    "consent_withdrawal", metadata,
+    "consent_withdrawal",
+    metadata,
     sa.Column("pupil_key", sa.String(400), primary_key=True),
     # When the portal acknowledged the first delete of the delivered pupil for lack of consent:
     # the 30 days of 152-ФЗ (ст. 21 ч. 5) to erase run from here. A new table, so it needs no
     # version step: create_all adds it to an existing store.
     sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
 )
-approval = sa.Table("approval", metadata, sa.Column("plan_id", sa.String(40), primary_key=True),
-                    sa.Column("approved_by", sa.String(100), nullable=False),
-                    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False))
-held_plan = sa.Table("held_plan", metadata,  # schema version 2
-                     sa.Column("plan_id", sa.String(40), primary_key=True),
-                     sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
-                     sa.Column("summary", sa.String(500), nullable=False))
+approval = sa.Table(
+    "approval",
+    metadata,
+    sa.Column("plan_id", sa.String(40), primary_key=True),
+    sa.Column("approved_by", sa.String(100), nullable=False),
+    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False),
+)
+held_plan = sa.Table(
+    "held_plan",
+    metadata,  # schema version 2
+    sa.Column("plan_id", sa.String(40), primary_key=True),
+    sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("summary", sa.String(500), nullable=False),
+)
 
 portal_check = sa.Table(  # schema version 3: what the last reconciliation found per record
-    "portal_check", metadata,
+    "portal_check",
+    metadata,
     sa.Column("entity", sa.String(40), primary_key=True),
     sa.Column("sort_key", _KEY, primary_key=True),
     sa.Column("key", sa.String(400), nullable=False),
@@ -338,7 +369,8 @@ portal_check = sa.Table(  # schema version 3: what the last reconciliation found
     sa.Index("ix_portal_check_key", "entity", "key"),
 )
 portal_checked = sa.Table(  # schema version 3: when each entity was last read back
-    "portal_checked", metadata,
+    "portal_checked",
+    metadata,
     sa.Column("entity", sa.String(40), primary_key=True),
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -357,13 +389,18 @@ def _add_portal_checks(conn: sa.Connection) -> None:
     portal_checked.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans,
-                                                          3: _add_portal_checks}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans, 3: _add_portal_checks}
 """Schema version → the step that brings the version before it up to it."""
 
-_ENTRY_COLUMNS = (record_state.c.entity, record_state.c.key, record_state.c.sort_key,
-                  record_state.c.fingerprint, record_state.c.status, record_state.c.pupil_key,
-                  record_state.c.class_key)
+_ENTRY_COLUMNS = (
+    record_state.c.entity,
+    record_state.c.key,
+    record_state.c.sort_key,
+    record_state.c.fingerprint,
+    record_state.c.status,
+    record_state.c.pupil_key,
+    record_state.c.class_key,
+)
 
 
 def _entry(row: Sequence[Any]) -> StateEntry:
@@ -387,24 +424,27 @@ def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> S
             engine.dispose()
             raise
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        raise FatalError(f"state store {parsed.render_as_string(hide_password=True)}: "
-                         f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
-                         ) from exc
+        raise FatalError(
+            f"state store {parsed.render_as_string(hide_password=True)}: "
+            f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+        ) from exc
     return store
 
 
 def _sqlite_busy(exc: BaseException) -> bool:
     """SQLite answers "database is locked" at once, without waiting out the busy timeout, in a
     few races of connections opening a fresh file together (the switch to WAL, WAL recovery)."""
-    return (isinstance(exc, sa.exc.OperationalError)
-            and "database is locked" in str(exc.orig))
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _opening_retry(step: Callable[[str | None], None]) -> Callable[[str | None], None]:
     """``step`` tried again, a few times over about half a minute, while SQLite says busy."""
-    return tenacity.retry(retry=tenacity.retry_if_exception(_sqlite_busy),
-                          wait=tenacity.wait_random_exponential(multiplier=0.05, max=5),
-                          stop=tenacity.stop_after_attempt(12), reraise=True)(step)
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception(_sqlite_busy),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=5),
+        stop=tenacity.stop_after_attempt(12),
+        reraise=True,
+    )(step)
 
 
 SCHEMA_LOCK = 0x6173696F75  # "asiou": serializes creating and migrating schemas (PostgreSQL)
@@ -442,9 +482,12 @@ def _namespaced(engine: sa.Engine, school: str | None) -> sa.Engine:
     name, legacy = schema_name(school), legacy_schema_name(school)
     with engine.begin() as conn:
         lock_schemas(conn)
-        present = set(conn.execute(sa.text(
-            "SELECT nspname FROM pg_namespace WHERE nspname IN (:a, :b)"),
-            {"a": name, "b": legacy}).scalars())
+        present = set(
+            conn.execute(
+                sa.text("SELECT nspname FROM pg_namespace WHERE nspname IN (:a, :b)"),
+                {"a": name, "b": legacy},
+            ).scalars()
+        )
         if name not in present and legacy in present and _legacy_is(conn, legacy, school):
             conn.execute(sa.text(f'ALTER SCHEMA "{legacy}" RENAME TO "{name}"'))
         elif name not in present:
@@ -462,18 +505,23 @@ def _claim(conn: sa.Connection, school: str) -> None:
         raise FatalError(
             f"the state store belongs to school {owner!r}, not {school!r} (portal.school): "
             "each school needs its own state (state.url), or, on a shared PostgreSQL, its own "
-            "school id")
+            "school id"
+        )
 
 
 def _legacy_is(conn: sa.Connection, legacy: str, school: str) -> bool:
     """True when an old-named schema may be adopted by ``school``: it records no school id
     (written before ids were kept) or this one."""
-    found = conn.execute(sa.text(
-        "SELECT 1 FROM pg_tables WHERE schemaname = :s AND tablename = 'meta'"), {"s": legacy})
+    found = conn.execute(
+        sa.text("SELECT 1 FROM pg_tables WHERE schemaname = :s AND tablename = 'meta'"),
+        {"s": legacy},
+    )
     if found.scalar() is None:
         return True
-    owner = conn.execute(sa.text(f'SELECT value FROM "{legacy}".meta WHERE name = :n'),  # noqa: S608 - [a-z0-9_] only
-                         {"n": SCHOOL_ID}).scalar()
+    owner = conn.execute(
+        sa.text(f'SELECT value FROM "{legacy}".meta WHERE name = :n'),  # noqa: S608 - [a-z0-9_] only
+        {"n": SCHOOL_ID},
+    ).scalar()
     return owner is None or owner == school
 
 
@@ -518,14 +566,16 @@ class SqlStateStore:
         with self.engine.begin() as conn:
             lock_schemas(conn)
             metadata.create_all(conn)
-            found = conn.execute(sa.select(meta.c.value).where(
-                meta.c.name == "schema_version")).scalar()
+            found = conn.execute(
+                sa.select(meta.c.value).where(meta.c.name == "schema_version")
+            ).scalar()
             if found is None:
-                conn.execute(meta.insert().values(name="schema_version",
-                                                  value=str(SCHEMA_VERSION)))
+                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
             elif int(found) > SCHEMA_VERSION:
-                raise FatalError(f"state store schema version {found} is newer than this "
-                                 f"asiou-bridge understands ({SCHEMA_VERSION}); upgrade it")
+                raise FatalError(
+                    f"state store schema version {found} is newer than this "
+                    f"asiou-bridge understands ({SCHEMA_VERSION}); upgrade it"
+                )
             elif int(found) < SCHEMA_VERSION:
                 self._migrate_from(conn, int(found))
             if school is not None:
@@ -535,21 +585,27 @@ class SqlStateStore:
     def _migrate_from(conn: sa.Connection, found: int) -> None:
         for version in range(found + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](conn)
-        conn.execute(meta.update().where(meta.c.name == "schema_version").values(
-            value=str(SCHEMA_VERSION)))
+        conn.execute(
+            meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION))
+        )
 
     def schema_version(self) -> int:
         """The schema version recorded in the store."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(meta.c.value).where(
-                meta.c.name == "schema_version")).scalar_one())
+            return int(
+                conn.execute(
+                    sa.select(meta.c.value).where(meta.c.name == "schema_version")
+                ).scalar_one()
+            )
 
-    def entries(self, entity: str, start: str | None = None,
-                stop: str | None = None) -> Iterator[EntryView]:
-        query = (sa.select(record_state.c.sort_key, record_state.c.fingerprint,
-                           record_state.c.status)
-                 .where(record_state.c.entity == entity, record_state.c.status != DELETED)
-                 .order_by(record_state.c.sort_key))
+    def entries(
+        self, entity: str, start: str | None = None, stop: str | None = None
+    ) -> Iterator[EntryView]:
+        query = (
+            sa.select(record_state.c.sort_key, record_state.c.fingerprint, record_state.c.status)
+            .where(record_state.c.entity == entity, record_state.c.status != DELETED)
+            .order_by(record_state.c.sort_key)
+        )
         if start is not None:
             query = query.where(record_state.c.sort_key >= start)
         if stop is not None:
@@ -579,8 +635,7 @@ class SqlStateStore:
                 while rows := cursor.fetchmany(5000):
                     yield from rows
             except sqlite3.Error as exc:  # what SQLAlchemy would have wrapped
-                raise FatalError(f"reading the state store: {type(exc).__name__}: {exc}"
-                                 ) from exc
+                raise FatalError(f"reading the state store: {type(exc).__name__}: {exc}") from exc
             finally:
                 cursor.close()
 
@@ -589,8 +644,10 @@ class SqlStateStore:
         with self.engine.connect() as conn:
             for chunk in _chunks(sort_keys, LOOKUP_CHUNK):
                 query = sa.select(*_ENTRY_COLUMNS).where(
-                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk),
-                    record_state.c.status != DELETED)
+                    record_state.c.entity == entity,
+                    record_state.c.sort_key.in_(chunk),
+                    record_state.c.status != DELETED,
+                )
                 found.update((row[2], _entry(row)) for row in conn.execute(query))
         return found
 
@@ -599,7 +656,8 @@ class SqlStateStore:
         with self.engine.connect() as conn:
             for chunk in _chunks(sort_keys, LOOKUP_CHUNK):
                 query = sa.select(record_state.c.sort_key, record_state.c.payload).where(
-                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk))
+                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk)
+                )
                 found.update((k, json.loads(p)) for k, p in conn.execute(query) if p)
         return found
 
@@ -608,17 +666,22 @@ class SqlStateStore:
         with self.engine.connect() as conn:
             for chunk in _chunks(keys, LOOKUP_CHUNK):
                 query = sa.select(record_state.c.key, record_state.c.sort_key).where(
-                    record_state.c.entity == entity, record_state.c.key.in_(chunk),
-                    record_state.c.status == DELETED)
+                    record_state.c.entity == entity,
+                    record_state.c.key.in_(chunk),
+                    record_state.c.status == DELETED,
+                )
                 found.update((str(k), str(s)) for k, s in conn.execute(query))
         return found
 
-    def record_check(self, entity: str, findings: Iterable[tuple[str, str, str]],
-                     now: datetime) -> None:
+    def record_check(
+        self, entity: str, findings: Iterable[tuple[str, str, str]], now: datetime
+    ) -> None:
         """Replace what the last read-back of ``entity`` found: (sort key, key, finding) of
         every record that did not match, at ``now``; the others matched."""
-        rows = [{"entity": entity, "sort_key": s, "key": k, "finding": f, "checked_at": now}
-                for s, k, f in findings]
+        rows = [
+            {"entity": entity, "sort_key": s, "key": k, "finding": f, "checked_at": now}
+            for s, k, f in findings
+        ]
         with self.engine.begin() as conn:
             conn.execute(portal_check.delete().where(portal_check.c.entity == entity))
             conn.execute(portal_checked.delete().where(portal_checked.c.entity == entity))
@@ -630,13 +693,16 @@ class SqlStateStore:
         """What the last read-back of ``entity`` found for ``key`` ("matches" when it did not
         differ), and when; None when the entity was never read back."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(portal_check.c.finding, portal_check.c.checked_at)
-                               .where(portal_check.c.entity == entity,
-                                      portal_check.c.key == key)).first()
+            row = conn.execute(
+                sa.select(portal_check.c.finding, portal_check.c.checked_at).where(
+                    portal_check.c.entity == entity, portal_check.c.key == key
+                )
+            ).first()
             if row is not None:
                 return str(row[0]), row[1]
-            at = conn.execute(sa.select(portal_checked.c.checked_at).where(
-                portal_checked.c.entity == entity)).scalar()
+            at = conn.execute(
+                sa.select(portal_checked.c.checked_at).where(portal_checked.c.entity == entity)
+            ).scalar()
         return None if at is None else ("matches", at)
 
     def record(self, delivered: Sequence[Delivered]) -> None:
@@ -653,62 +719,90 @@ class SqlStateStore:
         self._note_withdrawals(conn, delivered, now)
 
     @staticmethod
-    def _note_withdrawals(conn: sa.Connection, delivered: Sequence[Delivered],
-                          now: datetime) -> None:
+    def _note_withdrawals(
+        conn: sa.Connection, delivered: Sequence[Delivered], now: datetime
+    ) -> None:
         """Remember when a pupil first left the portal for lack of consent; forget it when
         the pupil is delivered again."""
         withdrawn, back = withdrawal_changes(delivered)
         if back:
-            conn.execute(consent_withdrawal.delete().where(
-                consent_withdrawal.c.pupil_key.in_(back)))
+            conn.execute(
+                consent_withdrawal.delete().where(consent_withdrawal.c.pupil_key.in_(back))
+            )
         if withdrawn:
-            known = set(conn.execute(sa.select(consent_withdrawal.c.pupil_key).where(
-                consent_withdrawal.c.pupil_key.in_(withdrawn))).scalars())
+            known = set(
+                conn.execute(
+                    sa.select(consent_withdrawal.c.pupil_key).where(
+                        consent_withdrawal.c.pupil_key.in_(withdrawn)
+                    )
+                ).scalars()
+            )
             fresh = [{"pupil_key": k, "removed_at": now} for k in withdrawn if k not in known]
             if fresh:
                 conn.execute(consent_withdrawal.insert(), fresh)
 
     def withdrawals(self) -> dict[str, datetime]:
         with self.engine.connect() as conn:
-            return {str(k): _aware(at) for k, at in conn.execute(sa.select(
-                consent_withdrawal.c.pupil_key, consent_withdrawal.c.removed_at))}
+            return {
+                str(k): _aware(at)
+                for k, at in conn.execute(
+                    sa.select(consent_withdrawal.c.pupil_key, consent_withdrawal.c.removed_at)
+                )
+            }
 
     def _upsert(self) -> sa.Insert:
         """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
         kept = {"entity", "sort_key", "first_delivered_at"}
         if self.engine.dialect.name == "postgresql":
             pg = postgresql.insert(record_state)
-            return pg.on_conflict_do_update(index_elements=["entity", "sort_key"], set_={
-                c.name: pg.excluded[c.name] for c in record_state.c if c.name not in kept})
+            return pg.on_conflict_do_update(
+                index_elements=["entity", "sort_key"],
+                set_={c.name: pg.excluded[c.name] for c in record_state.c if c.name not in kept},
+            )
         lite = sqlite.insert(record_state)
-        return lite.on_conflict_do_update(index_elements=["entity", "sort_key"], set_={
-            c.name: lite.excluded[c.name] for c in record_state.c if c.name not in kept})
+        return lite.on_conflict_do_update(
+            index_elements=["entity", "sort_key"],
+            set_={c.name: lite.excluded[c.name] for c in record_state.c if c.name not in kept},
+        )
 
     def _tombstone(self, conn: sa.Connection, gone: list[Change], now: datetime) -> None:
-        stmt = (record_state.update()
-                .where(record_state.c.entity == sa.bindparam("e"),
-                       record_state.c.sort_key == sa.bindparam("s"))
-                .values(status=DELETED, fingerprint="", payload=None, updated_at=now))
+        stmt = (
+            record_state.update()
+            .where(
+                record_state.c.entity == sa.bindparam("e"),
+                record_state.c.sort_key == sa.bindparam("s"),
+            )
+            .values(status=DELETED, fingerprint="", payload=None, updated_at=now)
+        )
         conn.execute(stmt, [{"e": c.entity, "s": c.sort_key} for c in gone])
 
     def count(self, entity: str) -> int:
-        query = sa.select(sa.func.count()).select_from(record_state).where(
-            record_state.c.entity == entity, record_state.c.status != DELETED)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(record_state)
+            .where(record_state.c.entity == entity, record_state.c.status != DELETED)
+        )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def count_by_class(self, entity: str) -> dict[str, int]:
-        query = (sa.select(record_state.c.class_key, sa.func.count())
-                 .where(record_state.c.entity == entity, record_state.c.status != DELETED,
-                        record_state.c.class_key.is_not(None))
-                 .group_by(record_state.c.class_key))
+        query = (
+            sa.select(record_state.c.class_key, sa.func.count())
+            .where(
+                record_state.c.entity == entity,
+                record_state.c.status != DELETED,
+                record_state.c.class_key.is_not(None),
+            )
+            .group_by(record_state.c.class_key)
+        )
         with self.engine.connect() as conn:
             return {str(k): int(n) for k, n in conn.execute(query)}
 
     def watermark(self, entity: str) -> str | None:
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(watermark.c.value).where(
-                watermark.c.entity == entity)).scalar()
+            value = conn.execute(
+                sa.select(watermark.c.value).where(watermark.c.entity == entity)
+            ).scalar()
         return None if value is None else str(value)
 
     def regate_marks(self) -> set[str]:
@@ -737,8 +831,7 @@ class SqlStateStore:
 
     def last_as_of(self) -> str | None:
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(meta.c.value).where(
-                meta.c.name == LAST_AS_OF)).scalar()
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.name == LAST_AS_OF)).scalar()
         return None if value is None else str(value)
 
     def set_watermarks(self, marks: Mapping[str, str]) -> None:
@@ -746,52 +839,85 @@ class SqlStateStore:
         with self.engine.begin() as conn:
             for entity, value in marks.items():
                 conn.execute(watermark.delete().where(watermark.c.entity == entity))
-                conn.execute(watermark.insert().values(entity=entity, value=value,
-                                                       updated_at=now))
+                conn.execute(watermark.insert().values(entity=entity, value=value, updated_at=now))
 
     def open_batch(self, run_id: str, batch: int, operations: int) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delivery_batch.insert().values(
-                run_id=run_id, batch=batch, operations=operations, status="sent",
-                opened_at=self.clock()))
+            conn.execute(
+                delivery_batch.insert().values(
+                    run_id=run_id,
+                    batch=batch,
+                    operations=operations,
+                    status="sent",
+                    opened_at=self.clock(),
+                )
+            )
 
-    def commit_batch(self, run_id: str, batch: int, delivered: Sequence[Delivered],
-                     refused: Sequence[Refusal], max_attempts: int) -> None:
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
         now = self.clock()
         with self.engine.begin() as conn:
             self._record(conn, delivered, now)
             if delivered:
-                conn.execute(dead_letter.delete().where(
-                    dead_letter.c.entity == sa.bindparam("e"),
-                    dead_letter.c.sort_key == sa.bindparam("s")),
-                    [{"e": d.change.entity, "s": d.change.sort_key} for d in delivered])
+                conn.execute(
+                    dead_letter.delete().where(
+                        dead_letter.c.entity == sa.bindparam("e"),
+                        dead_letter.c.sort_key == sa.bindparam("s"),
+                    ),
+                    [{"e": d.change.entity, "s": d.change.sort_key} for d in delivered],
+                )
             for refusal in refused:
                 self._refused(conn, refusal, max_attempts, now)
-            conn.execute(delivery_batch.update().where(
-                delivery_batch.c.run_id == run_id, delivery_batch.c.batch == batch).values(
-                status="acked", closed_at=now))
+            conn.execute(
+                delivery_batch.update()
+                .where(delivery_batch.c.run_id == run_id, delivery_batch.c.batch == batch)
+                .values(status="acked", closed_at=now)
+            )
 
-    def _refused(self, conn: sa.Connection, refusal: Refusal, max_attempts: int,
-                 now: datetime) -> None:
+    def _refused(
+        self, conn: sa.Connection, refusal: Refusal, max_attempts: int, now: datetime
+    ) -> None:
         change = refusal.change
-        where = (dead_letter.c.entity == change.entity,
-                 dead_letter.c.sort_key == change.sort_key)
+        where = (dead_letter.c.entity == change.entity, dead_letter.c.sort_key == change.sort_key)
         before = conn.execute(sa.select(dead_letter.c.attempts).where(*where)).scalar()
         attempts = (before or 0) + 1
-        values = {"key": change.key, "fingerprint": change.fingerprint or "",
-                  "op": change.op.value, "attempts": attempts, "kind": refusal.kind,
-                  "reason": refusal.reason[:500],
-                  "status": "dead" if attempts >= max_attempts else "retrying", "last_at": now}
+        values = {
+            "key": change.key,
+            "fingerprint": change.fingerprint or "",
+            "op": change.op.value,
+            "attempts": attempts,
+            "kind": refusal.kind,
+            "reason": refusal.reason[:500],
+            "status": "dead" if attempts >= max_attempts else "retrying",
+            "last_at": now,
+        }
         if before is None:
-            conn.execute(dead_letter.insert().values(
-                entity=change.entity, sort_key=change.sort_key, first_at=now, **values))
+            conn.execute(
+                dead_letter.insert().values(
+                    entity=change.entity, sort_key=change.sort_key, first_at=now, **values
+                )
+            )
         else:
             conn.execute(dead_letter.update().where(*where).values(**values))
 
     def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
-        columns = (dead_letter.c.entity, dead_letter.c.key, dead_letter.c.sort_key,
-                   dead_letter.c.fingerprint, dead_letter.c.op, dead_letter.c.attempts,
-                   dead_letter.c.kind, dead_letter.c.reason, dead_letter.c.status)
+        columns = (
+            dead_letter.c.entity,
+            dead_letter.c.key,
+            dead_letter.c.sort_key,
+            dead_letter.c.fingerprint,
+            dead_letter.c.op,
+            dead_letter.c.attempts,
+            dead_letter.c.kind,
+            dead_letter.c.reason,
+            dead_letter.c.status,
+        )
         with self.engine.connect() as conn:
             return {(r[0], r[2]): DeadLetter(*r) for r in conn.execute(sa.select(*columns))}
 
@@ -804,8 +930,10 @@ class SqlStateStore:
 
     def count_open_by_class(self, entity: str) -> dict[str, int]:
         query = sa.select(record_state.c.class_key, record_state.c.payload).where(
-            record_state.c.entity == entity, record_state.c.status != DELETED,
-            record_state.c.class_key.is_not(None))
+            record_state.c.entity == entity,
+            record_state.c.status != DELETED,
+            record_state.c.class_key.is_not(None),
+        )
         counts: dict[str, int] = {}
         with self.engine.connect() as conn:
             for class_key, payload in conn.execute(query):
@@ -817,21 +945,30 @@ class SqlStateStore:
         with self.engine.begin() as conn:
             where = held_plan.c.plan_id == plan_id
             if conn.execute(sa.select(held_plan.c.plan_id).where(where)).first() is None:
-                conn.execute(held_plan.insert().values(plan_id=plan_id, held_at=self.clock(),
-                                                       summary=summary[:500]))
+                conn.execute(
+                    held_plan.insert().values(
+                        plan_id=plan_id, held_at=self.clock(), summary=summary[:500]
+                    )
+                )
             else:
                 conn.execute(held_plan.update().where(where).values(summary=summary[:500]))
 
     def held_plan(self, plan_id: str) -> HeldPlan | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(held_plan.c.held_at, held_plan.c.summary).where(
-                held_plan.c.plan_id == plan_id)).first()
+            row = conn.execute(
+                sa.select(held_plan.c.held_at, held_plan.c.summary).where(
+                    held_plan.c.plan_id == plan_id
+                )
+            ).first()
         return None if row is None else HeldPlan(plan_id, _aware(row[0]), row[1])
 
     def approval(self, plan_id: str) -> Approval | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(approval.c.approved_by, approval.c.approved_at).where(
-                approval.c.plan_id == plan_id)).first()
+            row = conn.execute(
+                sa.select(approval.c.approved_by, approval.c.approved_at).where(
+                    approval.c.plan_id == plan_id
+                )
+            ).first()
         return None if row is None else Approval(row[0], _aware(row[1]))
 
     def is_approved(self, plan_id: str, valid_for: timedelta | None = None) -> bool:
@@ -839,12 +976,17 @@ class SqlStateStore:
 
     def approve(self, plan_id: str, by: str) -> None:
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(held_plan.c.plan_id).where(
-                    held_plan.c.plan_id == plan_id)).first() is None:
+            if (
+                conn.execute(
+                    sa.select(held_plan.c.plan_id).where(held_plan.c.plan_id == plan_id)
+                ).first()
+                is None
+            ):
                 raise UnknownPlan(plan_id)
             conn.execute(approval.delete().where(approval.c.plan_id == plan_id))
-            conn.execute(approval.insert().values(plan_id=plan_id, approved_by=by,
-                                                  approved_at=self.clock()))
+            conn.execute(
+                approval.insert().values(plan_id=plan_id, approved_by=by, approved_at=self.clock())
+            )
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -863,12 +1005,20 @@ def _row(d: Delivered, now: datetime) -> dict[str, object]:
     record = change.record
     assert record is not None, "only deletes come without a record"
     status = "archived" if change.op == Op.ARCHIVE else "delivered"
-    return {"entity": change.entity, "sort_key": change.sort_key, "key": change.key,
-            "fingerprint": record.fingerprint, "status": status,
-            "payload": json.dumps(dict(record.payload), ensure_ascii=False),
-            "portal_id": d.portal_id, "mapping_version": d.mapping_version,
-            "pupil_key": d.pupil_key, "class_key": d.class_key,
-            "first_delivered_at": now, "updated_at": now}
+    return {
+        "entity": change.entity,
+        "sort_key": change.sort_key,
+        "key": change.key,
+        "fingerprint": record.fingerprint,
+        "status": status,
+        "payload": json.dumps(dict(record.payload), ensure_ascii=False),
+        "portal_id": d.portal_id,
+        "mapping_version": d.mapping_version,
+        "pupil_key": d.pupil_key,
+        "class_key": d.class_key,
+        "first_delivered_at": now,
+        "updated_at": now,
+    }
 
 
 def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[str]]:
@@ -882,4 +1032,4 @@ def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

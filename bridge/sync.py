@@ -36,8 +36,12 @@ class SyncResult:
         """One word for run history and metrics."""
         if isinstance(self.plan.error, Interrupted):
             return "interrupted"
-        return {ExitCode.OK: "ok", ExitCode.PLAN_HELD: "held", ExitCode.PARTIAL: "partial",
-                ExitCode.SOURCE_UNAVAILABLE: "source_unavailable"}.get(self.exit_code, "failed")
+        return {
+            ExitCode.OK: "ok",
+            ExitCode.PLAN_HELD: "held",
+            ExitCode.PARTIAL: "partial",
+            ExitCode.SOURCE_UNAVAILABLE: "source_unavailable",
+        }.get(self.exit_code, "failed")
 
     @property
     def exit_code(self) -> int:
@@ -73,8 +77,16 @@ def run_sync(
     if reconcile:
         entities = [e for e in mappings.entities if e in PORTAL_ENTITIES]
         options = replace(options, drift=read_back(portal.fingerprints, state, entities))
-    deliverer = Deliverer(portal, state, mappings, run_id=run_id, max_attempts=max_attempts,
-                          progress=progress, stop=stop, deadline=deadline)
+    deliverer = Deliverer(
+        portal,
+        state,
+        mappings,
+        run_id=run_id,
+        max_attempts=max_attempts,
+        progress=progress,
+        stop=stop,
+        deadline=deadline,
+    )
     result = plan_run(mappings, source, state, options, deliverer.add)
     if result.error is None:
         try:

@@ -60,14 +60,19 @@ def _postgres_admin() -> sa.Engine:
         import psycopg  # noqa: F401 - only to tell a missing driver from a missing server
     except ImportError:
         unavailable("PostgreSQL driver missing: the psycopg package is not installed")
-    engine = sa.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/postgres",
-                              isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    engine = sa.create_engine(
+        f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/postgres",
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
+    )
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        unavailable(f"PostgreSQL server not reachable at {PG_HOST}:{PG_PORT} as user postgres "
-                    f"(trust auth): {_first_line(exc)}")
+        unavailable(
+            f"PostgreSQL server not reachable at {PG_HOST}:{PG_PORT} as user postgres "
+            f"(trust auth): {_first_line(exc)}"
+        )
     return engine
 
 
@@ -76,8 +81,12 @@ def _create_postgres_database(admin: sa.Engine, name: str) -> None:
     tests of code-point order mean something; fall back to the server's default."""
     with admin.connect() as conn:
         try:
-            conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
-                                 "LOCALE_PROVIDER icu ICU_LOCALE 'ru-RU' LOCALE 'C.UTF-8'"))
+            conn.execute(
+                sa.text(
+                    f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                    "LOCALE_PROVIDER icu ICU_LOCALE 'ru-RU' LOCALE 'C.UTF-8'"
+                )
+            )
         except sa.exc.DBAPIError:
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
 
@@ -101,8 +110,10 @@ def postgres_url() -> Iterator[str]:
 
 def _mariadb_url(database: str) -> str:
     driver = MARIADB_DRIVER.replace(" ", "+")
-    return (f"mysql+pyodbc://root:@{MARIADB_HOST}:{MARIADB_PORT}/{database}"
-            f"?driver={driver}&charset=utf8mb4")
+    return (
+        f"mysql+pyodbc://root:@{MARIADB_HOST}:{MARIADB_PORT}/{database}"
+        f"?driver={driver}&charset=utf8mb4"
+    )
 
 
 def _mariadb_admin() -> sa.Engine:
@@ -111,16 +122,20 @@ def _mariadb_admin() -> sa.Engine:
     except ImportError:
         unavailable("MariaDB access missing: the pyodbc package is not installed")
     if MARIADB_DRIVER not in pyodbc.drivers():
-        unavailable(f"ODBC driver {MARIADB_DRIVER!r} is not installed (odbcinst has: "
-                    f"{', '.join(pyodbc.drivers()) or 'no drivers'}); install the MariaDB "
-                    "Connector/ODBC")
+        unavailable(
+            f"ODBC driver {MARIADB_DRIVER!r} is not installed (odbcinst has: "
+            f"{', '.join(pyodbc.drivers()) or 'no drivers'}); install the MariaDB "
+            "Connector/ODBC"
+        )
     engine = sa.create_engine(_mariadb_url("mysql"), poolclass=sa.NullPool)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        unavailable(f"MariaDB server not reachable at {MARIADB_HOST}:{MARIADB_PORT} as root "
-                    f"without password: {_first_line(exc)}")
+        unavailable(
+            f"MariaDB server not reachable at {MARIADB_HOST}:{MARIADB_PORT} as root "
+            f"without password: {_first_line(exc)}"
+        )
     return engine
 
 
@@ -130,8 +145,9 @@ def mariadb_url() -> Iterator[str]:
     admin = _mariadb_admin()
     name = fresh_name()
     with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 "
-                             "COLLATE utf8mb4_general_ci"))
+        conn.execute(
+            sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+        )
     try:
         yield _mariadb_url(name)
     finally:

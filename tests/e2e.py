@@ -51,27 +51,38 @@ def expected_export_of(source_url: str) -> Snapshot:
     engine = sa.create_engine(source_url)
     creates: list[Change] = []
     try:
-        plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(),
-                 RunOptions(as_of=AS_OF, thresholds=NO_GUARD), creates.append)
+        plan_run(
+            MAPPINGS,
+            SqlSource(engine),
+            MemoryStateStore(),
+            RunOptions(as_of=AS_OF, thresholds=NO_GUARD),
+            creates.append,
+        )
     finally:
         engine.dispose()
-    return {(c.entity, c.key): (c.record.fingerprint, dict(c.record.payload))
-            for c in creates if c.record is not None}
+    return {
+        (c.entity, c.key): (c.record.fingerprint, dict(c.record.payload))
+        for c in creates
+        if c.record is not None
+    }
 
 
-def write_config(folder: Path, school: Path, url: str, batch_size: int = 20,
-                 extra: str = "") -> Path:
+def write_config(
+    folder: Path, school: Path, url: str, batch_size: int = 20, extra: str = ""
+) -> Path:
     """A config as an admin writes it (the portal secret in a 0600 file)."""
     secret = folder / "portal-secret"
     secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
     secret.chmod(0o600)
     path = folder / "bridge.toml"
-    path.write_text(f'[source]\nurl = "sqlite:///{school}"\n'
-                    f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
-                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
-                    f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
-                    f'secret_file = "{secret}"\nbatch_size = {batch_size}\n{extra}',
-                    encoding="utf-8")
+    path.write_text(
+        f'[source]\nurl = "sqlite:///{school}"\n'
+        f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
+        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
+        f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+        f'secret_file = "{secret}"\nbatch_size = {batch_size}\n{extra}',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -79,8 +90,9 @@ def snapshot(url: str, school: str = "demo") -> Snapshot:
     """Every live record the portal holds, by (entity, sourcedId)."""
     found: Snapshot = {}
     for entity in MAPPINGS.entities:
-        answer = requests.get(f"{url}/_portal/records", params={"school": school,
-                                                                "entity": entity}, timeout=30)
+        answer = requests.get(
+            f"{url}/_portal/records", params={"school": school, "entity": entity}, timeout=30
+        )
         answer.raise_for_status()
         for record in answer.json()["records"]:
             if record.get("status", "active") == "active":
@@ -111,21 +123,41 @@ class Bridge:
     read_timeout: float = 5.0
 
     def client(self) -> PortalClient:
-        return PortalClient(PortalSettings(
-            base_url=self.url, school="demo", client_id=DEMO_CLIENT[0],
-            client_secret=DEMO_CLIENT[1], batch_size=50, max_attempts=30, backoff_initial=0.01,
-            backoff_max=0.05, max_retry_after=1.0, read_timeout=self.read_timeout))
+        return PortalClient(
+            PortalSettings(
+                base_url=self.url,
+                school="demo",
+                client_id=DEMO_CLIENT[0],
+                client_secret=DEMO_CLIENT[1],
+                batch_size=50,
+                max_attempts=30,
+                backoff_initial=0.01,
+                backoff_max=0.05,
+                max_retry_after=1.0,
+                read_timeout=self.read_timeout,
+            )
+        )
 
-    def sync(self, incremental: bool = False, run_id: str = "run",
-             thresholds: Thresholds = NO_GUARD, reconcile: bool = False) -> SyncResult:
+    def sync(
+        self,
+        incremental: bool = False,
+        run_id: str = "run",
+        thresholds: Thresholds = NO_GUARD,
+        reconcile: bool = False,
+    ) -> SyncResult:
         engine = sa.create_engine(f"sqlite:///{self.school}")
         state = open_state(f"sqlite:///{self.state_path}")
         client = self.client()
         try:
-            return run_sync(MAPPINGS, SqlSource(engine), state, client,
-                            RunOptions(as_of=AS_OF, incremental=incremental,
-                                       thresholds=thresholds), run_id=run_id,
-                            reconcile=reconcile)
+            return run_sync(
+                MAPPINGS,
+                SqlSource(engine),
+                state,
+                client,
+                RunOptions(as_of=AS_OF, incremental=incremental, thresholds=thresholds),
+                run_id=run_id,
+                reconcile=reconcile,
+            )
         finally:
             client.close()
             state.close()

@@ -31,13 +31,19 @@ class Bench:
     mappings: MappingSet
     state: SqlStateStore
 
-    def plan(self, incremental: bool = False, thresholds: Thresholds | None = None,
-             source: SqlSource | None = None) -> tuple[PlanResult, list[Change]]:
+    def plan(
+        self,
+        incremental: bool = False,
+        thresholds: Thresholds | None = None,
+        source: SqlSource | None = None,
+    ) -> tuple[PlanResult, list[Change]]:
         sent: list[Change] = []
-        options = RunOptions(as_of=AS_OF, incremental=incremental,
-                             thresholds=thresholds or Thresholds())
-        result = plan_run(self.mappings, source or SqlSource(self.engine), self.state, options,
-                          sent.append)
+        options = RunOptions(
+            as_of=AS_OF, incremental=incremental, thresholds=thresholds or Thresholds()
+        )
+        result = plan_run(
+            self.mappings, source or SqlSource(self.engine), self.state, options, sent.append
+        )
         return result, sent
 
     def record(self, result: PlanResult, sent: list[Change]) -> None:
@@ -60,8 +66,9 @@ class Bench:
     def update(self, table: sa.Table, row_id: int, **values: object) -> None:
         """Change one row of ``table``, as edited at LATER."""
         with self.engine.begin() as conn:
-            conn.execute(table.update().where(table.c.id == row_id)
-                         .values(modified_at=LATER, **values))
+            conn.execute(
+                table.update().where(table.c.id == row_id).values(modified_at=LATER, **values)
+            )
 
 
 def make_bench(tmp_path: Path) -> Iterator[Bench]:

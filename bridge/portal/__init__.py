@@ -13,9 +13,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-ENTITIES = ("period", "subject", "teacher", "class", "group", "pupil", "enrollment",
-            "group_member", "guardian", "guardian_link", "lesson", "work", "mark", "absence",
-            "period_mark")
+ENTITIES = (
+    "period",
+    "subject",
+    "teacher",
+    "class",
+    "group",
+    "pupil",
+    "enrollment",
+    "group_member",
+    "guardian",
+    "guardian_link",
+    "lesson",
+    "work",
+    "mark",
+    "absence",
+    "period_mark",
+)
 """Canonical entities the API has a resource for; the resource path is the entity name."""
 
 

@@ -113,8 +113,11 @@ class PortalSettings:
         """Refuse settings no client could work with (values only, never the secret)."""
         if self.batch_size < 1 or self.max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
-        if min(self.connect_timeout, self.read_timeout, self.request_deadline,
-               self.max_batch_wait) <= 0 or self.rate_limit < 0:
+        if (
+            min(self.connect_timeout, self.read_timeout, self.request_deadline, self.max_batch_wait)
+            <= 0
+            or self.rate_limit < 0
+        ):
             raise ValueError("timeouts must be positive and rate_limit not negative")
 
 
@@ -265,8 +268,9 @@ def raise_unless_ok(verdict: Verdict, retry_after: float | None = None) -> None:
 def encode_batch(operations: Sequence[Operation]) -> bytes:
     """The batch request body; dates become ISO strings. Raises ValueError on an unknown method."""
     wire = [_wire_operation(op) for op in operations]
-    text = json.dumps({"operations": wire}, default=_json_value, ensure_ascii=False,
-                      separators=(",", ":"))
+    text = json.dumps(
+        {"operations": wire}, default=_json_value, ensure_ascii=False, separators=(",", ":")
+    )
     return text.encode("utf-8")
 
 
@@ -275,8 +279,14 @@ def _wire_operation(op: Operation) -> dict[str, Any]:
     if op.method not in METHODS:
         raise ValueError(f"operation {op.op_id}: method must be PUT or DELETE")
     data = dict(op.data) if op.data is not None else None
-    return {"id": op.op_id, "method": op.method, "entity": op.entity, "sourcedId": op.sourced_id,
-            "fingerprint": op.fingerprint, "data": data}
+    return {
+        "id": op.op_id,
+        "method": op.method,
+        "entity": op.entity,
+        "sourcedId": op.sourced_id,
+        "fingerprint": op.fingerprint,
+        "data": data,
+    }
 
 
 def _json_value(value: object) -> str:
@@ -292,13 +302,14 @@ def parse_results(body: object, operations: Sequence[Operation]) -> list[Operati
     items = body.get("results") if isinstance(body, dict) else None
     if not isinstance(items, list) or len(items) != len(operations):
         count = len(items) if isinstance(items, list) else "no"
-        raise _TransientError(f"HTTP 200 garbled: {count} results for {len(operations)} "
-                              "operations")
+        raise _TransientError(f"HTTP 200 garbled: {count} results for {len(operations)} operations")
     results = [_parse_result(item, op) for item, op in zip(items, operations, strict=True)]
     for result, op in zip(results, operations, strict=True):
         if classify_result(result.status) is Disposition.RETRIABLE:
-            raise _TransientError(f"operation {op.op_id} ({op.entity} {op.sourced_id}): HTTP "
-                                  f"{result.status} {result.type}: {result.description}")
+            raise _TransientError(
+                f"operation {op.op_id} ({op.entity} {op.sourced_id}): HTTP "
+                f"{result.status} {result.type}: {result.description}"
+            )
     return results
 
 
@@ -311,9 +322,12 @@ def _parse_result(item: object, op: Operation) -> OperationResult:
         raise _TransientError(f"HTTP 200 garbled: result for {op.op_id} has no status")
     kind, description = item.get("type"), item.get("description")
     return OperationResult(
-        op_id=op.op_id, ok=classify_result(status) is Disposition.OK, status=status,
+        op_id=op.op_id,
+        ok=classify_result(status) is Disposition.OK,
+        status=status,
         type=kind if isinstance(kind, str) else None,
-        description=description[:DETAIL_LIMIT] if isinstance(description, str) else None)
+        description=description[:DETAIL_LIMIT] if isinstance(description, str) else None,
+    )
 
 
 def parse_fingerprints(body: object) -> dict[str, str]:
@@ -344,8 +358,9 @@ def parse_token(body: object, now: float) -> _Token:
     return _Token(token, now + float(lifetime))
 
 
-def jittered_backoff(settings: PortalSettings,
-                     random: Callable[[], float]) -> Callable[[RetryCallState], float]:
+def jittered_backoff(
+    settings: PortalSettings, random: Callable[[], float]
+) -> Callable[[RetryCallState], float]:
     """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**(attempt - 1)))."""
     ceiling = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max)
     return lambda state: random() * ceiling(state)
@@ -356,21 +371,25 @@ def waited_for(budget: float) -> Callable[[RetryCallState], bool]:
     return lambda state: state.idle_for >= budget
 
 
-def honour_retry_after(backoff: Callable[[RetryCallState], float],
-                       cap: float) -> Callable[[RetryCallState], float]:
+def honour_retry_after(
+    backoff: Callable[[RetryCallState], float], cap: float
+) -> Callable[[RetryCallState], float]:
     """Wait max(backoff, Retry-After capped at ``cap``): never earlier than the portal asked."""
+
     def wait(state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome is not None else None
         asked = failure.retry_after if isinstance(failure, _TransientError) else None
         return max(backoff(state), min(asked, cap) if asked is not None else 0.0)
+
     return wait
 
 
 class _Pacer:
     """Client-side rate limit: request starts at least ``1 / rate`` seconds apart."""
 
-    def __init__(self, rate: float, clock: Callable[[], float],
-                 sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock, self._sleep = clock, sleep
         self._next = float("-inf")
@@ -393,11 +412,16 @@ def _utc_now() -> datetime:
 class PortalClient:
     """The Portal port over HTTP (see the module docstring for what is retried and raised)."""
 
-    def __init__(self, settings: PortalSettings, *, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = _utc_now,
-                 random: Callable[[], float] = _unit_random) -> None:
+    def __init__(
+        self,
+        settings: PortalSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+        random: Callable[[], float] = _unit_random,
+    ) -> None:
         """``session`` is borrowed (the caller closes it); without one the client builds and owns
         a pooled session. ``sleep``, ``clock``, ``now`` and ``random`` are injected for tests."""
         self.batch_size = settings.batch_size
@@ -428,8 +452,9 @@ class PortalClient:
             return []
         body = encode_batch(operations)
         url = self._api_url("batch")
-        return self._with_retries(lambda: parse_results(self._call_api("POST", url, body),
-                                                        operations))
+        return self._with_retries(
+            lambda: parse_results(self._call_api("POST", url, body), operations)
+        )
 
     def fingerprints(self, entity: str) -> dict[str, str]:
         """sourcedId → fingerprint of every live record of ``entity`` (see Portal.fingerprints)."""
@@ -452,24 +477,30 @@ class PortalClient:
         waits of one request add up to at most ``max_batch_wait``."""
         settings = self._settings
         budget = settings.max_batch_wait
-        wait = honour_retry_after(jittered_backoff(settings, self._random),
-                                  settings.max_retry_after)
+        wait = honour_retry_after(
+            jittered_backoff(settings, self._random), settings.max_retry_after
+        )
         attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
         retrying = Retrying(
             stop=lambda state: attempts(state) or waited(state),
             wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
             retry=retry_if_exception_type(_TransientError),
-            sleep=self._sleep, before_sleep=self._note_retry,
-            retry_error_callback=_give_up)
+            sleep=self._sleep,
+            before_sleep=self._note_retry,
+            retry_error_callback=_give_up,
+        )
         return retrying(attempt)
 
     def _note_retry(self, state: RetryCallState) -> None:
         """Count and log a retry: attempt, wait, reason (never the token, secret or data)."""
         self._stats.retries += 1
         failure = state.outcome.exception() if state.outcome is not None else None
-        self._log.warning("portal_retry", attempt=state.attempt_number,
-                          wait=round(state.upcoming_sleep, 3),
-                          reason=failure.reason if isinstance(failure, _TransientError) else None)
+        self._log.warning(
+            "portal_retry",
+            attempt=state.attempt_number,
+            wait=round(state.upcoming_sleep, 3),
+            reason=failure.reason if isinstance(failure, _TransientError) else None,
+        )
 
     def _call_api(self, method: str, url: str, body: bytes | None = None) -> object:
         """One /api exchange with a valid token; on 401 one fresh token and one resend. Returns
@@ -490,8 +521,11 @@ class PortalClient:
     def _fetch_token(self) -> _Token:
         """Client-credentials grant. 401/403 → PortalAuthError; otherwise per the table."""
         settings = self._settings
-        form = {"grant_type": "client_credentials", "client_id": settings.client_id,
-                "client_secret": settings.client_secret}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+        }
         started = self._clock()
         reply = self._exchange("POST", f"{settings.base_url.rstrip('/')}/oauth/token", form=form)
         verdict = reply.verdict()
@@ -501,14 +535,23 @@ class PortalClient:
         self._stats.token_fetches += 1
         return parse_token(reply.body, started)
 
-    def _exchange(self, method: str, url: str, *, body: bytes | None = None,
-                  form: Mapping[str, str] | None = None,
-                  headers: Mapping[str, str] | None = None) -> _Reply:
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _Reply:
         """The seam: one HTTP request, paced, with timeouts and TLS settings; requests'
         exceptions become _TransientError or PortalFatalError here."""
         settings = self._settings
-        all_headers = {"Accept": "application/json", "User-Agent": settings.user_agent,
-                       **(headers or {})}
+        all_headers = {
+            "Accept": "application/json",
+            "User-Agent": settings.user_agent,
+            **(headers or {}),
+        }
         if body is not None:
             all_headers["Content-Type"] = "application/json"
         self._pacer.wait_turn()
@@ -516,9 +559,15 @@ class PortalClient:
         deadline = self._clock() + settings.request_deadline
         try:
             with self._session.request(
-                    method, url, data=body if body is not None else form, headers=all_headers,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                    verify=settings.verify, allow_redirects=False, stream=True) as response:
+                method,
+                url,
+                data=body if body is not None else form,
+                headers=all_headers,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                verify=settings.verify,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
                 content = _read_body(response, deadline, self._clock)
         except requests.RequestException as exc:
             self._stats.outcomes[type(exc).__name__] += 1
@@ -527,9 +576,12 @@ class PortalClient:
             self._stats.outcomes["RequestDeadline"] += 1
             raise
         self._stats.outcomes[str(response.status_code)] += 1
-        return _Reply(response.status_code, response.headers.get("Content-Type"),
-                      _json_or_none(content),
-                      parse_retry_after(response.headers.get("Retry-After"), self._now()))
+        return _Reply(
+            response.status_code,
+            response.headers.get("Content-Type"),
+            _json_or_none(content),
+            parse_retry_after(response.headers.get("Retry-After"), self._now()),
+        )
 
     def _api_url(self, resource: str) -> str:
         """``{base}/api/v1/schools/{school}/{resource}``, each segment percent-encoded."""
@@ -551,9 +603,12 @@ def _translate(exc: requests.RequestException) -> Exception:
     name = type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError):
         return PortalFatalError(0, "tlsFailed", name)
-    transient = (requests.ConnectionError, requests.Timeout,
-                 requests.exceptions.ChunkedEncodingError,
-                 requests.exceptions.ContentDecodingError)
+    transient = (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    )
     if isinstance(exc, transient):
         return _TransientError(name)
     return PortalFatalError(0, "requestFailed", name)
@@ -562,8 +617,7 @@ def _translate(exc: requests.RequestException) -> Exception:
 READ_PIECE = 65536
 
 
-def _read_body(response: requests.Response, deadline: float,
-               clock: Callable[[], float]) -> bytes:
+def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> bytes:
     """The whole body, read piece by piece as it arrives; a body still arriving at
     ``deadline`` is cut off (a transient failure): the read timeout bounds one socket read, so
     a server dripping a byte at a time would otherwise hold the run for ever."""

@@ -24,8 +24,7 @@ from typing import Any, TypeGuard
 
 from bridge.errors import ConfigError, Problem
 
-KINDS = ("429", "429-date", "500", "502", "503", "html", "slow", "reset", "lost",
-         "token-expired")
+KINDS = ("429", "429-date", "500", "502", "503", "html", "slow", "reset", "lost", "token-expired")
 """Every fault kind, in the order rates are laid out on the unit interval."""
 
 NO_FAULT = "ok"
@@ -46,9 +45,13 @@ class FaultSettings:
 
     def as_json(self) -> dict[str, Any]:
         """The settings as the JSON object that :func:`parse_faults` reads back."""
-        return {"rates": dict(self.rates), "script": list(self.script),
-                "retry_after": self.retry_after, "slow_seconds": self.slow_seconds,
-                "seed": self.seed}
+        return {
+            "rates": dict(self.rates),
+            "script": list(self.script),
+            "retry_after": self.retry_after,
+            "slow_seconds": self.slow_seconds,
+            "seed": self.seed,
+        }
 
 
 def parse_faults(raw: object, source: str = "faults") -> FaultSettings:
@@ -56,8 +59,11 @@ def parse_faults(raw: object, source: str = "faults") -> FaultSettings:
     each located in ``source`` (a file name, or the endpoint)."""
     if not isinstance(raw, Mapping):
         raise ConfigError([Problem(source, "", "must be a JSON object")])
-    problems = [Problem(source, str(k), f"unknown key (known: {', '.join(KEYS)})")
-                for k in raw if k not in KEYS]
+    problems = [
+        Problem(source, str(k), f"unknown key (known: {', '.join(KEYS)})")
+        for k in raw
+        if k not in KEYS
+    ]
     rates = _rates(raw.get("rates", {}), source, problems)
     script = _script(raw.get("script", []), source, problems)
     retry_after = _seconds(raw.get("retry_after", 1.0), "retry_after", source, problems)
@@ -90,12 +96,13 @@ def _rates(raw: object, source: str, problems: list[Problem]) -> dict[str, float
 
 def _script(raw: object, source: str, problems: list[Problem]) -> tuple[str, ...]:
     if not isinstance(raw, Sequence) or isinstance(raw, str):
-        problems.append(Problem(source, "script", "must be a list of fault kinds or \"ok\""))
+        problems.append(Problem(source, "script", 'must be a list of fault kinds or "ok"'))
         return ()
     for index, kind in enumerate(raw):
         if kind != NO_FAULT and kind not in KINDS:
-            problems.append(Problem(source, f"script[{index}]",
-                                    f"unknown fault kind (known: ok, {_known()})"))
+            problems.append(
+                Problem(source, f"script[{index}]", f"unknown fault kind (known: ok, {_known()})")
+            )
     return tuple(str(k) for k in raw)
 
 

@@ -46,8 +46,11 @@ DEMO_CLIENTS: dict[str, tuple[str, str]] = {"demo": DEMO_CLIENT}
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 MAX_BODY = 64 * 1024 * 1024
-HTML_PAGE = (b"<html><head><title>502 Bad Gateway</title></head><body><center>"
-             b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n")
+HTML_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center>"
+    b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -89,8 +92,9 @@ def unauthorized(kind: str, description: str) -> Reply:
 
 def not_allowed(*methods: str) -> Reply:
     """A 405 naming the methods the resource takes."""
-    return error(405, "methodNotAllowed", f"use {' or '.join(methods)}",
-                 ("Allow", ", ".join(methods)))
+    return error(
+        405, "methodNotAllowed", f"use {' or '.join(methods)}", ("Allow", ", ".join(methods))
+    )
 
 
 @dataclass
@@ -112,10 +116,16 @@ class Stats:
 
     def as_json(self) -> dict[str, Any]:
         """The counts as ``GET /_portal/stats`` shows them."""
-        return {"requests": self.requests, "token_requests": self.token_requests,
-                "api_requests": self.api_requests, "batches": self.batches,
-                "operations": self.operations, "applied": self.operations - self.rejected,
-                "rejected": self.rejected, "faults": dict(sorted(self.faults.items()))}
+        return {
+            "requests": self.requests,
+            "token_requests": self.token_requests,
+            "api_requests": self.api_requests,
+            "batches": self.batches,
+            "operations": self.operations,
+            "applied": self.operations - self.rejected,
+            "rejected": self.rejected,
+            "faults": dict(sorted(self.faults.items())),
+        }
 
 
 def digest(token: str) -> str:
@@ -126,10 +136,17 @@ def digest(token: str) -> str:
 class PortalService:
     """The API without sockets: ``handle(request) -> reply``. Thread-safe (one lock)."""
 
-    def __init__(self, file: PortalFile, clients: Mapping[str, tuple[str, str]], *,
-                 faults: FaultSettings | None = None, token_ttl: int = 3600, seed: int = 0,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] = time.sleep) -> None:
+    def __init__(
+        self,
+        file: PortalFile,
+        clients: Mapping[str, tuple[str, str]],
+        *,
+        faults: FaultSettings | None = None,
+        token_ttl: int = 3600,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
         self.file, self.clients, self.token_ttl = file, dict(clients), token_ttl
         self.seed, self.clock, self.sleep = seed, clock, sleep
         self.log = get_logger(component="portal")
@@ -173,13 +190,19 @@ class PortalService:
             self.tokens[digest(token)] = (client_id, expires_at)
             self.file.save_token(digest(token), client_id, expires_at)
         self.log.info("token issued", client_id=client_id, expires_in=self.token_ttl)
-        return to_json(200, {"access_token": token, "token_type": "Bearer",
-                             "expires_in": self.token_ttl}, ("Cache-Control", "no-store"))
+        return to_json(
+            200,
+            {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl},
+            ("Cache-Control", "no-store"),
+        )
 
     def _schools_of(self, client_id: str, secret: str | None = None) -> list[str]:
         """Schools the client may write (checking the secret when one is given)."""
-        return [school for school, (cid, known) in self.clients.items()
-                if cid == client_id and (secret is None or hmac.compare_digest(known, secret))]
+        return [
+            school
+            for school, (cid, known) in self.clients.items()
+            if cid == client_id and (secret is None or hmac.compare_digest(known, secret))
+        ]
 
     def _authorize(self, request: Request) -> str | Reply:
         """The client id of a valid bearer token, or the 401 to answer."""
@@ -214,12 +237,17 @@ class PortalService:
     def _fault_reply(self, fault: str, request: Request) -> Reply:
         seconds = self.plan.retry_after_seconds()
         if fault == "429":
-            return error(429, "rateLimited", f"too many requests; retry after {seconds} s",
-                         ("Retry-After", str(seconds)))
+            return error(
+                429,
+                "rateLimited",
+                f"too many requests; retry after {seconds} s",
+                ("Retry-After", str(seconds)),
+            )
         if fault == "429-date":
             when = formatdate(-(-self.clock() // 1) + seconds, usegmt=True)
-            return error(429, "rateLimited", f"too many requests; retry after {when}",
-                         ("Retry-After", when))
+            return error(
+                429, "rateLimited", f"too many requests; retry after {when}", ("Retry-After", when)
+            )
         if fault == "token-expired":
             self._revoke(request.authorization)
             return unauthorized("tokenExpired", "the token has expired; get a new one")
@@ -269,8 +297,9 @@ class PortalService:
     def _list(self, school: str, entity: str) -> Reply:
         with self.lock:
             live = self.model.fingerprints(school, entity)
-        return to_json(200, {"records": [{"sourcedId": k, "fingerprint": f}
-                                         for k, f in live.items()]})
+        return to_json(
+            200, {"records": [{"sourcedId": k, "fingerprint": f} for k, f in live.items()]}
+        )
 
     def _record(self, request: Request, school: str, entity: str, key: str) -> Reply:
         if request.method == "GET":
@@ -283,9 +312,17 @@ class PortalService:
         if not isinstance(body, dict):
             return error(400, "badRequest", "the body must be a JSON object")
         fingerprint = body.get("fingerprint")
-        return self._write_one(school, Operation(
-            "", "PUT", entity, key, fingerprint if isinstance(fingerprint, str) else None,
-            body.get("data")))
+        return self._write_one(
+            school,
+            Operation(
+                "",
+                "PUT",
+                entity,
+                key,
+                fingerprint if isinstance(fingerprint, str) else None,
+                body.get("data"),
+            ),
+        )
 
     def _get(self, school: str, entity: str, key: str) -> Reply:
         """The live record; a deleted one is 410 with its key and deletion time only."""
@@ -294,9 +331,15 @@ class PortalService:
         if record is None:
             return error(404, "notFound", f"no {entity} {key}")
         if not record.live:
-            return to_json(410, {"type": "deleted", "description": f"{entity} {key} was "
-                                 "deleted; only its key and deletion time are kept",
-                                 **record.as_json()})
+            return to_json(
+                410,
+                {
+                    "type": "deleted",
+                    "description": f"{entity} {key} was "
+                    "deleted; only its key and deletion time are kept",
+                    **record.as_json(),
+                },
+            )
         return to_json(200, record.as_json())
 
     def _write_one(self, school: str, op: Operation) -> Reply:
@@ -322,11 +365,23 @@ class PortalService:
             return applied
         with self.lock:
             self.stats.batches += 1
-        self.log.debug("batch applied", school=school, operations=len(operations),
-                  rejected=applied.rejected)
-        return to_json(200, {"results": [
-            {"id": r.op_id, "status": r.status, "type": r.type, "description": r.description}
-            for r in applied.results]})
+        self.log.debug(
+            "batch applied", school=school, operations=len(operations), rejected=applied.rejected
+        )
+        return to_json(
+            200,
+            {
+                "results": [
+                    {
+                        "id": r.op_id,
+                        "status": r.status,
+                        "type": r.type,
+                        "description": r.description,
+                    }
+                    for r in applied.results
+                ]
+            },
+        )
 
     def _commit(self, school: str, operations: Sequence[Operation]) -> Applied | Reply:
         """Apply in memory and write through in one transaction; if the file fails, reload
@@ -352,8 +407,12 @@ class PortalService:
     def _inspect(self, request: Request) -> Reply:
         name = request.path.removeprefix("/_portal/")
         readers: dict[str, Callable[[Request], Reply]] = {
-            "counts": self._counts, "records": self._records, "duplicates": self._duplicates,
-            "stats": self._stats, "faults": self._faults}
+            "counts": self._counts,
+            "records": self._records,
+            "duplicates": self._duplicates,
+            "stats": self._stats,
+            "faults": self._faults,
+        }
         if name == "reset":
             return self._reset() if request.method == "POST" else not_allowed("POST")
         if name not in readers:
@@ -388,8 +447,10 @@ class PortalService:
 
     def _faults(self, _: Request) -> Reply:
         with self.lock:
-            return to_json(200, {**self.plan.settings.as_json(),
-                                 "remaining_script": self.plan.remaining_script})
+            return to_json(
+                200,
+                {**self.plan.settings.as_json(), "remaining_script": self.plan.remaining_script},
+            )
 
     def _set_faults(self, request: Request) -> Reply:
         try:
@@ -449,10 +510,16 @@ def parse_batch(body: object) -> list[Operation] | Reply:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             return error(400, "badRequest", f"operations[{index}] needs an id string")
-        operations.append(Operation(
-            item["id"], _text(item, "method"), _text(item, "entity"), _text(item, "sourcedId"),
-            item.get("fingerprint") if isinstance(item.get("fingerprint"), str) else None,
-            item.get("data")))
+        operations.append(
+            Operation(
+                item["id"],
+                _text(item, "method"),
+                _text(item, "entity"),
+                _text(item, "sourcedId"),
+                item.get("fingerprint") if isinstance(item.get("fingerprint"), str) else None,
+                item.get("data"),
+            )
+        )
     return operations
 
 
@@ -496,13 +563,19 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         url = urlsplit(self.path)
-        request = Request(self.command, url.path, dict(parse_qsl(url.query)),
-                          self.headers.get("Authorization"), body)
+        request = Request(
+            self.command,
+            url.path,
+            dict(parse_qsl(url.query)),
+            self.headers.get("Authorization"),
+            body,
+        )
         try:
             reply = self.server.service.handle(request)
         except Exception as exc:  # noqa: BLE001 - any failure must still get a JSON 500
-            self.server.service.log.error("request failed", path=url.path.split("/")[1:3],
-                                          error=type(exc).__name__)
+            self.server.service.log.error(
+                "request failed", path=url.path.split("/")[1:3], error=type(exc).__name__
+            )
             reply = error(500, "internalError", "the portal failed on this request")
         if reply.drop is not None:
             self._drop(reply.drop)
@@ -538,12 +611,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, reply: Reply) -> None:
         """Status line, headers and body in one write."""
         phrase = self.responses.get(reply.status, ("",))[0]
-        lines = [f"{self.protocol_version} {reply.status} {phrase}",
-                 f"Server: {self.version_string()}", f"Date: {self.date_time_string()}",
-                 *(f"{name}: {value}" for name, value in reply.headers)]
+        lines = [
+            f"{self.protocol_version} {reply.status} {phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            *(f"{name}: {value}" for name, value in reply.headers),
+        ]
         if reply.status != 204:
-            lines += [f"Content-Type: {reply.content_type}",
-                      f"Content-Length: {len(reply.body)}"]
+            lines += [f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
         head = "\r\n".join([*lines, "", ""]).encode("latin-1")
         self.wfile.write(head + reply.body if reply.status != 204 else head)
 
@@ -551,12 +626,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Close without answering; ``reset`` aborts the connection (RST) instead of FIN."""
         self.close_connection = True
         if kind == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()  # takes effect once the handler's file objects close
 
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors http.server raises itself (bad request line, unknown method) as JSON too."""
         self.close_connection = True
         kind = "notImplemented" if code == 501 else "badRequest"
@@ -581,8 +654,9 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
 
-    def process_request(self, request: socket.socket | tuple[bytes, socket.socket],
-                        client_address: Any) -> None:
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         """Remember the connection, then serve it on its own thread."""
         if isinstance(request, socket.socket):
             with self.connections_lock:
@@ -617,18 +691,31 @@ class ReferencePortal:
     settings carry their own. ``clock`` (epoch seconds) decides token expiry; ``sleep`` serves
     the ``slow`` fault (default: a wait that ``stop`` interrupts)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 data_path: str | Path | None = None, *,
-                 clients: Mapping[str, tuple[str, str]] | None = None,
-                 faults: FaultSettings | Mapping[str, Any] | None = None,
-                 token_ttl: int = 3600, seed: int = 0, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_path: str | Path | None = None,
+        *,
+        clients: Mapping[str, tuple[str, str]] | None = None,
+        faults: FaultSettings | Mapping[str, Any] | None = None,
+        token_ttl: int = 3600,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
         settings = faults if isinstance(faults, FaultSettings | None) else parse_faults(faults)
         self._stopping = threading.Event()
         self._file = PortalFile(data_path)
         self.service = PortalService(
-            self._file, clients or DEMO_CLIENTS, faults=settings, token_ttl=token_ttl, seed=seed,
-            clock=clock, sleep=sleep or self._stopping.wait)
+            self._file,
+            clients or DEMO_CLIENTS,
+            faults=settings,
+            token_ttl=token_ttl,
+            seed=seed,
+            clock=clock,
+            sleep=sleep or self._stopping.wait,
+        )
         try:
             self._server = _Server((host, port), self.service)
         except OSError:
@@ -642,8 +729,9 @@ class ReferencePortal:
     def start(self) -> ReferencePortal:
         """Serve on a background thread; returns self."""
         self._serving = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="reference-portal", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="reference-portal", daemon=True
+        )
         self._thread.start()
         self.service.log.info("portal started", url=self.url, schools=len(self.service.clients))
         return self
@@ -701,8 +789,10 @@ def load_clients(path: str | Path) -> dict[str, tuple[str, str]]:
         raise ConfigError([Problem(str(path), "", "must be a non-empty JSON object")])
     clients, problems = {}, []
     for school, entry in raw.items():
-        pair = [entry.get(k) if isinstance(entry, dict) else None
-                for k in ("client_id", "client_secret")]
+        pair = [
+            entry.get(k) if isinstance(entry, dict) else None
+            for k in ("client_id", "client_secret")
+        ]
         if all(isinstance(v, str) and v for v in pair):
             clients[school] = (str(pair[0]), str(pair[1]))
         else:
@@ -712,16 +802,25 @@ def load_clients(path: str | Path) -> dict[str, tuple[str, str]]:
     return clients
 
 
-def serve(host: str = "127.0.0.1", port: int = 8400, data: str | Path = "portal.sqlite",
-          faults_file: str | Path | None = None, *, clients_file: str | Path | None = None,
-          token_ttl: int = 3600, seed: int = 0) -> int:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8400,
+    data: str | Path = "portal.sqlite",
+    faults_file: str | Path | None = None,
+    *,
+    clients_file: str | Path | None = None,
+    token_ttl: int = 3600,
+    seed: int = 0,
+) -> int:
     """Run the reference portal in the foreground until interrupted; returns the exit code.
     Raises ConfigError for an unreadable or invalid faults or clients file."""
-    faults = parse_faults(load_json(faults_file, "faults"), str(faults_file)) \
-        if faults_file else None
+    faults = (
+        parse_faults(load_json(faults_file, "faults"), str(faults_file)) if faults_file else None
+    )
     clients = load_clients(clients_file) if clients_file else None
-    portal = ReferencePortal(host, port, data, clients=clients, faults=faults,
-                             token_ttl=token_ttl, seed=seed)
+    portal = ReferencePortal(
+        host, port, data, clients=clients, faults=faults, token_ttl=token_ttl, seed=seed
+    )
     try:
         portal.serve_forever()
     except KeyboardInterrupt:
@@ -732,8 +831,9 @@ def serve(host: str = "127.0.0.1", port: int = 8400, data: str | Path = "portal.
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bridge.portal.server [--host H] [--port P] [--data FILE] [--faults FILE]
     [--clients FILE] [--token-ttl S] [--seed N]``."""
-    parser = argparse.ArgumentParser(prog="asiou-bridge portal",
-                                     description="Run the reference diary import API.")
+    parser = argparse.ArgumentParser(
+        prog="asiou-bridge portal", description="Run the reference diary import API."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8400)
     parser.add_argument("--data", default="portal.sqlite", help="SQLite file of the records")
@@ -742,8 +842,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime, seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
     args = parser.parse_args(argv)
-    return serve(args.host, args.port, args.data, args.faults, clients_file=args.clients,
-                 token_ttl=args.token_ttl, seed=args.seed)
+    return serve(
+        args.host,
+        args.port,
+        args.data,
+        args.faults,
+        clients_file=args.clients,
+        token_ttl=args.token_ttl,
+        seed=args.seed,
+    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,17 @@ class StoredRecord:
     def as_json(self) -> Data:
         """The record as the API shows it; a tombstone shows its key and deletion time only."""
         if not self.live:
-            return {"sourcedId": self.sourced_id, "status": self.status,
-                    "deletedAt": self.deleted_at}
-        return {"sourcedId": self.sourced_id, "fingerprint": self.fingerprint,
-                "data": self.data, "status": self.status}
+            return {
+                "sourcedId": self.sourced_id,
+                "status": self.status,
+                "deletedAt": self.deleted_at,
+            }
+        return {
+            "sourcedId": self.sourced_id,
+            "fingerprint": self.fingerprint,
+            "data": self.data,
+            "status": self.status,
+        }
 
 
 def tombstone(entity: str, sourced_id: str, deleted_at: str | None) -> StoredRecord:
@@ -113,8 +120,12 @@ REFS: dict[str, tuple[Ref, ...]] = {
     "enrollment": (Ref("pupil", "pupil"), Ref("class", "class")),
     "group_member": (Ref("pupil", "pupil"), Ref("group", "group")),
     "guardian_link": (Ref("pupil", "pupil"), Ref("guardian", "guardian")),
-    "lesson": (Ref("class", "class"), Ref("group", "group", required=False),
-               Ref("subject", "subject"), Ref("teacher", "teacher")),
+    "lesson": (
+        Ref("class", "class"),
+        Ref("group", "group", required=False),
+        Ref("subject", "subject"),
+        Ref("teacher", "teacher"),
+    ),
     "work": (Ref("lesson", "lesson"),),
     "mark": (Ref("work", "work"), Ref("pupil", "pupil")),
     "absence": (Ref("lesson", "lesson"), Ref("pupil", "pupil")),
@@ -124,7 +135,8 @@ REFS: dict[str, tuple[Ref, ...]] = {
 
 REFERRERS: dict[str, tuple[str, ...]] = {
     target: tuple(e for e in ENTITIES if any(r.target == target for r in REFS.get(e, ())))
-    for target in ENTITIES}
+    for target in ENTITIES
+}
 """For each entity, the entities whose records may refer to it."""
 
 DIGITS = ("5", "4", "3", "2", "1")
@@ -134,8 +146,11 @@ ABSENCE_CODES = frozenset({"absent", "ill", "excused", "late"})
 
 VALUES: dict[str, tuple[str, frozenset[str], str]] = {
     "mark": ("value", MARK_VALUES, "5, 4, 3, 2 or 1, optionally followed by + or -"),
-    "period_mark": ("value", PERIOD_MARK_VALUES,
-                    "5, 4, 3, 2, 1, not_attested, pass, fail or exempt"),
+    "period_mark": (
+        "value",
+        PERIOD_MARK_VALUES,
+        "5, 4, 3, 2, 1, not_attested, pass, fail or exempt",
+    ),
     "absence": ("code", ABSENCE_CODES, "absent, ill, excused or late"),
 }
 """entity → (field, allowed values, the allowed values in words)."""
@@ -143,8 +158,12 @@ VALUES: dict[str, tuple[str, frozenset[str], str]] = {
 NAMES = {"last_name": 60, "first_name": 60, "middle_name": 60}
 TEXT_LIMITS: dict[str, dict[str, int]] = {
     "lesson": {"topic": 500, "homework": 2000},
-    "pupil": NAMES, "teacher": NAMES, "guardian": NAMES,
-    "class": {"name": 60}, "group": {"name": 60}, "period": {"name": 60},
+    "pupil": NAMES,
+    "teacher": NAMES,
+    "guardian": NAMES,
+    "class": {"name": 60},
+    "group": {"name": 60},
+    "period": {"name": 60},
     "subject": {"name": 200},
 }
 """entity → field → most characters (textTooLong beyond)."""
@@ -235,8 +254,10 @@ def _ref_check(entity: str, ref: Ref) -> Check:
         if school.live(ref.target, key) is not None:
             return None
         gone = "is deleted" if key in school.records[ref.target] else "does not exist"
-        return Verdict(422, "referenceMissing",
-                       f"{where} refers to {ref.target} {key}, which {gone}")
+        return Verdict(
+            422, "referenceMissing", f"{where} refers to {ref.target} {key}, which {gone}"
+        )
+
     return check
 
 
@@ -250,6 +271,7 @@ def _value_check(entity: str, name: str, allowed: frozenset[str], words: str) ->
         if value in allowed:
             return None
         return Verdict(422, "valueInvalid", f"{where} is not one of {words}")
+
     return check
 
 
@@ -262,8 +284,10 @@ def _text_check(entity: str, name: str, limit: int) -> Check:
             return None
         if not isinstance(text, str):
             return invalid(f"{where} must be text")
-        return Verdict(422, "textTooLong",
-                       f"{where} has {len(text)} characters, more than the {limit} allowed")
+        return Verdict(
+            422, "textTooLong", f"{where} has {len(text)} characters, more than the {limit} allowed"
+        )
+
     return check
 
 
@@ -277,6 +301,7 @@ def _date_check(entity: str, name: str, required: bool) -> Check:
         if is_iso_date(value):
             return None
         return invalid(f"{where} must be an ISO date (YYYY-MM-DD)")
+
     return check
 
 
@@ -297,6 +322,7 @@ def _scalars(entity: str) -> Check:
             if not isinstance(value, SCALARS):
                 return invalid(f"{entity}.{name} must be a string, number, boolean or null")
         return None
+
     return check
 
 
@@ -321,8 +347,12 @@ def _grade_one_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdict | No
     lesson = _lesson_of_work(school, data.get("work"))
     if lesson is None or not _is_grade_one(school, lesson.data.get("class")):
         return None
-    return Verdict(422, "grade1Mark", f"work {data.get('work')} is on lesson "
-                   f"{lesson.sourced_id} of class {lesson.data.get('class')}, which is grade 1")
+    return Verdict(
+        422,
+        "grade1Mark",
+        f"work {data.get('work')} is on lesson "
+        f"{lesson.sourced_id} of class {lesson.data.get('class')}, which is grade 1",
+    )
 
 
 def _grade_one_period_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
@@ -332,9 +362,13 @@ def _grade_one_period_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdi
         return None
     for stay in school.enrollments(str(data.get("pupil"))):
         if _covers(stay, day) and _is_grade_one(school, stay.data.get("class")):
-            return Verdict(422, "grade1Mark", f"pupil {data.get('pupil')} is in class "
-                           f"{stay.data.get('class')} (grade 1) at the end of period "
-                           f"{data.get('period')}")
+            return Verdict(
+                422,
+                "grade1Mark",
+                f"pupil {data.get('pupil')} is in class "
+                f"{stay.data.get('class')} (grade 1) at the end of period "
+                f"{data.get('period')}",
+            )
     return None
 
 
@@ -352,8 +386,11 @@ def _membership(school: SchoolData, pupil: object, lesson: StoredRecord | None) 
     stays = [s for s in school.enrollments(pupil) if s.data.get("class") == class_key]
     if not stays or any(s.data.get("date_to") is None or s.data["date_to"] >= day for s in stays):
         return None
-    return Verdict(422, "membershipClosed", f"pupil {pupil} left class {class_key} before "
-                   f"lesson {lesson.sourced_id} on {day}")
+    return Verdict(
+        422,
+        "membershipClosed",
+        f"pupil {pupil} left class {class_key} before lesson {lesson.sourced_id} on {day}",
+    )
 
 
 def _membership_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
@@ -476,16 +513,18 @@ class PortalModel:
         return Verdict(200 if old is not None and old.live else 201), record
 
     @staticmethod
-    def _delete(school: SchoolData, op: Operation,
-                now: str) -> tuple[Verdict, StoredRecord | None]:
+    def _delete(school: SchoolData, op: Operation, now: str) -> tuple[Verdict, StoredRecord | None]:
         old = school.live(op.entity, op.sourced_id)
         if old is None:
             return Verdict(204), None  # absent or already deleted: deleting again is a no-op
         dependents = school.dependents(op.entity, op.sourced_id)
         if dependents:
             listed = ", ".join(f"{n} {e}" for e, n in dependents.items())
-            return Verdict(409, "hasDependents", f"{op.entity} {op.sourced_id} is still "
-                           f"referred to by live records: {listed}"), None
+            return Verdict(
+                409,
+                "hasDependents",
+                f"{op.entity} {op.sourced_id} is still referred to by live records: {listed}",
+            ), None
         school.unlink(old)
         tomb = tombstone(old.entity, old.sourced_id, now)
         school.records[op.entity][op.sourced_id] = tomb
@@ -533,17 +572,24 @@ class PortalModel:
         self.schools.clear()
 
 
-def _duplicates_of(school: str, entity: str, fields: tuple[str, ...],
-                   records: Iterable[StoredRecord]) -> list[Data]:
+def _duplicates_of(
+    school: str, entity: str, fields: tuple[str, ...], records: Iterable[StoredRecord]
+) -> list[Data]:
     groups: dict[str, list[str]] = defaultdict(list)
     for record in records:
         if record.live:
             identity = json.dumps([record.data.get(f) for f in fields])
             groups[identity].append(record.sourced_id)
-    return [{"school": school, "entity": entity,
-             "identity": dict(zip(fields, json.loads(identity), strict=True)),
-             "sourcedIds": sorted(keys)}
-            for identity, keys in sorted(groups.items()) if len(keys) > 1]
+    return [
+        {
+            "school": school,
+            "entity": entity,
+            "identity": dict(zip(fields, json.loads(identity), strict=True)),
+            "sourcedIds": sorted(keys),
+        }
+        for identity, keys in sorted(groups.items())
+        if len(keys) > 1
+    ]
 
 
 # --- the port adapter ------------------------------------------------------------------------
@@ -554,8 +600,9 @@ class MemoryPortal:
     ``MAX_BATCH`` operations or an unknown entity raise PortalFatalError, as the server's 413
     and 404 answers do through an HTTP adapter."""
 
-    def __init__(self, school: str = "demo", batch_size: int = 500,
-                 model: PortalModel | None = None) -> None:
+    def __init__(
+        self, school: str = "demo", batch_size: int = 500, model: PortalModel | None = None
+    ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be from 1 to {MAX_BATCH}")
         self.school, self.batch_size = school, batch_size
@@ -564,8 +611,9 @@ class MemoryPortal:
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch in order; one result per operation, in the same order."""
         if len(operations) > MAX_BATCH:
-            raise PortalFatalError(413, "batchTooLarge",
-                                   f"{len(operations)} operations, at most {MAX_BATCH}")
+            raise PortalFatalError(
+                413, "batchTooLarge", f"{len(operations)} operations, at most {MAX_BATCH}"
+            )
         return self.model.apply(self.school, operations).results
 
     def fingerprints(self, entity: str) -> dict[str, str]:
@@ -592,9 +640,11 @@ PURGE_V1_TOMBSTONES = (
 )
 """Version 1 kept the data of deleted records; version 2 purges them (the deletion time of
 those old tombstones is unknown and stays NULL)."""
-UPSERT = ("INSERT OR REPLACE INTO record"
-          " (school, entity, sourced_id, fingerprint, data, live, deleted_at)"
-          " VALUES (?, ?, ?, ?, ?, ?, ?)")
+UPSERT = (
+    "INSERT OR REPLACE INTO record"
+    " (school, entity, sourced_id, fingerprint, data, live, deleted_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class PortalFile:
@@ -620,8 +670,10 @@ class PortalFile:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, 1, SCHEMA_VERSION):
             self._db.close()
-            raise FatalError(f"{self.path}: portal data has schema version {version}; "
-                             f"this portal reads version {SCHEMA_VERSION}")
+            raise FatalError(
+                f"{self.path}: portal data has schema version {version}; "
+                f"this portal reads version {SCHEMA_VERSION}"
+            )
         if version == 1:
             self._transaction(lambda: [self._db.execute(s) for s in PURGE_V1_TOMBSTONES])
             self._db.execute("VACUUM")
@@ -632,8 +684,9 @@ class PortalFile:
 
     def records(self) -> Iterator[tuple[str, StoredRecord]]:
         """(school, record) for every record in the file."""
-        rows = self._db.execute("SELECT school, entity, sourced_id, fingerprint, data, live,"
-                                " deleted_at FROM record")
+        rows = self._db.execute(
+            "SELECT school, entity, sourced_id, fingerprint, data, live, deleted_at FROM record"
+        )
         for school, entity, key, fingerprint, data, live, deleted_at in rows:
             if live:
                 yield school, StoredRecord(entity, key, fingerprint, json.loads(data))
@@ -642,9 +695,18 @@ class PortalFile:
 
     def save(self, school: str, records: Iterable[StoredRecord]) -> None:
         """Write records (new, replaced or purged to a tombstone) in one transaction."""
-        rows = [(school, r.entity, r.sourced_id, r.fingerprint,
-                 json.dumps(r.data, ensure_ascii=False, separators=(",", ":")), int(r.live),
-                 r.deleted_at) for r in records]
+        rows = [
+            (
+                school,
+                r.entity,
+                r.sourced_id,
+                r.fingerprint,
+                json.dumps(r.data, ensure_ascii=False, separators=(",", ":")),
+                int(r.live),
+                r.deleted_at,
+            )
+            for r in records
+        ]
         if rows:
             self._transaction(lambda: self._db.executemany(UPSERT, rows))
         if any(not row[5] for row in rows):
@@ -660,8 +722,9 @@ class PortalFile:
 
     def save_token(self, digest: str, client_id: str, expires_at: float) -> None:
         """Remember an issued token by its digest (the token itself is never stored)."""
-        self._db.execute("INSERT OR REPLACE INTO token VALUES (?, ?, ?)",
-                         (digest, client_id, expires_at))
+        self._db.execute(
+            "INSERT OR REPLACE INTO token VALUES (?, ?, ?)", (digest, client_id, expires_at)
+        )
 
     def clear(self) -> None:
         """Delete every record (tokens stay valid)."""

@@ -26,9 +26,17 @@ def portal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Portal]:
         yield MemoryPortal()
         return
     server = ReferencePortal(data_path=tmp_path / "portal.sqlite").start()
-    adapter = PortalClient(PortalSettings(
-        base_url=server.url, school="demo", client_id=DEMO_CLIENT[0],
-        client_secret=DEMO_CLIENT[1], max_attempts=2, backoff_initial=0.01, backoff_max=0.01))
+    adapter = PortalClient(
+        PortalSettings(
+            base_url=server.url,
+            school="demo",
+            client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1],
+            max_attempts=2,
+            backoff_initial=0.01,
+            backoff_max=0.01,
+        )
+    )
     try:
         yield adapter
     finally:
@@ -49,15 +57,30 @@ def delete(entity: str, key: str) -> Operation:
 
 def school() -> list[Operation]:
     """A teacher, a subject, a grade-3 class, a pupil in it, a lesson, a work."""
-    return [put("teacher", "t1", {"last_name": "Ivanova", "first_name": "Anna"}),
-            put("subject", "s1", {"name": "Reading"}),
-            put("class", "c3", {"grade": 3, "letter": "A"}),
-            put("pupil", "p1", {"last_name": "Petrov", "first_name": "Ivan", "active": True}),
-            put("enrollment", "e1", {"pupil": "p1", "class": "c3", "date_from": "2025-09-01",
-                                     "date_to": None}),
-            put("lesson", "l1", {"class": "c3", "subject": "s1", "teacher": "t1",
-                                 "date": "2025-10-01", "number": 1, "topic": None}),
-            put("work", "w1", {"lesson": "l1", "kind": "oral", "weight": 1})]
+    return [
+        put("teacher", "t1", {"last_name": "Ivanova", "first_name": "Anna"}),
+        put("subject", "s1", {"name": "Reading"}),
+        put("class", "c3", {"grade": 3, "letter": "A"}),
+        put("pupil", "p1", {"last_name": "Petrov", "first_name": "Ivan", "active": True}),
+        put(
+            "enrollment",
+            "e1",
+            {"pupil": "p1", "class": "c3", "date_from": "2025-09-01", "date_to": None},
+        ),
+        put(
+            "lesson",
+            "l1",
+            {
+                "class": "c3",
+                "subject": "s1",
+                "teacher": "t1",
+                "date": "2025-10-01",
+                "number": 1,
+                "topic": None,
+            },
+        ),
+        put("work", "w1", {"lesson": "l1", "kind": "oral", "weight": 1}),
+    ]
 
 
 def mark(key: str, value: str = "5", pupil: str = "p1") -> Operation:
@@ -124,15 +147,31 @@ def test_a_refused_operation_does_not_stop_the_batch(portal: Portal) -> None:
     assert set(portal.fingerprints("mark")) == {"m1"}
 
 
-@pytest.mark.parametrize(("op", "kind"), [
-    (mark("m1", "7"), "valueInvalid"),
-    (mark("m1", pupil="p404"), "referenceMissing"),
-    (put("lesson", "l2", {"class": "c3", "subject": "s1", "teacher": "t1",
-                          "date": "2025-10-02", "homework": "x" * 2001}), "textTooLong"),
-    (put("absence", "a1", {"lesson": "l1", "pupil": "p1", "code": "sick"}), "valueInvalid"),
-])
-def test_invalid_records_are_refused_with_their_type(portal: Portal, op: Operation,
-                                                     kind: str) -> None:
+@pytest.mark.parametrize(
+    ("op", "kind"),
+    [
+        (mark("m1", "7"), "valueInvalid"),
+        (mark("m1", pupil="p404"), "referenceMissing"),
+        (
+            put(
+                "lesson",
+                "l2",
+                {
+                    "class": "c3",
+                    "subject": "s1",
+                    "teacher": "t1",
+                    "date": "2025-10-02",
+                    "homework": "x" * 2001,
+                },
+            ),
+            "textTooLong",
+        ),
+        (put("absence", "a1", {"lesson": "l1", "pupil": "p1", "code": "sick"}), "valueInvalid"),
+    ],
+)
+def test_invalid_records_are_refused_with_their_type(
+    portal: Portal, op: Operation, kind: str
+) -> None:
     """What a real diary checks is refused per operation with 422 and a machine type."""
     portal.send(school())
     result = portal.send([op])[0]
@@ -143,12 +182,26 @@ def test_marks_in_grade_1_and_after_leaving_are_refused(portal: Portal) -> None:
     """A grade-1 mark is grade1Mark; a mark after the pupil left the class is
     membershipClosed."""
     portal.send(school())
-    portal.send([put("enrollment", "e1", {"pupil": "p1", "class": "c3",
-                                          "date_from": "2025-09-01", "date_to": "2025-09-30"})])
+    portal.send(
+        [
+            put(
+                "enrollment",
+                "e1",
+                {"pupil": "p1", "class": "c3", "date_from": "2025-09-01", "date_to": "2025-09-30"},
+            )
+        ]
+    )
     assert portal.send([mark("m1")])[0].type == "membershipClosed"
     portal.send([put("class", "c3", {"grade": 1, "letter": "A"})])
-    portal.send([put("enrollment", "e1", {"pupil": "p1", "class": "c3",
-                                          "date_from": "2025-09-01", "date_to": None})])
+    portal.send(
+        [
+            put(
+                "enrollment",
+                "e1",
+                {"pupil": "p1", "class": "c3", "date_from": "2025-09-01", "date_to": None},
+            )
+        ]
+    )
     assert portal.send([mark("m1")])[0].type == "grade1Mark"
 
 
@@ -165,10 +218,13 @@ def test_malformed_operations_are_refused_one_by_one() -> None:
     client refuses to send such operations at all; the server's answers are in
     tests/integration/test_portal_server.py)."""
     portal = MemoryPortal()
-    results = portal.send([put("homework", "h1", {}),
-                           Operation("bad", "POST", "mark", "m1"), *school()])
-    assert [(r.status, r.type) for r in results[:2]] == [(404, "unknownResource"),
-                                                         (400, "badRequest")]
+    results = portal.send(
+        [put("homework", "h1", {}), Operation("bad", "POST", "mark", "m1"), *school()]
+    )
+    assert [(r.status, r.type) for r in results[:2]] == [
+        (404, "unknownResource"),
+        (400, "badRequest"),
+    ]
     assert all(r.ok for r in results[2:])
 
 
@@ -193,8 +249,8 @@ def test_an_unknown_entity_cannot_be_read(portal: Portal) -> None:
 def test_rejection_descriptions_quote_no_personal_value(portal: Portal) -> None:
     """Descriptions name fields and keys, never the mark value or the name they refused."""
     portal.send(school())
-    results = portal.send([mark("m1", "9+"),
-                           put("pupil", "p2", {"last_name": "Щ" * 61, "first_name": "Z"})])
+    results = portal.send(
+        [mark("m1", "9+"), put("pupil", "p2", {"last_name": "Щ" * 61, "first_name": "Z"})]
+    )
     assert [r.type for r in results] == ["valueInvalid", "textTooLong"]
-    assert all("9+" not in str(r.description) and "Щ" not in str(r.description)
-               for r in results)
+    assert all("9+" not in str(r.description) and "Щ" not in str(r.description) for r in results)

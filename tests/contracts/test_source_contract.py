@@ -23,8 +23,12 @@ from tests.school import T0, base_rows, journal_rows, write_school
 
 def _last_watermark() -> datetime:
     """The latest modified_at the small school writes."""
-    return max(r["modified_at"] for part in (base_rows(), journal_rows())
-               for rows in part.values() for r in rows)
+    return max(
+        r["modified_at"]
+        for part in (base_rows(), journal_rows())
+        for rows in part.values()
+        for r in rows
+    )
 
 
 # Touched after the school was written, later than any row it writes: pupils 2 and 4, and the
@@ -43,8 +47,9 @@ def school_tables() -> dict[str, list[dict[str, Any]]]:
     """The small school as table name → rows (every table of the schema, some empty), with the
     TOUCHED rows' watermarks moved."""
     tables: dict[str, list[dict[str, Any]]] = {name: [] for name in schema.metadata.tables}
-    tables.update((t.name, rows) for part in (base_rows(), journal_rows())
-                  for t, rows in part.items())
+    tables.update(
+        (t.name, rows) for part in (base_rows(), journal_rows()) for t, rows in part.items()
+    )
     for name, ids, when in TOUCHED:
         for row in tables[name]:
             if row["id"] in ids:
@@ -71,23 +76,31 @@ def normalise(value: object) -> object:
     return value
 
 
-def read(source: Source, mapping: CompiledMapping, since: datetime | None = None,
-         rescan: Rescan | None = None) -> list[tuple[object, ...]]:
+def read(
+    source: Source,
+    mapping: CompiledMapping,
+    since: datetime | None = None,
+    rescan: Rescan | None = None,
+) -> list[tuple[object, ...]]:
     """Every row of one read, normalised."""
     return [tuple(normalise(v) for v in row) for row in source.read(mapping, since, rescan)]
 
 
-def read_range(source: Source, mapping: CompiledMapping, key_range: KeyRange
-               ) -> list[tuple[object, ...]]:
+def read_range(
+    source: Source, mapping: CompiledMapping, key_range: KeyRange
+) -> list[tuple[object, ...]]:
     """Every row of one key range's read, normalised."""
     return [tuple(normalise(v) for v in row) for row in source.read(mapping, key_range=key_range)]
 
 
-def expected(mapping: CompiledMapping,
-             keep: Callable[[dict[str, Any]], bool] = lambda row: True) -> list[tuple[object, ...]]:
+def expected(
+    mapping: CompiledMapping, keep: Callable[[dict[str, Any]], bool] = lambda row: True
+) -> list[tuple[object, ...]]:
     """The school's rows of the mapping's table that ``keep`` accepts, in key order."""
-    rows = sorted((r for r in school_tables()[mapping.table] if keep(r)),
-                  key=lambda r: tuple(r[k] for k in mapping.key_columns))
+    rows = sorted(
+        (r for r in school_tables()[mapping.table] if keep(r)),
+        key=lambda r: tuple(r[k] for k in mapping.key_columns),
+    )
     return [tuple(normalise(r[c]) for c in mapping.columns) for r in rows]
 
 
@@ -130,8 +143,9 @@ class TestSourceContract:
         mapping = replace(mappings["mark"], key_columns=("pupil_id", "id"))
         rows = read(source, mapping)
         at = [mapping.columns.index(c) for c in ("pupil_id", "id")]
-        assert [tuple(r[i] for i in at) for r in rows] == sorted(tuple(r[i] for i in at)
-                                                                 for r in rows)
+        assert [tuple(r[i] for i in at) for r in rows] == sorted(
+            tuple(r[i] for i in at) for r in rows
+        )
         assert rows == expected(mapping)
 
     def test_since_filters_by_watermark(self, source: Source, mappings: MappingSet) -> None:
@@ -180,20 +194,24 @@ class TestSourceContract:
         pupil = replace(mappings["pupil"], watermark=None)
         assert read(source, pupil, LATEST + timedelta(days=1)) == expected(pupil)
 
-    @pytest.mark.parametrize(("entity", "rule", "keys"), [
-        ("pupil", Filter("pd_consent", "eq", 1), [1, 3, 4, 5]),
-        ("pupil", Filter("pd_consent", "ne", 1), [2]),
-        ("enrollment", Filter("date_out", "is_null"), [1, 2, 4, 6]),
-        ("enrollment", Filter("date_out", "not_null"), [3, 5]),
-        ("enrollment", Filter("class_id", "in", [2]), [4]),
-        ("enrollment", Filter("pupil_id", "not_in", [1, 5]), [2, 3, 4]),
-        ("class", Filter("grade", "gt", 1), [1]),
-        ("class", Filter("grade", "le", 1), [2]),
-        ("pupil", Filter("id", "ge", 4), [4, 5]),
-        ("pupil", Filter("id", "lt", 2), [1]),
-    ])
-    def test_filters_select_rows(self, source: Source, mappings: MappingSet, entity: str,
-                                 rule: Filter, keys: list[int]) -> None:
+    @pytest.mark.parametrize(
+        ("entity", "rule", "keys"),
+        [
+            ("pupil", Filter("pd_consent", "eq", 1), [1, 3, 4, 5]),
+            ("pupil", Filter("pd_consent", "ne", 1), [2]),
+            ("enrollment", Filter("date_out", "is_null"), [1, 2, 4, 6]),
+            ("enrollment", Filter("date_out", "not_null"), [3, 5]),
+            ("enrollment", Filter("class_id", "in", [2]), [4]),
+            ("enrollment", Filter("pupil_id", "not_in", [1, 5]), [2, 3, 4]),
+            ("class", Filter("grade", "gt", 1), [1]),
+            ("class", Filter("grade", "le", 1), [2]),
+            ("pupil", Filter("id", "ge", 4), [4, 5]),
+            ("pupil", Filter("id", "lt", 2), [1]),
+        ],
+    )
+    def test_filters_select_rows(
+        self, source: Source, mappings: MappingSet, entity: str, rule: Filter, keys: list[int]
+    ) -> None:
         """source.where rules keep exactly the rows they describe, NULLs as SQL treats them."""
         mapping = replace(mappings[entity], filters=(rule,))
         assert ids(read(source, mapping)) == keys
@@ -214,8 +232,10 @@ class TestSourceContract:
         mark = mappings["mark"]
         low, high = source.key_bounds(mark) or (0, 0)
         cuts: list[int | None] = [None, low + 5, (low + high) // 2, high, None]
-        parts = [read_range(source, mark, KeyRange("id", cuts[i], cuts[i + 1]))
-                 for i in range(len(cuts) - 1)]
+        parts = [
+            read_range(source, mark, KeyRange("id", cuts[i], cuts[i + 1]))
+            for i in range(len(cuts) - 1)
+        ]
         assert all(parts[:3])
         assert [row for part in parts for row in part] == expected(mark)
         assert parts[1] == expected(mark, lambda r: low + 5 <= r["id"] < (low + high) // 2)

@@ -40,14 +40,25 @@ def clock() -> datetime:
     return NOW
 
 
-def delivery(op: Op, key: object, fingerprint: str = "f1", *, entity: str = "pupil",
-             payload: Mapping[str, Value] | None = None, pupil: str | None = None,
-             class_key: str | None = None, sort_key: str | None = None) -> Delivered:
+def delivery(
+    op: Op,
+    key: object,
+    fingerprint: str = "f1",
+    *,
+    entity: str = "pupil",
+    payload: Mapping[str, Value] | None = None,
+    pupil: str | None = None,
+    class_key: str | None = None,
+    sort_key: str | None = None,
+) -> Delivered:
     """An acknowledged change of one record (deletes carry no record, as the planner makes)."""
     text, sorted_key = make_keys([key])
     sorted_key = sort_key if sort_key is not None else sorted_key
-    record = None if op == Op.DELETE else Record(
-        entity, text, sorted_key, dict(payload or {"n": text}), fingerprint)
+    record = (
+        None
+        if op == Op.DELETE
+        else Record(entity, text, sorted_key, dict(payload or {"n": text}), fingerprint)
+    )
     change = Change(op, entity, text, sorted_key, record, class_key=class_key)
     return Delivered(change, pupil_key=pupil, class_key=class_key)
 
@@ -77,14 +88,18 @@ class MovingClock:
 
 
 @contextmanager
-def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
-               at: Callable[[], datetime] = clock) -> Iterator[StateStore]:
+def open_store(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, at: Callable[[], datetime] = clock
+) -> Iterator[StateStore]:
     """An empty state store of one kind, closed afterwards."""
     if kind == "memory":
         yield MemoryStateStore(at)
         return
-    url = (f"sqlite:///{tmp_path / 'state.db'}" if kind == "sqlite"
-           else request.getfixturevalue("postgres_url"))
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     sql = open_state(url, at)
     try:
         yield sql
@@ -127,14 +142,14 @@ class TestStateStoreContract:
 
     def test_record_creates_entries_in_sort_order(self, store: StateStore) -> None:
         """Created records come back from entries() in sort-key order, not in recording order."""
-        store.record([delivery(Op.CREATE, k, pupil=str(k), class_key="c1")
-                      for k in (10, 2, 33, 1)])
+        store.record([delivery(Op.CREATE, k, pupil=str(k), class_key="c1") for k in (10, 2, 33, 1)])
         assert keys_of(store) == ["1", "2", "10", "33"]
         first, *_ = store.entries("pupil")
         assert tuple(first) == (make_keys([1])[1], "f1", "delivered")
         full = store.lookup("pupil", [first[0]])[first[0]]
-        assert full == StateEntry("pupil", "1", make_keys([1])[1], "f1", "delivered", None,
-                                  "1", "c1")
+        assert full == StateEntry(
+            "pupil", "1", make_keys([1])[1], "f1", "delivered", None, "1", "c1"
+        )
 
     def test_entries_between_sort_keys_are_that_range_in_order(self, store: StateStore) -> None:
         """entries(start, stop) gives the live entries with start <= sort key < stop, in order;
@@ -147,13 +162,19 @@ class TestStateStoreContract:
         below = [e[0] for e in store.entries("pupil", None, start)]
         above = [e[0] for e in store.entries("pupil", stop, None)]
         joined = [*below, sort_key_part(7), sort_key_part(30), *above]
-        assert [key_from_sort_key(k) for k in joined] == keys_of(store) == ["1", "5", "7", "30",
-                                                                             "40"]
+        assert (
+            [key_from_sort_key(k) for k in joined] == keys_of(store) == ["1", "5", "7", "30", "40"]
+        )
 
     def test_entries_are_per_entity(self, store: StateStore) -> None:
         """Entries, lookups and counts of one entity never include another entity's records."""
-        store.record([delivery(Op.CREATE, 1), delivery(Op.CREATE, 1, entity="teacher"),
-                      delivery(Op.CREATE, 2, entity="teacher")])
+        store.record(
+            [
+                delivery(Op.CREATE, 1),
+                delivery(Op.CREATE, 1, entity="teacher"),
+                delivery(Op.CREATE, 2, entity="teacher"),
+            ]
+        )
         assert keys_of(store) == ["1"]
         assert keys_of(store, "teacher") == ["1", "2"]
         assert store.count("teacher") == 2
@@ -161,8 +182,9 @@ class TestStateStoreContract:
 
     def test_update_replaces_fingerprint(self, store: StateStore) -> None:
         """An update replaces the fingerprint and payload of the entry it names, and only it."""
-        store.record([delivery(Op.CREATE, 1, "old", payload={"v": 1}),
-                      delivery(Op.CREATE, 2, "other")])
+        store.record(
+            [delivery(Op.CREATE, 1, "old", payload={"v": 1}), delivery(Op.CREATE, 2, "other")]
+        )
         store.record([delivery(Op.UPDATE, 1, "new", payload={"v": 2})])
         found = store.lookup("pupil", sort_keys(1, 2))
         assert [found[k].fingerprint for k in sort_keys(1, 2)] == ["new", "other"]
@@ -179,7 +201,8 @@ class TestStateStoreContract:
         assert store.count("pupil") == 2
 
     def test_a_pupil_deleted_for_lack_of_consent_is_remembered_once(
-            self, store: StateStore) -> None:
+        self, store: StateStore
+    ) -> None:
         """The first acknowledged delete of a pupil for lack of consent is remembered with
         its time (a later one keeps the first time); a delete for another reason is not, and
         delivering the pupil again forgets it."""
@@ -199,9 +222,9 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, 1, "first")])
         store.record([delivery(Op.DELETE, 1)])
         store.record([delivery(Op.CREATE, 1, "second")])
-        assert [(key_from_sort_key(e[0]), e[1], e[2])
-                for e in store.entries("pupil")] == [
-            ("1", "second", "delivered")]
+        assert [(key_from_sort_key(e[0]), e[1], e[2]) for e in store.entries("pupil")] == [
+            ("1", "second", "delivered")
+        ]
 
     def test_delete_of_an_unknown_key_changes_nothing(self, store: StateStore) -> None:
         """Deleting a record the store never held leaves every entry as it was."""
@@ -224,21 +247,31 @@ class TestStateStoreContract:
     def test_one_batch_mixes_operations(self, store: StateStore) -> None:
         """One record() call applies creates, updates, archives and deletes together."""
         store.record([delivery(Op.CREATE, k) for k in (1, 2, 3)])
-        store.record([delivery(Op.CREATE, 4), delivery(Op.UPDATE, 1, "u"),
-                      delivery(Op.ARCHIVE, 2, "x"), delivery(Op.DELETE, 3)])
-        assert [(key_from_sort_key(e[0]), e[1], e[2])
-                for e in store.entries("pupil")] == [
-            ("1", "u", "delivered"), ("2", "x", "archived"), ("4", "f1", "delivered")]
+        store.record(
+            [
+                delivery(Op.CREATE, 4),
+                delivery(Op.UPDATE, 1, "u"),
+                delivery(Op.ARCHIVE, 2, "x"),
+                delivery(Op.DELETE, 3),
+            ]
+        )
+        assert [(key_from_sort_key(e[0]), e[1], e[2]) for e in store.entries("pupil")] == [
+            ("1", "u", "delivered"),
+            ("2", "x", "archived"),
+            ("4", "f1", "delivered"),
+        ]
 
     def test_record_is_all_or_nothing(self, store: StateStore) -> None:
         """A batch with one payload that cannot be stored raises and records none of the batch."""
         store.record([delivery(Op.CREATE, 1, "kept")])
-        batch = [delivery(Op.UPDATE, 1, "lost"), delivery(Op.CREATE, 2),
-                 delivery(Op.CREATE, 3, payload={"bad": {1, 2}})]
+        batch = [
+            delivery(Op.UPDATE, 1, "lost"),
+            delivery(Op.CREATE, 2),
+            delivery(Op.CREATE, 3, payload={"bad": {1, 2}}),
+        ]
         with pytest.raises(TypeError):
             store.record(batch)
-        assert [(key_from_sort_key(e[0]), e[1])
-                for e in store.entries("pupil")] == [("1", "kept")]
+        assert [(key_from_sort_key(e[0]), e[1]) for e in store.entries("pupil")] == [("1", "kept")]
 
     def test_lookup_crosses_the_chunk_size(self, store: StateStore) -> None:
         """Lookups and payloads of more keys than one chunk find every live entry asked for."""
@@ -267,9 +300,16 @@ class TestStateStoreContract:
 
     def test_payloads_round_trip_json(self, store: StateStore) -> None:
         """Payloads come back equal, with Cyrillic text, None, ints and bools of the right type."""
-        payload: dict[str, Value] = {"last_name": "Ёлкина-Щукина", "middle_name": None,
-                                     "grade": 5, "zero": 0, "active": True, "consent": False,
-                                     "date": "2025-09-01", "emoji": "📚"}
+        payload: dict[str, Value] = {
+            "last_name": "Ёлкина-Щукина",
+            "middle_name": None,
+            "grade": 5,
+            "zero": 0,
+            "active": True,
+            "consent": False,
+            "date": "2025-09-01",
+            "emoji": "📚",
+        }
         store.record([delivery(Op.CREATE, 1, payload=payload)])
         (back,) = store.payloads("pupil", sort_keys(1)).values()
         assert back == payload
@@ -285,13 +325,21 @@ class TestStateStoreContract:
 
     def test_count_and_count_by_class(self, store: StateStore) -> None:
         """Counts include archived entries, exclude deleted ones, and group by owner class."""
-        store.record([delivery(Op.CREATE, 1, entity="enrollment", class_key="5А"),
-                      delivery(Op.CREATE, 2, entity="enrollment", class_key="5А"),
-                      delivery(Op.CREATE, 3, entity="enrollment", class_key="1А"),
-                      delivery(Op.CREATE, 4, entity="enrollment"),
-                      delivery(Op.CREATE, 5, entity="mark", class_key="5А")])
-        store.record([delivery(Op.DELETE, 2, entity="enrollment"),
-                      delivery(Op.ARCHIVE, 3, entity="enrollment", class_key="1А")])
+        store.record(
+            [
+                delivery(Op.CREATE, 1, entity="enrollment", class_key="5А"),
+                delivery(Op.CREATE, 2, entity="enrollment", class_key="5А"),
+                delivery(Op.CREATE, 3, entity="enrollment", class_key="1А"),
+                delivery(Op.CREATE, 4, entity="enrollment"),
+                delivery(Op.CREATE, 5, entity="mark", class_key="5А"),
+            ]
+        )
+        store.record(
+            [
+                delivery(Op.DELETE, 2, entity="enrollment"),
+                delivery(Op.ARCHIVE, 3, entity="enrollment", class_key="1А"),
+            ]
+        )
         assert store.count("enrollment") == 3
         assert store.count_by_class("enrollment") == {"5А": 1, "1А": 1}
         assert store.count("mark") == 1
@@ -316,7 +364,8 @@ class TestStateStoreContract:
         assert not store.is_approved("ffffffffffff")
 
     def test_approving_an_unknown_plan_is_refused_and_stores_nothing(
-            self, store: StateStore) -> None:
+        self, store: StateStore
+    ) -> None:
         """approve() of an id no guard held raises UnknownPlan naming it; nothing is stored."""
         store.hold_plan("0a1b2c3d4e5f", "would delete 30 of 40 mark records (75.0 %)")
         with pytest.raises(UnknownPlan) as caught:
@@ -332,27 +381,53 @@ class TestStateStoreContract:
         store.hold_plan("0a1b2c3d4e5f", "would delete 30 of 40 mark records (75.0 %)")
         store.hold_plan("0a1b2c3d4e5f", "would delete 31 of 40 mark records (77.5 %)")
         assert store.held_plan("0a1b2c3d4e5f") == HeldPlan(
-            "0a1b2c3d4e5f", NOW, "would delete 31 of 40 mark records (77.5 %)")
+            "0a1b2c3d4e5f", NOW, "would delete 31 of 40 mark records (77.5 %)"
+        )
 
-    def test_count_open_by_class_counts_memberships_without_an_end(
-            self, store: StateStore) -> None:
+    def test_count_open_by_class_counts_memberships_without_an_end(self, store: StateStore) -> None:
         """count_open_by_class() counts live entries per class whose payload has no date_to."""
-        store.record([
-            delivery(Op.CREATE, 1, entity="enrollment", class_key="5А",
-                     payload={"date_to": None}),
-            delivery(Op.CREATE, 2, entity="enrollment", class_key="5А",
-                     payload={"date_to": "2025-10-01"}),
-            delivery(Op.CREATE, 3, entity="enrollment", class_key="5А", payload={}),
-            delivery(Op.CREATE, 4, entity="enrollment", class_key="1А",
-                     payload={"date_to": None}),
-            delivery(Op.CREATE, 5, entity="enrollment", payload={"date_to": None})])
+        store.record(
+            [
+                delivery(
+                    Op.CREATE, 1, entity="enrollment", class_key="5А", payload={"date_to": None}
+                ),
+                delivery(
+                    Op.CREATE,
+                    2,
+                    entity="enrollment",
+                    class_key="5А",
+                    payload={"date_to": "2025-10-01"},
+                ),
+                delivery(Op.CREATE, 3, entity="enrollment", class_key="5А", payload={}),
+                delivery(
+                    Op.CREATE, 4, entity="enrollment", class_key="1А", payload={"date_to": None}
+                ),
+                delivery(Op.CREATE, 5, entity="enrollment", payload={"date_to": None}),
+            ]
+        )
         store.record([delivery(Op.DELETE, 4, entity="enrollment")])
         assert store.count_open_by_class("enrollment") == {"5А": 2}
 
     def test_sort_order_is_code_point_order(self, store: StateStore) -> None:
         """Entries of text keys with mixed case, digits and Cyrillic come in code-point order."""
-        texts = ["Zebra", "apple", "Apple", "яблоко", "Яблоко", "ёж", "Ёж", "ежевика", "_x",
-                 "10", "9", "a b", "a-b", "ab", "Ä", "z"]
+        texts = [
+            "Zebra",
+            "apple",
+            "Apple",
+            "яблоко",
+            "Яблоко",
+            "ёж",
+            "Ёж",
+            "ежевика",
+            "_x",
+            "10",
+            "9",
+            "a b",
+            "a-b",
+            "ab",
+            "Ä",
+            "z",
+        ]
         shuffled = random.Random(7).sample(texts, len(texts))
         store.record([delivery(Op.CREATE, t) for t in shuffled])
         got = [e[0] for e in store.entries("pupil")]
@@ -381,13 +456,15 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def set_schema_version(store: SqlStateStore, version: int) -> None:
     """Pretend a newer (or older) asiou-bridge wrote this store."""
     with store.engine.begin() as conn:
-        conn.execute(meta.update().where(meta.c.name == "schema_version")
-                     .values(value=str(version)))
+        conn.execute(
+            meta.update().where(meta.c.name == "schema_version").values(value=str(version))
+        )
 
 
 @pytest.mark.parametrize("kind", ADAPTERS)
 def test_an_approval_expires_and_approving_again_renews_it(
-        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """is_approved(valid_for) holds until valid_for has passed since the approval, then not
     (the approval is still there, expired); approving again renews it."""
     moving = MovingClock()
@@ -434,8 +511,9 @@ class TestSqlStateStore:
         store.close()
         again = open_state(sql_url, clock)
         try:
-            assert [(key_from_sort_key(e[0]), e[1])
-                    for e in again.entries("pupil")] == [("1", "kept")]
+            assert [(key_from_sort_key(e[0]), e[1]) for e in again.entries("pupil")] == [
+                ("1", "kept")
+            ]
             assert again.schema_version() == SCHEMA_VERSION
         finally:
             again.close()
@@ -449,15 +527,17 @@ class TestSqlStateStore:
             open_state(sql_url, clock)
 
     def test_version_1_store_is_migrated_and_loses_its_unbound_approvals(
-            self, sql_url: str) -> None:
+        self, sql_url: str
+    ) -> None:
         """A version 1 store is brought to the current version: it gains held plans and drops
         its approvals, which named any id (an admin approves the held plan again)."""
         store = open_state(sql_url, clock)
         store.record([delivery(Op.CREATE, 1, "kept")])
         with store.engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE held_plan"))
-            conn.execute(sa.text("INSERT INTO approval VALUES ('deadbeef0000', 'x', :at)"),
-                         {"at": NOW})
+            conn.execute(
+                sa.text("INSERT INTO approval VALUES ('deadbeef0000', 'x', :at)"), {"at": NOW}
+            )
         set_schema_version(store, 1)
         store.close()
         again = open_state(sql_url, clock)
@@ -475,7 +555,6 @@ class TestSqlStateStore:
         blocker.write_text("not a folder")
         with pytest.raises(FatalError, match="state store"):
             open_state(f"sqlite:///{blocker}/sub/state.db", clock)
-
 
 
 class TestMemoryStateStore:
@@ -502,10 +581,14 @@ class TestMemoryStateStore:
 # --- early stops -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [
-    "memory", "sqlite",
-    "postgresql",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "memory",
+        "sqlite",
+        "postgresql",
+    ],
+)
 def test_abandoned_entries_close_cleanly(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -27,53 +27,96 @@ def _mark(mid: int, value: str, pupil: int = 1, work: int = GOOD_WORK) -> dict[s
 
 
 def _lesson(lid: int, **changes: object) -> dict[str, object]:
-    row: dict[str, object] = {"id": lid, "class_id": 1, "group_id": None, "subject_id": 1,
-                              "teacher_id": 1, "lesson_date": date(2025, 9, 3), "lesson_num": 2,
-                              "topic": "Дроби", "homework": "§1", "modified_at": T}
+    row: dict[str, object] = {
+        "id": lid,
+        "class_id": 1,
+        "group_id": None,
+        "subject_id": 1,
+        "teacher_id": 1,
+        "lesson_date": date(2025, 9, 3),
+        "lesson_num": 2,
+        "topic": "Дроби",
+        "homework": "§1",
+        "modified_at": T,
+    }
     return {**row, **changes}
 
 
 # kind -> (rows to add, expected (entity, key, field, words in the reason))
 BAD_ROWS: dict[str, tuple[dict[sa.Table, list[dict[str, object]]], tuple[str, str, str, str]]] = {
-    "invalid mark value": ({schema.mark: [_mark(90001, "6")]},
-                           ("mark", "90001", "value", "not in the value map")),
-    "empty mark value": ({schema.mark: [_mark(90002, "  ")]},
-                         ("mark", "90002", "value", "missing value")),
-    "missing key": ({schema.absence: [{"lesson_id": None, "pupil_id": 1, "code": "н",
-                                       "modified_at": T}]},
-                    ("absence", "", "lesson_id", "missing key")),
-    "duplicate key": ({schema.absence: [{"lesson_id": 100, "pupil_id": 1, "code": "б",
-                                         "modified_at": T}]},
-                      ("absence", "100-1", "lesson_id,pupil_id", "duplicate key")),
-    "impossible date": ({schema.lesson: [_lesson(90003, lesson_date="2025-02-30")]},
-                        ("lesson", "90003", "date", "not a valid date")),
-    "unparseable date": ({schema.lesson: [_lesson(90004, lesson_date="вчера")]},
-                         ("lesson", "90004", "date", "not a valid date")),
-    "date out of range": ({schema.lesson: [_lesson(90005, lesson_date="1025-09-01")]},
-                          ("lesson", "90005", "date", "outside")),
-    "missing date": ({schema.lesson: [_lesson(90006, lesson_date=None)]},
-                     ("lesson", "90006", "date", "missing value")),
-    "missing pupil": ({schema.mark: [_mark(90007, "5", pupil=999)]},
-                      ("mark", "90007", "pupil", "pupil 999, which is missing")),
-    "missing lesson": ({schema.absence: [{"lesson_id": 99999, "pupil_id": 1, "code": "н",
-                                          "modified_at": T}]},
-                       ("absence", "99999-1", "lesson", "lesson 99999, which is missing")),
-    "overlong text": ({schema.lesson: [_lesson(90008, homework="д" * 2500)]},
-                      ("lesson", "90008", "homework", "2500 characters")),
-    "control characters": ({schema.lesson: [_lesson(90009, topic="Тема\x07урока")]},
-                           ("lesson", "90009", "topic", "control characters")),
-    "unknown absence code": ({schema.absence: [{"lesson_id": 101, "pupil_id": 1, "code": "x",
-                                                "modified_at": T}]},
-                             ("absence", "101-1", "code", "not in the value map")),
-    "grade out of range": ({schema.class_unit: [{"id": 9, "year_id": 1, "grade": 14,
-                                                 "letter": "А", "form_teacher_id": 1,
-                                                 "modified_at": T}]},
-                           ("class", "9", "grade", "outside 1..11")),
+    "invalid mark value": (
+        {schema.mark: [_mark(90001, "6")]},
+        ("mark", "90001", "value", "not in the value map"),
+    ),
+    "empty mark value": (
+        {schema.mark: [_mark(90002, "  ")]},
+        ("mark", "90002", "value", "missing value"),
+    ),
+    "missing key": (
+        {schema.absence: [{"lesson_id": None, "pupil_id": 1, "code": "н", "modified_at": T}]},
+        ("absence", "", "lesson_id", "missing key"),
+    ),
+    "duplicate key": (
+        {schema.absence: [{"lesson_id": 100, "pupil_id": 1, "code": "б", "modified_at": T}]},
+        ("absence", "100-1", "lesson_id,pupil_id", "duplicate key"),
+    ),
+    "impossible date": (
+        {schema.lesson: [_lesson(90003, lesson_date="2025-02-30")]},
+        ("lesson", "90003", "date", "not a valid date"),
+    ),
+    "unparseable date": (
+        {schema.lesson: [_lesson(90004, lesson_date="вчера")]},
+        ("lesson", "90004", "date", "not a valid date"),
+    ),
+    "date out of range": (
+        {schema.lesson: [_lesson(90005, lesson_date="1025-09-01")]},
+        ("lesson", "90005", "date", "outside"),
+    ),
+    "missing date": (
+        {schema.lesson: [_lesson(90006, lesson_date=None)]},
+        ("lesson", "90006", "date", "missing value"),
+    ),
+    "missing pupil": (
+        {schema.mark: [_mark(90007, "5", pupil=999)]},
+        ("mark", "90007", "pupil", "pupil 999, which is missing"),
+    ),
+    "missing lesson": (
+        {schema.absence: [{"lesson_id": 99999, "pupil_id": 1, "code": "н", "modified_at": T}]},
+        ("absence", "99999-1", "lesson", "lesson 99999, which is missing"),
+    ),
+    "overlong text": (
+        {schema.lesson: [_lesson(90008, homework="д" * 2500)]},
+        ("lesson", "90008", "homework", "2500 characters"),
+    ),
+    "control characters": (
+        {schema.lesson: [_lesson(90009, topic="Тема\x07урока")]},
+        ("lesson", "90009", "topic", "control characters"),
+    ),
+    "unknown absence code": (
+        {schema.absence: [{"lesson_id": 101, "pupil_id": 1, "code": "x", "modified_at": T}]},
+        ("absence", "101-1", "code", "not in the value map"),
+    ),
+    "grade out of range": (
+        {
+            schema.class_unit: [
+                {
+                    "id": 9,
+                    "year_id": 1,
+                    "grade": 14,
+                    "letter": "А",
+                    "form_teacher_id": 1,
+                    "modified_at": T,
+                }
+            ]
+        },
+        ("class", "9", "grade", "outside 1..11"),
+    ),
 }
 
 
-def _plan(tmp_path: Path, extra: dict[sa.Table, list[dict[str, object]]]
-          ) -> tuple[list[Rejection], list[Change], dict[str, int]]:
+def _plan(
+    tmp_path: Path, extra: dict[sa.Table, list[dict[str, object]]]
+) -> tuple[list[Rejection], list[Change], dict[str, int]]:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
     school.write_school(engine)
     with engine.begin() as conn:
@@ -83,8 +126,13 @@ def _plan(tmp_path: Path, extra: dict[sa.Table, list[dict[str, object]]]
                 conn.execute(raw.insert().values(row))
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     sent: list[Change] = []
-    result = plan_run(load_mappings(Path("mappings")), SqlSource(engine), state,
-                      RunOptions(as_of=date(2025, 12, 1)), sent.append)
+    result = plan_run(
+        load_mappings(Path("mappings")),
+        SqlSource(engine),
+        state,
+        RunOptions(as_of=date(2025, 12, 1)),
+        sent.append,
+    )
     state.close()
     engine.dispose()
     return result.plan.rejections, sent, dict(result.plan.rejection_counts)
@@ -116,8 +164,9 @@ def test_all_bad_rows_together_are_rejected_and_the_rest_is_planned(tmp_path: Pa
     rejections, sent, counts = _plan(tmp_path, merged)
     assert sum(counts.values()) == len(BAD_ROWS)
     assert len(rejections) == len(BAD_ROWS)
-    assert {c.key for c in sent if c.entity == "mark" and c.op == Op.CREATE} == \
-        school.expected_marks()
+    assert {
+        c.key for c in sent if c.entity == "mark" and c.op == Op.CREATE
+    } == school.expected_marks()
     assert len([c for c in sent if c.entity == "lesson"]) == 24
 
 

@@ -20,8 +20,9 @@ def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[s
     command = [sys.executable, "-m", "bridge"]
     if config is not None:
         command += ["--config", str(config)]
-    return subprocess.run([*command, *args], capture_output=True, text=True, check=False,
-                          timeout=300)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def record_first_sync(folder: Path) -> sa.Engine:
@@ -48,9 +49,12 @@ def config(tmp_path: Path) -> Path:
     school.write_school(engine)
     engine.dispose()
     path = tmp_path / "bridge.toml"
-    path.write_text('[source]\nurl = "sqlite:///asiou.sqlite"\n'
-                    '[state]\nurl = "sqlite:///state.sqlite"\n'
-                    f'[mappings]\ndir = "{Path("mappings").resolve()}"\n', encoding="utf-8")
+    path.write_text(
+        '[source]\nurl = "sqlite:///asiou.sqlite"\n'
+        '[state]\nurl = "sqlite:///state.sqlite"\n'
+        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -106,8 +110,11 @@ def test_broken_mappings_exit_with_the_config_code(tmp_path: Path, config: Path)
 def test_unreachable_source_exits_with_the_source_code(tmp_path: Path) -> None:
     """A source that cannot be reached exits 4 with what failed and what to check."""
     path = tmp_path / "bridge.toml"
-    path.write_text('[source]\nurl = "sqlite:////nonexistent/dir/asiou.sqlite"\n'
-                    f'[state]\nurl = "sqlite:///{tmp_path / "s.sqlite"}"\n', encoding="utf-8")
+    path.write_text(
+        '[source]\nurl = "sqlite:////nonexistent/dir/asiou.sqlite"\n'
+        f'[state]\nurl = "sqlite:///{tmp_path / "s.sqlite"}"\n',
+        encoding="utf-8",
+    )
     result = run("plan", config=path)
     assert result.returncode == ExitCode.SOURCE_UNAVAILABLE, result.stderr
     assert "The ASIOU database failed" in result.stderr
@@ -155,8 +162,10 @@ def test_an_expired_approval_holds_the_plan_again_until_approved_anew(config: Pa
     assert run("plan", config=config).returncode == ExitCode.OK
     state = sa.create_engine(f"sqlite:///{config.parent / 'state.sqlite'}")
     with state.begin() as conn:  # the approval was given 73 hours ago
-        conn.execute(sa.text("UPDATE approval SET approved_at = :at"),
-                     {"at": datetime.now(UTC) - timedelta(hours=73)})
+        conn.execute(
+            sa.text("UPDATE approval SET approved_at = :at"),
+            {"at": datetime.now(UTC) - timedelta(hours=73)},
+        )
     state.dispose()
     expired = run("plan", config=config)
     assert expired.returncode == ExitCode.PLAN_HELD
@@ -188,16 +197,23 @@ def test_plan_detail_shows_field_level_before_and_after(config: Path) -> None:
     """After a recorded sync, an edited topic shows in `plan --detail` as before -> after."""
     engine = record_first_sync(config.parent)
     with engine.begin() as conn:
-        conn.execute(schema.lesson.update().where(schema.lesson.c.id == 100).values(
-            topic="Сложение дробей"))
+        conn.execute(
+            schema.lesson.update().where(schema.lesson.c.id == 100).values(topic="Сложение дробей")
+        )
     engine.dispose()
     result = run("plan", "--detail", "--as-of", "2025-09-01", config=config)
     assert "lesson 100:" in result.stdout
     assert "topic: 'Тема урока 0' -> 'Сложение дробей'" in result.stdout
-    data = json.loads(run("plan", "--json", "--detail", "--as-of", "2025-09-01",
-                          config=config).stdout)
-    assert data["updates"] == [{"entity": "lesson", "key": "100", "fields": {
-        "topic": {"before": "Тема урока 0", "after": "Сложение дробей"}}}]
+    data = json.loads(
+        run("plan", "--json", "--detail", "--as-of", "2025-09-01", config=config).stdout
+    )
+    assert data["updates"] == [
+        {
+            "entity": "lesson",
+            "key": "100",
+            "fields": {"topic": {"before": "Тема урока 0", "after": "Сложение дробей"}},
+        }
+    ]
 
 
 def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:

@@ -33,8 +33,10 @@ def test_instances_released_together_all_open_the_state(empty_url: str) -> None:
     """16 processes released by one barrier against a fresh state database all open it."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(PROCESSES), context.Queue()
-    workers = [context.Process(target=_open, args=(empty_url, "school-1", barrier, results))
-               for _ in range(PROCESSES)]
+    workers = [
+        context.Process(target=_open, args=(empty_url, "school-1", barrier, results))
+        for _ in range(PROCESSES)
+    ]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=120) for _ in workers]
@@ -63,8 +65,9 @@ def _busy_for(times: int, message: str) -> Any:
     return lock, refused
 
 
-def test_an_immediate_busy_answer_is_tried_again(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_immediate_busy_answer_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite's "database is locked" at once (fresh connections racing) is tried again."""
     from bridge import state
 
@@ -78,8 +81,9 @@ def test_an_immediate_busy_answer_is_tried_again(tmp_path: Path,
         store.close()
 
 
-def test_other_state_errors_are_not_tried_again(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_state_errors_are_not_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bridge import state
     from bridge.errors import FatalError
 

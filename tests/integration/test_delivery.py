@@ -47,8 +47,10 @@ class KeyedPortal:
         if self.fail_after_batches is not None and self.batches > self.fail_after_batches:
             raise PortalUnavailable(8, "HTTP 503")
         results = [self._apply(op) for op in operations]
-        if self.lose_answer_after_batches is not None and \
-                self.batches > self.lose_answer_after_batches:
+        if (
+            self.lose_answer_after_batches is not None
+            and self.batches > self.lose_answer_after_batches
+        ):
             raise PortalUnavailable(8, "connection reset after the portal committed")
         return results
 
@@ -76,9 +78,15 @@ class Rig:
 
     def sync(self, incremental: bool = False, **options: Any) -> SyncResult:
         self.runs += 1
-        return run_sync(self.mappings, SqlSource(self.engine), self.state, self.portal,
-                        RunOptions(as_of=AS_OF, incremental=incremental, **options),
-                        run_id=f"run-{self.runs}", max_attempts=2)
+        return run_sync(
+            self.mappings,
+            SqlSource(self.engine),
+            self.state,
+            self.portal,
+            RunOptions(as_of=AS_OF, incremental=incremental, **options),
+            run_id=f"run-{self.runs}",
+            max_attempts=2,
+        )
 
     def sql(self, statement: sa.Executable) -> None:
         with self.engine.begin() as conn:
@@ -119,8 +127,11 @@ def test_second_sync_sends_nothing_and_incremental_sends_only_changes(rig: Rig) 
     rig.sync()
     writes = rig.portal.writes
     assert rig.sync().delivery.total == 0
-    rig.sql(schema.mark.update().where(schema.mark.c.id == 1001).values(
-        mark_value="2", modified_at=school.T0 + timedelta(days=120)))
+    rig.sql(
+        schema.mark.update()
+        .where(schema.mark.c.id == 1001)
+        .values(mark_value="2", modified_at=school.T0 + timedelta(days=120))
+    )
     outcome = rig.sync(incremental=True)
     assert outcome.delivery.delivered == {"mark": {"update": 1}}
     assert rig.portal.writes == writes + 1
@@ -187,8 +198,7 @@ def school_sort_key(key: int) -> str:
 
 
 def test_deletes_go_children_first_and_held_deletes_wait(rig: Rig) -> None:
-    """A deleted lesson goes after its marks and works; a mass delete is not sent until approved.
-    """
+    """A deleted lesson goes after its marks and works; a mass delete is not sent until approved."""
     rig.sync()
     order: list[str] = []
     original = rig.portal._apply
@@ -199,10 +209,12 @@ def test_deletes_go_children_first_and_held_deletes_wait(rig: Rig) -> None:
         return original(op)
 
     rig.portal._apply = spy  # type: ignore[method-assign]
-    for table, column in ((schema.mark, schema.mark.c.work_id),
-                          (schema.lesson_work, schema.lesson_work.c.lesson_id),
-                          (schema.absence, schema.absence.c.lesson_id),
-                          (schema.lesson, schema.lesson.c.id)):
+    for table, column in (
+        (schema.mark, schema.mark.c.work_id),
+        (schema.lesson_work, schema.lesson_work.c.lesson_id),
+        (schema.absence, schema.absence.c.lesson_id),
+        (schema.lesson, schema.lesson.c.id),
+    ):
         rig.sql(table.delete().where(column == 100))
     done = rig.sync(thresholds=Thresholds(min_deletes=1000))
     assert done.exit_code == ExitCode.OK

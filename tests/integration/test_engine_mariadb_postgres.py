@@ -20,7 +20,8 @@ from tests import school
 
 
 def test_plan_record_replan_over_odbc_and_postgres(
-        mariadb_url: str, postgres_url: str, mappings: MappingSet) -> None:
+    mariadb_url: str, postgres_url: str, mappings: MappingSet
+) -> None:
     """A MariaDB school plans exactly as in SQLite, records into PostgreSQL, and re-plans empty;
     one edited mark then gives one update, incrementally too."""
     assert mariadb_url.startswith("mysql+pyodbc://")
@@ -37,20 +38,28 @@ def test_plan_record_replan_over_odbc_and_postgres(
     state.set_watermarks(first.watermarks)
     assert plan_run(mappings, source, state, options).plan.is_empty
     with engine.begin() as conn:
-        conn.execute(schema.mark.update().where(schema.mark.c.id == 1001).values(
-            mark_value="3", modified_at=school.T0 + timedelta(days=100)))
+        conn.execute(
+            schema.mark.update()
+            .where(schema.mark.c.id == 1001)
+            .values(mark_value="3", modified_at=school.T0 + timedelta(days=100))
+        )
     for incremental in (False, True):
         again: list[Change] = []
-        plan_run(mappings, source, state, RunOptions(as_of=date(2025, 12, 1),
-                                                     incremental=incremental), again.append)
+        plan_run(
+            mappings,
+            source,
+            state,
+            RunOptions(as_of=date(2025, 12, 1), incremental=incremental),
+            again.append,
+        )
         assert [(c.op, c.entity, c.key) for c in again] == [(Op.UPDATE, "mark", "1001")]
     state.close()
     engine.dispose()
 
 
 def test_workers_plan_over_odbc_and_postgres_as_one_process(
-        mariadb_url: str, postgres_url: str, mappings: MappingSet,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    mariadb_url: str, postgres_url: str, mappings: MappingSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Forked workers open their own ODBC and PostgreSQL connections (the parent's are left
     alone): with every table cut into ranges of a few keys, two processes plan what one does,
     and the parent's connections still work afterwards."""
@@ -65,11 +74,16 @@ def test_workers_plan_over_odbc_and_postgres_as_one_process(
     plans = []
     for workers in (1, 2):
         again: list[Change] = []
-        result = plan_run(mappings, source, state, replace(options, workers=workers),
-                          again.append)
+        result = plan_run(mappings, source, state, replace(options, workers=workers), again.append)
         assert result.error is None
-        plans.append((result.plan.counts, result.plan.holds, result.plan.plan_id,
-                       [(c.entity, c.key, c.op, c.fingerprint) for c in again]))
+        plans.append(
+            (
+                result.plan.counts,
+                result.plan.holds,
+                result.plan.plan_id,
+                [(c.entity, c.key, c.op, c.fingerprint) for c in again],
+            )
+        )
     assert plans[0] == plans[1]
     assert plans[0][3], "half the records were recorded: the other half are sent again"
     assert state.count("mark") > 0

@@ -38,8 +38,11 @@ def test_first_plan_creates_exactly_the_allowed_records(bench: Bench) -> None:
     assert keys(sent, "mark", Op.CREATE) == school.expected_marks()
     assert keys(sent, "pupil") == {"1", "3", "4", "5"}
     assert keys(sent, "guardian") == {"1"}
-    assert result.plan.holds["mark"] == {"no_consent": 12, "grade_1_mark": 12,
-                                         "after_withdrawal": 8}
+    assert result.plan.holds["mark"] == {
+        "no_consent": 12,
+        "grade_1_mark": 12,
+        "after_withdrawal": 8,
+    }
 
 
 def test_replanning_after_recording_gives_an_empty_plan(bench: Bench) -> None:
@@ -53,8 +56,11 @@ def test_replanning_after_recording_gives_an_empty_plan(bench: Bench) -> None:
 def test_one_changed_mark_gives_exactly_one_update(bench: Bench) -> None:
     """Editing one mark in ASIOU plans one update of that mark and nothing else."""
     bench.sync()
-    bench.sql(schema.mark.update().where(schema.mark.c.id == 1001).values(
-        mark_value="4", modified_at=later()))
+    bench.sql(
+        schema.mark.update()
+        .where(schema.mark.c.id == 1001)
+        .values(mark_value="4", modified_at=later())
+    )
     result, sent = bench.plan()
     assert [(c.op, c.entity, c.key) for c in sent] == [(Op.UPDATE, "mark", "1001")]
     assert result.plan.deletes == []
@@ -64,8 +70,11 @@ def test_one_changed_mark_gives_exactly_one_update(bench: Bench) -> None:
 def test_incremental_plan_sends_only_the_changed_mark(bench: Bench) -> None:
     """An incremental run reads rows past the watermark and plans just the edited mark."""
     bench.sync()
-    bench.sql(schema.mark.update().where(schema.mark.c.id == 1001).values(
-        mark_value="3", modified_at=later()))
+    bench.sql(
+        schema.mark.update()
+        .where(schema.mark.c.id == 1001)
+        .values(mark_value="3", modified_at=later())
+    )
     result, sent = bench.plan(incremental=True)
     assert [(c.op, c.entity, c.key) for c in sent] == [(Op.UPDATE, "mark", "1001")]
     assert result.plan.mode == "incremental"
@@ -82,8 +91,14 @@ def test_deleted_lesson_deletes_its_works_marks_and_absences(bench: Bench) -> No
     bench.sql(schema.lesson.delete().where(schema.lesson.c.id == 100))
     result, _ = bench.plan(thresholds=Thresholds(min_deletes=1000))
     gone = {(c.entity, c.key) for c in result.plan.deletes}
-    assert gone == {("lesson", "100"), ("work", "100"), ("absence", "100-1"),
-                    ("mark", "1001"), ("mark", "1003"), ("mark", "1005")}
+    assert gone == {
+        ("lesson", "100"),
+        ("work", "100"),
+        ("absence", "100-1"),
+        ("mark", "1001"),
+        ("mark", "1003"),
+        ("mark", "1005"),
+    }
     order = [c.entity for c in result.plan.deletes_children_first()]
     assert order.index("mark") < order.index("work") < order.index("lesson")
     assert order.index("absence") < order.index("lesson")
@@ -103,8 +118,11 @@ def test_orphans_of_a_deleted_lesson_are_deleted_and_reported(bench: Bench) -> N
 def test_consent_withdrawal_removes_everything_of_the_pupil(bench: Bench) -> None:
     """When consent is withdrawn, an incremental run deletes the pupil and all their records."""
     bench.sync()
-    bench.sql(schema.pupil.update().where(schema.pupil.c.id == 1).values(
-        pd_consent=0, modified_at=later()))
+    bench.sql(
+        schema.pupil.update()
+        .where(schema.pupil.c.id == 1)
+        .values(pd_consent=0, modified_at=later())
+    )
     result, sent = bench.plan(incremental=True, thresholds=Thresholds(min_deletes=1000))
     gone = {(c.entity, c.key) for c in result.plan.deletes}
     assert ("pupil", "1") in gone
@@ -119,11 +137,16 @@ def test_withdrawal_closes_the_membership_once_and_holds_later_marks(bench: Benc
     """A new withdrawal closes the enrolment once, archives the pupil, and holds later marks;
     the closure and the archive are kept for after the guard, not streamed."""
     bench.sync()
-    bench.sql(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-        date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later()))
+    bench.sql(
+        schema.pupil_move.update()
+        .where(schema.pupil_move.c.id == 1)
+        .values(date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later())
+    )
     result, sent = bench.plan(thresholds=Thresholds(min_deletes=1000))
     assert {(c.op, c.entity, c.key) for c in result.plan.hiding} == {
-        (Op.UPDATE, "enrollment", "1"), (Op.ARCHIVE, "pupil", "1")}
+        (Op.UPDATE, "enrollment", "1"),
+        (Op.ARCHIVE, "pupil", "1"),
+    }
     assert sent == []  # the closure and the archive wait for the guard, with the deletes
     late = {str(1001 + 10 * n) for n, d in enumerate(school.LESSON_DAYS) if d > date(2025, 10, 1)}
     assert keys(result.plan.deletes, "mark") == late
@@ -135,11 +158,16 @@ def test_incremental_withdrawal_archives_the_pupil_in_the_same_run(bench: Bench)
     """An incremental run that sees a new withdrawal closes the stay, archives the pupil and
     deletes the marks dated after it, all in that run."""
     bench.sync()
-    bench.sql(schema.pupil_move.update().where(schema.pupil_move.c.id == 1).values(
-        date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later()))
+    bench.sql(
+        schema.pupil_move.update()
+        .where(schema.pupil_move.c.id == 1)
+        .values(date_out=date(2025, 10, 1), order_out="№9-у", modified_at=later())
+    )
     result, sent = bench.plan(incremental=True, thresholds=Thresholds(min_deletes=1000))
     assert {(c.op, c.entity, c.key) for c in result.plan.hiding} == {
-        (Op.UPDATE, "enrollment", "1"), (Op.ARCHIVE, "pupil", "1")}
+        (Op.UPDATE, "enrollment", "1"),
+        (Op.ARCHIVE, "pupil", "1"),
+    }
     assert sent == []  # the closure and the archive wait for the guard, with the deletes
     late = {str(1001 + 10 * n) for n, d in enumerate(school.LESSON_DAYS) if d > date(2025, 10, 1)}
     assert keys(result.plan.deletes, "mark") == late
@@ -150,15 +178,23 @@ def test_readmission_reopens_the_same_pupil(bench: Bench) -> None:
     bench.sql(schema.pupil_move.delete().where(schema.pupil_move.c.id == 6))
     _, first = bench.sync()
     assert any(c.op == Op.CREATE and c.key == "5" and c.entity == "pupil" for c in first)
-    bench.sql(schema.pupil_move.insert().values(
-        id=6, pupil_id=5, class_id=1, date_in=date(2025, 11, 10), order_in="№6",
-        modified_at=later()))
+    bench.sql(
+        schema.pupil_move.insert().values(
+            id=6,
+            pupil_id=5,
+            class_id=1,
+            date_in=date(2025, 11, 10),
+            order_in="№6",
+            modified_at=later(),
+        )
+    )
     _, sent = bench.plan()
     assert {(c.op, c.entity, c.key) for c in sent} >= {
-        (Op.CREATE, "enrollment", "6"), (Op.UPDATE, "pupil", "5")}
+        (Op.CREATE, "enrollment", "6"),
+        (Op.UPDATE, "pupil", "5"),
+    }
     assert keys(sent, "pupil") == {"5"}
-    assert all(c.record is not None and c.record.payload.get("pupil") in (None, "5")
-               for c in sent)
+    assert all(c.record is not None and c.record.payload.get("pupil") in (None, "5") for c in sent)
 
 
 class FailingSource(SqlSource):
@@ -168,8 +204,9 @@ class FailingSource(SqlSource):
         super().__init__(engine)
         self.entity, self.after = entity, after
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None) -> Iterator[tuple[object, ...]]:
+    def read(
+        self, mapping: CompiledMapping, since: datetime | None = None, rescan: Rescan | None = None
+    ) -> Iterator[tuple[object, ...]]:
         for n, row in enumerate(super().read(mapping, since, rescan)):
             if mapping.entity == self.entity and n == self.after:
                 raise SourceError(f"reading {mapping.entity}", "connection lost")
@@ -180,8 +217,9 @@ def test_a_read_that_fails_midway_plans_no_deletes(bench: Bench) -> None:
     """A read that breaks midway yields a failed plan with no delete at all."""
     bench.sync()
     bench.sql(schema.lesson.delete().where(schema.lesson.c.id.in_([100, 101])))
-    result, _ = bench.plan(source=FailingSource(bench.engine, "mark", 10),
-                           thresholds=Thresholds(min_deletes=1000))
+    result, _ = bench.plan(
+        source=FailingSource(bench.engine, "mark", 10), thresholds=Thresholds(min_deletes=1000)
+    )
     assert result.error is not None
     assert "connection lost" in str(result.error)
     assert result.plan.deletes == []

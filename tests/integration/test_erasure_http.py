@@ -48,8 +48,14 @@ def sync_at(bridge: Bridge, now: datetime, run_id: str) -> None:
     state = open_state(f"sqlite:///{bridge.state_path}", clock=lambda: now)
     client = bridge.client()
     try:
-        result = run_sync(MAPPINGS, SqlSource(engine), state, client,
-                          RunOptions(as_of=AS_OF, thresholds=NO_GUARD), run_id=run_id)
+        result = run_sync(
+            MAPPINGS,
+            SqlSource(engine),
+            state,
+            client,
+            RunOptions(as_of=AS_OF, thresholds=NO_GUARD),
+            run_id=run_id,
+        )
         assert result.exit_code == 0
     finally:
         client.close()
@@ -62,8 +68,11 @@ def owned(state_path: Path, pupil: str) -> dict[tuple[str, str], str | None]:
     engine = sa.create_engine(f"sqlite:///{state_path}")
     query = sa.select(record_state.c.entity, record_state.c.key, record_state.c.payload).where(
         record_state.c.status != DELETED,
-        sa.or_(record_state.c.pupil_key == pupil,
-               sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil)))
+        sa.or_(
+            record_state.c.pupil_key == pupil,
+            sa.and_(record_state.c.entity == "pupil", record_state.c.key == pupil),
+        ),
+    )
     with engine.connect() as conn:
         found = {(e, k): p for e, k, p in conn.execute(query)}
     engine.dispose()
@@ -74,8 +83,11 @@ def guardian_payloads(state_path: Path) -> dict[str, dict[str, object]]:
     """Guardian key → payload of every live guardian in the state."""
     engine = sa.create_engine(f"sqlite:///{state_path}")
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(record_state.c.key, record_state.c.payload).where(
-            record_state.c.entity == "guardian", record_state.c.status != DELETED)).all()
+        rows = conn.execute(
+            sa.select(record_state.c.key, record_state.c.payload).where(
+                record_state.c.entity == "guardian", record_state.c.status != DELETED
+            )
+        ).all()
     engine.dispose()
     return {k: json.loads(p) for k, p in rows}
 
@@ -83,10 +95,14 @@ def guardian_payloads(state_path: Path) -> dict[str, dict[str, object]]:
 def pick_pupils(state_path: Path) -> tuple[str, str]:
     """Two delivered pupils with marks and guardians: one to erase, one to withdraw."""
     engine = sa.create_engine(f"sqlite:///{state_path}")
-    query = (sa.select(record_state.c.pupil_key, sa.func.count())
-             .where(record_state.c.entity.in_(["mark", "guardian_link"]),
-                    record_state.c.status != DELETED)
-             .group_by(record_state.c.pupil_key).order_by(sa.func.count().desc()))
+    query = (
+        sa.select(record_state.c.pupil_key, sa.func.count())
+        .where(
+            record_state.c.entity.in_(["mark", "guardian_link"]), record_state.c.status != DELETED
+        )
+        .group_by(record_state.c.pupil_key)
+        .order_by(sa.func.count().desc())
+    )
     with engine.connect() as conn:
         keys = [str(k) for k, _ in conn.execute(query)]
     engine.dispose()
@@ -96,15 +112,25 @@ def pick_pupils(state_path: Path) -> tuple[str, str]:
 
 def api_get(url: str, path: str) -> requests.Response:
     """GET one record from the portal API with a fresh token."""
-    token = requests.post(f"{url}/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": DEMO_CLIENT[0],
-        "client_secret": DEMO_CLIENT[1]}, timeout=10).json()["access_token"]
-    return requests.get(f"{url}/api/v1/schools/demo/{path}",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    token = requests.post(
+        f"{url}/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": DEMO_CLIENT[0],
+            "client_secret": DEMO_CLIENT[1],
+        },
+        timeout=10,
+    ).json()["access_token"]
+    return requests.get(
+        f"{url}/api/v1/schools/demo/{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
 
 
 def test_an_erased_pupil_leaves_nothing_readable_and_the_act_and_deadlines_are_kept(
-        tmp_path: Path, portal: ReferencePortal, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, portal: ReferencePortal, capsys: pytest.CaptureFixture[str]
+) -> None:
     """After sync and erase, the pupil and each of their records answer 410 with key and time
     only, the portal's records and file hold none of their names, birth date, guardians'
     contacts or mark values, lone guardians and links are gone, shared guardians stay, the act
@@ -117,8 +143,12 @@ def test_an_erased_pupil_leaves_nothing_readable_and_the_act_and_deadlines_are_k
     links = [json.loads(p or "{}") for (e, _), p in before.items() if e == "guardian_link"]
     mine = {str(link["guardian"]) for link in links}
     guardians = guardian_payloads(bridge.state_path)
-    shared = {g for (e, k), p in _all_links(bridge.state_path).items()
-              for g in [str(json.loads(p)["guardian"])] if g in mine and k != erased}
+    shared = {
+        g
+        for (e, k), p in _all_links(bridge.state_path).items()
+        for g in [str(json.loads(p)["guardian"])]
+        if g in mine and k != erased
+    }
     lone = mine - shared
     assert lone, "the generated school gives the picked pupil a guardian of their own"
     assert Counter(e for e, _ in before)["mark"] > 0
@@ -133,26 +163,42 @@ def test_an_erased_pupil_leaves_nothing_readable_and_the_act_and_deadlines_are_k
     assert main(["--config", str(config), "erase", "pupil", erased]) == 0
     capsys.readouterr()
 
-    personal = [json.dumps(json.loads(p), ensure_ascii=False, separators=(",", ":"))
-                for (e, _), p in before.items() if e == "pupil" and p]
-    personal += [str(v) for g in lone for n, v in guardians[g].items()
-                 if n in ("phone", "email") and v]
-    personal += [json.dumps(guardians[g], ensure_ascii=False, separators=(",", ":"))
-                 for g in lone]
+    personal = [
+        json.dumps(json.loads(p), ensure_ascii=False, separators=(",", ":"))
+        for (e, _), p in before.items()
+        if e == "pupil" and p
+    ]
+    personal += [
+        str(v) for g in lone for n, v in guardians[g].items() if n in ("phone", "email") and v
+    ]
+    personal += [json.dumps(guardians[g], ensure_ascii=False, separators=(",", ":")) for g in lone]
     for entity, key in [*before, *(("guardian", g) for g in lone)]:
         answer = api_get(portal.url, f"{entity}/{key}")
         assert answer.status_code == 410, (entity, key)
         assert {k for k in answer.json() if k not in ("type", "description")} == {
-            "sourcedId", "status", "deletedAt"}
+            "sourcedId",
+            "status",
+            "deletedAt",
+        }
     for entity in ("pupil", "mark", "guardian", "guardian_link"):
-        shown = requests.get(f"{portal.url}/_portal/records",
-                             params={"school": "demo", "entity": entity}, timeout=30).json()
+        shown = requests.get(
+            f"{portal.url}/_portal/records", params={"school": "demo", "entity": entity}, timeout=30
+        ).json()
         gone = {k for e, k in before if e == entity} | (lone if entity == "guardian" else set())
-        assert all(set(r) == {"sourcedId", "status", "deletedAt"}
-                   for r in shown["records"] if r["sourcedId"] in gone)
-    live_guardians = {r["sourcedId"] for r in requests.get(
-        f"{portal.url}/_portal/records", params={"school": "demo", "entity": "guardian"},
-        timeout=30).json()["records"] if r["status"] == "active"}
+        assert all(
+            set(r) == {"sourcedId", "status", "deletedAt"}
+            for r in shown["records"]
+            if r["sourcedId"] in gone
+        )
+    live_guardians = {
+        r["sourcedId"]
+        for r in requests.get(
+            f"{portal.url}/_portal/records",
+            params={"school": "demo", "entity": "guardian"},
+            timeout=30,
+        ).json()["records"]
+        if r["status"] == "active"
+    }
     assert not lone & live_guardians
     assert shared <= live_guardians
 
@@ -160,8 +206,9 @@ def test_an_erased_pupil_leaves_nothing_readable_and_the_act_and_deadlines_are_k
     assert all(text.encode() not in files for text in personal)
     db = sa.create_engine(f"sqlite:///{tmp_path / 'portal.sqlite'}")
     with db.connect() as conn:
-        rows = conn.execute(sa.text("SELECT entity, sourced_id, fingerprint, data, live "
-                                    "FROM record")).all()
+        rows = conn.execute(
+            sa.text("SELECT entity, sourced_id, fingerprint, data, live FROM record")
+        ).all()
     db.dispose()
     kept = {(e, k): (f, d, live) for e, k, f, d, live in rows}
     assert all(kept[key] == ("", "{}", 0) for key in before)
@@ -179,26 +226,32 @@ def test_an_erased_pupil_leaves_nothing_readable_and_the_act_and_deadlines_are_k
 
     state = open_state(f"sqlite:///{bridge.state_path}", clock=lambda: T0 + timedelta(days=20))
     due = admin.status(state, {}).erasures_due
-    assert [(d.pupil, d.withdrawn.isoformat(), d.deadline.isoformat(), d.days_left,
-             d.is_overdue) for d in due] == [(withdrawn, "2026-06-01", "2026-07-01", 10, False)]
+    assert [
+        (d.pupil, d.withdrawn.isoformat(), d.deadline.isoformat(), d.days_left, d.is_overdue)
+        for d in due
+    ] == [(withdrawn, "2026-06-01", "2026-07-01", 10, False)]
     state.clock = lambda: T0 + timedelta(days=33)
     assert [(d.days_left, d.is_overdue) for d in admin.status(state, {}).erasures_due] == [
-        (-3, True)]
+        (-3, True)
+    ]
     state.close()
     assert main(["--config", str(config), "status", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["erasures_due"]
     assert [(d["pupil"], d["deadline"]) for d in listed] == [(withdrawn, "2026-07-01")]
     assert main(["--config", str(config), "status"]) == 0
     assert f"pupil {withdrawn}: withdrawn 2026-06-01, deadline 2026-07-01" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
 
 
 def _all_links(state_path: Path) -> dict[tuple[str, str], str]:
     """(link key, owner pupil) → payload of every live guardian link."""
     engine = sa.create_engine(f"sqlite:///{state_path}")
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(record_state.c.key, record_state.c.pupil_key,
-                                      record_state.c.payload).where(
-            record_state.c.entity == "guardian_link", record_state.c.status != DELETED)).all()
+        rows = conn.execute(
+            sa.select(record_state.c.key, record_state.c.pupil_key, record_state.c.payload).where(
+                record_state.c.entity == "guardian_link", record_state.c.status != DELETED
+            )
+        ).all()
     engine.dispose()
     return {(k, str(p)): str(d) for k, p, d in rows}

@@ -40,25 +40,38 @@ def _of_pupil_1(changes: list[Change]) -> dict[str, str | None]:
 
 
 @pytest.mark.parametrize("incremental", [False, True], ids=["full", "incremental"])
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"table": "pupil", "id": 1, "values": {"pd_consent": "отозвано"}}, "consent_unclear"),
-    ({"table": "pupil", "id": 1, "values": {"first_name": "Имя\x1f"}}, "pupil_row_rejected"),
-    ({"table": "pupil_move", "id": 1, "values": {"date_out": date(2025, 8, 1)}},
-     "enrollment_row_rejected"),
-    ({"table": "pupil_guardian", "id": 1, "values": {"relation": "мать\x07"}},
-     "guardian_link_row_rejected"),
-], ids=["consent", "pupil", "enrollment", "guardian_link"])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"table": "pupil", "id": 1, "values": {"pd_consent": "отозвано"}}, "consent_unclear"),
+        ({"table": "pupil", "id": 1, "values": {"first_name": "Имя\x1f"}}, "pupil_row_rejected"),
+        (
+            {"table": "pupil_move", "id": 1, "values": {"date_out": date(2025, 8, 1)}},
+            "enrollment_row_rejected",
+        ),
+        (
+            {"table": "pupil_guardian", "id": 1, "values": {"relation": "мать\x07"}},
+            "guardian_link_row_rejected",
+        ),
+    ],
+    ids=["consent", "pupil", "enrollment", "guardian_link"],
+)
 def test_each_cause_deletes_the_pupil_with_its_own_reason(
-        bench: Bench, change: dict[str, object], reason: str, incremental: bool) -> None:
+    bench: Bench, change: dict[str, object], reason: str, incremental: bool
+) -> None:
     """Unclear consent or a rejected pupil, enrolment or link row deletes pupil 1, their
     enrolment, link, sole guardian, marks and absences, each for that cause."""
     synced(bench)
-    table = {"pupil": schema.pupil, "pupil_move": schema.pupil_move,
-             "pupil_guardian": schema.pupil_guardian}[str(change["table"])]
+    table = {
+        "pupil": schema.pupil,
+        "pupil_move": schema.pupil_move,
+        "pupil_guardian": schema.pupil_guardian,
+    }[str(change["table"])]
     bench.update(table, int(str(change["id"])), **change["values"])  # type: ignore[arg-type]
     _, changes = synced(bench, incremental)
     assert _of_pupil_1(changes) == dict.fromkeys(
-        ("pupil", "enrollment", "guardian_link", "guardian", "mark", "absence"), reason)
+        ("pupil", "enrollment", "guardian_link", "guardian", "mark", "absence"), reason
+    )
     order = [e for e, _, _ in _deletes(changes)]
     assert order.index("guardian_link") < order.index("guardian") < order.index("pupil")
     _, again = synced(bench, incremental)
@@ -76,12 +89,17 @@ def test_an_enrolment_ending_before_it_begins_is_rejected(bench: Bench) -> None:
     holds = result.plan.holds  # type: ignore[attr-defined]
     assert holds["pupil"]["enrollment_row_rejected"] == 1
     assert holds["mark"]["enrollment_row_rejected"] == 12
-    assert not [c for c in changes if c.record is not None and (
-        (c.key == "1" and c.entity == "pupil") or c.record.payload.get("pupil") == "1")]
+    assert not [
+        c
+        for c in changes
+        if c.record is not None
+        and ((c.key == "1" and c.entity == "pupil") or c.record.payload.get("pupil") == "1")
+    ]
 
 
 def test_a_link_whose_pupil_cannot_be_read_closes_the_pupil_it_was_delivered_for(
-        bench: Bench) -> None:
+    bench: Bench,
+) -> None:
     """A delivered guardian link whose pupil column becomes unreadable (blank) closes the pupil
     the state recorded for it: what was published under it goes."""
     synced(bench)

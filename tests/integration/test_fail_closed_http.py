@@ -29,8 +29,7 @@ def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
 
 @pytest.fixture
 def bridge(tmp_path: Path, portal: ReferencePortal) -> Bridge:
-    return Bridge(make_school(tmp_path, pupils=30, days=12), tmp_path / "state.sqlite",
-                  portal.url)
+    return Bridge(make_school(tmp_path, pupils=30, days=12), tmp_path / "state.sqlite", portal.url)
 
 
 def _busiest_pupil(found: Snapshot) -> str:
@@ -42,14 +41,18 @@ def _busiest_pupil(found: Snapshot) -> str:
 
 def _of_pupil(found: Snapshot, pupil: str) -> set[tuple[str, str]]:
     """The live records of one pupil on the portal: the pupil and everything naming it."""
-    return {k for k, (_, d) in found.items()
-            if k == ("pupil", pupil) or str(d.get("pupil")) == pupil}
+    return {
+        k for k, (_, d) in found.items() if k == ("pupil", pupil) or str(d.get("pupil")) == pupil
+    }
 
 
 def _sole_guardians(found: Snapshot, pupil: str) -> set[tuple[str, str]]:
     """Guardians on the portal that represent only this pupil."""
-    links = [(str(d["pupil"]), str(d["guardian"])) for (e, _), (_, d) in found.items()
-             if e == "guardian_link"]
+    links = [
+        (str(d["pupil"]), str(d["guardian"]))
+        for (e, _), (_, d) in found.items()
+        if e == "guardian_link"
+    ]
     theirs = {g for p, g in links if p == pupil}
     others = {g for p, g in links if p != pupil}
     return {("guardian", g) for g in theirs - others}
@@ -58,13 +61,15 @@ def _sole_guardians(found: Snapshot, pupil: str) -> set[tuple[str, str]]:
 def _update(bridge: Bridge, table: sa.Table, row_id: str, **values: Any) -> None:
     engine = sa.create_engine(f"sqlite:///{bridge.school}")
     with engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id == int(row_id))
-                     .values(modified_at=LATER, **values))
+        conn.execute(
+            table.update().where(table.c.id == int(row_id)).values(modified_at=LATER, **values)
+        )
     engine.dispose()
 
 
-def _assert_gone(bridge: Bridge, pupil: str, guardians: set[tuple[str, str]],
-                 incremental: bool) -> None:
+def _assert_gone(
+    bridge: Bridge, pupil: str, guardians: set[tuple[str, str]], incremental: bool
+) -> None:
     """Sync (incremental or full): the run succeeds, nothing is refused, and nothing of the
     pupil nor their sole guardians is live on the portal; a second run (the other kind) too."""
     for n, mode in enumerate((incremental, not incremental)):
@@ -79,7 +84,8 @@ def _assert_gone(bridge: Bridge, pupil: str, guardians: set[tuple[str, str]],
 @pytest.mark.parametrize("incremental", [False, True], ids=["full", "incremental"])
 @pytest.mark.parametrize("value", BAD_CONSENT, ids=repr)
 def test_a_consent_value_not_a_clear_yes_removes_the_pupil(
-        bridge: Bridge, value: Any, incremental: bool) -> None:
+    bridge: Bridge, value: Any, incremental: bool
+) -> None:
     """A delivered pupil whose consent becomes anything but a documented yes is removed from
     the portal with all their records and sole guardians, held as consent_unclear."""
     assert bridge.sync().exit_code == ExitCode.OK
@@ -97,7 +103,8 @@ def test_a_consent_value_not_a_clear_yes_removes_the_pupil(
 @pytest.mark.parametrize("incremental", [False, True], ids=["full", "incremental"])
 @pytest.mark.parametrize("case", ["pupil", "enrollment", "guardian_link"])
 def test_a_rejected_row_the_gate_reads_removes_its_pupil(
-        bridge: Bridge, case: str, incremental: bool) -> None:
+    bridge: Bridge, case: str, incremental: bool
+) -> None:
     """A rejected pupil row (a control character), enrolment (ends before it begins) or
     guardian link (a control character) removes every record of its pupil from the portal,
     links before guardians."""
@@ -109,11 +116,13 @@ def test_a_rejected_row_the_gate_reads_removes_its_pupil(
         _update(bridge, schema.pupil, pupil, last_name="Иванов\x07")
     else:
         entity = "enrollment" if case == "enrollment" else "guardian_link"
-        key = next(k for (e, k), (_, d) in found.items()
-                   if e == entity and str(d["pupil"]) == pupil)
+        key = next(
+            k for (e, k), (_, d) in found.items() if e == entity and str(d["pupil"]) == pupil
+        )
         if case == "enrollment":
-            _update(bridge, schema.pupil_move, key, date_in=date(2025, 9, 1),
-                    date_out=date(2025, 8, 1))
+            _update(
+                bridge, schema.pupil_move, key, date_in=date(2025, 9, 1), date_out=date(2025, 8, 1)
+            )
         else:
             _update(bridge, schema.pupil_guardian, key, relation="мать\x0b")
     _assert_gone(bridge, pupil, guardians, incremental)

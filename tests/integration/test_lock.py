@@ -13,8 +13,11 @@ from bridge.state import SqlStateStore, open_state
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStateStore]:
-    url = (f"sqlite:///{tmp_path / 'state.sqlite'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
+    url = (
+        f"sqlite:///{tmp_path / 'state.sqlite'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     opened = open_state(url)
     yield opened
     opened.close()

@@ -27,8 +27,7 @@ def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
 
 @pytest.fixture
 def bridge(tmp_path: Path, portal: ReferencePortal) -> Bridge:
-    return Bridge(make_school(tmp_path, pupils=30, days=12), tmp_path / "state.sqlite",
-                  portal.url)
+    return Bridge(make_school(tmp_path, pupils=30, days=12), tmp_path / "state.sqlite", portal.url)
 
 
 def _open_memberships(found: Snapshot) -> dict[str, set[str]]:
@@ -41,8 +40,11 @@ def _open_memberships(found: Snapshot) -> dict[str, set[str]]:
 
 
 def _memberships_of(found: Snapshot, pupil: str) -> dict[str, object]:
-    return {key: data.get("date_to") for (entity, key), (_, data) in found.items()
-            if entity == "group_member" and str(data["pupil"]) == pupil}
+    return {
+        key: data.get("date_to")
+        for (entity, key), (_, data) in found.items()
+        if entity == "group_member" and str(data["pupil"]) == pupil
+    }
 
 
 def _move(bridge: Bridge, pupil: str, date_out: date | None) -> None:
@@ -50,16 +52,19 @@ def _move(bridge: Bridge, pupil: str, date_out: date | None) -> None:
     engine = sa.create_engine(f"sqlite:///{bridge.school}")
     table = schema.pupil_move
     with engine.begin() as conn:
-        last = conn.execute(sa.select(sa.func.max(table.c.id))
-                            .where(table.c.pupil_id == int(pupil))).scalar_one()
-        conn.execute(table.update().where(table.c.id == last)
-                     .values(date_out=date_out, modified_at=LATER))
+        last = conn.execute(
+            sa.select(sa.func.max(table.c.id)).where(table.c.pupil_id == int(pupil))
+        ).scalar_one()
+        conn.execute(
+            table.update().where(table.c.id == last).values(date_out=date_out, modified_at=LATER)
+        )
     engine.dispose()
 
 
 @pytest.mark.parametrize("incremental", [True, False], ids=["incremental", "full"])
 def test_a_withdrawal_closes_every_membership_of_the_pupil_on_the_portal(
-        bridge: Bridge, incremental: bool) -> None:
+    bridge: Bridge, incremental: bool
+) -> None:
     assert bridge.sync(run_id="first").exit_code == ExitCode.OK
     opened = _open_memberships(snapshot(bridge.url))
     pupil = max(opened, key=lambda p: (len(opened[p]), p))  # the pupil in most subgroups

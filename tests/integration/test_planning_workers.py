@@ -35,8 +35,13 @@ AS_OF = date(2026, 5, 20)
 NO_HOLD = Thresholds(min_deletes=10**9)
 
 
-def run(mappings: MappingSet, source: Source, state: StateStore, workers: int,
-        sink: list[Change] | None = None) -> PlanResult:
+def run(
+    mappings: MappingSet,
+    source: Source,
+    state: StateStore,
+    workers: int,
+    sink: list[Change] | None = None,
+) -> PlanResult:
     """A full plan with ``workers`` processes; changes go to ``sink`` when given."""
     options = RunOptions(as_of=AS_OF, thresholds=NO_HOLD, workers=workers)
     return plan_run(mappings, source, state, options, None if sink is None else sink.append)
@@ -47,13 +52,23 @@ def digest(result: PlanResult, sent: list[Change]) -> tuple[object, ...]:
     sampled updates, deletes and changes that hide a pupil in order, the plan id), watermarks
     and the changes sent, in order."""
     plan = result.plan
-    return (plan.counts, plan.holds, plan.rejection_counts, plan.rejection_groups,
-            plan.rejections, [(c.entity, c.key, c.op) for c in plan.updates],
-            [(c.entity, c.key, c.reason) for c in plan.deletes],
-            [(c.entity, c.key, c.op) for c in plan.hiding], plan.plan_id,
-            plan.records_read, result.watermarks,
-            [(c.entity, c.key, c.op, c.fingerprint, c.record.payload if c.record else None)
-             for c in sent])
+    return (
+        plan.counts,
+        plan.holds,
+        plan.rejection_counts,
+        plan.rejection_groups,
+        plan.rejections,
+        [(c.entity, c.key, c.op) for c in plan.updates],
+        [(c.entity, c.key, c.reason) for c in plan.deletes],
+        [(c.entity, c.key, c.op) for c in plan.hiding],
+        plan.plan_id,
+        plan.records_read,
+        result.watermarks,
+        [
+            (c.entity, c.key, c.op, c.fingerprint, c.record.payload if c.record else None)
+            for c in sent
+        ],
+    )
 
 
 class Wrapped:
@@ -76,8 +91,13 @@ class PidLog(Wrapped):
         super().__init__(inner)
         self.log = log
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         if key_range is not None:
             with self.log.open("a") as out:
                 out.write(f"{mapping.entity} {os.getpid()}\n")
@@ -89,8 +109,9 @@ class PidLog(Wrapped):
 
 
 @pytest.fixture(scope="module")
-def edited_school(tmp_path_factory: pytest.TempPathFactory, mappings: MappingSet
-                  ) -> tuple[sa.Engine, Path]:
+def edited_school(
+    tmp_path_factory: pytest.TempPathFactory, mappings: MappingSet
+) -> tuple[sa.Engine, Path]:
     """A generated school synced once into a state file, then edited."""
     folder = tmp_path_factory.mktemp("workers")
     engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
@@ -111,8 +132,10 @@ def _edit(engine: sa.Engine) -> None:
         conn.execute(mark.update().where(mark.c.id.in_(ids[::97])).values(mark_value="3"))
         conn.execute(mark.delete().where(mark.c.id.in_(ids[5::211])))
         conn.execute(mark.update().where(mark.c.id.in_(ids[7::501])).values(mark_value="11"))
-        copies = [dict(r._mapping) for r in conn.execute(
-            sa.select(mark).where(mark.c.id.in_(ids[3::1013])))]
+        copies = [
+            dict(r._mapping)
+            for r in conn.execute(sa.select(mark).where(mark.c.id.in_(ids[3::1013])))
+        ]
         conn.execute(mark.insert(), [{**r, "id": ids[-1] + n + 1} for n, r in enumerate(copies)])
         lesson_id = conn.execute(sa.select(sa.func.max(lesson.c.id))).scalar_one()
         conn.execute(lesson.delete().where(lesson.c.id == lesson_id))
@@ -121,8 +144,9 @@ def _edit(engine: sa.Engine) -> None:
 
 
 @pytest.fixture
-def school_state(edited_school: tuple[sa.Engine, Path]) -> Iterator[tuple[SqlSource,
-                                                                            SqlStateStore]]:
+def school_state(
+    edited_school: tuple[sa.Engine, Path],
+) -> Iterator[tuple[SqlSource, SqlStateStore]]:
     engine, state_file = edited_school
     state = open_state(f"sqlite:///{state_file}")
     yield SqlSource(engine), state
@@ -132,8 +156,11 @@ def school_state(edited_school: tuple[sa.Engine, Path]) -> Iterator[tuple[SqlSou
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["default-ranges", "narrow-ranges"])
 def test_plan_in_ranges_equals_the_plan_of_one_process(
-    school_state: tuple[SqlSource, SqlStateStore], mappings: MappingSet,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, narrow: bool
+    school_state: tuple[SqlSource, SqlStateStore],
+    mappings: MappingSet,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    narrow: bool,
 ) -> None:
     """With 2 or 3 processes the plan and the changes sent are exactly those of one process,
     and the marks (with narrow ranges, the lessons too) really were planned in several."""
@@ -187,8 +214,13 @@ class InWorker(Wrapped):
         super().__init__(inner)
         self.act, self.parent = act, os.getpid()
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         if key_range is not None and os.getpid() != self.parent:
             self.act(key_range)
         return self.inner.read(mapping, since, rescan, key_range)
@@ -196,6 +228,7 @@ class InWorker(Wrapped):
 
 def failing(source: Source, error: Exception) -> InWorker:
     """A source whose reads of the last key range fail, in a worker only."""
+
     def act(key_range: KeyRange) -> None:
         if key_range.high is None and key_range.low is not None:
             raise error
@@ -221,8 +254,11 @@ def test_a_worker_that_crashes_fails_the_run_with_what_happened(
     """An unexpected error in a worker stops the run with a FatalError naming its kind and the
     range, never its text (it may quote a row)."""
     source, state = school_state
-    with pytest.raises(FatalError, match=r"id from \d+\) in a worker process failed: "
-                                         r"RuntimeError$") as caught:
+    with pytest.raises(
+        FatalError,
+        match=r"id from \d+\) in a worker process failed: "
+        r"RuntimeError$",
+    ) as caught:
         run(mappings, failing(source, RuntimeError("boom Иванов")), state, 2)
     assert "Иванов" not in str(caught.value)
 
@@ -248,8 +284,13 @@ def test_a_stop_during_planning_kills_the_workers(
             out.write(f"{os.getpid()}\n")
         time.sleep(60)  # a worker busy with its range
 
-    result = plan_run(mappings, InWorker(source, hang), state,
-                      RunOptions(as_of=AS_OF, thresholds=NO_HOLD, workers=2), sink)
+    result = plan_run(
+        mappings,
+        InWorker(source, hang),
+        state,
+        RunOptions(as_of=AS_OF, thresholds=NO_HOLD, workers=2),
+        sink,
+    )
     assert isinstance(result.error, Interrupted)
     assert result.plan.deletes == []
     worker = int(pids.read_text().split()[0])
@@ -260,8 +301,13 @@ def test_a_stop_during_planning_kills_the_workers(
 class Unbounded(Wrapped):
     """A source that ignores key ranges (as a database comparing keys otherwise might)."""
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None, key_range: KeyRange | None = None) -> Iterator[Row]:
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
         return self.inner.read(mapping, since, rescan)
 
 

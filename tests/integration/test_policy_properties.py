@@ -58,36 +58,73 @@ def schools(draw: st.DrawFn) -> dict[str, Any]:
     drawn = [draw(pupils(pid)) for pid in range(1, count + 1)]
     days = sorted(draw(st.sets(st.integers(0, 60), min_size=1, max_size=8)))
     marks = draw(st.sets(st.tuples(st.sampled_from(days), st.integers(1, count)), max_size=30))
-    absences = draw(st.sets(st.tuples(st.sampled_from(days), st.integers(1, count)),
-                            max_size=10))
-    return {"grade": draw(st.sampled_from([1, 5])), "pupils": drawn, "days": days,
-            "marks": sorted(marks), "absences": sorted(absences)}
+    absences = draw(st.sets(st.tuples(st.sampled_from(days), st.integers(1, count)), max_size=10))
+    return {
+        "grade": draw(st.sampled_from([1, 5])),
+        "pupils": drawn,
+        "days": days,
+        "marks": sorted(marks),
+        "absences": sorted(absences),
+    }
 
 
 def _rows(s: dict[str, Any]) -> dict[sa.Table, list[dict[str, Any]]]:
     def day(offset: int) -> date:
         return DAY0 + timedelta(days=offset)
 
-    moves = [{"id": p.pid * 10 + i, "pupil_id": p.pid, "class_id": 1, "date_in": day(a),
-              "date_out": None if b is None else day(b), "modified_at": T0}
-             for p in s["pupils"] for i, (a, b) in enumerate(p.stays)]
+    moves = [
+        {
+            "id": p.pid * 10 + i,
+            "pupil_id": p.pid,
+            "class_id": 1,
+            "date_in": day(a),
+            "date_out": None if b is None else day(b),
+            "modified_at": T0,
+        }
+        for p in s["pupils"]
+        for i, (a, b) in enumerate(p.stays)
+    ]
     return {
         schema.subject: [{"id": 1, "name": "Математика", "modified_at": T0}],
         schema.teacher: [{"id": 1, "last_name": "Т", "first_name": "Т", "modified_at": T0}],
-        schema.class_unit: [{"id": 1, "year_id": 1, "grade": s["grade"], "letter": "А",
-                             "modified_at": T0}],
-        schema.pupil: [{"id": p.pid, "last_name": "Ф", "first_name": "И",
-                        "pd_consent": int(p.consent), "modified_at": T0} for p in s["pupils"]],
+        schema.class_unit: [
+            {"id": 1, "year_id": 1, "grade": s["grade"], "letter": "А", "modified_at": T0}
+        ],
+        schema.pupil: [
+            {
+                "id": p.pid,
+                "last_name": "Ф",
+                "first_name": "И",
+                "pd_consent": int(p.consent),
+                "modified_at": T0,
+            }
+            for p in s["pupils"]
+        ],
         schema.pupil_move: moves,
-        schema.lesson: [{"id": d + 1, "class_id": 1, "subject_id": 1, "teacher_id": 1,
-                         "lesson_date": day(d), "lesson_num": 1, "modified_at": T0}
-                        for d in s["days"]],
-        schema.lesson_work: [{"id": d + 1, "lesson_id": d + 1, "work_kind": "УО", "weight": 1,
-                              "modified_at": T0} for d in s["days"]],
-        schema.mark: [{"id": n + 1, "work_id": d + 1, "pupil_id": p, "mark_value": "4",
-                       "modified_at": T0} for n, (d, p) in enumerate(s["marks"])],
-        schema.absence: [{"lesson_id": d + 1, "pupil_id": p, "code": "н", "modified_at": T0}
-                         for d, p in s["absences"]],
+        schema.lesson: [
+            {
+                "id": d + 1,
+                "class_id": 1,
+                "subject_id": 1,
+                "teacher_id": 1,
+                "lesson_date": day(d),
+                "lesson_num": 1,
+                "modified_at": T0,
+            }
+            for d in s["days"]
+        ],
+        schema.lesson_work: [
+            {"id": d + 1, "lesson_id": d + 1, "work_kind": "УО", "weight": 1, "modified_at": T0}
+            for d in s["days"]
+        ],
+        schema.mark: [
+            {"id": n + 1, "work_id": d + 1, "pupil_id": p, "mark_value": "4", "modified_at": T0}
+            for n, (d, p) in enumerate(s["marks"])
+        ],
+        schema.absence: [
+            {"lesson_id": d + 1, "pupil_id": p, "code": "н", "modified_at": T0}
+            for d, p in s["absences"]
+        ],
     }
 
 
@@ -99,13 +136,14 @@ def oracle(s: dict[str, Any]) -> dict[str, set[str]]:
     """The records that may be on the portal, by the regulation, computed from scratch."""
     by_id = {p.pid: p for p in s["pupils"]}
     ok = {pid for pid, p in by_id.items() if p.consent}
-    marks = {str(n + 1) for n, (d, p) in enumerate(s["marks"])
-             if p in ok and s["grade"] != 1 and _present(by_id[p], d)}
+    marks = {
+        str(n + 1)
+        for n, (d, p) in enumerate(s["marks"])
+        if p in ok and s["grade"] != 1 and _present(by_id[p], d)
+    }
     absences = {f"{d + 1}-{p}" for d, p in s["absences"] if p in ok and _present(by_id[p], d)}
-    stays = {str(p.pid * 10 + i) for p in s["pupils"] if p.consent
-             for i in range(len(p.stays))}
-    return {"pupil": {str(p) for p in ok}, "mark": marks, "absence": absences,
-            "enrollment": stays}
+    stays = {str(p.pid * 10 + i) for p in s["pupils"] if p.consent for i in range(len(p.stays))}
+    return {"pupil": {str(p) for p in ok}, "mark": marks, "absence": absences, "enrollment": stays}
 
 
 class Portal:
@@ -126,8 +164,13 @@ class Portal:
 def _sync(engine: sa.Engine, state_url: str, portal: Portal) -> PlanResult:
     state = open_state(state_url)
     sent: list[Change] = []
-    result = plan_run(MAPPINGS, SqlSource(engine), state,
-                      RunOptions(as_of=date(2025, 12, 31), thresholds=NO_GUARD), sent.append)
+    result = plan_run(
+        MAPPINGS,
+        SqlSource(engine),
+        state,
+        RunOptions(as_of=date(2025, 12, 31), thresholds=NO_GUARD),
+        sent.append,
+    )
     changes = sent + result.plan.destructive()
     portal.apply(changes)
     state.record([delivered(c, MAPPINGS) for c in changes])
@@ -153,7 +196,8 @@ def _assert_allowed(portal: Portal, s: dict[str, Any]) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=schools(), second=schools())
 def test_portal_holds_exactly_the_allowed_export_across_journal_changes(
-        first: dict[str, Any], second: dict[str, Any]) -> None:
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
     """After any school and then any rewrite of it, the portal holds exactly what may leave:
     never a no-consent pupil's record, never one dated outside a stay, never a grade-1 mark."""
     with tempfile.TemporaryDirectory() as folder:

@@ -33,31 +33,40 @@ class Clock:
 class Api:
     """A minimal client for one school: a session with a bearer token."""
 
-    def __init__(self, url: str, client: tuple[str, str] = DEMO_CLIENT,
-                 school: str = "demo") -> None:
+    def __init__(
+        self, url: str, client: tuple[str, str] = DEMO_CLIENT, school: str = "demo"
+    ) -> None:
         self.url, self.school = url, school
         self.session = requests.Session()
         self.token = self.fetch_token(*client).json()["access_token"]
 
     def fetch_token(self, client_id: str, secret: str) -> requests.Response:
         """POST /oauth/token with client credentials in the form."""
-        return self.session.post(f"{self.url}/oauth/token", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": secret})
+        return self.session.post(
+            f"{self.url}/oauth/token",
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
 
-    def call(self, method: str, path: str, token: str | None = None,
-             **options: Any) -> requests.Response:
+    def call(
+        self, method: str, path: str, token: str | None = None, **options: Any
+    ) -> requests.Response:
         """One /api request under the school, with the bearer token (or another one)."""
         headers = {"Authorization": f"Bearer {token or self.token}"}
         options.setdefault("timeout", 10)
-        return self.session.request(method, f"{self.url}/api/v1/schools/{self.school}/{path}",
-                                    headers=headers, **options)
+        return self.session.request(
+            method, f"{self.url}/api/v1/schools/{self.school}/{path}", headers=headers, **options
+        )
 
-    def put(self, entity: str, key: str, data: dict[str, Any],
-            fingerprint: str = "f1") -> requests.Response:
+    def put(
+        self, entity: str, key: str, data: dict[str, Any], fingerprint: str = "f1"
+    ) -> requests.Response:
         """PUT one record."""
-        return self.call("PUT", f"{entity}/{key}", json={"fingerprint": fingerprint,
-                                                         "data": data})
+        return self.call("PUT", f"{entity}/{key}", json={"fingerprint": fingerprint, "data": data})
 
     def batch(self, *operations: dict[str, Any]) -> requests.Response:
         """POST a batch."""
@@ -76,8 +85,14 @@ class Api:
 
 def put_op(op_id: str, entity: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
     """A PUT operation of a batch."""
-    return {"id": op_id, "method": "PUT", "entity": entity, "sourcedId": key,
-            "fingerprint": f"fp-{key}", "data": data}
+    return {
+        "id": op_id,
+        "method": "PUT",
+        "entity": entity,
+        "sourcedId": key,
+        "fingerprint": f"fp-{key}",
+        "data": data,
+    }
 
 
 def delete_op(op_id: str, entity: str, key: str) -> dict[str, Any]:
@@ -88,8 +103,12 @@ def delete_op(op_id: str, entity: str, key: str) -> dict[str, Any]:
 SCHOOL_OPS = [
     put_op("1", "teacher", "t1", {"last_name": "Ivanova", "first_name": "Anna"}),
     put_op("2", "subject", "s1", {"name": "Mathematics"}),
-    put_op("3", "period", "q1", {"kind": "quarter", "name": "Q1", "date_from": "2025-09-01",
-                                 "date_to": "2025-10-31"}),
+    put_op(
+        "3",
+        "period",
+        "q1",
+        {"kind": "quarter", "name": "Q1", "date_from": "2025-09-01", "date_to": "2025-10-31"},
+    ),
     put_op("4", "class", "c5", {"grade": 5, "letter": "A"}),
     put_op("5", "class", "c1", {"grade": 1, "letter": "B"}),
     put_op("6", "pupil", "p1", {"last_name": "Petrov", "first_name": "Pyotr", "active": True}),
@@ -97,12 +116,24 @@ SCHOOL_OPS = [
     put_op("8", "pupil", "p3", {"last_name": "Orlov", "first_name": "Ilya", "active": False}),
     put_op("9", "enrollment", "e1", {"pupil": "p1", "class": "c5", "date_from": "2025-09-01"}),
     put_op("10", "enrollment", "e2", {"pupil": "p2", "class": "c1", "date_from": "2025-09-01"}),
-    put_op("11", "enrollment", "e3", {"pupil": "p3", "class": "c5", "date_from": "2025-09-01",
-                                      "date_to": "2025-10-15"}),
-    put_op("12", "lesson", "l5", {"class": "c5", "subject": "s1", "teacher": "t1",
-                                  "date": "2025-10-20", "number": 1}),
-    put_op("13", "lesson", "l1", {"class": "c1", "subject": "s1", "teacher": "t1",
-                                  "date": "2025-10-01", "number": 1}),
+    put_op(
+        "11",
+        "enrollment",
+        "e3",
+        {"pupil": "p3", "class": "c5", "date_from": "2025-09-01", "date_to": "2025-10-15"},
+    ),
+    put_op(
+        "12",
+        "lesson",
+        "l5",
+        {"class": "c5", "subject": "s1", "teacher": "t1", "date": "2025-10-20", "number": 1},
+    ),
+    put_op(
+        "13",
+        "lesson",
+        "l1",
+        {"class": "c1", "subject": "s1", "teacher": "t1", "date": "2025-10-01", "number": 1},
+    ),
     put_op("14", "work", "w5", {"lesson": "l5", "kind": "test", "weight": 1}),
     put_op("15", "work", "w1", {"lesson": "l1", "kind": "oral", "weight": 1}),
 ]
@@ -117,8 +148,15 @@ def clock() -> Clock:
 @pytest.fixture
 def portal(tmp_path: Path, clock: Clock) -> Iterator[ReferencePortal]:
     """A portal on a free port with its records in a file, stopped afterwards."""
-    running = ReferencePortal("127.0.0.1", 0, tmp_path / "portal.sqlite", clients=CLIENTS,
-                              token_ttl=600, seed=5, clock=clock).start()
+    running = ReferencePortal(
+        "127.0.0.1",
+        0,
+        tmp_path / "portal.sqlite",
+        clients=CLIENTS,
+        token_ttl=600,
+        seed=5,
+        clock=clock,
+    ).start()
     yield running
     running.stop()
 
@@ -153,15 +191,18 @@ def test_a_token_is_issued_for_the_right_credentials_only(api: Api) -> None:
         refused = api.fetch_token(client_id, secret)
         assert refused.status_code == 401
         assert refused.json()["type"] == "authorizationFailed"
-    grant = api.session.post(f"{api.url}/oauth/token", data={"grant_type": "password"},
-                             timeout=10)
+    grant = api.session.post(f"{api.url}/oauth/token", data={"grant_type": "password"}, timeout=10)
     assert (grant.status_code, grant.json()["type"]) == (400, "badRequest")
 
 
 def test_client_credentials_may_come_as_http_basic_auth(api: Api) -> None:
     """RFC 6749 lets the client authenticate with HTTP Basic instead of form fields."""
-    answer = api.session.post(f"{api.url}/oauth/token", auth=DEMO_CLIENT, timeout=10,
-                              data={"grant_type": "client_credentials"})
+    answer = api.session.post(
+        f"{api.url}/oauth/token",
+        auth=DEMO_CLIENT,
+        timeout=10,
+        data={"grant_type": "client_credentials"},
+    )
     assert answer.status_code == 200
 
 
@@ -204,8 +245,12 @@ def test_put_is_idempotent_and_get_shows_the_record(api: Api) -> None:
     assert changed.status_code == 200
     assert changed.json()["fingerprint"] == "f2"
     shown = api.call("GET", "teacher/t1").json()
-    assert shown == {"sourcedId": "t1", "fingerprint": "f2", "status": "active",
-                     "data": {**data, "middle_name": "P"}}
+    assert shown == {
+        "sourcedId": "t1",
+        "fingerprint": "f2",
+        "status": "active",
+        "data": {**data, "middle_name": "P"},
+    }
 
 
 def test_delete_is_idempotent_and_leaves_a_tombstone(api: Api) -> None:
@@ -220,7 +265,10 @@ def test_delete_is_idempotent_and_leaves_a_tombstone(api: Api) -> None:
     gone = api.call("GET", "subject/s1")
     assert gone.status_code == 410
     assert {k: v for k, v in gone.json().items() if k not in ("type", "description")} == {
-        "sourcedId": "s1", "status": "tobedeleted", "deletedAt": gone.json()["deletedAt"]}
+        "sourcedId": "s1",
+        "status": "tobedeleted",
+        "deletedAt": gone.json()["deletedAt"],
+    }
     assert gone.json()["type"] == "deleted"
     assert "Mathematics" not in gone.text
     assert api.call("GET", "subject").json() == {"records": []}
@@ -232,7 +280,10 @@ def test_the_list_gives_live_keys_and_fingerprints(school: Api) -> None:
     school.call("DELETE", "pupil/p3")  # refused: p3 has a live enrolment
     listed = school.call("GET", "pupil").json()["records"]
     assert sorted((r["sourcedId"], r["fingerprint"]) for r in listed) == [
-        ("p1", "fp-p1"), ("p2", "fp-p2"), ("p3", "fp-p3")]
+        ("p1", "fp-p1"),
+        ("p2", "fp-p2"),
+        ("p3", "fp-p3"),
+    ]
 
 
 def test_keys_are_percent_decoded(api: Api) -> None:
@@ -241,19 +292,23 @@ def test_keys_are_percent_decoded(api: Api) -> None:
     assert api.call("GET", "subject").json()["records"][0]["sourcedId"] == "12/3 x"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "expected"), [
-    ("PUT", "teacher/t1", b"{not json", (400, "badRequest")),
-    ("PUT", "teacher/t1", b'{"fingerprint": "f"}', (400, "badRequest")),
-    ("PUT", "teacher/t1", b'{"data": {}}', (400, "badRequest")),
-    ("PUT", "homework/h1", b'{"fingerprint": "f", "data": {}}', (404, "unknownResource")),
-    ("GET", "homework", b"", (404, "unknownResource")),
-    ("POST", "batch", b'{"ops": []}', (400, "badRequest")),
-    ("POST", "batch", b'{"operations": [{"method": "PUT"}]}', (400, "badRequest")),
-    ("POST", "teacher", b"", (405, "methodNotAllowed")),
-    ("PATCH", "teacher/t1", b"", (405, "methodNotAllowed")),
-])
-def test_bad_requests_get_json_errors(api: Api, method: str, path: str, body: bytes,
-                                      expected: tuple[int, str]) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("PUT", "teacher/t1", b"{not json", (400, "badRequest")),
+        ("PUT", "teacher/t1", b'{"fingerprint": "f"}', (400, "badRequest")),
+        ("PUT", "teacher/t1", b'{"data": {}}', (400, "badRequest")),
+        ("PUT", "homework/h1", b'{"fingerprint": "f", "data": {}}', (404, "unknownResource")),
+        ("GET", "homework", b"", (404, "unknownResource")),
+        ("POST", "batch", b'{"ops": []}', (400, "badRequest")),
+        ("POST", "batch", b'{"operations": [{"method": "PUT"}]}', (400, "badRequest")),
+        ("POST", "teacher", b"", (405, "methodNotAllowed")),
+        ("PATCH", "teacher/t1", b"", (405, "methodNotAllowed")),
+    ],
+)
+def test_bad_requests_get_json_errors(
+    api: Api, method: str, path: str, body: bytes, expected: tuple[int, str]
+) -> None:
     """Malformed bodies, unknown entities and wrong methods are answered with a JSON error."""
     status, kind = expected
     answer = api.call(method, path, data=body)
@@ -278,19 +333,25 @@ def test_a_batch_answers_per_operation_in_order(school: Api) -> None:
     answer = school.batch(
         put_op("a", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "7"}),
         put_op("b", "pupil", "p9", {"last_name": "New", "first_name": "One"}),
-        put_op("c", "enrollment", "e9", {"pupil": "p9", "class": "c5",
-                                         "date_from": "2025-09-01"}),
+        put_op("c", "enrollment", "e9", {"pupil": "p9", "class": "c5", "date_from": "2025-09-01"}),
         put_op("d", "mark", "m9", {"work": "w5", "pupil": "p9", "value": "5-"}),
         put_op("e", "mark", "m9", {"work": "w5", "pupil": "p9", "value": "5-"}),
         delete_op("f", "pupil", "p9"),
         {"id": "g", "method": "MERGE", "entity": "mark", "sourcedId": "m9"},
-        put_op("h", "homework", "h1", {}))
+        put_op("h", "homework", "h1", {}),
+    )
     assert answer.status_code == 200
     results = answer.json()["results"]
     assert [(r["id"], r["status"], r["type"]) for r in results] == [
-        ("a", 422, "valueInvalid"), ("b", 201, None), ("c", 201, None), ("d", 201, None),
-        ("e", 200, None), ("f", 409, "hasDependents"), ("g", 400, "badRequest"),
-        ("h", 404, "unknownResource")]
+        ("a", 422, "valueInvalid"),
+        ("b", 201, None),
+        ("c", 201, None),
+        ("d", 201, None),
+        ("e", 200, None),
+        ("f", 409, "hasDependents"),
+        ("g", 400, "badRequest"),
+        ("h", 404, "unknownResource"),
+    ]
     assert results[1]["description"] is None
 
 
@@ -304,42 +365,122 @@ def test_a_batch_of_more_than_1000_operations_is_refused_whole(api: Api) -> None
 
 
 REJECTIONS: dict[str, tuple[dict[str, Any], str, int]] = {
-    "mark value": (put_op("x", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "6"}),
-                   "valueInvalid", 422),
-    "period mark value": (put_op("x", "period_mark", "pm1", {
-        "pupil": "p1", "subject": "s1", "period": "q1", "value": "4+"}), "valueInvalid", 422),
-    "absence code": (put_op("x", "absence", "a1", {"lesson": "l5", "pupil": "p1",
-                                                   "code": "н"}), "valueInvalid", 422),
-    "missing reference": (put_op("x", "mark", "m1", {"work": "w404", "pupil": "p1",
-                                                     "value": "5"}), "referenceMissing", 422),
-    "missing optional reference": (put_op("x", "lesson", "l9", {
-        "class": "c5", "group": "g404", "subject": "s1", "teacher": "t1",
-        "date": "2025-10-02"}), "referenceMissing", 422),
-    "grade-1 mark": (put_op("x", "mark", "m1", {"work": "w1", "pupil": "p2", "value": "5"}),
-                     "grade1Mark", 422),
-    "grade-1 period mark": (put_op("x", "period_mark", "pm1", {
-        "pupil": "p2", "subject": "s1", "period": "q1", "value": "pass"}), "grade1Mark", 422),
-    "mark after leaving": (put_op("x", "mark", "m1", {"work": "w5", "pupil": "p3",
-                                                      "value": "5"}), "membershipClosed", 422),
-    "absence after leaving": (put_op("x", "absence", "a1", {
-        "lesson": "l5", "pupil": "p3", "code": "ill"}), "membershipClosed", 422),
-    "long topic": (put_op("x", "lesson", "l9", {
-        "class": "c5", "subject": "s1", "teacher": "t1", "date": "2025-10-02",
-        "topic": "t" * 501}), "textTooLong", 422),
-    "long homework": (put_op("x", "lesson", "l9", {
-        "class": "c5", "subject": "s1", "teacher": "t1", "date": "2025-10-02",
-        "homework": "h" * 2001}), "textTooLong", 422),
-    "long name": (put_op("x", "guardian", "g1", {"last_name": "N" * 61, "first_name": "A"}),
-                  "textTooLong", 422),
-    "wrong shape": (put_op("x", "mark", "m1", {"work": 5, "pupil": "p1", "value": "5"}),
-                    "validationFailed", 422),
+    "mark value": (
+        put_op("x", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "6"}),
+        "valueInvalid",
+        422,
+    ),
+    "period mark value": (
+        put_op(
+            "x",
+            "period_mark",
+            "pm1",
+            {"pupil": "p1", "subject": "s1", "period": "q1", "value": "4+"},
+        ),
+        "valueInvalid",
+        422,
+    ),
+    "absence code": (
+        put_op("x", "absence", "a1", {"lesson": "l5", "pupil": "p1", "code": "н"}),
+        "valueInvalid",
+        422,
+    ),
+    "missing reference": (
+        put_op("x", "mark", "m1", {"work": "w404", "pupil": "p1", "value": "5"}),
+        "referenceMissing",
+        422,
+    ),
+    "missing optional reference": (
+        put_op(
+            "x",
+            "lesson",
+            "l9",
+            {
+                "class": "c5",
+                "group": "g404",
+                "subject": "s1",
+                "teacher": "t1",
+                "date": "2025-10-02",
+            },
+        ),
+        "referenceMissing",
+        422,
+    ),
+    "grade-1 mark": (
+        put_op("x", "mark", "m1", {"work": "w1", "pupil": "p2", "value": "5"}),
+        "grade1Mark",
+        422,
+    ),
+    "grade-1 period mark": (
+        put_op(
+            "x",
+            "period_mark",
+            "pm1",
+            {"pupil": "p2", "subject": "s1", "period": "q1", "value": "pass"},
+        ),
+        "grade1Mark",
+        422,
+    ),
+    "mark after leaving": (
+        put_op("x", "mark", "m1", {"work": "w5", "pupil": "p3", "value": "5"}),
+        "membershipClosed",
+        422,
+    ),
+    "absence after leaving": (
+        put_op("x", "absence", "a1", {"lesson": "l5", "pupil": "p3", "code": "ill"}),
+        "membershipClosed",
+        422,
+    ),
+    "long topic": (
+        put_op(
+            "x",
+            "lesson",
+            "l9",
+            {
+                "class": "c5",
+                "subject": "s1",
+                "teacher": "t1",
+                "date": "2025-10-02",
+                "topic": "t" * 501,
+            },
+        ),
+        "textTooLong",
+        422,
+    ),
+    "long homework": (
+        put_op(
+            "x",
+            "lesson",
+            "l9",
+            {
+                "class": "c5",
+                "subject": "s1",
+                "teacher": "t1",
+                "date": "2025-10-02",
+                "homework": "h" * 2001,
+            },
+        ),
+        "textTooLong",
+        422,
+    ),
+    "long name": (
+        put_op("x", "guardian", "g1", {"last_name": "N" * 61, "first_name": "A"}),
+        "textTooLong",
+        422,
+    ),
+    "wrong shape": (
+        put_op("x", "mark", "m1", {"work": 5, "pupil": "p1", "value": "5"}),
+        "validationFailed",
+        422,
+    ),
     "delete with dependents": (delete_op("x", "lesson", "l5"), "hasDependents", 409),
 }
 
 
 @pytest.mark.parametrize("rule", list(REJECTIONS))
-def test_each_validation_rule_is_enforced_in_batches_and_single_writes(school: Api,
-                                                                        rule: str) -> None:
+def test_each_validation_rule_is_enforced_in_batches_and_single_writes(
+    school: Api, rule: str
+) -> None:
     """The rule refuses the operation in a batch (per-operation status) and as a single
     PUT or DELETE (HTTP status), with the same type, and nothing is written."""
     op, kind, status = REJECTIONS[rule]
@@ -347,8 +488,11 @@ def test_each_validation_rule_is_enforced_in_batches_and_single_writes(school: A
     result = school.batch(op).json()["results"][0]
     assert (result["status"], result["type"]) == (status, kind)
     path = f"{op['entity']}/{op['sourcedId']}"
-    single = (school.call("DELETE", path) if op["method"] == "DELETE"
-              else school.put(op["entity"], op["sourcedId"], op["data"]))
+    single = (
+        school.call("DELETE", path)
+        if op["method"] == "DELETE"
+        else school.put(op["entity"], op["sourcedId"], op["data"])
+    )
     assert (single.status_code, single.json()["type"]) == (status, kind)
     assert single.json()["description"] == result["description"]
     assert school.inspect("counts") == before
@@ -357,8 +501,9 @@ def test_each_validation_rule_is_enforced_in_batches_and_single_writes(school: A
 def test_children_first_deletes_go_through(school: Api) -> None:
     """Deleting marks, works, then the lesson, in one batch, is accepted in that order."""
     school.batch(put_op("m", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "5"}))
-    results = school.batch(delete_op("1", "mark", "m1"), delete_op("2", "work", "w5"),
-                           delete_op("3", "lesson", "l5")).json()["results"]
+    results = school.batch(
+        delete_op("1", "mark", "m1"), delete_op("2", "work", "w5"), delete_op("3", "lesson", "l5")
+    ).json()["results"]
     assert [r["status"] for r in results] == [204, 204, 204]
 
 
@@ -366,15 +511,18 @@ def test_children_first_deletes_go_through(school: Api) -> None:
 
 
 def test_a_restarted_portal_has_the_same_records_tombstones_rules_and_tokens(
-        tmp_path: Path, clock: Clock) -> None:
+    tmp_path: Path, clock: Clock
+) -> None:
     """Stop and start on the same file: records, tombstones, the dependents rule and the
     issued token are all still there."""
     path = tmp_path / "portal.sqlite"
     first = ReferencePortal(data_path=path, clock=clock).start()
     api = Api(first.url)
     api.batch(*SCHOOL_OPS)
-    api.batch(delete_op("d", "work", "w1"),
-              put_op("m", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "3"}))
+    api.batch(
+        delete_op("d", "work", "w1"),
+        put_op("m", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "3"}),
+    )
     counts = api.inspect("counts")
     api.session.close()
     first.stop()
@@ -400,11 +548,13 @@ def script(api: Api, *kinds: str, **options: Any) -> None:
     assert api.set_faults({"script": list(kinds), **options}).status_code == 200
 
 
-@pytest.mark.parametrize(("kind", "status", "error_type"), [
-    ("500", 500, "internalError"), ("502", 502, "badGateway"),
-    ("503", 503, "serviceUnavailable")])
-def test_server_errors_are_json_and_apply_nothing(school: Api, kind: str, status: int,
-                                                  error_type: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type"),
+    [("500", 500, "internalError"), ("502", 502, "badGateway"), ("503", 503, "serviceUnavailable")],
+)
+def test_server_errors_are_json_and_apply_nothing(
+    school: Api, kind: str, status: int, error_type: str
+) -> None:
     """A 5xx fault answers with its JSON error before processing: nothing is written."""
     script(school, kind)
     answer = school.put("subject", "s9", {"name": "Art"})
@@ -446,8 +596,9 @@ def test_slow_fault_answers_late_but_processes_normally(school: Api) -> None:
     assert school.put("subject", "s8", {"name": "Art"}).status_code == 201
     assert time.monotonic() - started >= 0.4
     with pytest.raises(requests.ReadTimeout):
-        school.call("PUT", "subject/s9", json={"fingerprint": "f", "data": {"name": "Music"}},
-                    timeout=0.1)
+        school.call(
+            "PUT", "subject/s9", json={"fingerprint": "f", "data": {"name": "Music"}}, timeout=0.1
+        )
     assert wait_for(lambda: school.call("GET", "subject/s9").status_code == 200)
 
 
@@ -503,8 +654,9 @@ def test_rates_with_one_seed_replay_the_same_faults(tmp_path: Path) -> None:
     faults = {"rates": {"429": 0.3, "503": 0.3}, "retry_after": 0}
     runs = []
     for name in ("a", "b"):
-        portal = ReferencePortal(data_path=tmp_path / f"{name}.sqlite", faults=faults,
-                                 seed=11).start()
+        portal = ReferencePortal(
+            data_path=tmp_path / f"{name}.sqlite", faults=faults, seed=11
+        ).start()
         api = Api(portal.url)
         runs.append([api.call("GET", "pupil").status_code for _ in range(40)])
         api.session.close()
@@ -535,7 +687,9 @@ def test_inspection_shows_counts_records_and_stats(school: Api) -> None:
     assert counts["s2"]["pupil"] == 0
     records = school.inspect("records", school="demo", entity="work")["records"]
     assert sorted((r["sourcedId"], r["status"]) for r in records) == [
-        ("w1", "tobedeleted"), ("w5", "active")]
+        ("w1", "tobedeleted"),
+        ("w5", "active"),
+    ]
     shown = {r["sourcedId"]: r for r in records}
     assert shown["w5"]["data"]["lesson"] == "l5"
     assert set(shown["w1"]) == {"sourcedId", "status", "deletedAt"}
@@ -546,11 +700,20 @@ def test_inspection_shows_counts_records_and_stats(school: Api) -> None:
 
 def test_duplicates_are_reported(school: Api) -> None:
     """Two live marks of one pupil on one work, under different keys, are a duplicate."""
-    school.batch(put_op("1", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "5"}),
-                 put_op("2", "mark", "m2", {"work": "w5", "pupil": "p1", "value": "4"}))
-    assert school.inspect("duplicates") == {"duplicates": [{
-        "school": "demo", "entity": "mark", "identity": {"work": "w5", "pupil": "p1"},
-        "sourcedIds": ["m1", "m2"]}]}
+    school.batch(
+        put_op("1", "mark", "m1", {"work": "w5", "pupil": "p1", "value": "5"}),
+        put_op("2", "mark", "m2", {"work": "w5", "pupil": "p1", "value": "4"}),
+    )
+    assert school.inspect("duplicates") == {
+        "duplicates": [
+            {
+                "school": "demo",
+                "entity": "mark",
+                "identity": {"work": "w5", "pupil": "p1"},
+                "sourcedIds": ["m1", "m2"],
+            }
+        ]
+    }
 
 
 def test_reset_clears_every_record(school: Api) -> None:
@@ -566,8 +729,9 @@ def test_records_needs_school_and_entity(api: Api) -> None:
     """GET /_portal/records without its parameters is 400, with an unknown entity 404."""
     bare = api.session.get(f"{api.url}/_portal/records", timeout=10)
     assert bare.status_code == 400
-    unknown = api.session.get(f"{api.url}/_portal/records",
-                              params={"school": "demo", "entity": "x"}, timeout=10)
+    unknown = api.session.get(
+        f"{api.url}/_portal/records", params={"school": "demo", "entity": "x"}, timeout=10
+    )
     assert unknown.status_code == 404
 
 
@@ -577,11 +741,18 @@ def test_records_needs_school_and_entity(api: Api) -> None:
 def test_many_full_batches_are_all_applied(school: Api) -> None:
     """40 batches of 500 marks over real HTTP are all validated and stored (the speed of this
     is measured by bench/delivery_benchmark.py, not asserted here)."""
-    school.batch(*[put_op(str(i), "work", f"w{i}", {"lesson": "l5", "kind": "oral"})
-                   for i in range(40)])
-    bodies = [{"operations": [put_op(str(j), "mark", f"m{b}-{j}", {
-        "work": f"w{b}", "pupil": "p1", "value": "4-"}) for j in range(500)]}
-        for b in range(40)]
+    school.batch(
+        *[put_op(str(i), "work", f"w{i}", {"lesson": "l5", "kind": "oral"}) for i in range(40)]
+    )
+    bodies = [
+        {
+            "operations": [
+                put_op(str(j), "mark", f"m{b}-{j}", {"work": f"w{b}", "pupil": "p1", "value": "4-"})
+                for j in range(500)
+            ]
+        }
+        for b in range(40)
+    ]
     for body in bodies:
         answer = school.call("POST", "batch", json=body)
         assert answer.status_code == 200

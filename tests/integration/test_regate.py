@@ -52,11 +52,23 @@ def live(portal: MemoryPortal) -> set[tuple[str, str]]:
     return {(e, k) for e in MAPPINGS.entities for k in portal.fingerprints(e)}
 
 
-def sync(engine: sa.Engine, state: SqlStateStore, portal: MemoryPortal, run: str, *,
-         incremental: bool, as_of: date = AS_OF) -> SyncResult:
-    return run_sync(MAPPINGS, SqlSource(engine), state, portal,
-                    RunOptions(as_of=as_of, incremental=incremental, thresholds=NO_GUARD),
-                    run_id=run)
+def sync(
+    engine: sa.Engine,
+    state: SqlStateStore,
+    portal: MemoryPortal,
+    run: str,
+    *,
+    incremental: bool,
+    as_of: date = AS_OF,
+) -> SyncResult:
+    return run_sync(
+        MAPPINGS,
+        SqlSource(engine),
+        state,
+        portal,
+        RunOptions(as_of=as_of, incremental=incremental, thresholds=NO_GUARD),
+        run_id=run,
+    )
 
 
 @pytest.fixture
@@ -69,7 +81,8 @@ def engine(tmp_path: Path) -> sa.Engine:
 @pytest.mark.parametrize("change", school.GATE_CHANGES)
 @pytest.mark.parametrize("batches", range(12))
 def test_a_run_cut_off_after_any_batch_of_a_gate_change_leaves_nothing_forbidden(
-        engine: sa.Engine, tmp_path: Path, batches: int, change: str) -> None:
+    engine: sa.Engine, tmp_path: Path, batches: int, change: str
+) -> None:
     """Withdraw a pupil (or their consent), cut the incremental run off after ``batches``
     batches: the next incremental run leaves nothing on the portal that the change forbids."""
     portal = CrashingPortal()
@@ -92,7 +105,8 @@ def test_a_run_cut_off_after_any_batch_of_a_gate_change_leaves_nothing_forbidden
 
 
 def test_a_withdrawal_dated_ahead_takes_effect_when_its_day_passes(
-        engine: sa.Engine, tmp_path: Path) -> None:
+    engine: sa.Engine, tmp_path: Path
+) -> None:
     """A stay ending on a day after the full run: the incremental run after that day archives
     the pupil, though no row changed."""
     with engine.begin() as conn:

@@ -57,16 +57,37 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     built.dispose()
 
 
-def run(engine: sa.Engine, folder: Path, url: str, *, incremental: bool, as_of: date = AS_OF,
-        cut_after: int | None = None) -> SyncResult:
-    client = PortalClient(PortalSettings(
-        base_url=url, school="demo", client_id=DEMO_CLIENT[0], client_secret=DEMO_CLIENT[1],
-        batch_size=3, max_attempts=2, backoff_initial=0.01, backoff_max=0.01))
+def run(
+    engine: sa.Engine,
+    folder: Path,
+    url: str,
+    *,
+    incremental: bool,
+    as_of: date = AS_OF,
+    cut_after: int | None = None,
+) -> SyncResult:
+    client = PortalClient(
+        PortalSettings(
+            base_url=url,
+            school="demo",
+            client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1],
+            batch_size=3,
+            max_attempts=2,
+            backoff_initial=0.01,
+            backoff_max=0.01,
+        )
+    )
     state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
     try:
-        return run_sync(MAPPINGS, SqlSource(engine), state, CutClient(client, cut_after),
-                        RunOptions(as_of=as_of, incremental=incremental, thresholds=NO_GUARD),
-                        run_id=f"r-{incremental}-{cut_after}")
+        return run_sync(
+            MAPPINGS,
+            SqlSource(engine),
+            state,
+            CutClient(client, cut_after),
+            RunOptions(as_of=as_of, incremental=incremental, thresholds=NO_GUARD),
+            run_id=f"r-{incremental}-{cut_after}",
+        )
     finally:
         client.close()
         state.close()
@@ -75,8 +96,8 @@ def run(engine: sa.Engine, folder: Path, url: str, *, incremental: bool, as_of: 
 @pytest.mark.parametrize("change", school.GATE_CHANGES)
 @pytest.mark.parametrize("cut_after", [0, 1, 2, 3, 4, 6])
 def test_a_gate_change_cut_off_after_any_batch_is_finished_by_the_next_incremental_run(
-        engine: sa.Engine, tmp_path: Path, portal: ReferencePortal, cut_after: int,
-        change: str) -> None:
+    engine: sa.Engine, tmp_path: Path, portal: ReferencePortal, cut_after: int, change: str
+) -> None:
     """After the cut-off run and one more incremental run, the portal holds nothing of pupil 1
     that the withdrawal (or the consent withdrawal) forbids."""
     assert run(engine, tmp_path, portal.url, incremental=False).exit_code == ExitCode.OK
@@ -91,7 +112,8 @@ def test_a_gate_change_cut_off_after_any_batch_is_finished_by_the_next_increment
 
 
 def test_a_withdrawal_dated_ahead_archives_the_pupil_after_its_day_over_http(
-        engine: sa.Engine, tmp_path: Path, portal: ReferencePortal) -> None:
+    engine: sa.Engine, tmp_path: Path, portal: ReferencePortal
+) -> None:
     """No row changes between the runs; the incremental run after the 10th archives pupil 1."""
     with engine.begin() as conn:
         school.withdraw_pupil_1(conn, date(2025, 12, 10), modified_at=None)

@@ -42,17 +42,26 @@ def test_a_run_past_its_deadline_stops_after_the_batch_in_flight(tmp_path: Path)
     clock = FakeClock()
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
-        cut = run_sync(MAPPINGS, SqlSource(engine), state, portal, RunOptions(as_of=AS_OF),
-                       run_id="r1", deadline=Deadline(3, lambda: clock.passed(3)))
+        cut = run_sync(
+            MAPPINGS,
+            SqlSource(engine),
+            state,
+            portal,
+            RunOptions(as_of=AS_OF),
+            run_id="r1",
+            deadline=Deadline(3, lambda: clock.passed(3)),
+        )
         assert isinstance(cut.plan.error, RunDeadline)
         assert cut.exit_code == ExitCode.PARTIAL
         assert cut.delivery.batches == 4
         assert "sync.run_deadline_minutes" in (cut.delivery.failure or "")
         recorded = {(e, k) for e in MAPPINGS.entities for k in portal.fingerprints(e)}
-        assert len(recorded) == sum(cut.delivery.delivered[e].total()
-                                    for e in cut.delivery.delivered)
-        done = run_sync(MAPPINGS, SqlSource(engine), state, portal, RunOptions(as_of=AS_OF),
-                        run_id="r2")
+        assert len(recorded) == sum(
+            cut.delivery.delivered[e].total() for e in cut.delivery.delivered
+        )
+        done = run_sync(
+            MAPPINGS, SqlSource(engine), state, portal, RunOptions(as_of=AS_OF), run_id="r2"
+        )
     finally:
         state.close()
         engine.dispose()

@@ -34,16 +34,25 @@ def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
 
 def bridge(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run one asiou-bridge command to its end."""
-    return subprocess.run([sys.executable, "-m", "bridge", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB})
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB},
+    )
 
 
 def start(config: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """Start one asiou-bridge command in the background."""
-    return subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(config), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB, **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ASIOU_BRIDGE_DB_PASSWORD": SECRET_DB, **env},
+    )
 
 
 def runs(folder: Path) -> list[dict[str, object]]:
@@ -83,24 +92,30 @@ def _datagrams(sock: socket.socket) -> list[str]:
 def acked_batches(folder: Path) -> int:
     with closing(sqlite3.connect(folder / "state.sqlite", timeout=10)) as conn:
         try:
-            return int(conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'")
-                       .fetchone()[0])
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM delivery_batch WHERE status = 'acked'"
+                ).fetchone()[0]
+            )
         except sqlite3.OperationalError:
             return 0
 
 
 def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
-        tmp_path: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
     """The daemon syncs on its schedule; SIGTERM mid-run ends it with exit 0 after the batch in
     flight, the state holding only what the portal acknowledged; the next sync completes."""
     school = make_school(tmp_path, pupils=60, days=45, seed=5)
-    config = write_config(tmp_path, school, portal.url,
-                          extra='[schedule]\nincremental_every = "1s"\n')
+    config = write_config(
+        tmp_path, school, portal.url, extra='[schedule]\nincremental_every = "1s"\n'
+    )
     with closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)) as systemd:
         systemd.bind(str(tmp_path / "notify"))
         systemd.settimeout(0.2)
-        daemon = start(config, "run", NOTIFY_SOCKET=str(tmp_path / "notify"),
-                       WATCHDOG_USEC="2000000")
+        daemon = start(
+            config, "run", NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="2000000"
+        )
         wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 3)
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=60)
@@ -117,8 +132,9 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
     assert history[-1]["outcome"] in ("interrupted", "ok")
     held = snapshot(portal.url)
     with closing(sqlite3.connect(tmp_path / "state.sqlite")) as conn:
-        recorded = conn.execute("SELECT entity, key, fingerprint FROM record_state "
-                                "WHERE status != 'deleted'").fetchall()
+        recorded = conn.execute(
+            "SELECT entity, key, fingerprint FROM record_state WHERE status != 'deleted'"
+        ).fetchall()
     assert all(held[(e, k)][0] == f for e, k, f in recorded)  # nothing recorded unacknowledged
     done = bridge(config, "sync")
     assert done.returncode == ExitCode.OK, done.stderr[-3000:]
@@ -126,12 +142,14 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
 
 
 def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
-        tmp_path: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
     """During a scheduled run, `sync --no-wait` refuses with a clear message, and a manual
     `resync --full` waits for the scheduled run to end before it starts."""
     school = make_school(tmp_path, pupils=60, days=45, seed=6)
-    config = write_config(tmp_path, school, portal.url,
-                          extra='[schedule]\nincremental_every = "1h"\n')
+    config = write_config(
+        tmp_path, school, portal.url, extra='[schedule]\nincremental_every = "1h"\n'
+    )
     daemon = start(config, "run")
     try:
         wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 1)
@@ -154,7 +172,8 @@ def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
 
 
 def test_logs_never_carry_names_birth_dates_or_secrets(
-        tmp_path: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
     """A whole sync of a generated school logs not one pupil's or guardian's name or birth date,
     nor the database password or the portal secret."""
     school = make_school(tmp_path, pupils=40, days=20, seed=8)
@@ -165,11 +184,24 @@ def test_logs_never_carry_names_birth_dates_or_secrets(
     assert "run.summary" in logged
     engine = sa.create_engine(f"sqlite:///{school}")
     with engine.connect() as conn:
-        people = [*conn.execute(sa.select(schema.pupil.c.last_name, schema.pupil.c.first_name,
-                                          schema.pupil.c.middle_name, schema.pupil.c.birth_date)),
-                  *conn.execute(sa.select(schema.guardian.c.last_name,
-                                          schema.guardian.c.first_name,
-                                          schema.guardian.c.middle_name, schema.guardian.c.phone))]
+        people = [
+            *conn.execute(
+                sa.select(
+                    schema.pupil.c.last_name,
+                    schema.pupil.c.first_name,
+                    schema.pupil.c.middle_name,
+                    schema.pupil.c.birth_date,
+                )
+            ),
+            *conn.execute(
+                sa.select(
+                    schema.guardian.c.last_name,
+                    schema.guardian.c.first_name,
+                    schema.guardian.c.middle_name,
+                    schema.guardian.c.phone,
+                )
+            ),
+        ]
     engine.dispose()
     words = {str(v) for row in people for v in row if v} | {SECRET_DB, DEMO_CLIENT[1]}
     dates = {f"{d:%d.%m.%Y}" for *_, d in people[:40] if hasattr(d, "year")}
@@ -186,10 +218,20 @@ def small(tmp_path: Path, portal: ReferencePortal) -> tuple[Path, Path]:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
     small_school.write_school(engine)
     with engine.begin() as conn:
-        conn.execute(sa.insert(sa.table("mark", sa.column("id"), sa.column("work_id"),
-                                        sa.column("pupil_id"), sa.column("mark_value"),
-                                        sa.column("modified_at"))).values(
-            id=9999, work_id=100, pupil_id=1, mark_value="7", modified_at="2025-09-01 08:00:00"))
+        conn.execute(
+            sa.insert(
+                sa.table(
+                    "mark",
+                    sa.column("id"),
+                    sa.column("work_id"),
+                    sa.column("pupil_id"),
+                    sa.column("mark_value"),
+                    sa.column("modified_at"),
+                )
+            ).values(
+                id=9999, work_id=100, pupil_id=1, mark_value="7", modified_at="2025-09-01 08:00:00"
+            )
+        )
     engine.dispose()
     config = write_config(tmp_path, tmp_path / "asiou.sqlite", portal.url)
     first = bridge(config, "sync", "--as-of", "2025-12-01")
@@ -197,8 +239,7 @@ def small(tmp_path: Path, portal: ReferencePortal) -> tuple[Path, Path]:
     return config, tmp_path
 
 
-def test_explain_gives_the_right_answer_for_each_kind_of_record(
-        small: tuple[Path, Path]) -> None:
+def test_explain_gives_the_right_answer_for_each_kind_of_record(small: tuple[Path, Path]) -> None:
     """`explain` says delivered for a delivered mark, held after withdrawal for a withdrawn
     pupil's later mark, no consent for such a pupil, and rejected with its reason for a bad row."""
     config, _ = small
@@ -217,8 +258,7 @@ def test_explain_gives_the_right_answer_for_each_kind_of_record(
     assert data["delivered"]["status"] == "delivered"
 
 
-def test_status_retry_resync_and_erase(small: tuple[Path, Path],
-                                       portal: ReferencePortal) -> None:
+def test_status_retry_resync_and_erase(small: tuple[Path, Path], portal: ReferencePortal) -> None:
     """`status` lists the run; `resync --pupil` sends that pupil's records again; `erase pupil`
     removes all of them from the portal and keeps the act; `retry` runs a full sync."""
     config, _ = small
@@ -242,7 +282,8 @@ def test_status_retry_resync_and_erase(small: tuple[Path, Path],
 
 
 def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
-        tmp_path: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
     """`check` says ok for configuration, mappings, source and portal; with a wrong portal
     secret `check` says the portal FAILED and `sync` exits with the authentication code."""
     school = make_school(tmp_path, pupils=20, days=5, seed=9)
@@ -263,7 +304,8 @@ def test_check_gives_a_verdict_for_each_part_and_bad_credentials_exit_7(
 
 
 def test_the_next_run_closes_a_killed_run_as_interrupted(
-        tmp_path: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
     """After kill -9 of a sync, the next sync closes the killed run as interrupted and its
     unanswered batches as lost, so `status` shows nothing still running or in doubt."""
     school = make_school(tmp_path, pupils=60, days=45, seed=5)
@@ -291,7 +333,8 @@ def test_the_next_run_closes_a_killed_run_as_interrupted(
 
 
 def test_a_resync_of_one_pupil_says_what_it_could_not_do(
-        small: tuple[Path, Path], portal: ReferencePortal) -> None:
+    small: tuple[Path, Path], portal: ReferencePortal
+) -> None:
     """`resync --pupil` of an unknown key is a usage error naming it; of a pupil without
     consent it says the reason; of a pupil with consent it also sends their guardian and link."""
     config, _ = small
@@ -314,12 +357,19 @@ def test_a_resync_of_one_pupil_says_what_it_could_not_do(
 
 
 def test_reconcile_repairs_a_mark_deleted_on_the_portal_and_explain_says_so(
-        small: tuple[Path, Path], portal: ReferencePortal) -> None:
+    small: tuple[Path, Path], portal: ReferencePortal
+) -> None:
     """A mark deleted directly on the portal is planned again by `plan --reconcile` with its
     reason, re-created by `sync --reconcile`, and `explain` tells what the portal had."""
     config, _ = small
-    client = PortalClient(PortalSettings(base_url=portal.url, school="demo",
-                                         client_id=DEMO_CLIENT[0], client_secret=DEMO_CLIENT[1]))
+    client = PortalClient(
+        PortalSettings(
+            base_url=portal.url,
+            school="demo",
+            client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1],
+        )
+    )
     try:
         assert client.send([Operation("0", "DELETE", "mark", "1001")])[0].ok
     finally:
@@ -334,8 +384,7 @@ def test_reconcile_repairs_a_mark_deleted_on_the_portal_and_explain_says_so(
     done = bridge(config, "sync", "--reconcile", "--json", "--as-of", "2025-12-01")
     assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     data = json.loads(done.stdout)
-    assert data["reconcile"]["entities"]["mark"]["planned"] == {
-        "create: missing on the portal": 1}
+    assert data["reconcile"]["entities"]["mark"]["planned"] == {"create: missing on the portal": 1}
     assert data["delivery"]["delivered"]["mark"] == {"create": 1}
     assert ("mark", "1001") in snapshot(portal.url)
     repaired = bridge(config, "explain", "mark", "1001").stdout

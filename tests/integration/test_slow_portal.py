@@ -23,9 +23,12 @@ def _drip(conn: socket.socket, stop: threading.Event) -> None:
     with conn:
         conn.recv(65536)
         body = b'{"access_token": "t", "token_type": "Bearer", "expires_in": 3600}'.ljust(
-            DRIP_BYTES)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            DRIP_BYTES
+        )
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
         for byte in body:
             if stop.wait(DRIP_SECONDS):
                 return
@@ -61,9 +64,17 @@ def dripping() -> Iterator[str]:
 def test_a_dripping_answer_is_cut_off_at_the_request_deadline(dripping: str) -> None:
     """With a read timeout of 5 s, a body dripping a byte every 0.3 s (18 s in all) ends the
     request at its 1 s total deadline, as a retriable failure that runs out of attempts."""
-    settings = PortalSettings(base_url=dripping, school="s", client_id="c", client_secret="x",
-                              read_timeout=5.0, request_deadline=1.0, max_attempts=2,
-                              backoff_initial=0.01, backoff_max=0.01)
+    settings = PortalSettings(
+        base_url=dripping,
+        school="s",
+        client_id="c",
+        client_secret="x",
+        read_timeout=5.0,
+        request_deadline=1.0,
+        max_attempts=2,
+        backoff_initial=0.01,
+        backoff_max=0.01,
+    )
     started = time.monotonic()
     with PortalClient(settings) as client, pytest.raises(PortalUnavailable) as failed:
         client.send([Operation("1", "PUT", "subject", "1", "fp", {"name": "Математика"})])

@@ -39,7 +39,8 @@ def _count(url: str, school: str) -> int:
 
 @pytest.mark.parametrize(("one", "other"), LOOK_ALIKE)
 def test_ids_that_once_shared_a_schema_keep_separate_states(
-        postgres_url: str, one: str, other: str) -> None:
+    postgres_url: str, one: str, other: str
+) -> None:
     """Ids that differ only in case, punctuation or Cyrillic letters get schemas of their own."""
     assert schema_name(one) != schema_name(other)
     _deliver(postgres_url, one, "17")

@@ -75,9 +75,19 @@ FAULTS: dict[str, dict[str, Any]] = {
     "connection reset": {"rates": {"reset": 0.3}},
     "committed but the answer lost": {"rates": {"lost": 0.3}},
     "token expiry": {"rates": {"token-expired": 0.3}},
-    "all of them mixed": {"rates": {"429": 0.05, "500": 0.05, "502": 0.03, "503": 0.03,
-                                    "html": 0.03, "reset": 0.04, "lost": 0.04,
-                                    "token-expired": 0.03}, "retry_after": 0},
+    "all of them mixed": {
+        "rates": {
+            "429": 0.05,
+            "500": 0.05,
+            "502": 0.03,
+            "503": 0.03,
+            "html": 0.03,
+            "reset": 0.04,
+            "lost": 0.04,
+            "token-expired": 0.03,
+        },
+        "retry_after": 0,
+    },
 }
 
 
@@ -93,8 +103,7 @@ def test_each_fault_kind_is_recovered_from(bridge: Bridge, kind: str) -> None:
     assert duplicates(bridge.url) == []
 
 
-def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(
-        bridge: Bridge) -> None:
+def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(bridge: Bridge) -> None:
     """When every request fails the run reports failure and records nothing unacknowledged; once
     the portal is back the next run delivers everything."""
     set_faults(bridge.url, {"rates": {"503": 1.0}})
@@ -109,14 +118,18 @@ def test_a_portal_that_stays_down_fails_the_run_and_the_next_run_completes(
 
 def _open_stays(portal_holds: Snapshot) -> list[dict[str, object]]:
     """The enrolments still open on the portal."""
-    return [p for (e, _), (_, p) in portal_holds.items() if e == "enrollment"
-            and p["date_to"] is None]
+    return [
+        p for (e, _), (_, p) in portal_holds.items() if e == "enrollment" and p["date_to"] is None
+    ]
 
 
 def _fullest_class(open_stays: list[dict[str, object]]) -> str:
     """The class with the most open stays."""
-    return str(max((p["class"] for p in open_stays),
-                   key=lambda c: sum(p["class"] == c for p in open_stays)))
+    return str(
+        max(
+            (p["class"] for p in open_stays), key=lambda c: sum(p["class"] == c for p in open_stays)
+        )
+    )
 
 
 def _edit_school(bridge: Bridge, sql: str, **params: object) -> None:
@@ -127,15 +140,17 @@ def _edit_school(bridge: Bridge, sql: str, **params: object) -> None:
     engine.dispose()
 
 
-def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
-        bridge: Bridge) -> None:
+def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(bridge: Bridge) -> None:
     """Deleting one class's enrolment rows holds the run (exit 5) with no pupil archived and no
     enrolment closed or deleted on the portal; once the plan is approved, everything goes."""
     guard = Thresholds()
     assert bridge.sync(thresholds=guard).exit_code == ExitCode.OK
     before = snapshot(bridge.url)
-    _edit_school(bridge, "DELETE FROM pupil_move WHERE class_id = :c",
-                 c=int(_fullest_class(_open_stays(before))))
+    _edit_school(
+        bridge,
+        "DELETE FROM pupil_move WHERE class_id = :c",
+        c=int(_fullest_class(_open_stays(before))),
+    )
     held = bridge.sync(run_id="held", thresholds=guard)
     assert held.exit_code == ExitCode.PLAN_HELD
     assert any(c.op is Op.ARCHIVE and c.entity == "pupil" for c in held.plan.plan.hiding)
@@ -149,13 +164,17 @@ def test_a_held_plan_archives_closes_and_deletes_nothing_until_approved(
     assert approved.exit_code == ExitCode.OK, approved.delivery
     after = snapshot(bridge.url)
     assert after == expected_export(bridge.school)
-    archived = [k for (e, k), (_, p) in after.items() if e == "pupil" and not p["active"]
-                and before[(e, k)][1]["active"]]
+    archived = [
+        k
+        for (e, k), (_, p) in after.items()
+        if e == "pupil" and not p["active"] and before[(e, k)][1]["active"]
+    ]
     assert archived
 
 
 def test_an_incremental_run_holds_closing_a_whole_class_and_keeps_its_watermarks(
-        bridge: Bridge) -> None:
+    bridge: Bridge,
+) -> None:
     """Withdrawing every pupil of a class at once holds an incremental run (exit 5): no stay is
     closed, no pupil archived, no mark deleted on the portal, the watermarks stay and the next
     run plans the same plan again; approved, it all goes through."""
@@ -164,9 +183,12 @@ def test_an_incremental_run_holds_closing_a_whole_class_and_keeps_its_watermarks
     before = snapshot(bridge.url)
     open_stays = _open_stays(before)
     victim = _fullest_class(open_stays)
-    _edit_school(bridge, "UPDATE pupil_move SET date_out = '2026-05-29', modified_at = "
-                 "'2026-11-01 12:00:00' WHERE class_id = :c AND date_out IS NULL",
-                 c=int(victim))
+    _edit_school(
+        bridge,
+        "UPDATE pupil_move SET date_out = '2026-05-29', modified_at = "
+        "'2026-11-01 12:00:00' WHERE class_id = :c AND date_out IS NULL",
+        c=int(victim),
+    )
     marks = _watermarks(bridge)
     held = bridge.sync(incremental=True, run_id="held", thresholds=guard)
     assert held.exit_code == ExitCode.PLAN_HELD
@@ -218,14 +240,15 @@ def _change_on_portal(bridge: Bridge, entity: str, key: str, data: dict[str, Any
 
 
 def test_a_reconciling_sync_repairs_records_deleted_or_changed_on_the_portal(
-        bridge: Bridge) -> None:
+    bridge: Bridge,
+) -> None:
     """Records deleted or changed directly on the portal go unnoticed by a full sync, and a
     reconciling sync creates and updates them again, each with its reason, so the portal
     equals the expected export again."""
     assert bridge.sync().exit_code == ExitCode.OK
     expected = expected_export(bridge.school)
     marks = sorted(k for e, k in expected if e == "mark")
-    gone = marks[::max(1, len(marks) // 27)][:27]
+    gone = marks[:: max(1, len(marks) // 27)][:27]
     _delete_on_portal(bridge, "mark", gone)
     edited = marks[1]
     _change_on_portal(bridge, "mark", edited, {**expected[("mark", edited)][1], "value": "2"})
@@ -235,15 +258,16 @@ def test_a_reconciling_sync_repairs_records_deleted_or_changed_on_the_portal(
     assert outcome.delivery.delivered["mark"] == {"create": 27, "update": 1}
     drift = outcome.plan.drift
     assert drift is not None
-    assert drift.entities["mark"].planned == {"create: missing on the portal": 27,
-                                              "update: changed on the portal": 1}
+    assert drift.entities["mark"].planned == {
+        "create: missing on the portal": 27,
+        "update: changed on the portal": 1,
+    }
     assert {c.key for c in drift.samples if c.reason == "missing on the portal"} == set(gone)
     assert snapshot(bridge.url) == expected
     assert bridge.sync(run_id="after", reconcile=True).delivery.total == 0
 
 
-def test_a_portal_that_lost_everything_is_held_until_approved_then_repaired(
-        bridge: Bridge) -> None:
+def test_a_portal_that_lost_everything_is_held_until_approved_then_repaired(bridge: Bridge) -> None:
     """When the portal suddenly holds nothing, a reconciling sync sends nothing and exits 5
     (held); once an admin approves its id, the next one sends everything again."""
     assert bridge.sync().exit_code == ExitCode.OK

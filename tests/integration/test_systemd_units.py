@@ -71,14 +71,23 @@ def verify(unit: Path, name: str, folder: Path) -> subprocess.CompletedProcess[s
     assert text.count(SHIPPED_EXEC) == 1, f"{unit.name}: expected one {SHIPPED_EXEC!r} line"
     copy = folder / name
     copy.write_text(text.replace(SHIPPED_EXEC, f"ExecStart={executable} "), encoding="utf-8")
-    return subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize(("unit", "name"), [
-    (SINGLE, "asiou-bridge.service"),
-    (TEMPLATE, "asiou-bridge@demo.service"),
-], ids=["single", "template"])
+@pytest.mark.parametrize(
+    ("unit", "name"),
+    [
+        (SINGLE, "asiou-bridge.service"),
+        (TEMPLATE, "asiou-bridge@demo.service"),
+    ],
+    ids=["single", "template"],
+)
 def test_systemd_analyze_verify_accepts_unit(unit: Path, name: str, tmp_path: Path) -> None:
     """systemd-analyze verify passes each unit with no warning about any of its lines."""
     result = verify(unit, name, tmp_path)
@@ -97,9 +106,13 @@ def test_every_line_has_a_comment_beside_it(unit: Path) -> None:
     def is_comment(index: int) -> bool:
         return 0 <= index < len(lines) and lines[index].lstrip().startswith(("#", ";"))
 
-    bare = [f"{unit.name}:{number + 1}: {line}" for number, line in enumerate(lines)
-            if line.strip() and not is_comment(number)
-            and not (is_comment(number - 1) or is_comment(number + 1))]
+    bare = [
+        f"{unit.name}:{number + 1}: {line}"
+        for number, line in enumerate(lines)
+        if line.strip()
+        and not is_comment(number)
+        and not (is_comment(number - 1) or is_comment(number + 1))
+    ]
     assert bare == []
 
 
@@ -116,11 +129,12 @@ def test_unit_is_a_hardened_notify_service(unit: Path) -> None:
     assert str(ExitCode.CONFIG) in found["RestartPreventExitStatus"][0].split()
     assert found["ExecStart"][0].split()[1:] == ["run"]
     assert [value.split(":")[0] for value in found["LoadCredential"]] == [
-        "db-password", "portal-secret"]
+        "db-password",
+        "portal-secret",
+    ]
     assert found["User"] == ["asiou-bridge"]
     assert found["ConfigurationDirectory"] == ["asiou-bridge"]
-    missing = {key: value for key, value in HARDENING.items()
-               if value not in found.get(key, [])}
+    missing = {key: value for key, value in HARDENING.items() if value not in found.get(key, [])}
     assert missing == {}
 
 
@@ -131,7 +145,8 @@ def test_single_unit_paths() -> None:
     assert found["StateDirectory"] == ["asiou-bridge"]
     assert found["LoadCredential"] == [
         "db-password:/etc/asiou-bridge/credentials/db-password",
-        "portal-secret:/etc/asiou-bridge/credentials/portal-secret"]
+        "portal-secret:/etc/asiou-bridge/credentials/portal-secret",
+    ]
 
 
 def test_template_paths_follow_the_instance() -> None:
@@ -141,7 +156,8 @@ def test_template_paths_follow_the_instance() -> None:
     assert found["StateDirectory"] == ["asiou-bridge/%i"]
     assert found["LoadCredential"] == [
         "db-password:/etc/asiou-bridge/credentials/%i/db-password",
-        "portal-secret:/etc/asiou-bridge/credentials/%i/portal-secret"]
+        "portal-secret:/etc/asiou-bridge/credentials/%i/portal-secret",
+    ]
 
 
 def test_template_is_hardened_like_the_single_unit() -> None:

@@ -73,8 +73,9 @@ def _first_batch(state: Path, process: subprocess.Popen[str]) -> float:
         if state.exists():
             with closing(sqlite3.connect(state, timeout=5)) as conn:
                 try:
-                    if conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'"
-                                    ).fetchone()[0]:
+                    if conn.execute(
+                        "SELECT count(*) FROM delivery_batch WHERE status = 'acked'"
+                    ).fetchone()[0]:
                         return time.monotonic()
                 except sqlite3.OperationalError:  # the schema is not there yet
                     pass
@@ -83,20 +84,24 @@ def _first_batch(state: Path, process: subprocess.Popen[str]) -> float:
 
 
 def _config(folder: Path, school: Path, url: str) -> Path:
-    return write_config(folder, school, url, batch_size=25,
-                        extra="[guard]\nmin_deletes = 1000000\n")
+    return write_config(
+        folder, school, url, batch_size=25, extra="[guard]\nmin_deletes = 1000000\n"
+    )
 
 
 def _sync(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(config), "sync",
-                             "--as-of", "2026-06-01"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "--config", str(config), "sync", "--as-of", "2026-06-01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_sigkill_at_a_random_instant_then_rerun_leaves_the_portal_exact(
-        trial: int, tmp_path: Path, school: Path, portal: ReferencePortal,
-        window: tuple[float, float]) -> None:
+    trial: int, tmp_path: Path, school: Path, portal: ReferencePortal, window: tuple[float, float]
+) -> None:
     """Killed mid-sync with SIGKILL and run again, the portal equals the expected export."""
     config = _config(tmp_path, school, portal.url)
     victim = _sync(config)
@@ -114,15 +119,18 @@ def test_sigkill_at_a_random_instant_then_rerun_leaves_the_portal_exact(
 
 # --- incremental runs killed after a gate-relevant change -------------------------------------
 
+
 def _acked(state: Path) -> int:
     with closing(sqlite3.connect(state, timeout=5)) as conn:
-        return int(conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'")
-                   .fetchone()[0])
+        return int(
+            conn.execute("SELECT count(*) FROM delivery_batch WHERE status = 'acked'").fetchone()[0]
+        )
 
 
 @pytest.mark.parametrize("change", small.GATE_CHANGES)
 def test_sigkill_of_an_incremental_run_after_a_gate_change_at_every_batch_boundary(
-        change: str, tmp_path: Path) -> None:
+    change: str, tmp_path: Path
+) -> None:
     """An incremental run after a withdrawal or a consent withdrawal (batches of 3), killed
     with SIGKILL once its first, second, … batch was acknowledged, up to its last boundary:
     after each kill the next incremental run leaves nothing on the portal the change forbids."""
@@ -141,8 +149,9 @@ def _kill_after_batches(change: str, batches: int, folder: Path) -> bool:
     engine = sa.create_engine(f"sqlite:///{path}")
     small.write_school(engine)
     for portal in running_portal(folder):
-        config = write_config(folder, path, portal.url, batch_size=3,
-                              extra="[guard]\nmin_deletes = 1000000\n")
+        config = write_config(
+            folder, path, portal.url, batch_size=3, extra="[guard]\nmin_deletes = 1000000\n"
+        )
         _run(config, "--as-of", "2025-12-31")
         forbidden = small.forbidden_by(change)
         assert forbidden <= set(snapshot(portal.url))  # delivered before the change
@@ -150,8 +159,12 @@ def _kill_after_batches(change: str, batches: int, folder: Path) -> bool:
             small.make_gate_change(conn, change)
         engine.dispose()
         state, before = folder / "state.sqlite", _acked(folder / "state.sqlite")
-        victim = subprocess.Popen(_command(config, "--incremental", "--as-of", "2025-12-31"),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        victim = subprocess.Popen(
+            _command(config, "--incremental", "--as-of", "2025-12-31"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         while victim.poll() is None and _acked(state) < before + batches:
             time.sleep(0.002)
         victim.send_signal(signal.SIGKILL)
@@ -170,6 +183,7 @@ def _command(config: Path, *options: str) -> list[str]:
 
 
 def _run(config: Path, *options: str) -> None:
-    done = subprocess.run(_command(config, *options), capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        _command(config, *options), capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == ExitCode.OK, done.stderr[-2000:]

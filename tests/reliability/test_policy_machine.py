@@ -42,38 +42,61 @@ GATE_READ = ("pupil", "enrollment", "guardian_link")
 def allowed(engine: sa.Engine) -> dict[str, set[str]]:
     """Keys that may be on the portal now, per personal entity, by the regulation."""
     with engine.connect() as conn:
-        consent = {r.id for r in conn.execute(sa.text(
-            "SELECT id FROM pupil WHERE pd_consent = 1 AND typeof(pd_consent) = 'integer'"
-            " AND instr(first_name, char(7)) = 0"))} - {r.pupil_id for r in conn.execute(
-                sa.text("SELECT pupil_id FROM pupil_move WHERE date_out < date_in UNION "
-                        "SELECT pupil_id FROM pupil_guardian "
-                        "WHERE instr(relation, char(7)) > 0"))}
-        stays = conn.execute(sa.text(
-            "SELECT id, pupil_id, class_id, date_in, date_out FROM pupil_move")).all()
-        marks = conn.execute(sa.text(
-            "SELECT m.id, m.pupil_id, l.class_id, l.lesson_date, c.grade FROM mark m "
-            "JOIN lesson_work w ON w.id = m.work_id JOIN lesson l ON l.id = w.lesson_id "
-            "JOIN class_unit c ON c.id = l.class_id")).all()
-        absences = conn.execute(sa.text(
-            "SELECT a.lesson_id, a.pupil_id, l.class_id, l.lesson_date FROM absence a "
-            "JOIN lesson l ON l.id = a.lesson_id")).all()
+        consent = {
+            r.id
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id FROM pupil WHERE pd_consent = 1 AND typeof(pd_consent) = 'integer'"
+                    " AND instr(first_name, char(7)) = 0"
+                )
+            )
+        } - {
+            r.pupil_id
+            for r in conn.execute(
+                sa.text(
+                    "SELECT pupil_id FROM pupil_move WHERE date_out < date_in UNION "
+                    "SELECT pupil_id FROM pupil_guardian "
+                    "WHERE instr(relation, char(7)) > 0"
+                )
+            )
+        }
+        stays = conn.execute(
+            sa.text("SELECT id, pupil_id, class_id, date_in, date_out FROM pupil_move")
+        ).all()
+        marks = conn.execute(
+            sa.text(
+                "SELECT m.id, m.pupil_id, l.class_id, l.lesson_date, c.grade FROM mark m "
+                "JOIN lesson_work w ON w.id = m.work_id JOIN lesson l ON l.id = w.lesson_id "
+                "JOIN class_unit c ON c.id = l.class_id"
+            )
+        ).all()
+        absences = conn.execute(
+            sa.text(
+                "SELECT a.lesson_id, a.pupil_id, l.class_id, l.lesson_date FROM absence a "
+                "JOIN lesson l ON l.id = a.lesson_id"
+            )
+        ).all()
         links = conn.execute(sa.text("SELECT id, pupil_id FROM pupil_guardian")).all()
 
     # A stay that ends before it begins is a rejected row: its pupil is held (fail closed).
     consent -= {p for _, p, _, a, b in stays if b is not None and str(b) < str(a)}
 
     def present(pupil: int, klass: int, day: str) -> bool:
-        return any(p == pupil and c == klass and str(a) <= day and (b is None or day <= str(b))
-                   for _, p, c, a, b in stays)
+        return any(
+            p == pupil and c == klass and str(a) <= day and (b is None or day <= str(b))
+            for _, p, c, a, b in stays
+        )
 
     return {
         "pupil": {str(p) for p in consent},
         "enrollment": {str(s[0]) for s in stays if s[1] in consent},
         "guardian_link": {str(i) for i, p in links if p in consent},
-        "mark": {str(i) for i, p, c, d, g in marks
-                 if p in consent and g != 1 and present(p, c, str(d))},
-        "absence": {f"{lid}-{p}" for lid, p, c, d in absences
-                    if p in consent and present(p, c, str(d))},
+        "mark": {
+            str(i) for i, p, c, d, g in marks if p in consent and g != 1 and present(p, c, str(d))
+        },
+        "absence": {
+            f"{lid}-{p}" for lid, p, c, d in absences if p in consent and present(p, c, str(d))
+        },
     }
 
 
@@ -137,8 +160,11 @@ class PolicyMachine(RuleBasedStateMachine):
     def set_consent(self, pupil: int, consent: object) -> None:
         """A pupil's written consent is given or withdrawn, or set to a value that is not a
         clear yes (which is no)."""
-        self._sql(schema.pupil.update().where(schema.pupil.c.id == pupil).values(
-            pd_consent=consent, modified_at=self._tick()))
+        self._sql(
+            schema.pupil.update()
+            .where(schema.pupil.c.id == pupil)
+            .values(pd_consent=consent, modified_at=self._tick())
+        )
 
     @rule(pupil=st.sampled_from(PUPILS), entity=st.sampled_from(GATE_READ), broken=st.booleans())
     def break_row(self, pupil: int, entity: str, broken: bool) -> None:
@@ -146,54 +172,85 @@ class PolicyMachine(RuleBasedStateMachine):
         the name or the relation, an enrolment ending before it begins), or is mended."""
         when = self._tick()
         if entity == "pupil":
-            self._sql(schema.pupil.update().where(schema.pupil.c.id == pupil).values(
-                first_name=f"Имя{pupil}" + ("\x07" if broken else ""), modified_at=when))
+            self._sql(
+                schema.pupil.update()
+                .where(schema.pupil.c.id == pupil)
+                .values(first_name=f"Имя{pupil}" + ("\x07" if broken else ""), modified_at=when)
+            )
         elif entity == "guardian_link":
             link = schema.pupil_guardian
-            self._sql(link.update().where(link.c.pupil_id == pupil).values(
-                relation="мать\x07" if broken else "мать", modified_at=when))
+            self._sql(
+                link.update()
+                .where(link.c.pupil_id == pupil)
+                .values(relation="мать\x07" if broken else "мать", modified_at=when)
+            )
         elif broken:
             move = schema.pupil_move
-            self._sql(move.update().where(move.c.pupil_id == pupil, move.c.date_out.is_(None))
-                      .values(date_out=date(2025, 8, 1), modified_at=when))
+            self._sql(
+                move.update()
+                .where(move.c.pupil_id == pupil, move.c.date_out.is_(None))
+                .values(date_out=date(2025, 8, 1), modified_at=when)
+            )
         else:
             move = schema.pupil_move
-            self._sql(move.update().where(move.c.pupil_id == pupil,
-                                          move.c.date_out < move.c.date_in)
-                      .values(date_out=None, modified_at=when))
+            self._sql(
+                move.update()
+                .where(move.c.pupil_id == pupil, move.c.date_out < move.c.date_in)
+                .values(date_out=None, modified_at=when)
+            )
 
     @rule(pupil=st.sampled_from(PUPILS), day=st.integers(0, 80))
     def withdraw(self, pupil: int, day: int) -> None:
         """Every open stay of a pupil is closed on some day of the autumn."""
         move = schema.pupil_move
-        self._sql(move.update().where(move.c.pupil_id == pupil, move.c.date_out.is_(None))
-                  .values(date_out=school.FIRST_DAY + timedelta(days=day), order_out="№1-у",
-                          modified_at=self._tick()))
+        self._sql(
+            move.update()
+            .where(move.c.pupil_id == pupil, move.c.date_out.is_(None))
+            .values(
+                date_out=school.FIRST_DAY + timedelta(days=day),
+                order_out="№1-у",
+                modified_at=self._tick(),
+            )
+        )
 
     @rule(pupil=st.sampled_from(PUPILS), day=st.integers(0, 80))
     def readmit(self, pupil: int, day: int) -> None:
         """A pupil is admitted (again) to their class from some day on."""
         klass = 2 if pupil == 4 else 1
         self.next_move += 1
-        self._sql(schema.pupil_move.insert().values(
-            id=self.next_move, pupil_id=pupil, class_id=klass,
-            date_in=school.FIRST_DAY + timedelta(days=day), order_in="№2",
-            modified_at=self._tick()))
+        self._sql(
+            schema.pupil_move.insert().values(
+                id=self.next_move,
+                pupil_id=pupil,
+                class_id=klass,
+                date_in=school.FIRST_DAY + timedelta(days=day),
+                order_in="№2",
+                modified_at=self._tick(),
+            )
+        )
 
-    @rule(lesson=st.integers(0, 11), pupil=st.sampled_from(PUPILS),
-          value=st.sampled_from(["5", "4", "3"]))
+    @rule(
+        lesson=st.integers(0, 11),
+        pupil=st.sampled_from(PUPILS),
+        value=st.sampled_from(["5", "4", "3"]),
+    )
     def put_mark(self, lesson: int, pupil: int, value: str) -> None:
         """A teacher writes or corrects a mark."""
         klass = 2 if pupil == 4 else 1
         work, mark_id = 100 * klass + lesson, (100 * klass + lesson) * 10 + pupil
         with self.engine.begin() as conn:
             conn.execute(schema.mark.delete().where(schema.mark.c.id == mark_id))
-            conn.execute(schema.mark.insert().values(id=mark_id, work_id=work, pupil_id=pupil,
-                                                     mark_value=value,
-                                                     modified_at=self._tick()))
+            conn.execute(
+                schema.mark.insert().values(
+                    id=mark_id,
+                    work_id=work,
+                    pupil_id=pupil,
+                    mark_value=value,
+                    modified_at=self._tick(),
+                )
+            )
 
-    @rule(incremental=st.booleans(), fail_in=st.none() | st.integers(0, 6),
-          lose=st.booleans())
+    @rule(incremental=st.booleans(), fail_in=st.none() | st.integers(0, 6), lose=st.booleans())
     def sync(self, incremental: bool, fail_in: int | None, lose: bool) -> None:
         """A sync runs; the portal may fail midway or lose an answer (a crash's effect)."""
         self.portal.fail_in, self.portal.lose_answer = fail_in, lose
@@ -217,10 +274,15 @@ class PolicyMachine(RuleBasedStateMachine):
         state = open_state(self.state_url)
         self.runs += 1
         try:
-            outcome = run_sync(MAPPINGS, SqlSource(self.engine), state, self.portal,
-                               RunOptions(as_of=AS_OF, incremental=incremental,
-                                          thresholds=NO_GUARD), run_id=f"r{self.runs}",
-                               reconcile=reconcile)
+            outcome = run_sync(
+                MAPPINGS,
+                SqlSource(self.engine),
+                state,
+                self.portal,
+                RunOptions(as_of=AS_OF, incremental=incremental, thresholds=NO_GUARD),
+                run_id=f"r{self.runs}",
+                reconcile=reconcile,
+            )
             if outcome.plan.portal_held:  # the portal looks lost: an admin approves
                 state.approve(outcome.plan.held_id, "admin")
         finally:
@@ -253,7 +315,10 @@ class PolicyMachine(RuleBasedStateMachine):
 
 
 PolicyMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=8, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
+    max_examples=25,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestPolicyMachine = PolicyMachine.TestCase
 TestPolicyMachine.__doc__ = "Random event sequences never leak and always converge."

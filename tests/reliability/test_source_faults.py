@@ -52,28 +52,52 @@ def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
 
 
 def _client(url: str) -> PortalClient:
-    return PortalClient(PortalSettings(
-        base_url=url, school="demo", client_id=DEMO_CLIENT[0], client_secret=DEMO_CLIENT[1],
-        batch_size=50, max_attempts=30, backoff_initial=0.01, backoff_max=0.05,
-        max_retry_after=1.0, read_timeout=10.0))
+    return PortalClient(
+        PortalSettings(
+            base_url=url,
+            school="demo",
+            client_id=DEMO_CLIENT[0],
+            client_secret=DEMO_CLIENT[1],
+            batch_size=50,
+            max_attempts=30,
+            backoff_initial=0.01,
+            backoff_max=0.05,
+            max_retry_after=1.0,
+            read_timeout=10.0,
+        )
+    )
 
 
-def _sync(engine: sa.Engine, state_path: Path, url: str, thresholds: Thresholds, *,
-          wrap: Callable[[SqlSource], Source] | None = None, run_id: str = "run") -> SyncResult:
+def _sync(
+    engine: sa.Engine,
+    state_path: Path,
+    url: str,
+    thresholds: Thresholds,
+    *,
+    wrap: Callable[[SqlSource], Source] | None = None,
+    run_id: str = "run",
+) -> SyncResult:
     """One full sync of the source on ``engine`` into the portal at ``url``."""
     source: Source = SqlSource(engine) if wrap is None else wrap(SqlSource(engine))
     state = open_state(f"sqlite:///{state_path}")
     client = _client(url)
     try:
-        return run_sync(MAPPINGS, source, state, client,
-                        RunOptions(as_of=AS_OF, thresholds=thresholds), run_id=run_id)
+        return run_sync(
+            MAPPINGS,
+            source,
+            state,
+            client,
+            RunOptions(as_of=AS_OF, thresholds=thresholds),
+            run_id=run_id,
+        )
     finally:
         client.close()
         state.close()
 
 
-def _sync_url(source_url: str, state_path: Path, url: str, thresholds: Thresholds,
-              **options: Any) -> SyncResult:
+def _sync_url(
+    source_url: str, state_path: Path, url: str, thresholds: Thresholds, **options: Any
+) -> SyncResult:
     engine = sa.create_engine(source_url)
     try:
         return _sync(engine, state_path, url, thresholds, **options)
@@ -99,8 +123,9 @@ def _dry_plan(source_url: str, state_path: Path) -> list[Change]:
     engine = sa.create_engine(source_url)
     state = open_state(f"sqlite:///{state_path}")
     try:
-        return plan_run(MAPPINGS, SqlSource(engine), state,
-                        RunOptions(as_of=AS_OF, thresholds=NO_GUARD)).plan.deletes
+        return plan_run(
+            MAPPINGS, SqlSource(engine), state, RunOptions(as_of=AS_OF, thresholds=NO_GUARD)
+        ).plan.deletes
     finally:
         state.close()
         engine.dispose()
@@ -125,14 +150,21 @@ class KillMidRead:
     the read under way still arrive; the dead session shows at its next round trip (the
     rollback as the read's connection closes), which must fail the run like a broken fetch."""
 
-    def __init__(self, inner: SqlSource, admin: sa.Engine, ids: list[int],
-                 entity: str = "mark", after: int = 1000) -> None:
+    def __init__(
+        self,
+        inner: SqlSource,
+        admin: sa.Engine,
+        ids: list[int],
+        entity: str = "mark",
+        after: int = 1000,
+    ) -> None:
         self.inner, self.admin, self.ids = inner, admin, ids
         self.entity, self.after = entity, after
         self.killed: list[int] = []
 
-    def read(self, mapping: CompiledMapping, since: datetime | None = None,
-             rescan: Rescan | None = None) -> Iterator[Row]:
+    def read(
+        self, mapping: CompiledMapping, since: datetime | None = None, rescan: Rescan | None = None
+    ) -> Iterator[Row]:
         for count, row in enumerate(self.inner.read(mapping, since, rescan), start=1):
             yield row
             if mapping.entity == self.entity and count == self.after and not self.killed:
@@ -155,13 +187,16 @@ def _remember_connection_ids(engine: sa.Engine, ids: list[int]) -> None:
 
 def _alive(admin: sa.Engine, ids: list[int]) -> list[int]:
     with admin.connect() as conn:
-        live = {int(r[0]) for r in conn.execute(sa.text(
-            "SELECT ID FROM information_schema.PROCESSLIST"))}
+        live = {
+            int(r[0])
+            for r in conn.execute(sa.text("SELECT ID FROM information_schema.PROCESSLIST"))
+        }
     return [i for i in ids if i in live]
 
 
 def test_mariadb_connection_killed_mid_read_plans_no_deletes_then_recovers(
-        tmp_path: Path, mariadb_url: str, portal: ReferencePortal) -> None:
+    tmp_path: Path, mariadb_url: str, portal: ReferencePortal
+) -> None:
     """A server-side KILL of the bridge's MariaDB connection during a full read sends no delete,
     advances no watermark and exits SOURCE_UNAVAILABLE; the next full sync repairs the portal."""
     state_path = tmp_path / "state.sqlite"
@@ -180,11 +215,19 @@ def test_mariadb_connection_killed_mid_read_plans_no_deletes_then_recovers(
         marks = sorted(int(k) for e, k in before if e == "mark")
         gone = marks[10:200:19] + marks[-150::15]
         with writer.begin() as conn:
-            conn.execute(sa.text("DELETE FROM mark WHERE id IN :ids").bindparams(
-                sa.bindparam("ids", expanding=True)), {"ids": gone})
-            conn.execute(sa.text("UPDATE subject SET modified_at = :t WHERE id = "
-                                 "(SELECT MIN(id) FROM (SELECT id FROM subject) AS s)"),
-                         {"t": TOUCHED})
+            conn.execute(
+                sa.text("DELETE FROM mark WHERE id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": gone},
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE subject SET modified_at = :t WHERE id = "
+                    "(SELECT MIN(id) FROM (SELECT id FROM subject) AS s)"
+                ),
+                {"t": TOUCHED},
+            )
         writer.dispose()
         would_delete = {(c.entity, c.key) for c in _dry_plan(mariadb_url, state_path)}
         assert {("mark", str(i)) for i in gone} <= would_delete
@@ -241,8 +284,9 @@ def _first_sync(school: Path, state_path: Path, url: str) -> Snapshot:
     return before
 
 
-def _held_then_approved(school: Path, state_path: Path, url: str, before: Snapshot,
-                        guard: Thresholds) -> SyncResult:
+def _held_then_approved(
+    school: Path, state_path: Path, url: str, before: Snapshot, guard: Thresholds
+) -> SyncResult:
     """Run the suspicious sync (held, portal unchanged), approve its plan, run again."""
     held = _sync_url(f"sqlite:///{school}", state_path, url, guard, run_id="held")
     assert held.plan.held
@@ -263,7 +307,8 @@ def _held_then_approved(school: Path, state_path: Path, url: str, before: Snapsh
 
 @pytest.mark.parametrize("emptied", [("mark",), JOURNAL], ids=["marks", "journal"])
 def test_suddenly_empty_source_is_held_until_approved(
-        tmp_path: Path, school: Path, portal: ReferencePortal, emptied: tuple[str, ...]) -> None:
+    tmp_path: Path, school: Path, portal: ReferencePortal, emptied: tuple[str, ...]
+) -> None:
     """A source whose journal tables are suddenly empty is held (PLAN_HELD, nothing deleted)
     until the plan id is approved, and then goes through."""
     state_path = tmp_path / "state.sqlite"
@@ -279,7 +324,8 @@ def test_suddenly_empty_source_is_held_until_approved(
 
 
 def test_source_missing_one_class_is_held_by_the_whole_class_guard(
-        tmp_path: Path, school: Path, portal: ReferencePortal) -> None:
+    tmp_path: Path, school: Path, portal: ReferencePortal
+) -> None:
     """A source that lost every row of one class is held by the whole-class guard, and nothing
     of that class is deleted on the portal until the plan is approved."""
     state_path = tmp_path / "state.sqlite"
@@ -291,19 +337,22 @@ def test_source_missing_one_class_is_held_by_the_whole_class_guard(
     lessons = "SELECT id FROM lesson WHERE class_id = :c"
     with engine.begin() as conn:
         for statement in (
-                f"DELETE FROM mark WHERE work_id IN (SELECT id FROM lesson_work WHERE "
-                f"lesson_id IN ({lessons}))",
-                f"DELETE FROM absence WHERE lesson_id IN ({lessons})",
-                f"DELETE FROM lesson_work WHERE lesson_id IN ({lessons})",
-                "DELETE FROM lesson WHERE class_id = :c",
-                "DELETE FROM group_pupil WHERE group_id IN "
-                "(SELECT id FROM class_group WHERE class_id = :c)",
-                "DELETE FROM class_group WHERE class_id = :c",
-                "DELETE FROM pupil_move WHERE class_id = :c"):
+            f"DELETE FROM mark WHERE work_id IN (SELECT id FROM lesson_work WHERE "
+            f"lesson_id IN ({lessons}))",
+            f"DELETE FROM absence WHERE lesson_id IN ({lessons})",
+            f"DELETE FROM lesson_work WHERE lesson_id IN ({lessons})",
+            "DELETE FROM lesson WHERE class_id = :c",
+            "DELETE FROM group_pupil WHERE group_id IN "
+            "(SELECT id FROM class_group WHERE class_id = :c)",
+            "DELETE FROM class_group WHERE class_id = :c",
+            "DELETE FROM pupil_move WHERE class_id = :c",
+        ):
             conn.execute(sa.text(statement), {"c": int(victim)})
     engine.dispose()
     # Only the whole-class guard may hold: the share guard is off, so it alone is tested.
     held = _held_then_approved(school, state_path, portal.url, before, WHOLE_CLASS_ONLY)
     assert held.plan.guard_holds == [GuardHold("enrollment", len(gone), len(gone), victim)]
-    assert not any(e == "enrollment" and p["class"] == victim
-                   for (e, _), (_, p) in snapshot(portal.url).items())
+    assert not any(
+        e == "enrollment" and p["class"] == victim
+        for (e, _), (_, p) in snapshot(portal.url).items()
+    )

@@ -41,7 +41,9 @@ def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: 
 
 def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> None:
     """Unknown sections and keys, wrong types, missing keys and inline passwords all at once."""
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 [source]
 password_file = 5
 [state]
@@ -53,13 +55,21 @@ min_deletes = "many"
 hold_whole_class = 1
 [extra]
 x = 1
-""")
+""",
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     paths = {p.path for p in caught.value.problems}
-    assert paths == {"source.url", "source.password_file", "state.url", "state.urll",
-                     "guard.max_delete_fraction", "guard.min_deletes", "guard.hold_whole_class",
-                     "extra"}
+    assert paths == {
+        "source.url",
+        "source.password_file",
+        "state.url",
+        "state.urll",
+        "guard.max_delete_fraction",
+        "guard.min_deletes",
+        "guard.hold_whole_class",
+        "extra",
+    }
     assert all(p.file == str(path) for p in caught.value.problems)
     assert "hunter2" not in str(caught.value)
     assert caught.value.exit_code == ExitCode.CONFIG
@@ -115,7 +125,9 @@ def test_the_shipped_example_config_is_valid() -> None:
 
 def test_schedule_metrics_and_ports_are_checked_up_front(tmp_path: Path) -> None:
     """Settings that would crash the daemon later are refused at start-up with their path."""
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 [source]
 url = "mysql+pyodbc://bridge@host:port/asiou"
 [schedule]
@@ -125,16 +137,23 @@ full_at = "2:61"
 [metrics]
 textfile = "/tmp/asiou.txt"
 listen = "nine"
-""")
+""",
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert {p.path for p in caught.value.problems} == {
-        "source.url", "schedule.hours", "schedule.incremental_every", "schedule.full_at",
-        "metrics.textfile", "metrics.listen"}
+        "source.url",
+        "schedule.hours",
+        "schedule.incremental_every",
+        "schedule.full_at",
+        "metrics.textfile",
+        "metrics.listen",
+    }
 
 
 def test_progress_shows_only_on_a_terminal_and_never_with_json(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Progress is drawn on an interactive stderr, and not when --json asks for quiet output."""
     import io
 

@@ -51,10 +51,18 @@ def test_the_act_is_one_row_encoded_once_and_a_rerun_completes_it(tmp_path: Path
 
 def test_the_printed_act_is_russian_and_names_ids_and_counts_only() -> None:
     """The act names the key, ground, user, run and counts per entity in Russian."""
-    act = {"pupil_key": "40", "erased_at": T0, "erased_by": "admin", "ground": DEFAULT_GROUND,
-           "run_id": "abc123", "planned": {"mark": 12, "guardian": 1, "pupil": 1},
-           "acknowledged": {"mark": 12, "guardian": 1, "pupil": 1}, "refused": {},
-           "earlier": {"enrollment": 2}, "completed_at": T0.isoformat()}
+    act = {
+        "pupil_key": "40",
+        "erased_at": T0,
+        "erased_by": "admin",
+        "ground": DEFAULT_GROUND,
+        "run_id": "abc123",
+        "planned": {"mark": 12, "guardian": 1, "pupil": 1},
+        "acknowledged": {"mark": 12, "guardian": 1, "pupil": 1},
+        "refused": {},
+        "earlier": {"enrollment": 2},
+        "completed_at": T0.isoformat(),
+    }
     text = erasure_act_text(act, ENTITIES)
     assert text.startswith("АКТ")
     assert "идентификатор 40" in text
@@ -71,4 +79,5 @@ def test_pupils_due_for_erasure_have_a_30_day_deadline() -> None:
     erased ones are not."""
     due = erasures_due({"7": T0, "8": T0}, frozenset({"8"}), datetime(2026, 7, 3).date())
     assert [(d.pupil, str(d.deadline), d.days_left, d.is_overdue) for d in due] == [
-        ("7", "2026-07-01", -2, True)]
+        ("7", "2026-07-01", -2, True)
+    ]

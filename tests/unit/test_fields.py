@@ -32,15 +32,18 @@ def reason(field: FieldSpec, raw: object) -> str:
 # --- text -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("transforms", "raw", "want"), [
-    (("trim",), "  Иванов  ", "Иванов"),
-    (("lower",), "ИваНов", "иванов"),
-    (("upper",), "5а", "5А"),
-    (("title",), "иванов пётр", "Иванов Пётр"),
-    (("collapse_spaces",), "  Тема \t урока\n 5  ", "Тема урока 5"),
-    (("trim", "lower"), " Н ", "н"),
-    ((), "  kept as is ", "  kept as is "),
-])
+@pytest.mark.parametrize(
+    ("transforms", "raw", "want"),
+    [
+        (("trim",), "  Иванов  ", "Иванов"),
+        (("lower",), "ИваНов", "иванов"),
+        (("upper",), "5а", "5А"),
+        (("title",), "иванов пётр", "Иванов Пётр"),
+        (("collapse_spaces",), "  Тема \t урока\n 5  ", "Тема урока 5"),
+        (("trim", "lower"), " Н ", "н"),
+        ((), "  kept as is ", "  kept as is "),
+    ],
+)
 def test_text_transforms(transforms: tuple[str, ...], raw: str, want: str) -> None:
     """Transforms apply in the mapping's order to the raw text."""
     assert convert(spec(transforms=transforms), raw) == want
@@ -121,8 +124,9 @@ def test_int_rejects_other_values(raw: object) -> None:
     assert reason(spec("int"), raw).startswith("not a whole number")
 
 
-@pytest.mark.parametrize(("raw", "valid"), [(0, False), (1, True), (11, True), (12, False),
-                                            (-1, False)])
+@pytest.mark.parametrize(
+    ("raw", "valid"), [(0, False), (1, True), (11, True), (12, False), (-1, False)]
+)
 def test_int_range_is_inclusive(raw: int, valid: bool) -> None:
     """min and max are inclusive bounds; outside them the value is rejected with the range."""
     field = spec("int", min=1, max=11)
@@ -173,24 +177,28 @@ def test_other_bool_words_are_rejected(raw: object) -> None:
 # --- dates ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("2025-09-01", "2025-09-01"),
-    ("01.09.2025", "2025-09-01"),
-    ("20250901", "2025-09-01"),
-    (" 2025-09-01 ", "2025-09-01"),
-    ("2025-09-01 08:00:00.000000", "2025-09-01"),
-    ("2024-02-29", "2024-02-29"),
-    (date(2025, 9, 1), "2025-09-01"),
-    (datetime(2025, 9, 1, 23, 59), "2025-09-01"),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("2025-09-01", "2025-09-01"),
+        ("01.09.2025", "2025-09-01"),
+        ("20250901", "2025-09-01"),
+        (" 2025-09-01 ", "2025-09-01"),
+        ("2025-09-01 08:00:00.000000", "2025-09-01"),
+        ("2024-02-29", "2024-02-29"),
+        (date(2025, 9, 1), "2025-09-01"),
+        (datetime(2025, 9, 1, 23, 59), "2025-09-01"),
+    ],
+)
 def test_dates_become_iso_text(raw: object, want: str) -> None:
     """ISO, dd.mm.yyyy, compact and SQLite datetime text, date and datetime become ISO dates."""
     assert convert(spec("date"), raw) == want
     assert parse_date(raw) == want
 
 
-@pytest.mark.parametrize("raw", ["2025-02-30", "30.02.2025", "2025-02-29", "2025-13-01",
-                                 "yesterday", "31/12/2025"])
+@pytest.mark.parametrize(
+    "raw", ["2025-02-30", "30.02.2025", "2025-02-29", "2025-13-01", "yesterday", "31/12/2025"]
+)
 def test_impossible_dates_are_rejected(raw: str) -> None:
     """Dates that do not exist or are not dates at all are rejected."""
     assert reason(spec("date"), raw).startswith("not a valid date")
@@ -242,13 +250,16 @@ def test_value_map_on_an_int_field() -> None:
 SECRET = "Тайнова-Секретная"
 
 
-@pytest.mark.parametrize(("field", "raw"), [
-    (spec("int", personal=True), SECRET),
-    (spec("bool", personal=True), SECRET),
-    (spec(personal=True, values={"5": "5"}), SECRET),
-    (spec(personal=True, max_length=3), SECRET),
-    (spec(personal=True), SECRET + "\x00"),
-])
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        (spec("int", personal=True), SECRET),
+        (spec("bool", personal=True), SECRET),
+        (spec(personal=True, values={"5": "5"}), SECRET),
+        (spec(personal=True, max_length=3), SECRET),
+        (spec(personal=True), SECRET + "\x00"),
+    ],
+)
 def test_personal_fields_never_quote_the_value(field: FieldSpec, raw: str) -> None:
     """Reasons for personal fields name the problem without the value."""
     why = reason(field, raw)
@@ -285,16 +296,18 @@ def test_required_ref_rejects_null() -> None:
     assert reason(spec("ref", required=True), None) == "missing value"
 
 
-@pytest.mark.parametrize(("raw", "want"), [(17, "17"), (-2, "-2"), (" А-1 ", " А-1 "),
-                                           (Decimal(12), "12")])
+@pytest.mark.parametrize(
+    ("raw", "want"), [(17, "17"), (-2, "-2"), (" А-1 ", " А-1 "), (Decimal(12), "12")]
+)
 def test_key_part(raw: object, want: str) -> None:
     """Key parts are whole numbers as digits, or text exactly as stored (so key order and sort
     key order agree)."""
     assert key_part(raw) == want
 
 
-@pytest.mark.parametrize(("raw", "why"), [("   ", "empty key"), ("a\x01b", "control"),
-                                          ("a\x00", "control")])
+@pytest.mark.parametrize(
+    ("raw", "why"), [("   ", "empty key"), ("a\x01b", "control"), ("a\x00", "control")]
+)
 def test_bad_key_parts_are_rejected(raw: str, why: str) -> None:
     """Blank keys and keys with control characters (the sort-key separator among them) are
     rejected."""
@@ -323,19 +336,27 @@ def test_a_value_map_fallback_takes_what_the_map_lacks() -> None:
 
 def test_a_personal_value_outside_the_map_has_no_dangling_colon() -> None:
     """A personal field's reason ends with the problem, not with a colon before a hidden value."""
-    assert reason(spec(personal=True, values={"5": "5"}), "7") == \
-        "value not in the value map of the mapping"
+    assert (
+        reason(spec(personal=True, values={"5": "5"}), "7")
+        == "value not in the value map of the mapping"
+    )
 
 
-CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)] if chr(c) not in "\t\n\r"]
-TEXT_TRANSFORMS = [(), ("trim",), ("collapse_spaces",), ("trim", "lower"), ("collapse_spaces",
-                                                                             "title")]
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"]
+TEXT_TRANSFORMS = [
+    (),
+    ("trim",),
+    ("collapse_spaces",),
+    ("trim", "lower"),
+    ("collapse_spaces", "title"),
+]
 
 
 @pytest.mark.parametrize("control", CONTROLS, ids=lambda c: f"{ord(c):#04x}")
 @pytest.mark.parametrize("transforms", TEXT_TRANSFORMS, ids=lambda t: "+".join(t) or "none")
 def test_every_control_character_is_rejected_whatever_the_transforms(
-        control: str, transforms: tuple[str, ...]) -> None:
+    control: str, transforms: tuple[str, ...]
+) -> None:
     """Every C0/C1 control character but tab, LF and CR rejects a text, inside or at the edges,
     before transforms could turn it into a space."""
     for raw in (f"тема{control}урока", f"{control}тема", f"тема {control}"):
@@ -349,12 +370,15 @@ def test_control_characters_reject_value_mapped_and_joined_fields(control: str) 
     mapped = spec(transforms=("trim", "lower"), values={"мать": "mother"}, fallback="other")
     assert reason(mapped, f"{control}мать") == "text contains control characters"
     joined_text = joined([f"Иванов{control}", "Пётр"], " ")
-    assert reason(spec(transforms=("collapse_spaces",)), joined_text) == \
-        "text contains control characters"
+    assert (
+        reason(spec(transforms=("collapse_spaces",)), joined_text)
+        == "text contains control characters"
+    )
 
 
-@pytest.mark.parametrize("raw", [2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff",
-                                 b"yes", "yes\x0b", "\x0bда"])
+@pytest.mark.parametrize(
+    "raw", [2, -1, "отозвано", "withdrawn", "нет.", 1.5, b"\x00\xff", b"yes", "yes\x0b", "\x0bда"]
+)
 def test_a_bool_fallback_takes_anything_not_a_yes_no_word(raw: object) -> None:
     """A yes/no field with a fallback gives it for anything that is not a clear yes or no
     (numbers other than 0/1, words, bytes, control characters) instead of rejecting."""

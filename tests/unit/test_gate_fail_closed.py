@@ -29,10 +29,17 @@ def entry(entity: str, key: str) -> StateEntry:
     return StateEntry(entity, key, sort_key_part(int(key)), "fp", "active", pupil_key=key)
 
 
-@pytest.mark.parametrize(("consent", "want"), [
-    (True, None), (False, HoldReason.NO_CONSENT), (None, HoldReason.NO_CONSENT),
-    ("unclear", HoldReason.CONSENT_UNCLEAR), (1, HoldReason.CONSENT_UNCLEAR),
-    (2, HoldReason.CONSENT_UNCLEAR)])
+@pytest.mark.parametrize(
+    ("consent", "want"),
+    [
+        (True, None),
+        (False, HoldReason.NO_CONSENT),
+        (None, HoldReason.NO_CONSENT),
+        ("unclear", HoldReason.CONSENT_UNCLEAR),
+        (1, HoldReason.CONSENT_UNCLEAR),
+        (2, HoldReason.CONSENT_UNCLEAR),
+    ],
+)
 def test_only_a_clear_yes_is_consent(consent: object, want: HoldReason | None) -> None:
     """A pupil passes only with consent True; no or nothing is no_consent, anything else
     (the field's fallback, a stray number) is consent_unclear, and their marks say so."""
@@ -89,8 +96,15 @@ def test_a_closed_pupil_holds_every_record_with_the_first_cause() -> None:
 def test_a_closing_rejection_deletes_what_was_published(complete: bool) -> None:
     """A rejection that closes deletes its delivered record, for its cause, in full and
     incremental runs; one that does not close leaves the portal as it is."""
-    closing = Rejection("pupil", "pupil", "7", "first_name", "text contains control characters",
-                        sort_key_part(7), closes=HoldReason.PUPIL_ROW_REJECTED)
+    closing = Rejection(
+        "pupil",
+        "pupil",
+        "7",
+        "first_name",
+        "text contains control characters",
+        sort_key_part(7),
+        closes=HoldReason.PUPIL_ROW_REJECTED,
+    )
     change = decide(closing, entry("pupil", "7"), complete)
     assert change is not None
     assert (change.op, change.key, change.reason) == (Op.DELETE, "7", "pupil_row_rejected")
@@ -101,25 +115,47 @@ def test_a_closing_rejection_deletes_what_was_published(complete: bool) -> None:
 
 def test_the_merge_deletes_the_record_of_a_closing_rejection() -> None:
     """The full run's merge deletes the delivered record of a closing rejection."""
-    closing = Rejection("enrollment", "pupil_move", "7", "date_to", "before", sort_key_part(7),
-                        closes=HoldReason.ENROLLMENT_ROW_REJECTED)
+    closing = Rejection(
+        "enrollment",
+        "pupil_move",
+        "7",
+        "date_to",
+        "before",
+        sort_key_part(7),
+        closes=HoldReason.ENROLLMENT_ROW_REJECTED,
+    )
     state = iter([(sort_key_part(7), "fp", "active")])
     out = list(diff_sorted("enrollment", [closing], state))
     deletes = [c for c in out if not isinstance(c, Rejection)]
     assert [(c.op, c.key, c.reason) for c in deletes] == [  # type: ignore[union-attr]
-        (Op.DELETE, "7", "enrollment_row_rejected")]
+        (Op.DELETE, "7", "enrollment_row_rejected")
+    ]
 
 
-@pytest.mark.parametrize(("date_in", "date_out", "rejected"), [
-    ("2025-09-01", "2025-08-31", True), ("2025-09-01", "2025-09-01", False),
-    ("2025-09-01", None, False)])
+@pytest.mark.parametrize(
+    ("date_in", "date_out", "rejected"),
+    [
+        ("2025-09-01", "2025-08-31", True),
+        ("2025-09-01", "2025-09-01", False),
+        ("2025-09-01", None, False),
+    ],
+)
 def test_an_enrolment_ending_before_it_begins_is_rejected(
-        date_in: str, date_out: str | None, rejected: bool) -> None:
+    date_in: str, date_out: str | None, rejected: bool
+) -> None:
     """The shipped enrolment mapping rejects date_out before date_in (field date_to); a stay
     of one day or an open stay is fine."""
     mapping = MAPPINGS["enrollment"]
-    values = {"id": 3, "pupil_id": 7, "class_id": 1, "date_in": date_in, "order_in": "№1",
-              "date_out": date_out, "order_out": None, "modified_at": None}
+    values = {
+        "id": 3,
+        "pupil_id": 7,
+        "class_id": 1,
+        "date_in": date_in,
+        "order_in": "№1",
+        "date_out": date_out,
+        "order_out": None,
+        "modified_at": None,
+    }
     row = tuple(values.get(c) for c in mapping.columns)
     if not rejected:
         assert mapping.build(row).payload["date_to"] == date_out

@@ -37,25 +37,36 @@ def test_archives_count_toward_the_entity_share() -> None:
 
 def test_deletes_and_archives_of_one_entity_add_up() -> None:
     """Deletes and archives of one entity are counted together against its share."""
-    plan = planned(*(change(Op.ARCHIVE, "pupil", k, active=False) for k in range(12)),
-                   *(change(Op.DELETE, "pupil", k) for k in range(100, 110)))
+    plan = planned(
+        *(change(Op.ARCHIVE, "pupil", k, active=False) for k in range(12)),
+        *(change(Op.DELETE, "pupil", k) for k in range(100, 110)),
+    )
     holds = check(plan, {"pupil": 100}, {}, SHARE_ONLY)
     assert [h.describe() for h in holds] == [
-        "would delete 10 and archive 12 of 100 pupil records (22.0 %)"]
+        "would delete 10 and archive 12 of 100 pupil records (22.0 %)"
+    ]
 
 
 def test_closing_every_open_stay_of_a_class_is_held() -> None:
     """Closing each stay still open in a class holds the plan, though the class also has stays
     closed earlier; closing all but one does not."""
-    closures = [change(Op.UPDATE, "enrollment", k, **{"class": "7", "date_to": "2026-05-31"})
-                for k in range(5)]
-    holds = check(planned(*closures), {"enrollment": 8}, {"7": 8}, CLASS_ONLY,
-                  open_by_class={"7": 5})
+    closures = [
+        change(Op.UPDATE, "enrollment", k, **{"class": "7", "date_to": "2026-05-31"})
+        for k in range(5)
+    ]
+    holds = check(
+        planned(*closures), {"enrollment": 8}, {"7": 8}, CLASS_ONLY, open_by_class={"7": 5}
+    )
     assert holds == [GuardHold("enrollment", 0, 5, "7", closures=5)]
-    assert holds[0].describe() == ("would close 5 enrollment records of class 7: every one "
-                                   "still open there")
-    assert check(planned(*closures[:4]), {"enrollment": 8}, {"7": 8}, CLASS_ONLY,
-                 open_by_class={"7": 5}) == []
+    assert holds[0].describe() == (
+        "would close 5 enrollment records of class 7: every one still open there"
+    )
+    assert (
+        check(
+            planned(*closures[:4]), {"enrollment": 8}, {"7": 8}, CLASS_ONLY, open_by_class={"7": 5}
+        )
+        == []
+    )
 
 
 def test_a_class_of_deletes_keeps_its_old_description() -> None:
@@ -75,8 +86,7 @@ def test_archives_and_closures_are_kept_from_the_sink() -> None:
     closing = change(Op.UPDATE, "enrollment", 3, date_to="2026-05-31")
     sent: list[Change] = []
     plan = Plan()
-    plan.note_all("enrollment", [create, harmless, closing], sent.append,
-                  lambda c: c.key == "3")
+    plan.note_all("enrollment", [create, harmless, closing], sent.append, lambda c: c.key == "3")
     archive = change(Op.ARCHIVE, "pupil", 4, active=False)
     plan.note_all("pupil", [archive], sent.append)
     assert sent == [create, harmless]
@@ -101,8 +111,9 @@ def test_the_plan_id_binds_to_every_destructive_change() -> None:
     fingerprint), and not with creates."""
     deletes = [change(Op.DELETE, "mark", k) for k in range(3)]
     base = planned(*deletes, change(Op.ARCHIVE, "pupil", 9, "a1", active=False))
-    same = planned(*deletes, change(Op.ARCHIVE, "pupil", 9, "a1", active=False),
-                   change(Op.CREATE, "mark", 50))
+    same = planned(
+        *deletes, change(Op.ARCHIVE, "pupil", 9, "a1", active=False), change(Op.CREATE, "mark", 50)
+    )
     other_target = planned(*deletes, change(Op.ARCHIVE, "pupil", 9, "a2", active=False))
     other_key = planned(*deletes, change(Op.ARCHIVE, "pupil", 8, "a1", active=False))
     fewer = planned(*deletes[:2], change(Op.ARCHIVE, "pupil", 9, "a1", active=False))
@@ -116,8 +127,8 @@ def test_archiving_every_pupil_left_in_a_class_is_held() -> None:
     archives = [change(Op.ARCHIVE, "pupil", k, active=False) for k in range(4)]
     for c, class_key in zip(archives, ("11А", "11А", "11А", "5Б"), strict=True):
         c.class_key = class_key
-    holds = check(planned(*archives), {"pupil": 400}, {}, CLASS_ONLY,
-                  pupils_by_class={"5Б": 24})
+    holds = check(planned(*archives), {"pupil": 400}, {}, CLASS_ONLY, pupils_by_class={"5Б": 24})
     assert holds == [GuardHold("pupil", 0, 3, "11А", archives=3)]
-    assert holds[0].describe() == ("would archive 3 pupil records of class 11А: no pupil is "
-                                   "left in it")
+    assert holds[0].describe() == (
+        "would archive 3 pupil records of class 11А: no pupil is left in it"
+    )

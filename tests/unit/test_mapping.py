@@ -30,8 +30,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # BIGINT and BIGINT UNSIGNED
 # Key text as a key column may hold it: no control characters, no surrounding whitespace.
 KEY_TEXT = st.text(
-    alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1,
-    max_size=8)
+    alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
+    min_size=1,
+    max_size=8,
+)
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
@@ -100,8 +102,7 @@ def test_build_makes_a_record(mappings: MappingSet) -> None:
     stamp = datetime(2025, 9, 1, 8, 0)
     record = klass.build((1, "5", " а ", 3, stamp))
     assert (record.entity, record.key, record.sort_key) == ("class", "1", sort_key_part(1))
-    assert dict(record.payload) == {"grade": 5, "letter": "А", "name": "5А",
-                                    "form_teacher": "3"}
+    assert dict(record.payload) == {"grade": 5, "letter": "А", "name": "5А", "form_teacher": "3"}
     assert record.watermark == stamp
 
 
@@ -176,14 +177,16 @@ def key_pairs(draw: st.DrawFn) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """Two composite keys of the same shape (each position an int or a text part)."""
     shape = draw(st.lists(st.sampled_from([INT64, KEY_TEXT]), min_size=2, max_size=3))
     first = tuple(draw(part) for part in shape)
-    second = tuple(draw(st.one_of(part, st.just(value))) for part, value in zip(shape, first,
-                                                                                 strict=True))
+    second = tuple(
+        draw(st.one_of(part, st.just(value))) for part, value in zip(shape, first, strict=True)
+    )
     return first, second
 
 
 @given(key_pairs())
-def test_composite_sort_keys_order_like_tuples(pair: tuple[tuple[object, ...],
-                                                           tuple[object, ...]]) -> None:
+def test_composite_sort_keys_order_like_tuples(
+    pair: tuple[tuple[object, ...], tuple[object, ...]],
+) -> None:
     """Composite sort keys compare as the tuples of their parts do."""
     first, second = pair
     a, b = make_keys(first)[1], make_keys(second)[1]
@@ -191,12 +194,16 @@ def test_composite_sort_keys_order_like_tuples(pair: tuple[tuple[object, ...],
     assert (a == b) == (first == second)
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    (("a", "z"), ("a\tb", "c")),
-    ((" b",), ("a",)),
-])
-def test_sort_keys_follow_raw_order_of_untidy_text(first: tuple[str, ...],
-                                                   second: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a", "z"), ("a\tb", "c")),
+        ((" b",), ("a",)),
+    ],
+)
+def test_sort_keys_follow_raw_order_of_untidy_text(
+    first: tuple[str, ...], second: tuple[str, ...]
+) -> None:
     """Keys with tabs or stray spaces still get sort keys in the order SQL sorts them."""
     assert first < second
     assert make_keys(first)[1] < make_keys(second)[1]
@@ -214,20 +221,30 @@ def test_fingerprint_is_stable() -> None:
     """A fingerprint depends only on version and values: the same across runs and processes."""
     values = ["Иванов", 5, True, None, "2025-09-01"]
     assert fingerprint(1, values) == fingerprint(1, list(values))
-    code = ("from bridge.mapping import fingerprint; "
-            "print(fingerprint(1, ['Иванов', 5, True, None, '2025-09-01']))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    code = (
+        "from bridge.mapping import fingerprint; "
+        "print(fingerprint(1, ['Иванов', 5, True, None, '2025-09-01']))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     assert other.stdout.strip() == fingerprint(1, values)
 
 
-@pytest.mark.parametrize("other", [
-    (2, ["Иванов", 5, True, None, "2025-09-01"]),
-    (1, ["Иванов", "5", True, None, "2025-09-01"]),
-    (1, ["Иванов", 5, 1, None, "2025-09-01"]),
-    (1, ["Иванов", 5, True, "", "2025-09-01"]),
-    (1, [5, "Иванов", True, None, "2025-09-01"]),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        (2, ["Иванов", 5, True, None, "2025-09-01"]),
+        (1, ["Иванов", "5", True, None, "2025-09-01"]),
+        (1, ["Иванов", 5, 1, None, "2025-09-01"]),
+        (1, ["Иванов", 5, True, "", "2025-09-01"]),
+        (1, [5, "Иванов", True, None, "2025-09-01"]),
+    ],
+)
 def test_fingerprint_changes_with_version_type_and_order(other: tuple[int, list[object]]) -> None:
     """A new mapping version, a value of another type or another field order changes it."""
     assert fingerprint(*other) != fingerprint(1, ["Иванов", 5, True, None, "2025-09-01"])
@@ -356,7 +373,8 @@ def test_empty_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_mappings(tmp_path)
     assert [(p.file, p.message) for p in caught.value.problems] == [
-        (str(tmp_path), "no mapping files (*.toml) found")]
+        (str(tmp_path), "no mapping files (*.toml) found")
+    ]
 
 
 def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
@@ -367,8 +385,10 @@ def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
 
 def test_reference_cycle_is_reported(tmp_path: Path) -> None:
     """Mappings that refer to each other in a cycle are refused, naming each file."""
-    write(tmp_path, {
-        "teacher.toml": """
+    write(
+        tmp_path,
+        {
+            "teacher.toml": """
             entity = "teacher"
             [source]
             table = "teacher"
@@ -377,7 +397,7 @@ def test_reference_cycle_is_reported(tmp_path: Path) -> None:
             column = "class_id"
             ref = "class"
         """,
-        "class.toml": """
+            "class.toml": """
             entity = "class"
             [source]
             table = "class_unit"
@@ -389,17 +409,22 @@ def test_reference_cycle_is_reported(tmp_path: Path) -> None:
             column = "teacher_id"
             ref = "teacher"
         """,
-    })
+        },
+    )
     with pytest.raises(ConfigError) as caught:
         load_mappings(tmp_path)
     assert {(Path(p.file).name, p.message) for p in caught.value.problems} == {
-        ("teacher.toml", "references form a cycle"), ("class.toml", "references form a cycle")}
+        ("teacher.toml", "references form a cycle"),
+        ("class.toml", "references form a cycle"),
+    }
 
 
 def test_a_subset_of_entities_loads(tmp_path: Path) -> None:
     """A directory mapping only some entities loads them, in dependency order."""
-    shipped = {n: (SHIPPED / n).read_text(encoding="utf-8")
-               for n in ("teacher.toml", "class.toml", "subject.toml")}
+    shipped = {
+        n: (SHIPPED / n).read_text(encoding="utf-8")
+        for n in ("teacher.toml", "class.toml", "subject.toml")
+    }
     mappings = load_mappings(write(tmp_path, shipped))
     assert mappings.entities == ("subject", "teacher", "class")
 
@@ -417,9 +442,14 @@ def test_unhashable_option_values_are_problems(tmp_path: Path, line: str) -> Non
 
 def test_separator_must_be_text(tmp_path: Path) -> None:
     """A separator that is not text is a problem at load time."""
-    write(tmp_path, {"subject.toml": SUBJECT.replace('column = "name"',
-                                                     'columns = ["name", "short_name"]\n'
-                                                     '    separator = 5')})
+    write(
+        tmp_path,
+        {
+            "subject.toml": SUBJECT.replace(
+                'column = "name"', 'columns = ["name", "short_name"]\n    separator = 5'
+            )
+        },
+    )
     with pytest.raises(ConfigError) as caught:
         load_mappings(tmp_path)
     assert [p.path for p in caught.value.problems] == ["fields.name.separator"]
@@ -427,8 +457,14 @@ def test_separator_must_be_text(tmp_path: Path) -> None:
 
 def test_problems_in_a_file_with_an_unknown_entity_are_reported(tmp_path: Path) -> None:
     """A file with a misspelt entity still has its other problems reported in the same run."""
-    write(tmp_path, {"subject.toml": SUBJECT.replace('"subject"', '"subjects"', 1)
-                     .replace('column = "name"', 'column = "name"\n    transforms = ["strip"]')})
+    write(
+        tmp_path,
+        {
+            "subject.toml": SUBJECT.replace('"subject"', '"subjects"', 1).replace(
+                'column = "name"', 'column = "name"\n    transforms = ["strip"]'
+            )
+        },
+    )
     with pytest.raises(ConfigError) as caught:
         load_mappings(tmp_path)
     assert {p.path for p in caught.value.problems} == {"entity", "fields.name.transforms[0]"}

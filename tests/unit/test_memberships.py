@@ -63,8 +63,12 @@ def test_stays_whose_day_came_since_the_last_run_are_due() -> None:
     due for re-gating; one outside that window does not."""
     from bridge.engine import due_stays
 
-    stays = [stay("1", "2025-09-01", "2025-12-10"), stay("2", "2025-12-05", None),
-             stay("3", "2025-09-01", "2025-10-01"), stay("4", "2025-09-01", None)]
+    stays = [
+        stay("1", "2025-09-01", "2025-12-10"),
+        stay("2", "2025-12-05", None),
+        stay("3", "2025-09-01", "2025-10-01"),
+        stay("4", "2025-09-01", None),
+    ]
     assert due_stays(stays, "2025-12-01", "2025-12-11") == {"1", "2"}
     assert due_stays(stays, "2025-12-11", "2025-12-11") == set()
 
@@ -74,6 +78,9 @@ def test_with_no_day_remembered_every_ended_stay_is_due() -> None:
     run's day is re-gated (fail closed), admissions are not."""
     from bridge.engine import due_stays
 
-    stays = [stay("1", "2025-09-01", "2025-12-10"), stay("2", "2025-12-05", None),
-             stay("3", "2025-09-01", "2025-10-01")]
+    stays = [
+        stay("1", "2025-09-01", "2025-12-10"),
+        stay("2", "2025-12-05", None),
+        stay("3", "2025-09-01", "2025-10-01"),
+    ]
     assert due_stays(stays, None, "2025-12-11") == {"1", "3"}

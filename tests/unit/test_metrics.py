@@ -32,30 +32,60 @@ Key = tuple[str, frozenset[tuple[str, str]]]
 # Every word a label may carry in these tests: entities, operations, reasons, modes, triggers,
 # outcomes (and the histogram's bucket bounds, checked apart).
 VOCABULARY = {
-    "pupil", "mark", "lesson", "create", "update", "delete", "archive", "no_consent",
-    "grade_1_mark", "full", "incremental", "schedule", "manual", "ok", "partial", "held",
-    "failed", "source_unavailable", "auth_failed", "interrupted",
+    "pupil",
+    "mark",
+    "lesson",
+    "create",
+    "update",
+    "delete",
+    "archive",
+    "no_consent",
+    "grade_1_mark",
+    "full",
+    "incremental",
+    "schedule",
+    "manual",
+    "ok",
+    "partial",
+    "held",
+    "failed",
+    "source_unavailable",
+    "auth_failed",
+    "interrupted",
 }
 
 
 def first_run() -> RunSummary:
     """A scheduled full run that ended ok after 2 minutes."""
     return RunSummary(
-        trigger="schedule", mode="full", outcome="ok", started=T0, ended=T0 + 120.0,
+        trigger="schedule",
+        mode="full",
+        outcome="ok",
+        started=T0,
+        ended=T0 + 120.0,
         delivered={"pupil": {"create": 10, "update": 2}, "mark": {"create": 100}},
-        refused={"mark": 1}, held_back={"pupil": {"no_consent": 3}}, rejected={"lesson": 4},
-        dead_letters=1, pending=0,
+        refused={"mark": 1},
+        held_back={"pupil": {"no_consent": 3}},
+        rejected={"lesson": 4},
+        dead_letters=1,
+        pending=0,
     )
 
 
 def second_run() -> RunSummary:
     """A manual full run, an hour later, held by the guard after 30 seconds."""
     return RunSummary(
-        trigger="manual", mode="full", outcome="held", started=T0 + 3600.0, ended=T0 + 3630.0,
+        trigger="manual",
+        mode="full",
+        outcome="held",
+        started=T0 + 3600.0,
+        ended=T0 + 3630.0,
         delivered={"pupil": {"update": 5}, "mark": {"create": 1, "delete": 0}},
-        refused={"mark": 2}, held_back={"pupil": {"no_consent": 1},
-                                        "mark": {"grade_1_mark": 6}},
-        rejected={"lesson": 1}, dead_letters=3, pending=7,
+        refused={"mark": 2},
+        held_back={"pupil": {"no_consent": 1}, "mark": {"grade_1_mark": 6}},
+        rejected={"lesson": 1},
+        dead_letters=3,
+        pending=7,
     )
 
 
@@ -94,10 +124,14 @@ def fetch(port: int) -> str:
 def test_counters_add_up_across_runs(tmp_path: Path) -> None:
     """Run and record counters are the sums over every observed run, per label set."""
     samples = observed(tmp_path, first_run(), second_run())
-    assert samples[key("asiou_bridge_runs_total", trigger="schedule", mode="full",
-                       outcome="ok")] == 1.0
-    assert samples[key("asiou_bridge_runs_total", trigger="manual", mode="full",
-                       outcome="held")] == 1.0
+    assert (
+        samples[key("asiou_bridge_runs_total", trigger="schedule", mode="full", outcome="ok")]
+        == 1.0
+    )
+    assert (
+        samples[key("asiou_bridge_runs_total", trigger="manual", mode="full", outcome="held")]
+        == 1.0
+    )
     delivered = "asiou_bridge_records_delivered_total"
     assert samples[key(delivered, entity="pupil", op="create")] == 10.0
     assert samples[key(delivered, entity="pupil", op="update")] == 7.0
@@ -116,8 +150,7 @@ def test_last_success_moves_only_on_ok(tmp_path: Path) -> None:
     assert samples[key("asiou_bridge_last_success_timestamp_seconds", mode="full")] == T0 + 120.0
     assert samples[key("asiou_bridge_last_run_timestamp_seconds", mode="full")] == T0 + 3630.0
     only_held = observed(tmp_path, second_run())
-    assert not any(name == "asiou_bridge_last_success_timestamp_seconds"
-                   for name, _ in only_held)
+    assert not any(name == "asiou_bridge_last_success_timestamp_seconds" for name, _ in only_held)
 
 
 def test_gauges_are_replaced_by_the_latest_run(tmp_path: Path) -> None:
@@ -131,8 +164,9 @@ def test_gauges_are_replaced_by_the_latest_run(tmp_path: Path) -> None:
 
 def test_durations_fill_the_histogram(tmp_path: Path) -> None:
     """Run durations land in the histogram per mode, a six-hour run still in a finite bucket."""
-    long_run = RunSummary(trigger="schedule", mode="full", outcome="ok", started=T0,
-                          ended=T0 + 6 * 3600.0)
+    long_run = RunSummary(
+        trigger="schedule", mode="full", outcome="ok", started=T0, ended=T0 + 6 * 3600.0
+    )
     samples = observed(tmp_path, first_run(), second_run(), long_run)
     histogram = "asiou_bridge_run_duration_seconds"
     assert samples[key(f"{histogram}_count", mode="full")] == 3.0
@@ -144,8 +178,9 @@ def test_durations_fill_the_histogram(tmp_path: Path) -> None:
 
 def test_a_clock_stepping_back_counts_as_zero_duration() -> None:
     """A run whose end precedes its start (the wall clock stepped back) lasted 0 seconds."""
-    summary = RunSummary(trigger="manual", mode="incremental", outcome="ok", started=T0,
-                         ended=T0 - 5.0)
+    summary = RunSummary(
+        trigger="manual", mode="incremental", outcome="ok", started=T0, ended=T0 - 5.0
+    )
     assert summary.duration == 0.0
 
 
@@ -161,8 +196,11 @@ def test_http_endpoint_serves_the_same_families(tmp_path: Path) -> None:
     from_file = list(text_string_to_metric_families(target.read_text(encoding="utf-8")))
     from_http = list(text_string_to_metric_families(served))
     assert from_http == from_file
-    assert {f.name for f in from_http} >= {"asiou_bridge_runs", "asiou_bridge_up",
-                                           "asiou_bridge_run_duration_seconds"}
+    assert {f.name for f in from_http} >= {
+        "asiou_bridge_runs",
+        "asiou_bridge_up",
+        "asiou_bridge_run_duration_seconds",
+    }
 
 
 def test_server_close_releases_the_port() -> None:
@@ -195,8 +233,10 @@ def test_sink_writes_after_each_run_and_marks_down_on_close(tmp_path: Path) -> N
         assert isinstance(sink.server, MetricsServer)
         served = parse(fetch(sink.server.port))
         assert served == parse(target.read_text(encoding="utf-8"))
-        assert served[key("asiou_bridge_runs_total", trigger="schedule", mode="full",
-                          outcome="ok")] == 1.0
+        assert (
+            served[key("asiou_bridge_runs_total", trigger="schedule", mode="full", outcome="ok")]
+            == 1.0
+        )
     assert sink.server is None
     assert parse(target.read_text(encoding="utf-8"))[key("asiou_bridge_up")] == 0.0
     assert [p.name for p in tmp_path.iterdir()] == ["bridge.prom"]
@@ -214,22 +254,26 @@ class EndedWith(SyncResult):
         return self.code
 
 
-@pytest.mark.parametrize(("code", "outcome"), [
-    (ExitCode.OK, "ok"),
-    (ExitCode.PLAN_HELD, "held"),
-    (ExitCode.PARTIAL, "partial"),
-    (ExitCode.SOURCE_UNAVAILABLE, "source_unavailable"),
-    (ExitCode.PORTAL_AUTH, "auth_failed"),
-    (ExitCode.FAILURE, "failed"),
-    (ExitCode.USAGE, "failed"),
-    (ExitCode.CONFIG, "failed"),
-    (99, "failed"),
-])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (ExitCode.OK, "ok"),
+        (ExitCode.PLAN_HELD, "held"),
+        (ExitCode.PARTIAL, "partial"),
+        (ExitCode.SOURCE_UNAVAILABLE, "source_unavailable"),
+        (ExitCode.PORTAL_AUTH, "auth_failed"),
+        (ExitCode.FAILURE, "failed"),
+        (ExitCode.USAGE, "failed"),
+        (ExitCode.CONFIG, "failed"),
+        (99, "failed"),
+    ],
+)
 def test_summary_from_maps_each_exit_code(code: int, outcome: str) -> None:
     """The outcome label follows the result's exit code; any code not listed is "failed"."""
     result = EndedWith(PlanResult(Plan()), DeliveryReport(), code=code)
-    summary = summary_from(result, "schedule", started=T0, ended=T0 + 1.0, dead_letters=0,
-                           pending=0)
+    summary = summary_from(
+        result, "schedule", started=T0, ended=T0 + 1.0, dead_letters=0, pending=0
+    )
     assert summary.outcome == outcome
 
 
@@ -238,38 +282,67 @@ def test_summary_from_real_results() -> None:
     refused = DeliveryReport(refused=Counter({"mark": 1}))
     cases = {
         "ok": SyncResult(PlanResult(Plan()), DeliveryReport()),
-        "held": SyncResult(PlanResult(Plan(), guard_holds=[GuardHold("mark", 90, 100)]),
-                           DeliveryReport()),
+        "held": SyncResult(
+            PlanResult(Plan(), guard_holds=[GuardHold("mark", 90, 100)]), DeliveryReport()
+        ),
         "partial": SyncResult(PlanResult(Plan()), refused),
         "source_unavailable": SyncResult(
             PlanResult(Plan(), error=SourceError("reading marks", "connection lost")),
-            DeliveryReport()),
+            DeliveryReport(),
+        ),
     }
     cases["partial too"] = SyncResult(
-        PlanResult(Plan(), error=PortalUnavailable(3, "HTTP 503")), DeliveryReport())
+        PlanResult(Plan(), error=PortalUnavailable(3, "HTTP 503")), DeliveryReport()
+    )
     cases["interrupted"] = SyncResult(PlanResult(Plan(), error=Interrupted()), DeliveryReport())
-    outcomes = {name: summary_from(result, "manual", started=T0, ended=T0, dead_letters=0,
-                                   pending=0).outcome for name, result in cases.items()}
-    assert outcomes == {"ok": "ok", "held": "held", "partial": "partial",
-                        "source_unavailable": "source_unavailable", "partial too": "partial",
-                        "interrupted": "interrupted"}
+    outcomes = {
+        name: summary_from(
+            result, "manual", started=T0, ended=T0, dead_letters=0, pending=0
+        ).outcome
+        for name, result in cases.items()
+    }
+    assert outcomes == {
+        "ok": "ok",
+        "held": "held",
+        "partial": "partial",
+        "source_unavailable": "source_unavailable",
+        "partial too": "partial",
+        "interrupted": "interrupted",
+    }
 
 
 def test_summary_from_copies_the_counts() -> None:
     """Delivered, refused, held-back and rejected counts, the mode and the totals are copied
     from the result, and later changes to the result do not reach the summary."""
-    plan = Plan(mode="incremental", holds={"pupil": Counter({"no_consent": 2})},
-                rejection_counts=Counter({"lesson": 3}))
-    delivery = DeliveryReport(delivered={"mark": Counter({"create": 4, "delete": 1})},
-                              refused=Counter({"mark": 1}))
-    summary = summary_from(SyncResult(PlanResult(plan), delivery), "schedule", started=T0,
-                           ended=T0 + 9.0, dead_letters=5, pending=6)
+    plan = Plan(
+        mode="incremental",
+        holds={"pupil": Counter({"no_consent": 2})},
+        rejection_counts=Counter({"lesson": 3}),
+    )
+    delivery = DeliveryReport(
+        delivered={"mark": Counter({"create": 4, "delete": 1})}, refused=Counter({"mark": 1})
+    )
+    summary = summary_from(
+        SyncResult(PlanResult(plan), delivery),
+        "schedule",
+        started=T0,
+        ended=T0 + 9.0,
+        dead_letters=5,
+        pending=6,
+    )
     delivery.delivered["mark"]["create"] += 100
     plan.holds["pupil"]["no_consent"] += 100
     assert summary == RunSummary(
-        trigger="schedule", mode="incremental", outcome="partial", started=T0, ended=T0 + 9.0,
-        delivered={"mark": {"create": 4, "delete": 1}}, refused={"mark": 1},
-        held_back={"pupil": {"no_consent": 2}}, rejected={"lesson": 3}, dead_letters=5,
+        trigger="schedule",
+        mode="incremental",
+        outcome="partial",
+        started=T0,
+        ended=T0 + 9.0,
+        delivered={"mark": {"create": 4, "delete": 1}},
+        refused={"mark": 1},
+        held_back={"pupil": {"no_consent": 2}},
+        rejected={"lesson": 3},
+        dead_letters=5,
         pending=6,
     )
 
@@ -287,8 +360,7 @@ def test_label_values_are_words_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("word", ["Иванов", "pupil 12", "12345", "Pupil", "a@b.ru", ""])
 def test_summary_refuses_a_label_value_that_is_not_a_word(word: str) -> None:
     """A summary carrying anything but a lower-case word as entity, op or reason is refused."""
-    base = {"trigger": "schedule", "mode": "full", "outcome": "ok", "started": T0,
-            "ended": T0}
+    base = {"trigger": "schedule", "mode": "full", "outcome": "ok", "started": T0, "ended": T0}
     with pytest.raises(ValueError, match="is not a lower-case word"):
         RunSummary(**base, delivered={word: {"create": 1}})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="is not a lower-case word"):
@@ -302,27 +374,42 @@ def test_summary_refuses_a_label_value_that_is_not_a_word(word: str) -> None:
 def test_summary_refuses_unknown_choices_and_negative_counts() -> None:
     """Trigger, mode and outcome must be among their words, and no count may be negative."""
     with pytest.raises(ValueError, match="trigger 'cron'"):
-        RunSummary(trigger="cron", mode="full", outcome="ok",  # type: ignore[arg-type]
-                   started=T0, ended=T0)
+        RunSummary(
+            trigger="cron",
+            mode="full",
+            outcome="ok",  # type: ignore[arg-type]
+            started=T0,
+            ended=T0,
+        )
     with pytest.raises(ValueError, match="outcome 'fine'"):
-        RunSummary(trigger="manual", mode="full", outcome="fine",  # type: ignore[arg-type]
-                   started=T0, ended=T0)
+        RunSummary(
+            trigger="manual",
+            mode="full",
+            outcome="fine",  # type: ignore[arg-type]
+            started=T0,
+            ended=T0,
+        )
     with pytest.raises(ValueError, match="negative"):
-        RunSummary(trigger="manual", mode="full", outcome="ok", started=T0, ended=T0,
-                   refused={"mark": -1})
+        RunSummary(
+            trigger="manual", mode="full", outcome="ok", started=T0, ended=T0, refused={"mark": -1}
+        )
     with pytest.raises(ValueError, match="negative"):
-        RunSummary(trigger="manual", mode="full", outcome="ok", started=T0, ended=T0,
-                   pending=-1)
+        RunSummary(trigger="manual", mode="full", outcome="ok", started=T0, ended=T0, pending=-1)
 
 
 def test_an_interrupted_run_is_not_a_success(tmp_path: Path) -> None:
     """A run stopped on request exits 0 yet is counted "interrupted" and leaves last-success."""
     result = SyncResult(PlanResult(Plan(), error=Interrupted()), DeliveryReport())
     assert result.exit_code == ExitCode.OK
-    summary = summary_from(result, "schedule", started=T0, ended=T0 + 5.0, dead_letters=0,
-                           pending=0)
+    summary = summary_from(
+        result, "schedule", started=T0, ended=T0 + 5.0, dead_letters=0, pending=0
+    )
     samples = observed(tmp_path, summary)
-    assert samples[key("asiou_bridge_runs_total", trigger="schedule", mode="full",
-                       outcome="interrupted")] == 1.0
+    assert (
+        samples[
+            key("asiou_bridge_runs_total", trigger="schedule", mode="full", outcome="interrupted")
+        ]
+        == 1.0
+    )
     assert samples[key("asiou_bridge_last_run_timestamp_seconds", mode="full")] == T0 + 5.0
     assert key("asiou_bridge_last_success_timestamp_seconds", mode="full") not in samples

@@ -29,19 +29,30 @@ def _exported() -> set[tuple[str, str]]:
     return fields | {(e, f) for e in DERIVED for f in GATE_FIELDS.get(e, set())}
 
 
-def test_the_shipped_mappings_export_no_withdrawal_reason_or_contact_data(tmp_path: Path
-                                                                         ) -> None:
+def test_the_shipped_mappings_export_no_withdrawal_reason_or_contact_data(tmp_path: Path) -> None:
     """A full plan of a school whose rows hold withdrawal reasons and guardians' phones sends
     no payload with reason_out, phone or email, nor any of their values."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'school.sqlite'}")
     school.write_school(engine)
     sent: list[Change] = []
-    plan_run(MAPPINGS, SqlSource(engine), MemoryStateStore(), RunOptions(as_of=date(2025, 12, 1)),
-             sent.append)
+    plan_run(
+        MAPPINGS,
+        SqlSource(engine),
+        MemoryStateStore(),
+        RunOptions(as_of=date(2025, 12, 1)),
+        sent.append,
+    )
     with engine.connect() as conn:
-        secrets = {str(v) for (v,) in conn.execute(sa.text(
-            "select reason_out from pupil_move union select phone from guardian "
-            "union select email from guardian")) if v is not None}
+        secrets = {
+            str(v)
+            for (v,) in conn.execute(
+                sa.text(
+                    "select reason_out from pupil_move union select phone from guardian "
+                    "union select email from guardian"
+                )
+            )
+            if v is not None
+        }
     engine.dispose()
     assert {c.entity for c in sent} >= {"enrollment", "guardian"}
     assert secrets

@@ -16,13 +16,39 @@ def _names() -> set[str]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         names.add(data["source"]["table"])
         names.update(data["source"]["key"])
-        names.update(c for f in data["fields"].values()
-                     for c in f.get("columns", [f.get("column")]) if c)
+        names.update(
+            c for f in data["fields"].values() for c in f.get("columns", [f.get("column")]) if c
+        )
     # Canonical words that happen to equal a source name are the bridge's own vocabulary.
-    canonical = {"lesson", "mark", "absence", "period_mark", "subject", "teacher", "pupil",
-                 "guardian", "id", "name", "kind", "grade", "letter", "topic", "homework",
-                 "relation", "phone", "email", "weight", "code", "gender", "last_name",
-                 "first_name", "middle_name", "birth_date", "short_name", "modified_at"}
+    canonical = {
+        "lesson",
+        "mark",
+        "absence",
+        "period_mark",
+        "subject",
+        "teacher",
+        "pupil",
+        "guardian",
+        "id",
+        "name",
+        "kind",
+        "grade",
+        "letter",
+        "topic",
+        "homework",
+        "relation",
+        "phone",
+        "email",
+        "weight",
+        "code",
+        "gender",
+        "last_name",
+        "first_name",
+        "middle_name",
+        "birth_date",
+        "short_name",
+        "modified_at",
+    }
     return names - canonical
 
 

@@ -52,7 +52,11 @@ def test_each_message_is_one_exact_datagram(systemd_socket: tuple[socket.socket,
     notifier.watchdog()
     notifier.stopping()
     assert [received(sock) for _ in range(4)] == [
-        "READY=1", "STATUS=syncing: 120 changes", "WATCHDOG=1", "STOPPING=1"]
+        "READY=1",
+        "STATUS=syncing: 120 changes",
+        "WATCHDOG=1",
+        "STOPPING=1",
+    ]
 
 
 def test_abstract_socket_address(abstract_socket: tuple[socket.socket, str]) -> None:
@@ -86,15 +90,18 @@ def test_empty_notify_socket_is_unset() -> None:
     assert not Notifier.from_env({"NOTIFY_SOCKET": ""}).enabled
 
 
-@pytest.mark.parametrize(("env", "interval"), [
-    ({"WATCHDOG_USEC": "120000000"}, 60.0),
-    ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "4242"}, 1.5),
-    ({}, None),
-    ({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "1"}, None),
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "two minutes"}, None),
-    ({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "not a pid"}, None),
-])
+@pytest.mark.parametrize(
+    ("env", "interval"),
+    [
+        ({"WATCHDOG_USEC": "120000000"}, 60.0),
+        ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "4242"}, 1.5),
+        ({}, None),
+        ({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "1"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "two minutes"}, None),
+        ({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "not a pid"}, None),
+    ],
+)
 def test_watchdog_interval(env: dict[str, str], interval: float | None) -> None:
     """The ping interval is half of WATCHDOG_USEC in seconds, None unless meant for this process."""
     assert Notifier.from_env(env, pid=4242).watchdog_interval() == interval
@@ -117,8 +124,7 @@ def test_vanished_socket_does_not_raise(tmp_path: Path) -> None:
         notifier.ready()
         notifier.watchdog()
         notifier.stopping()
-    assert logs == [{"event": "notify.send_failed", "errno": errno.ENOENT,
-                     "log_level": "warning"}]
+    assert logs == [{"event": "notify.send_failed", "errno": errno.ENOENT, "log_level": "warning"}]
 
 
 def test_closed_listener_does_not_raise(tmp_path: Path) -> None:
@@ -130,4 +136,5 @@ def test_closed_listener_does_not_raise(tmp_path: Path) -> None:
     with capture_logs() as logs:
         notifier.watchdog()
     assert [(entry["event"], entry["errno"]) for entry in logs] == [
-        ("notify.send_failed", errno.ECONNREFUSED)]
+        ("notify.send_failed", errno.ECONNREFUSED)
+    ]

@@ -50,8 +50,12 @@ class FakeTime:
 
 def settings(**overrides: Any) -> PortalSettings:
     """Settings for the mocked portal, with ``overrides``."""
-    values: dict[str, Any] = {"base_url": BASE, "school": "school-7", "client_id": "bridge",
-                              "client_secret": SECRET}
+    values: dict[str, Any] = {
+        "base_url": BASE,
+        "school": "school-7",
+        "client_id": "bridge",
+        "client_secret": SECRET,
+    }
     return PortalSettings(**(values | overrides))
 
 
@@ -74,8 +78,13 @@ def make(fake_time: FakeTime) -> Iterator[Callable[..., PortalClient]]:
     built: list[PortalClient] = []
 
     def build(**overrides: Any) -> PortalClient:
-        client = PortalClient(settings(**overrides), sleep=fake_time.sleep,
-                              clock=fake_time.clock, now=lambda: NOW, random=lambda: 0.5)
+        client = PortalClient(
+            settings(**overrides),
+            sleep=fake_time.sleep,
+            clock=fake_time.clock,
+            now=lambda: NOW,
+            random=lambda: 0.5,
+        )
         built.append(client)
         return client
 
@@ -92,8 +101,14 @@ def client(make: Callable[..., PortalClient]) -> PortalClient:
 
 def put(op_id: str, key: str = "p1", entity: str = "pupil") -> Operation:
     """A PUT with some personal data in it."""
-    return Operation(op_id, "PUT", entity, key, "fp-" + key,
-                     {"last_name": "Иванова", "birth_date": date(2012, 3, 4), "value": 5})
+    return Operation(
+        op_id,
+        "PUT",
+        entity,
+        key,
+        "fp-" + key,
+        {"last_name": "Иванова", "birth_date": date(2012, 3, 4), "value": 5},
+    )
 
 
 def ok(op_id: str) -> dict[str, Any]:
@@ -103,8 +118,9 @@ def ok(op_id: str) -> dict[str, Any]:
 
 def token(mocked: responses.RequestsMock, value: str = TOKEN, expires_in: int = 3600) -> None:
     """Register one successful token answer."""
-    mocked.post(TOKEN_URL, json={"access_token": value, "token_type": "Bearer",
-                                 "expires_in": expires_in})
+    mocked.post(
+        TOKEN_URL, json={"access_token": value, "token_type": "Bearer", "expires_in": expires_in}
+    )
 
 
 def results(mocked: responses.RequestsMock, *items: dict[str, Any]) -> None:
@@ -112,11 +128,16 @@ def results(mocked: responses.RequestsMock, *items: dict[str, Any]) -> None:
     mocked.post(BATCH_URL, json={"results": list(items)})
 
 
-def failure(mocked: responses.RequestsMock, status: int, kind: str = "serverError",
-            headers: dict[str, str] | None = None) -> None:
+def failure(
+    mocked: responses.RequestsMock,
+    status: int,
+    kind: str = "serverError",
+    headers: dict[str, str] | None = None,
+) -> None:
     """Register one JSON error answer on the batch endpoint."""
-    mocked.post(BATCH_URL, status=status, json={"type": kind, "description": "try later"},
-                headers=headers)
+    mocked.post(
+        BATCH_URL, status=status, json={"type": kind, "description": "try later"}, headers=headers
+    )
 
 
 def batch_calls(mocked: responses.RequestsMock) -> list[Any]:
@@ -126,25 +147,30 @@ def batch_calls(mocked: responses.RequestsMock) -> list[Any]:
 
 # --- the pure policies ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (200, {"results": []}, Disposition.OK),
-    (200, None, Disposition.RETRIABLE),
-    (401, {"type": "tokenExpired"}, Disposition.AUTH),
-    (408, None, Disposition.RETRIABLE),
-    (429, {"type": "tooManyRequests"}, Disposition.RETRIABLE),
-    (500, {"type": "serverError"}, Disposition.RETRIABLE),
-    (502, None, Disposition.RETRIABLE),
-    (503, {"type": "unavailable"}, Disposition.RETRIABLE),
-    (504, None, Disposition.RETRIABLE),
-    (400, {"type": "badRequest"}, Disposition.FATAL),
-    (403, {"type": "forbidden"}, Disposition.FATAL),
-    (404, None, Disposition.FATAL),
-    (413, {"type": "payloadTooLarge"}, Disposition.FATAL),
-    (301, None, Disposition.FATAL),
-    (501, None, Disposition.FATAL),
-])
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (200, {"results": []}, Disposition.OK),
+        (200, None, Disposition.RETRIABLE),
+        (401, {"type": "tokenExpired"}, Disposition.AUTH),
+        (408, None, Disposition.RETRIABLE),
+        (429, {"type": "tooManyRequests"}, Disposition.RETRIABLE),
+        (500, {"type": "serverError"}, Disposition.RETRIABLE),
+        (502, None, Disposition.RETRIABLE),
+        (503, {"type": "unavailable"}, Disposition.RETRIABLE),
+        (504, None, Disposition.RETRIABLE),
+        (400, {"type": "badRequest"}, Disposition.FATAL),
+        (403, {"type": "forbidden"}, Disposition.FATAL),
+        (404, None, Disposition.FATAL),
+        (413, {"type": "payloadTooLarge"}, Disposition.FATAL),
+        (301, None, Disposition.FATAL),
+        (501, None, Disposition.FATAL),
+    ],
+)
 def test_classify_maps_each_status_to_its_disposition(
-        status: int, body: object, expected: Disposition) -> None:
+    status: int, body: object, expected: Disposition
+) -> None:
     """classify follows the table in the module docstring."""
     assert classify(status, "application/json", body).disposition is expected
 
@@ -162,31 +188,52 @@ def test_classify_carries_the_portal_type_and_description() -> None:
     assert (verdict.status, verdict.kind, verdict.detail) == (403, "forbidden", "no")
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    (200, Disposition.OK), (201, Disposition.OK), (204, Disposition.OK),
-    (404, Disposition.REJECTED), (409, Disposition.REJECTED), (422, Disposition.REJECTED),
-    (429, Disposition.RETRIABLE), (500, Disposition.RETRIABLE), (503, Disposition.RETRIABLE),
-    (302, Disposition.RETRIABLE), (0, Disposition.RETRIABLE),
-])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Disposition.OK),
+        (201, Disposition.OK),
+        (204, Disposition.OK),
+        (404, Disposition.REJECTED),
+        (409, Disposition.REJECTED),
+        (422, Disposition.REJECTED),
+        (429, Disposition.RETRIABLE),
+        (500, Disposition.RETRIABLE),
+        (503, Disposition.RETRIABLE),
+        (302, Disposition.RETRIABLE),
+        (0, Disposition.RETRIABLE),
+    ],
+)
 def test_classify_result_maps_per_operation_statuses(status: int, expected: Disposition) -> None:
     """Per operation: 2xx ok, 4xx rejects the record, 429/5xx/nonsense retries the batch."""
     assert classify_result(status) is expected
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("7", 7.0), (" 2.5 ", 2.5), ("Mon, 06 Jan 2025 12:00:42 GMT", 42.0),
-    ("Mon, 06 Jan 2025 11:00:00 GMT", 0.0), ("soon", None), ("-3", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("Mon, 06 Jan 2025 12:00:42 GMT", 42.0),
+        ("Mon, 06 Jan 2025 11:00:00 GMT", 0.0),
+        ("soon", None),
+        ("-3", None),
+        (None, None),
+    ],
+)
 def test_parse_retry_after_reads_seconds_and_http_dates(
-        header: str | None, expected: float | None) -> None:
+    header: str | None, expected: float | None
+) -> None:
     """Retry-After as delay-seconds or an HTTP date; a past date is 0; nonsense is None."""
     assert parse_retry_after(header, NOW) == expected
 
 
 # --- success and per-record rejections -----------------------------------------------------------
 
+
 def test_send_returns_one_ok_result_per_operation(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A 200 batch answer becomes ok results in order, with no waits."""
     token(mocked)
     results(mocked, ok("1"), ok("2"))
@@ -196,7 +243,8 @@ def test_send_returns_one_ok_result_per_operation(
 
 
 def test_send_writes_the_wire_format_with_bearer_token(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """The batch carries the bearer token, JSON operations, and dates as ISO strings."""
     token(mocked)
     results(mocked, ok("1"), ok("2"))
@@ -207,14 +255,28 @@ def test_send_writes_the_wire_format_with_bearer_token(
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.body)["operations"] == [
-        {"id": "1", "method": "PUT", "entity": "pupil", "sourcedId": "p1", "fingerprint": "fp-p1",
-         "data": {"last_name": "Иванова", "birth_date": "2012-03-04", "value": 5}},
-        {"id": "2", "method": "DELETE", "entity": "mark", "sourcedId": "m9", "fingerprint": None,
-         "data": None}]
+        {
+            "id": "1",
+            "method": "PUT",
+            "entity": "pupil",
+            "sourcedId": "p1",
+            "fingerprint": "fp-p1",
+            "data": {"last_name": "Иванова", "birth_date": "2012-03-04", "value": 5},
+        },
+        {
+            "id": "2",
+            "method": "DELETE",
+            "entity": "mark",
+            "sourcedId": "m9",
+            "fingerprint": None,
+            "data": None,
+        },
+    ]
 
 
 def test_token_is_reused_across_batches(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """One token serves several batches while it is fresh."""
     token(mocked)
     results(mocked, ok("1"))
@@ -225,16 +287,22 @@ def test_token_is_reused_across_batches(
 
 
 def test_rejections_are_per_record_alongside_ok_operations(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """422 and 409 reject only their records; the batch is not retried."""
     token(mocked)
-    results(mocked, ok("1"),
-            {"id": "2", "status": 422, "type": "grade1Mark", "description": "grade 1"},
-            {"id": "3", "status": 409, "type": "hasDependents", "description": "has marks"})
+    results(
+        mocked,
+        ok("1"),
+        {"id": "2", "status": 422, "type": "grade1Mark", "description": "grade 1"},
+        {"id": "3", "status": 409, "type": "hasDependents", "description": "has marks"},
+    )
     got = client.send([put("1"), put("2", "p2"), put("3", "p3")])
-    assert got == [OperationResult("1", True, 200),
-                   OperationResult("2", False, 422, "grade1Mark", "grade 1"),
-                   OperationResult("3", False, 409, "hasDependents", "has marks")]
+    assert got == [
+        OperationResult("1", True, 200),
+        OperationResult("2", False, 422, "grade1Mark", "grade 1"),
+        OperationResult("3", False, 409, "hasDependents", "has marks"),
+    ]
     assert fake_time.sleeps == []
     assert len(batch_calls(mocked)) == 1
 
@@ -255,8 +323,10 @@ def test_oversized_batch_and_unknown_method_are_programming_errors(client: Porta
 
 # --- retriable answers and their waits -----------------------------------------------------------
 
+
 def test_429_waits_retry_after_seconds(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """Retry-After in seconds is honoured exactly when it exceeds the backoff."""
     token(mocked)
     failure(mocked, 429, "tooManyRequests", {"Retry-After": "7"})
@@ -266,7 +336,8 @@ def test_429_waits_retry_after_seconds(
 
 
 def test_429_waits_until_the_retry_after_http_date(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """Retry-After as an HTTP date is measured against the injected now()."""
     token(mocked)
     failure(mocked, 429, "tooManyRequests", {"Retry-After": "Mon, 06 Jan 2025 12:00:42 GMT"})
@@ -276,8 +347,8 @@ def test_429_waits_until_the_retry_after_http_date(
 
 
 def test_retry_after_is_capped(
-        mocked: responses.RequestsMock, make: Callable[..., PortalClient],
-        fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, make: Callable[..., PortalClient], fake_time: FakeTime
+) -> None:
     """A Retry-After beyond max_retry_after waits only the cap."""
     client = make(max_retry_after=60.0)
     token(mocked)
@@ -288,7 +359,8 @@ def test_retry_after_is_capped(
 
 
 def test_backoff_wins_when_longer_than_retry_after(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """wait = max(backoff, Retry-After): a short Retry-After does not shorten the backoff."""
     token(mocked)
     for _ in range(3):
@@ -300,8 +372,8 @@ def test_backoff_wins_when_longer_than_retry_after(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_are_retried_with_jittered_exponential_backoff(
-        status: int, mocked: responses.RequestsMock, client: PortalClient,
-        fake_time: FakeTime) -> None:
+    status: int, mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """5xx is retried; waits are jitter (0.5) x 0.5 x 2**n."""
     token(mocked)
     for _ in range(3):
@@ -313,18 +385,21 @@ def test_server_errors_are_retried_with_jittered_exponential_backoff(
 
 
 def test_html_error_page_is_retried_without_crashing(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A proxy's HTML 502 page is a retriable failure, not a parse error."""
     token(mocked)
-    mocked.post(BATCH_URL, status=502, body="<html><h1>Bad Gateway</h1></html>",
-                content_type="text/html")
+    mocked.post(
+        BATCH_URL, status=502, body="<html><h1>Bad Gateway</h1></html>", content_type="text/html"
+    )
     results(mocked, ok("1"))
     assert client.send([put("1")])[0].ok
     assert fake_time.sleeps == [0.25]
 
 
 def test_html_404_is_fatal_without_crashing(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """A 404 HTML page (wrong base URL) is fatal and described by its content type."""
     token(mocked)
     mocked.post(BATCH_URL, status=404, body="<html>Not found</html>", content_type="text/html")
@@ -335,7 +410,8 @@ def test_html_404_is_fatal_without_crashing(
 
 
 def test_redirect_is_fatal_and_not_followed(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """A 3xx is not followed (a POST must not turn into a GET elsewhere): PortalFatalError."""
     token(mocked)
     mocked.post(BATCH_URL, status=302, headers={"Location": f"{BASE}/login"})
@@ -345,15 +421,18 @@ def test_redirect_is_fatal_and_not_followed(
     assert len(mocked.calls) == 2
 
 
-@pytest.mark.parametrize("exc", [
-    requests.exceptions.ConnectionError("refused"),
-    requests.exceptions.ReadTimeout("read timed out"),
-    requests.exceptions.ConnectTimeout("connect timed out"),
-    requests.exceptions.ChunkedEncodingError("connection reset by peer"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ConnectionError("refused"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        requests.exceptions.ConnectTimeout("connect timed out"),
+        requests.exceptions.ChunkedEncodingError("connection reset by peer"),
+    ],
+)
 def test_transport_failures_are_retried(
-        exc: Exception, mocked: responses.RequestsMock, client: PortalClient,
-        fake_time: FakeTime) -> None:
+    exc: Exception, mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """Connection errors, resets and timeouts are retried."""
     token(mocked)
     mocked.post(BATCH_URL, body=exc)
@@ -364,7 +443,8 @@ def test_transport_failures_are_retried(
 
 
 def test_tls_failure_is_fatal_and_not_retried(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A certificate failure cannot heal by waiting: PortalFatalError with status 0."""
     mocked.post(TOKEN_URL, body=requests.exceptions.SSLError("certificate verify failed"))
     with pytest.raises(PortalFatalError) as caught:
@@ -374,16 +454,22 @@ def test_tls_failure_is_fatal_and_not_retried(
     assert fake_time.sleeps == []
 
 
-@pytest.mark.parametrize("answer", [
-    {"body": "not json at all", "content_type": "text/plain"},
-    {"json": {"results": [{"id": "1", "status": 200}]}},
-    {"json": {"results": [{"id": "2", "status": 200}, {"id": "1", "status": 200}]}},
-    {"json": {"results": [{"id": "1"}, {"id": "2", "status": 200}]}},
-    {"json": {"something": "else"}},
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "not json at all", "content_type": "text/plain"},
+        {"json": {"results": [{"id": "1", "status": 200}]}},
+        {"json": {"results": [{"id": "2", "status": 200}, {"id": "1", "status": 200}]}},
+        {"json": {"results": [{"id": "1"}, {"id": "2", "status": 200}]}},
+        {"json": {"something": "else"}},
+    ],
+)
 def test_garbled_200_is_retried(
-        answer: dict[str, Any], mocked: responses.RequestsMock, client: PortalClient,
-        fake_time: FakeTime) -> None:
+    answer: dict[str, Any],
+    mocked: responses.RequestsMock,
+    client: PortalClient,
+    fake_time: FakeTime,
+) -> None:
     """A 200 that is not JSON, or whose results do not match the operations, is resent."""
     token(mocked)
     mocked.post(BATCH_URL, **answer)
@@ -394,8 +480,8 @@ def test_garbled_200_is_retried(
 
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_a_retriable_status_for_one_operation_resends_the_batch(
-        status: int, mocked: responses.RequestsMock, client: PortalClient,
-        fake_time: FakeTime) -> None:
+    status: int, mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A per-operation 429 or 5xx makes the whole (idempotent) batch retriable."""
     token(mocked)
     results(mocked, ok("1"), {"id": "2", "status": status, "type": "busy"})
@@ -406,7 +492,8 @@ def test_a_retriable_status_for_one_operation_resends_the_batch(
 
 
 def test_retries_exhausted_raise_portal_unavailable(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """After max_attempts failures: PortalUnavailable with the count and the last reason."""
     token(mocked)
     for _ in range(8):
@@ -420,8 +507,8 @@ def test_retries_exhausted_raise_portal_unavailable(
 
 
 def test_retry_settings_are_read_per_call(
-        mocked: responses.RequestsMock, make: Callable[..., PortalClient],
-        fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, make: Callable[..., PortalClient], fake_time: FakeTime
+) -> None:
     """max_attempts and backoff come from this client's settings, not import-time constants."""
     client = make(max_attempts=2, backoff_initial=2.0)
     token(mocked)
@@ -435,8 +522,10 @@ def test_retry_settings_are_read_per_call(
 
 # --- authentication ------------------------------------------------------------------------------
 
+
 def test_expired_token_is_refreshed_once(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """401 tokenExpired: fetch a new token and resend the batch with it, without waiting."""
     token(mocked, "tok-old")
     failure(mocked, 401, "tokenExpired")
@@ -449,7 +538,8 @@ def test_expired_token_is_refreshed_once(
 
 
 def test_second_401_raises_portal_auth_error(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A 401 on the resend with a fresh token is PortalAuthError; nothing more is tried."""
     token(mocked)
     failure(mocked, 401, "authorizationFailed")
@@ -464,10 +554,14 @@ def test_second_401_raises_portal_auth_error(
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_credentials_raise_portal_auth_error(
-        status: int, mocked: responses.RequestsMock, client: PortalClient) -> None:
+    status: int, mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """A 401 or 403 from the token endpoint is PortalAuthError, also from authenticate()."""
-    mocked.post(TOKEN_URL, status=status,
-                json={"type": "authorizationFailed", "description": "unknown client"})
+    mocked.post(
+        TOKEN_URL,
+        status=status,
+        json={"type": "authorizationFailed", "description": "unknown client"},
+    )
     with pytest.raises(PortalAuthError) as caught:
         client.authenticate()
     assert caught.value.status == status
@@ -475,7 +569,8 @@ def test_refused_credentials_raise_portal_auth_error(
 
 
 def test_authenticate_fetches_a_token_now(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """authenticate() fetches a token, which the next batch then uses."""
     token(mocked)
     results(mocked, ok("1"))
@@ -485,7 +580,8 @@ def test_authenticate_fetches_a_token_now(
 
 
 def test_token_endpoint_outage_is_retried(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A 503 from the token endpoint is retriable like any other request."""
     mocked.post(TOKEN_URL, status=503, body="<html>down</html>", content_type="text/html")
     token(mocked)
@@ -495,7 +591,8 @@ def test_token_endpoint_outage_is_retried(
 
 
 def test_token_is_refreshed_proactively_near_expiry(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """With 30 s or less left, a new token is fetched before the request; with more, not."""
     token(mocked, "tok-1", expires_in=100)
     results(mocked, ok("1"))
@@ -513,27 +610,38 @@ def test_token_is_refreshed_proactively_near_expiry(
 
 # --- fatal answers -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (400, "badRequest"), (403, "forbidden"), (404, "notFound"), (413, "payloadTooLarge")])
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(400, "badRequest"), (403, "forbidden"), (404, "notFound"), (413, "payloadTooLarge")],
+)
 def test_fatal_statuses_raise_without_retry(
-        status: int, kind: str, mocked: responses.RequestsMock, client: PortalClient,
-        fake_time: FakeTime) -> None:
+    status: int,
+    kind: str,
+    mocked: responses.RequestsMock,
+    client: PortalClient,
+    fake_time: FakeTime,
+) -> None:
     """400/403/404/413 on the batch itself: PortalFatalError at once, no resend, no wait."""
     token(mocked)
     failure(mocked, status, kind)
     with pytest.raises(PortalFatalError) as caught:
         client.send([put("1")])
     assert (caught.value.status, caught.value.kind, caught.value.detail) == (
-        status, kind, "try later")
+        status,
+        kind,
+        "try later",
+    )
     assert len(batch_calls(mocked)) == 1
     assert fake_time.sleeps == []
 
 
 # --- rate limit, transport settings, statistics --------------------------------------------------
 
+
 def test_rate_limit_spaces_requests(
-        mocked: responses.RequestsMock, make: Callable[..., PortalClient],
-        fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, make: Callable[..., PortalClient], fake_time: FakeTime
+) -> None:
     """rate_limit=4 starts requests at least 0.25 s apart; time already passed counts."""
     client = make(rate_limit=4.0)
     token(mocked)
@@ -547,7 +655,8 @@ def test_rate_limit_spaces_requests(
 
 
 def test_unlimited_rate_never_sleeps(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """rate_limit=0 means no pacing."""
     token(mocked)
     for i in range(3):
@@ -559,8 +668,11 @@ def test_unlimited_rate_never_sleeps(
 
 @pytest.mark.parametrize("verify", [True, False, "/etc/ssl/school-ca.pem"])
 def test_tls_verify_and_timeouts_reach_requests(
-        verify: bool | str, mocked: responses.RequestsMock,
-        make: Callable[..., PortalClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    verify: bool | str,
+    mocked: responses.RequestsMock,
+    make: Callable[..., PortalClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every request gets verify from the settings and explicit (connect, read) timeouts."""
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # requests turns True into these
         monkeypatch.delenv(name, raising=False)
@@ -586,7 +698,8 @@ def test_borrowed_session_is_used_and_left_open(mocked: responses.RequestsMock) 
 
 
 def test_stats_count_requests_retries_and_outcomes(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """stats counts exchanges, retry sleeps, token fetches and outcomes by status."""
     token(mocked)
     failure(mocked, 503)
@@ -599,6 +712,7 @@ def test_stats_count_requests_retries_and_outcomes(
 
 # --- secrets and personal data -------------------------------------------------------------------
 
+
 def test_secret_is_not_in_settings_repr() -> None:
     """repr(settings) shows everything but the client secret."""
     text = repr(settings())
@@ -607,7 +721,8 @@ def test_secret_is_not_in_settings_repr() -> None:
 
 
 def test_no_secret_token_or_data_in_errors_or_logs(
-        mocked: responses.RequestsMock, make: Callable[..., PortalClient]) -> None:
+    mocked: responses.RequestsMock, make: Callable[..., PortalClient]
+) -> None:
     """Exceptions and retry logs carry neither the secret, the token nor operation data."""
     client = make(max_attempts=2)
     texts: list[str] = []
@@ -631,18 +746,28 @@ def test_no_secret_token_or_data_in_errors_or_logs(
 
 # --- fingerprints --------------------------------------------------------------------------------
 
+
 def test_fingerprints_parses_the_listing(
-        mocked: responses.RequestsMock, client: PortalClient) -> None:
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
     """GET {entity} gives sourcedId → fingerprint; a null fingerprint becomes ""."""
     token(mocked)
-    mocked.get(f"{BASE}/api/v1/schools/school-7/mark", json={"records": [
-        {"sourcedId": "m1", "fingerprint": "aa"}, {"sourcedId": "m2", "fingerprint": None}]})
+    mocked.get(
+        f"{BASE}/api/v1/schools/school-7/mark",
+        json={
+            "records": [
+                {"sourcedId": "m1", "fingerprint": "aa"},
+                {"sourcedId": "m2", "fingerprint": None},
+            ]
+        },
+    )
     assert client.fingerprints("mark") == {"m1": "aa", "m2": ""}
     assert mocked.calls[1].request.headers["Authorization"] == f"Bearer {TOKEN}"
 
 
 def test_garbled_listing_is_retried(
-        mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, client: PortalClient, fake_time: FakeTime
+) -> None:
     """A listing without records (or not JSON) is retried like a garbled batch answer."""
     token(mocked)
     url = f"{BASE}/api/v1/schools/school-7/pupil"
@@ -654,8 +779,8 @@ def test_garbled_listing_is_retried(
 
 
 def test_the_waits_for_one_batch_add_up_to_at_most_max_batch_wait(
-        mocked: responses.RequestsMock, make: Callable[..., PortalClient],
-        fake_time: FakeTime) -> None:
+    mocked: responses.RequestsMock, make: Callable[..., PortalClient], fake_time: FakeTime
+) -> None:
     """A portal that keeps answering 503 with Retry-After: 100 is given up on once the waits
     for the batch reach max_batch_wait, the last wait shortened to fit."""
     client = make(max_batch_wait=150.0, max_attempts=8)

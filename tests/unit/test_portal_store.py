@@ -33,8 +33,14 @@ SCHOOL = "demo"
 
 def put(entity: str, key: str, data: Mapping[str, Any], fingerprint: str = "") -> Operation:
     """A PUT of one record; the fingerprint defaults to one derived from the data."""
-    return Operation(f"{entity}/{key}", "PUT", entity, key,
-                     fingerprint or f"fp-{sorted(data.items())!r}"[:40], dict(data))
+    return Operation(
+        f"{entity}/{key}",
+        "PUT",
+        entity,
+        key,
+        fingerprint or f"fp-{sorted(data.items())!r}"[:40],
+        dict(data),
+    )
 
 
 def delete(entity: str, key: str) -> Operation:
@@ -48,22 +54,55 @@ def base_school() -> list[Operation]:
     return [
         put("teacher", "t1", {"last_name": "Ivanova", "first_name": "Anna"}),
         put("subject", "s1", {"name": "Mathematics", "short_name": "Math"}),
-        put("period", "q1", {"kind": "quarter", "number": 1, "name": "Q1",
-                             "date_from": "2025-09-01", "date_to": "2025-10-31"}),
+        put(
+            "period",
+            "q1",
+            {
+                "kind": "quarter",
+                "number": 1,
+                "name": "Q1",
+                "date_from": "2025-09-01",
+                "date_to": "2025-10-31",
+            },
+        ),
         put("class", "c5", {"grade": 5, "letter": "A", "name": "5A", "form_teacher": "t1"}),
         put("class", "c1", {"grade": 1, "letter": "B", "name": "1B"}),
-        *[put("pupil", p, {"last_name": "Petrov", "first_name": "Pyotr", "active": True})
-          for p in ("p1", "p2", "p3")],
-        put("enrollment", "e1", {"pupil": "p1", "class": "c5", "date_from": "2025-09-01",
-                                 "date_to": None}),
-        put("enrollment", "e2", {"pupil": "p2", "class": "c1", "date_from": "2025-09-01",
-                                 "date_to": None}),
-        put("enrollment", "e3", {"pupil": "p3", "class": "c5", "date_from": "2025-09-01",
-                                 "date_to": "2025-10-15"}),
-        put("lesson", "l5", {"class": "c5", "subject": "s1", "teacher": "t1",
-                             "date": "2025-10-20", "number": 2, "topic": "Fractions"}),
-        put("lesson", "l1", {"class": "c1", "subject": "s1", "teacher": "t1",
-                             "date": "2025-10-01", "number": 1}),
+        *[
+            put("pupil", p, {"last_name": "Petrov", "first_name": "Pyotr", "active": True})
+            for p in ("p1", "p2", "p3")
+        ],
+        put(
+            "enrollment",
+            "e1",
+            {"pupil": "p1", "class": "c5", "date_from": "2025-09-01", "date_to": None},
+        ),
+        put(
+            "enrollment",
+            "e2",
+            {"pupil": "p2", "class": "c1", "date_from": "2025-09-01", "date_to": None},
+        ),
+        put(
+            "enrollment",
+            "e3",
+            {"pupil": "p3", "class": "c5", "date_from": "2025-09-01", "date_to": "2025-10-15"},
+        ),
+        put(
+            "lesson",
+            "l5",
+            {
+                "class": "c5",
+                "subject": "s1",
+                "teacher": "t1",
+                "date": "2025-10-20",
+                "number": 2,
+                "topic": "Fractions",
+            },
+        ),
+        put(
+            "lesson",
+            "l1",
+            {"class": "c1", "subject": "s1", "teacher": "t1", "date": "2025-10-01", "number": 1},
+        ),
         put("work", "w5", {"lesson": "l5", "kind": "test", "weight": 2}),
         put("work", "w1", {"lesson": "l1", "kind": "oral", "weight": 1}),
     ]
@@ -92,7 +131,8 @@ def mark(key: str = "m1", value: str = "4", work: str = "w5", pupil: str = "p1")
 
 
 def test_put_creates_then_replaces_and_the_same_put_again_changes_nothing(
-        model: PortalModel) -> None:
+    model: PortalModel,
+) -> None:
     """A first PUT answers 201, a changed PUT 200, and the same PUT again 200 with nothing
     to persist."""
     assert one(model, mark(value="4")).status == 201
@@ -106,7 +146,8 @@ def test_put_creates_then_replaces_and_the_same_put_again_changes_nothing(
 
 
 def test_delete_tombstones_and_deleting_again_or_an_absent_record_is_a_no_op(
-        model: PortalModel) -> None:
+    model: PortalModel,
+) -> None:
     """DELETE keeps a tombstone out of every live view and answers 204 again and again."""
     one(model, mark())
     first = model.apply(SCHOOL, [delete("mark", "m1")])
@@ -131,8 +172,11 @@ def test_a_delete_purges_the_record_to_its_key_and_deletion_time() -> None:
     record = model.get(SCHOOL, "mark", "m1")
     assert record is not None
     assert (record.data, record.fingerprint, record.deleted_at) == ({}, "", "2026-06-01T10:00:00Z")
-    assert record.as_json() == {"sourcedId": "m1", "status": "tobedeleted",
-                                "deletedAt": "2026-06-01T10:00:00Z"}
+    assert record.as_json() == {
+        "sourcedId": "m1",
+        "status": "tobedeleted",
+        "deletedAt": "2026-06-01T10:00:00Z",
+    }
 
 
 def test_the_file_holds_no_byte_of_a_purged_record(tmp_path: Path) -> None:
@@ -156,12 +200,18 @@ def test_a_version_1_file_is_purged_on_open(tmp_path: Path) -> None:
     lose data and fingerprint, its live records stay."""
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE record (school TEXT NOT NULL, entity TEXT NOT NULL, sourced_id "
-               "TEXT NOT NULL, fingerprint TEXT NOT NULL, data TEXT NOT NULL, live INTEGER "
-               "NOT NULL, PRIMARY KEY (school, entity, sourced_id)) WITHOUT ROWID")
-    db.executemany("INSERT INTO record VALUES (?, ?, ?, ?, ?, ?)", [
-        (SCHOOL, "pupil", "p1", "fa", '{"last_name":"Старова"}', 0),
-        (SCHOOL, "pupil", "p2", "fb", '{"last_name":"Живова"}', 1)])
+    db.execute(
+        "CREATE TABLE record (school TEXT NOT NULL, entity TEXT NOT NULL, sourced_id "
+        "TEXT NOT NULL, fingerprint TEXT NOT NULL, data TEXT NOT NULL, live INTEGER "
+        "NOT NULL, PRIMARY KEY (school, entity, sourced_id)) WITHOUT ROWID"
+    )
+    db.executemany(
+        "INSERT INTO record VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (SCHOOL, "pupil", "p1", "fa", '{"last_name":"Старова"}', 0),
+            (SCHOOL, "pupil", "p2", "fb", '{"last_name":"Живова"}', 1),
+        ],
+    )
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -182,27 +232,34 @@ def test_a_put_after_a_delete_recreates_the_record(model: PortalModel) -> None:
 
 
 def test_a_batch_goes_on_after_a_rejection_and_later_operations_see_earlier_ones(
-        model: PortalModel) -> None:
+    model: PortalModel,
+) -> None:
     """One result per operation in order; a rejected one does not stop the rest, and a pupil
     created early in a batch can be referred to later in it."""
-    ops = [mark("bad", value="7"),
-           put("pupil", "p9", {"last_name": "New", "first_name": "Pupil"}),
-           put("enrollment", "e9", {"pupil": "p9", "class": "c5", "date_from": "2025-09-01"}),
-           mark("m9", pupil="p9")]
+    ops = [
+        mark("bad", value="7"),
+        put("pupil", "p9", {"last_name": "New", "first_name": "Pupil"}),
+        put("enrollment", "e9", {"pupil": "p9", "class": "c5", "date_from": "2025-09-01"}),
+        mark("m9", pupil="p9"),
+    ]
     results = model.apply(SCHOOL, ops).results
     assert [r.op_id for r in results] == [op.op_id for op in ops]
     assert [r.status for r in results] == [422, 201, 201, 201]
 
 
-@pytest.mark.parametrize(("op", "status", "kind"), [
-    (Operation("x", "PATCH", "mark", "m1", "f", {}), 400, "badRequest"),
-    (Operation("x", "PUT", "homework", "h1", "f", {}), 404, "unknownResource"),
-    (Operation("x", "PUT", "mark", "", "f", {}), 400, "badRequest"),
-    (Operation("x", "PUT", "mark", "m1", None, {"value": "5"}), 400, "badRequest"),
-    (Operation("x", "PUT", "mark", "m1", "f", None), 400, "badRequest"),
-])
-def test_malformed_operations_are_refused_on_their_own(model: PortalModel, op: Operation,
-                                                       status: int, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("op", "status", "kind"),
+    [
+        (Operation("x", "PATCH", "mark", "m1", "f", {}), 400, "badRequest"),
+        (Operation("x", "PUT", "homework", "h1", "f", {}), 404, "unknownResource"),
+        (Operation("x", "PUT", "mark", "", "f", {}), 400, "badRequest"),
+        (Operation("x", "PUT", "mark", "m1", None, {"value": "5"}), 400, "badRequest"),
+        (Operation("x", "PUT", "mark", "m1", "f", None), 400, "badRequest"),
+    ],
+)
+def test_malformed_operations_are_refused_on_their_own(
+    model: PortalModel, op: Operation, status: int, kind: str
+) -> None:
     """A bad method, unknown entity, empty key, or a PUT without fingerprint or data is
     refused with 400 or 404."""
     result = one(model, op)
@@ -229,32 +286,56 @@ def test_a_mark_value_outside_the_scale_is_refused(model: PortalModel, value: st
         assert f"'{value}'" not in result.description
 
 
-@pytest.mark.parametrize(("value", "ok"), [
-    ("5", True), ("not_attested", True), ("pass", True), ("fail", True), ("exempt", True),
-    ("5-", False), ("absent", False)])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("5", True),
+        ("not_attested", True),
+        ("pass", True),
+        ("fail", True),
+        ("exempt", True),
+        ("5-", False),
+        ("absent", False),
+    ],
+)
 def test_period_mark_values(model: PortalModel, value: str, ok: bool) -> None:
     """Period marks take 5 to 1 or not_attested, pass, fail, exempt."""
-    op = put("period_mark", "pm1", {"pupil": "p1", "subject": "s1", "period": "q1",
-                                    "value": value})
+    op = put("period_mark", "pm1", {"pupil": "p1", "subject": "s1", "period": "q1", "value": value})
     result = one(model, op)
     assert result.ok is ok
     assert result.type == (None if ok else "valueInvalid")
 
 
-@pytest.mark.parametrize(("code", "ok"), [
-    ("absent", True), ("ill", True), ("excused", True), ("late", True), ("н", False),
-    ("truant", False)])
+@pytest.mark.parametrize(
+    ("code", "ok"),
+    [
+        ("absent", True),
+        ("ill", True),
+        ("excused", True),
+        ("late", True),
+        ("н", False),
+        ("truant", False),
+    ],
+)
 def test_absence_codes(model: PortalModel, code: str, ok: bool) -> None:
     """Absences take absent, ill, excused or late."""
     result = one(model, put("absence", "a1", {"lesson": "l5", "pupil": "p1", "code": code}))
     assert (result.ok, result.type) == (ok, None if ok else "valueInvalid")
 
 
-@pytest.mark.parametrize(("entity", "name", "limit"), [
-    ("lesson", "topic", 500), ("lesson", "homework", 2000), ("pupil", "last_name", 60),
-    ("teacher", "first_name", 60), ("group", "name", 60)])
-def test_text_longer_than_its_limit_is_refused(model: PortalModel, entity: str, name: str,
-                                               limit: int) -> None:
+@pytest.mark.parametrize(
+    ("entity", "name", "limit"),
+    [
+        ("lesson", "topic", 500),
+        ("lesson", "homework", 2000),
+        ("pupil", "last_name", 60),
+        ("teacher", "first_name", 60),
+        ("group", "name", 60),
+    ],
+)
+def test_text_longer_than_its_limit_is_refused(
+    model: PortalModel, entity: str, name: str, limit: int
+) -> None:
     """Text at its limit passes; one character more is 422 textTooLong."""
     data: dict[str, Any] = {
         "lesson": {"class": "c5", "subject": "s1", "teacher": "t1", "date": "2025-10-02"},
@@ -269,12 +350,15 @@ def test_text_longer_than_its_limit_is_refused(model: PortalModel, entity: str, 
     assert "я" not in result.description
 
 
-@pytest.mark.parametrize("data", [
-    {"work": 5, "pupil": "p1", "value": "5"},
-    {"pupil": "p1", "value": "5"},
-    {"work": "w5", "pupil": "p1"},
-    {"work": "w5", "pupil": "p1", "value": "5", "note": {"nested": True}},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"work": 5, "pupil": "p1", "value": "5"},
+        {"pupil": "p1", "value": "5"},
+        {"work": "w5", "pupil": "p1"},
+        {"work": "w5", "pupil": "p1", "value": "5", "note": {"nested": True}},
+    ],
+)
 def test_data_of_the_wrong_shape_is_refused(model: PortalModel, data: dict[str, Any]) -> None:
     """A reference that is not a key string, a missing required field or a nested value is
     422 validationFailed."""
@@ -300,15 +384,15 @@ def test_a_reference_to_a_missing_or_deleted_record_is_refused(model: PortalMode
     assert missing.description == "mark.work refers to work w404, which does not exist"
     one(model, put("teacher", "t2", {"last_name": "A", "first_name": "B"}))
     one(model, delete("teacher", "t2"))
-    lesson = put("lesson", "l9", {"class": "c5", "subject": "s1", "teacher": "t2",
-                                  "date": "2025-10-02"})
+    lesson = put(
+        "lesson", "l9", {"class": "c5", "subject": "s1", "teacher": "t2", "date": "2025-10-02"}
+    )
     deleted = one(model, lesson)
     assert deleted.type == "referenceMissing"
     assert "which is deleted" in str(deleted.description)
 
 
-def test_optional_references_may_be_absent_but_must_resolve_when_given(
-        model: PortalModel) -> None:
+def test_optional_references_may_be_absent_but_must_resolve_when_given(model: PortalModel) -> None:
     """lesson.group and class.form_teacher are optional; when set they must exist."""
     assert one(model, put("class", "c7", {"grade": 7, "letter": "V"})).ok
     bad = one(model, put("class", "c8", {"grade": 8, "letter": "G", "form_teacher": "t404"}))
@@ -325,10 +409,18 @@ def test_deleting_a_record_that_live_records_refer_to_is_a_conflict(model: Porta
     one(model, put("absence", "a1", {"lesson": "l5", "pupil": "p1", "code": "ill"}))
     refused = one(model, delete("lesson", "l5"))
     assert (refused.status, refused.type) == (409, "hasDependents")
-    assert refused.description == ("lesson l5 is still referred to by live records: "
-                                   "1 work, 1 absence")
-    results = model.apply(SCHOOL, [delete("mark", "m1"), delete("absence", "a1"),
-                                   delete("work", "w5"), delete("lesson", "l5")]).results
+    assert refused.description == (
+        "lesson l5 is still referred to by live records: 1 work, 1 absence"
+    )
+    results = model.apply(
+        SCHOOL,
+        [
+            delete("mark", "m1"),
+            delete("absence", "a1"),
+            delete("work", "w5"),
+            delete("lesson", "l5"),
+        ],
+    ).results
     assert [r.status for r in results] == [204, 204, 204, 204]
 
 
@@ -351,16 +443,24 @@ def test_no_marks_in_grade_1(model: PortalModel) -> None:
 
 
 def test_no_period_marks_for_a_pupil_in_grade_1_at_the_end_of_the_period(
-        model: PortalModel) -> None:
+    model: PortalModel,
+) -> None:
     """A period mark is refused when the pupil's enrolment on the period's last day is in a
     grade-1 class, and accepted when the pupil moved to grade 2 before that day."""
     data = {"pupil": "p2", "subject": "s1", "period": "q1", "value": "pass"}
     assert one(model, put("period_mark", "pm2", data)).type == "grade1Mark"
-    model.apply(SCHOOL, [
-        put("class", "c2", {"grade": 2, "letter": "B"}),
-        put("enrollment", "e2", {"pupil": "p2", "class": "c1", "date_from": "2025-09-01",
-                                 "date_to": "2025-10-10"}),
-        put("enrollment", "e4", {"pupil": "p2", "class": "c2", "date_from": "2025-10-11"})])
+    model.apply(
+        SCHOOL,
+        [
+            put("class", "c2", {"grade": 2, "letter": "B"}),
+            put(
+                "enrollment",
+                "e2",
+                {"pupil": "p2", "class": "c1", "date_from": "2025-09-01", "date_to": "2025-10-10"},
+            ),
+            put("enrollment", "e4", {"pupil": "p2", "class": "c2", "date_from": "2025-10-11"}),
+        ],
+    )
     assert one(model, put("period_mark", "pm2", data)).status == 201
 
 
@@ -370,17 +470,24 @@ def test_no_marks_or_absences_after_the_membership_closed(model: PortalModel) ->
     assert one(model, mark(pupil="p3")).type == "membershipClosed"
     absence = put("absence", "a3", {"lesson": "l5", "pupil": "p3", "code": "absent"})
     assert one(model, absence).type == "membershipClosed"
-    one(model, put("enrollment", "e5", {"pupil": "p3", "class": "c5",
-                                        "date_from": "2025-10-18"}))
+    one(model, put("enrollment", "e5", {"pupil": "p3", "class": "c5", "date_from": "2025-10-18"}))
     assert one(model, mark(pupil="p3")).ok
     assert one(model, absence).ok
 
 
 def test_a_lesson_on_the_last_day_of_a_stay_still_counts(model: PortalModel) -> None:
     """A stay's last day is inside it; a pupil never enrolled in the class is not refused."""
-    model.apply(SCHOOL, [put("lesson", "l6", {"class": "c5", "subject": "s1", "teacher": "t1",
-                                              "date": "2025-10-15"}),
-                         put("work", "w6", {"lesson": "l6", "kind": "oral"})])
+    model.apply(
+        SCHOOL,
+        [
+            put(
+                "lesson",
+                "l6",
+                {"class": "c5", "subject": "s1", "teacher": "t1", "date": "2025-10-15"},
+            ),
+            put("work", "w6", {"lesson": "l6", "kind": "oral"}),
+        ],
+    )
     assert one(model, mark("m3", work="w6", pupil="p3")).ok
     one(model, put("pupil", "p8", {"last_name": "A", "first_name": "B"}))
     assert one(model, mark("m8", pupil="p8")).ok
@@ -393,8 +500,14 @@ def test_duplicates_are_live_records_sharing_a_natural_identity(model: PortalMod
     """Two live marks of one pupil on one work are reported; a deleted one is not."""
     model.apply(SCHOOL, [mark("m1"), mark("m2"), mark("m3", pupil="p3", work="w5")])
     found = model.duplicates()
-    assert found == [{"school": SCHOOL, "entity": "mark",
-                      "identity": {"work": "w5", "pupil": "p1"}, "sourcedIds": ["m1", "m2"]}]
+    assert found == [
+        {
+            "school": SCHOOL,
+            "entity": "mark",
+            "identity": {"work": "w5", "pupil": "p1"},
+            "sourcedIds": ["m1", "m2"],
+        }
+    ]
     one(model, delete("mark", "m2"))
     assert model.duplicates() == []
 
@@ -408,7 +521,8 @@ def test_counts_are_live_records_per_entity(model: PortalModel) -> None:
 
 
 def test_the_file_keeps_records_and_tombstones_and_a_restored_model_keeps_the_rules(
-        tmp_path: Path, model: PortalModel) -> None:
+    tmp_path: Path, model: PortalModel
+) -> None:
     """Records written to the file come back as they were, and the restored model still
     refuses to delete a referred-to record."""
     one(model, mark())
@@ -466,14 +580,40 @@ def test_memory_portal_refuses_oversized_batches_and_unknown_entities() -> None:
 KEYS = ("1", "2")
 OPS = st.builds(
     lambda method, entity, key, refs: Operation(
-        "x", method, entity, key, "f",
-        {**{r.field: refs[i] for i, r in enumerate(REFS.get(entity, ()))},
-         "value": "5", "code": "ill", "grade": 5, "date": "2025-10-01",
-         "date_from": "2025-09-01", "date_to": "2025-12-31", "last_name": "A"}),
+        "x",
+        method,
+        entity,
+        key,
+        "f",
+        {
+            **{r.field: refs[i] for i, r in enumerate(REFS.get(entity, ()))},
+            "value": "5",
+            "code": "ill",
+            "grade": 5,
+            "date": "2025-10-01",
+            "date_from": "2025-09-01",
+            "date_to": "2025-12-31",
+            "last_name": "A",
+        },
+    ),
     st.sampled_from(["PUT", "PUT", "DELETE"]),
-    st.sampled_from(["period", "subject", "teacher", "class", "pupil", "enrollment", "lesson",
-                     "work", "mark", "absence"]),
-    st.sampled_from(KEYS), st.lists(st.sampled_from(KEYS), min_size=4, max_size=4))
+    st.sampled_from(
+        [
+            "period",
+            "subject",
+            "teacher",
+            "class",
+            "pupil",
+            "enrollment",
+            "lesson",
+            "work",
+            "mark",
+            "absence",
+        ]
+    ),
+    st.sampled_from(KEYS),
+    st.lists(st.sampled_from(KEYS), min_size=4, max_size=4),
+)
 
 
 def recount(school: SchoolData) -> dict[tuple[str, str, str], int]:
@@ -492,7 +632,8 @@ def recount(school: SchoolData) -> dict[tuple[str, str, str], int]:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(OPS, max_size=60))
 def test_no_sequence_of_operations_leaves_a_live_record_pointing_at_a_dead_one(
-        ops: list[Operation]) -> None:
+    ops: list[Operation],
+) -> None:
     """Whatever is applied, every reference of a live record resolves to a live record, and
     the reference index equals a recount."""
     model = PortalModel()
@@ -512,12 +653,30 @@ def test_no_sequence_of_operations_leaves_a_live_record_pointing_at_a_dead_one(
 def test_fault_settings_report_every_problem_at_once() -> None:
     """Unknown keys and kinds, bad rates, rates over 1 and bad seconds are all reported."""
     with pytest.raises(ConfigError) as caught:
-        parse_faults({"rates": {"429": 0.7, "500": 0.6, "teapot": 0.1, "502": -1},
-                      "script": ["ok", "boom"], "retry_after": "soon", "slow_seconds": -1,
-                      "seed": 1.5, "colour": "red"}, "faults.json")
+        parse_faults(
+            {
+                "rates": {"429": 0.7, "500": 0.6, "teapot": 0.1, "502": -1},
+                "script": ["ok", "boom"],
+                "retry_after": "soon",
+                "slow_seconds": -1,
+                "seed": 1.5,
+                "colour": "red",
+            },
+            "faults.json",
+        )
     paths = sorted(p.path for p in caught.value.problems)
-    assert paths == sorted(["colour", "rates.teapot", "rates.502", "rates", "script[1]",
-                            "retry_after", "slow_seconds", "seed"])
+    assert paths == sorted(
+        [
+            "colour",
+            "rates.teapot",
+            "rates.502",
+            "rates",
+            "script[1]",
+            "retry_after",
+            "slow_seconds",
+            "seed",
+        ]
+    )
     assert all(p.file == "faults.json" for p in caught.value.problems)
 
 
@@ -544,8 +703,10 @@ def test_a_seed_in_the_settings_wins_over_the_portal_seed() -> None:
     assert [one_.next_fault() for _ in range(30)] == [two.next_fault() for _ in range(30)]
 
 
-@pytest.mark.parametrize(("draw", "kind"), [(0.0, "429"), (0.0999, "429"), (0.1, "500"),
-                                            (0.2999, "500"), (0.3001, None), (0.99, None)])
+@pytest.mark.parametrize(
+    ("draw", "kind"),
+    [(0.0, "429"), (0.0999, "429"), (0.1, "500"), (0.2999, "500"), (0.3001, None), (0.99, None)],
+)
 def test_rates_are_consecutive_slices_of_the_unit_interval(draw: float, kind: str | None) -> None:
     """Kinds take slices in KINDS order; past the sum of the rates there is no fault."""
     assert pick({"500": 0.2, "429": 0.1}, draw) == kind
@@ -562,14 +723,24 @@ def test_a_fresh_token_is_spared_a_drawn_expiry_but_not_a_scripted_one() -> None
 
 def test_retry_after_is_whole_seconds_rounded_up() -> None:
     """HTTP's Retry-After has no fractions: 0.2 s becomes 1, 2 stays 2, 0 stays 0."""
-    assert [FaultPlan(FaultSettings(retry_after=s)).retry_after_seconds()
-            for s in (0.2, 2, 0)] == [1, 2, 0]
+    assert [FaultPlan(FaultSettings(retry_after=s)).retry_after_seconds() for s in (0.2, 2, 0)] == [
+        1,
+        2,
+        0,
+    ]
 
 
 def test_settings_round_trip_through_their_json() -> None:
     """as_json gives back what parse_faults reads, for every kind."""
-    original = parse_faults({"rates": dict.fromkeys(KINDS, 0.05), "script": list(KINDS),
-                             "retry_after": 2, "slow_seconds": 0.5, "seed": 3})
+    original = parse_faults(
+        {
+            "rates": dict.fromkeys(KINDS, 0.05),
+            "script": list(KINDS),
+            "retry_after": 2,
+            "slow_seconds": 0.5,
+            "seed": 3,
+        }
+    )
     assert parse_faults(original.as_json()) == original
 
 
@@ -585,5 +756,11 @@ def test_the_openapi_document_lists_the_entities_faults_and_rejections_the_code_
     assert schemas["Entity"]["enum"] == list(ENTITIES)
     assert schemas["FaultKind"]["enum"] == list(KINDS)
     assert set(schemas["ValidationType"]["enum"]) == {
-        "validationFailed", "valueInvalid", "textTooLong", "referenceMissing", "grade1Mark",
-        "membershipClosed", "hasDependents"}
+        "validationFailed",
+        "valueInvalid",
+        "textTooLong",
+        "referenceMissing",
+        "grade1Mark",
+        "membershipClosed",
+        "hasDependents",
+    }

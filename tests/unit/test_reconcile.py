@@ -34,8 +34,9 @@ def record(key: int, fingerprint: str = "f") -> Record:
     return Record("mark", text, sort_key, {"value": "5"}, fingerprint)
 
 
-def plan_with(found: EntityDrift, items: list[Item], entries: list[EntryView]
-              ) -> tuple[list[Change], Drift]:
+def plan_with(
+    found: EntityDrift, items: list[Item], entries: list[EntryView]
+) -> tuple[list[Change], Drift]:
     """The changes a reconciling merge of ``items`` over ``entries`` plans."""
     drift = Drift({found.entity: found})
     merged = diff_sorted("mark", iter(items), corrected(iter(entries), found))
@@ -56,10 +57,13 @@ def test_a_missing_record_is_created_again_and_a_changed_one_updated() -> None:
     """Over the corrected view a record missing on the portal is a create and one changed
     there an update, each with its reason; a matching one is left alone."""
     found = compare("mark", [entry(1), entry(2), entry(3)], {"1": "f", "3": "x"})
-    changes, drift = plan_with(found, [record(1), record(2), record(3)],
-                               [entry(1), entry(2), entry(3)])
+    changes, drift = plan_with(
+        found, [record(1), record(2), record(3)], [entry(1), entry(2), entry(3)]
+    )
     assert [(c.op, c.key, c.reason) for c in changes] == [
-        (Op.CREATE, "2", MISSING), (Op.UPDATE, "3", CHANGED)]
+        (Op.CREATE, "2", MISSING),
+        (Op.UPDATE, "3", CHANGED),
+    ]
     assert drift.entities["mark"].planned == {f"create: {MISSING}": 1, f"update: {CHANGED}": 1}
 
 
@@ -79,7 +83,9 @@ def test_an_unexpected_record_the_source_lacks_is_deleted_known_or_not() -> None
     found.unexpected["5"] = make_keys([5])[1]  # the state's tombstone
     changes, _ = plan_with(found, [], [])
     assert [(c.op, c.key, c.sort_key) for c in changes] == [
-        (Op.DELETE, "5", make_keys([5])[1]), (Op.DELETE, "6", make_keys([6])[1])]
+        (Op.DELETE, "5", make_keys([5])[1]),
+        (Op.DELETE, "6", make_keys([6])[1]),
+    ]
     assert changes[1].reason == f"{UNEXPECTED} (unknown to the bridge)"
     assert found.reported == []
 
@@ -103,8 +109,12 @@ def test_an_entity_mostly_missing_is_held_and_a_few_missing_are_not() -> None:
     """More than max_delete_fraction of an entity missing (and at least min_deletes) holds
     the reconciliation; a few missing records do not."""
     entries = [entry(k) for k in range(100)]
-    mostly = Drift({"mark": compare("mark", entries, {str(k): "f" for k in range(70)}),
-                    "pupil": compare("pupil", [entry(1)], {"1": "f"})})
+    mostly = Drift(
+        {
+            "mark": compare("mark", entries, {str(k): "f" for k in range(70)}),
+            "pupil": compare("pupil", [entry(1)], {"1": "f"}),
+        }
+    )
     assert check(mostly, GUARD) == [PortalHold("mark", 30, 100)]
     few = Drift({"mark": compare("mark", entries, {str(k): "f" for k in range(27, 100)})})
     assert check(few, Thresholds(max_delete_fraction=0.5, min_deletes=20)) == []

@@ -102,8 +102,9 @@ def test_since_without_watermark_is_ignored(mappings: MappingSet) -> None:
     assert " WHERE " not in sql(build_select(mapping, SINCE), "sqlite")
 
 
-@pytest.mark.parametrize(("dialect", "collation"), [("mysql", "utf8mb4_bin"),
-                                                    ("mssql", "Latin1_General_BIN2")])
+@pytest.mark.parametrize(
+    ("dialect", "collation"), [("mysql", "utf8mb4_bin"), ("mssql", "Latin1_General_BIN2")]
+)
 def test_key_collation_adds_collate(mappings: MappingSet, dialect: str, collation: str) -> None:
     """key_collation puts COLLATE on every key column of the ORDER BY, and nowhere else."""
     mapping: CompiledMapping = replace(mappings["absence"], key_collation=collation)
@@ -118,18 +119,21 @@ def test_no_collation_without_key_collation(mappings: MappingSet) -> None:
     assert "COLLATE" not in sql(build_select(mappings["absence"]), "mysql")
 
 
-@pytest.mark.parametrize(("rule", "fragment"), [
-    (Filter("pd_consent", "eq", 1), "pd_consent = "),
-    (Filter("pd_consent", "ne", 1), "pd_consent != "),
-    (Filter("id", "lt", 5), "id < "),
-    (Filter("id", "le", 5), "id <= "),
-    (Filter("id", "gt", 5), "id > "),
-    (Filter("id", "ge", 5), "id >= "),
-    (Filter("gender", "in", ["м", "ж"]), "gender IN ("),
-    (Filter("gender", "not_in", ["м"]), "(gender NOT IN ("),
-    (Filter("consent_date", "is_null"), "consent_date IS NULL"),
-    (Filter("consent_date", "not_null"), "consent_date IS NOT NULL"),
-])
+@pytest.mark.parametrize(
+    ("rule", "fragment"),
+    [
+        (Filter("pd_consent", "eq", 1), "pd_consent = "),
+        (Filter("pd_consent", "ne", 1), "pd_consent != "),
+        (Filter("id", "lt", 5), "id < "),
+        (Filter("id", "le", 5), "id <= "),
+        (Filter("id", "gt", 5), "id > "),
+        (Filter("id", "ge", 5), "id >= "),
+        (Filter("gender", "in", ["м", "ж"]), "gender IN ("),
+        (Filter("gender", "not_in", ["м"]), "(gender NOT IN ("),
+        (Filter("consent_date", "is_null"), "consent_date IS NULL"),
+        (Filter("consent_date", "not_null"), "consent_date IS NOT NULL"),
+    ],
+)
 def test_filters_compile(mappings: MappingSet, rule: Filter, fragment: str) -> None:
     """Each source.where operator becomes its SQL condition, before the ORDER BY."""
     mapping = replace(mappings["pupil"], filters=(rule,))
