@@ -1,4 +1,5 @@
-"""The code passes the project's static checks: ruff (broad selection) and mypy --strict."""
+"""The code passes the project's static checks: ruff (broad selection), ruff format and mypy
+--strict."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     """ruff reports no problem in the package, the tests or the benchmarks."""
     result = _run(str(BIN / "ruff"), "check", "bridge", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_would_change_nothing() -> None:
+    """The whole tree is as ``ruff format`` writes it."""
+    result = _run(str(BIN / "ruff"), "format", "--check", "bridge", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
