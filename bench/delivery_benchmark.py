@@ -23,17 +23,17 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import key_from_sort_key, load_mappings
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.engine import RunOptions
-from bridge.guard import Thresholds
-from bridge.mapping import key_from_sort_key, load_mappings
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT
-from bridge.shards import resolve_workers
-from bridge.source import SqlSource
-from bridge.state import open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.refportal.server import DEMO_CLIENT
+from bridge.service.engine import RunOptions
+from bridge.service.shards import resolve_workers
+from bridge.service.sync import SyncResult, run_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = date(2026, 6, 1)

@@ -33,14 +33,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.engine import RunOptions, delivered, plan_run
-from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
-from bridge.model import Change
-from bridge.shards import resolve_workers
-from bridge.source import SqlSource
-from bridge.state import Delivered, open_state
+from bridge.ports import Delivered
+from bridge.service.engine import RunOptions, delivered, plan_run
+from bridge.service.shards import resolve_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from typing import NoReturn
 import pytest
 import sqlalchemy as sa
 
-from bridge.mapping import MappingSet, load_mappings
+from bridge.core.mapping import MappingSet, load_mappings
 from tests.school import write_school
 
 ROOT = Path(__file__).resolve().parent.parent

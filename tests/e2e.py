@@ -13,17 +13,17 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.engine import RunOptions, plan_run
-from bridge.fakes import MemoryStateStore
-from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
-from bridge.model import Change
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from bridge.source import SqlSource
-from bridge.state import open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
+from bridge.service.engine import RunOptions, plan_run
+from bridge.service.sync import SyncResult, run_sync
+from bridge.testing.fakes import MemoryStateStore
 
 AS_OF = date(2026, 6, 1)
 MAPPINGS: MappingSet = load_mappings(Path("mappings"))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bridge.engine import PlanResult, RunOptions, delivered, plan_run
-from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
-from bridge.model import Change
-from bridge.source import SqlSource
-from bridge.state import SqlStateStore, open_state
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import SqlStateStore, open_state
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.model import Change
+from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
 from tests import school
 
 AS_OF = date(2025, 12, 1)

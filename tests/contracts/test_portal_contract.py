@@ -1,5 +1,5 @@
 """The Portal port's contract, run on every adapter: MemoryPortal, and the bridge's HTTP client
-(``bridge.portal.client.PortalClient``) against the reference portal over real HTTP. Same
+(``bridge.adapters.portal_client.PortalClient``) against the reference portal over real HTTP. Same
 expectations for both."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from bridge.errors import PortalFatalError
-from bridge.portal import ENTITIES, Operation, OperationResult, Portal
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from bridge.portal.store import MAX_BATCH, MemoryPortal
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.core.errors import PortalFatalError
+from bridge.ports import ENTITIES, Operation, OperationResult, Portal
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
+from bridge.refportal.store import MAX_BATCH
+from bridge.testing.portal import MemoryPortal
 
 
 @pytest.fixture(params=["memory", "http"])

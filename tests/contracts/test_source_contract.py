@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.source import SqlSource
+from bridge.core.errors import SourceError
+from bridge.core.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
 from bridge.demo import schema
-from bridge.errors import SourceError
-from bridge.fakes import MemorySource, ReadCall
-from bridge.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
-from bridge.source import KeyRange, Rescan, Row, Source, SqlSource
+from bridge.ports import KeyRange, Rescan, Row, Source
+from bridge.testing.fakes import MemorySource, ReadCall
 from tests.school import T0, base_rows, journal_rows, write_school
 
 

@@ -16,21 +16,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.errors import FatalError, UnknownPlan
-from bridge.fakes import MemoryStateStore
-from bridge.mapping import key_from_sort_key, make_keys, sort_key_part
-from bridge.model import Change, Op, Record, StateEntry, Value
-from bridge.state import (
-    LOOKUP_CHUNK,
-    SCHEMA_VERSION,
-    Approval,
-    Delivered,
-    HeldPlan,
-    SqlStateStore,
-    StateStore,
-    meta,
-    open_state,
-)
+from bridge.adapters.state import LOOKUP_CHUNK, SCHEMA_VERSION, SqlStateStore, meta, open_state
+from bridge.core.errors import FatalError, UnknownPlan
+from bridge.core.mapping import key_from_sort_key, make_keys, sort_key_part
+from bridge.core.model import Change, Op, Record, StateEntry, Value
+from bridge.ports import Approval, Delivered, HeldPlan, StateStore
+from bridge.testing.fakes import MemoryStateStore
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.mapping import load_mappings
+from bridge.core.model import Change, Op, Rejection
+from bridge.core.plan import SAMPLE_LIMIT
 from bridge.demo import schema
-from bridge.engine import RunOptions, plan_run
-from bridge.mapping import load_mappings
-from bridge.model import Change, Op, Rejection
-from bridge.plan import SAMPLE_LIMIT
-from bridge.source import SqlSource
-from bridge.state import open_state
+from bridge.service.engine import RunOptions, plan_run
 from tests import school
 
 T = datetime(2025, 9, 2, 9, 0)

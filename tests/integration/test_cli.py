@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bridge.core.errors import ExitCode
 from bridge.demo import schema
-from bridge.errors import ExitCode
 from tests import school
 
 
@@ -28,10 +28,10 @@ def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[s
 def record_first_sync(folder: Path) -> sa.Engine:
     """Plan the school in ``folder`` and record every change as delivered (as a sync would);
     returns the school's engine for the test to change."""
-    from bridge.engine import RunOptions, delivered, plan_run
-    from bridge.mapping import load_mappings
-    from bridge.source import SqlSource
-    from bridge.state import open_state
+    from bridge.adapters.source import SqlSource
+    from bridge.adapters.state import open_state
+    from bridge.core.mapping import load_mappings
+    from bridge.service.engine import RunOptions, delivered, plan_run
 
     engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
     state = open_state(f"sqlite:///{folder / 'state.sqlite'}")
@@ -233,10 +233,10 @@ def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
 def test_status_says_when_the_approval_of_the_held_plan_expired(tmp_path: Path) -> None:
     """`status` shows the held plan with when it was held and its summary, and says that its
     approval expired once guard.approval_valid_hours have passed since it."""
-    from bridge.admin import status
-    from bridge.render import status_json, status_text
-    from bridge.runs import RunLog
-    from bridge.state import open_state
+    from bridge.adapters.state import open_state
+    from bridge.cli.render import status_json, status_text
+    from bridge.service.admin import status
+    from bridge.service.runs import RunLog
 
     now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", lambda: now[0])

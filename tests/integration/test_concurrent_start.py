@@ -12,7 +12,7 @@ PROCESSES = 16
 
 
 def _open(url: str, school: str, barrier: Any, results: Any) -> None:
-    from bridge.state import open_state
+    from bridge.adapters.state import open_state
 
     barrier.wait()
     try:
@@ -51,7 +51,7 @@ def _busy_for(times: int, message: str) -> Any:
 
     import sqlalchemy as sa
 
-    from bridge import state
+    from bridge.adapters import state
 
     refused: list[int] = []
 
@@ -69,7 +69,7 @@ def test_an_immediate_busy_answer_is_tried_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite's "database is locked" at once (fresh connections racing) is tried again."""
-    from bridge import state
+    from bridge.adapters import state
 
     lock, refused = _busy_for(3, "database is locked")
     monkeypatch.setattr(state, "lock_schemas", lock)
@@ -84,8 +84,8 @@ def test_an_immediate_busy_answer_is_tried_again(
 def test_other_state_errors_are_not_tried_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bridge import state
-    from bridge.errors import FatalError
+    from bridge.adapters import state
+    from bridge.core.errors import FatalError
 
     lock, refused = _busy_for(100, "disk I/O error")
     monkeypatch.setattr(state, "lock_schemas", lock)

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import SqlStateStore, open_state
+from bridge.core.errors import ExitCode, PortalUnavailable
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import MappingSet, load_mappings
 from bridge.demo import schema
-from bridge.engine import RunOptions
-from bridge.errors import ExitCode, PortalUnavailable
-from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
-from bridge.portal import Operation, OperationResult
-from bridge.source import SqlSource
-from bridge.state import SqlStateStore, open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.ports import Operation, OperationResult
+from bridge.service.engine import RunOptions
+from bridge.service.sync import SyncResult, run_sync
 from tests import school
 
 AS_OF = date(2025, 12, 1)
@@ -192,7 +192,7 @@ def test_refused_record_becomes_a_dead_letter_and_is_then_skipped(rig: Rig) -> N
 
 
 def school_sort_key(key: int) -> str:
-    from bridge.mapping import make_keys
+    from bridge.core.mapping import make_keys
 
     return make_keys([key])[1]
 

@@ -9,13 +9,13 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from bridge import shards
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.mapping import MappingSet
+from bridge.core.model import Change, Op
 from bridge.demo import schema
-from bridge.engine import RunOptions, delivered, plan_run
-from bridge.mapping import MappingSet
-from bridge.model import Change, Op
-from bridge.source import SqlSource
-from bridge.state import open_state
+from bridge.service import shards
+from bridge.service.engine import RunOptions, delivered, plan_run
 from tests import school
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.source import SqlSource
+from bridge.core.errors import SourceError
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import CompiledMapping
+from bridge.core.model import Change, Op
 from bridge.demo import schema
-from bridge.errors import SourceError
-from bridge.guard import Thresholds
-from bridge.mapping import CompiledMapping
-from bridge.model import Change, Op
-from bridge.source import Rescan, SqlSource
+from bridge.ports import Rescan
 from tests import school
 from tests.engine_bench import Bench, make_bench
 

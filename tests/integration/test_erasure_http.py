@@ -16,13 +16,13 @@ import requests
 import sqlalchemy as sa
 import structlog
 
-from bridge import admin
-from bridge.cli import main
-from bridge.engine import RunOptions
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from bridge.source import SqlSource
-from bridge.state import DELETED, open_state, record_state
-from bridge.sync import run_sync
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import DELETED, open_state, record_state
+from bridge.cli.main import main
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
+from bridge.service import admin
+from bridge.service.engine import RunOptions
+from bridge.service.sync import run_sync
 from tests.e2e import AS_OF, MAPPINGS, NO_GUARD, Bridge, make_school, running_portal, write_config
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)

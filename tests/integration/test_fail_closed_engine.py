@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.guard import Thresholds
+from bridge.core.model import Change, Op
 from bridge.demo import schema
-from bridge.engine import PlanResult
-from bridge.guard import Thresholds
-from bridge.model import Change, Op
+from bridge.service.engine import PlanResult
 from tests.engine_bench import Bench, make_bench
 
 LOOSE = Thresholds(min_deletes=1000)

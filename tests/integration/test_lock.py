@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.runs import LockBusy, SyncLock
-from bridge.state import SqlStateStore, open_state
+from bridge.adapters.state import SqlStateStore, open_state
+from bridge.service.runs import LockBusy, SyncLock
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,8 +80,8 @@ def test_a_dead_holder_on_this_host_is_taken_over(tmp_path: Path) -> None:
 def test_schools_sharing_postgresql_keep_separate_state(postgres_url: str) -> None:
     """Two schools' instances on one PostgreSQL database never see each other's entries,
     watermarks or approvals."""
-    from bridge.model import Change, Op, Record
-    from bridge.state import Delivered
+    from bridge.core.model import Change, Op, Record
+    from bridge.ports import Delivered
 
     seven, eight = open_state(postgres_url, school="7"), open_state(postgres_url, school="8")
     record = Record("pupil", "17", "i17", {"x": 1}, "f")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bridge.core.errors import ExitCode
 from bridge.demo import schema
-from bridge.errors import ExitCode
-from bridge.portal.server import ReferencePortal
+from bridge.refportal.server import ReferencePortal
 from tests.e2e import Bridge, Snapshot, make_school, running_portal, snapshot
 
 LATER = datetime(2030, 1, 1, 12, 0)  # after every generated watermark

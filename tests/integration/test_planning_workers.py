@@ -18,17 +18,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge import shards
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import SqlStateStore, open_state
+from bridge.core.errors import FatalError, Interrupted, SourceError, SourceOrderError
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import CompiledMapping, MappingSet
+from bridge.core.model import Change
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.engine import PlanResult, RunOptions, delivered, plan_run
-from bridge.errors import FatalError, Interrupted, SourceError, SourceOrderError
-from bridge.fakes import MemorySource, MemoryStateStore
-from bridge.guard import Thresholds
-from bridge.mapping import CompiledMapping, MappingSet
-from bridge.model import Change
-from bridge.source import KeyRange, Rescan, Row, Source, SqlSource
-from bridge.state import SqlStateStore, StateStore, open_state
+from bridge.ports import KeyRange, Rescan, Row, Source, StateStore
+from bridge.service import shards
+from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
+from bridge.testing.fakes import MemorySource, MemoryStateStore
 from tests.contracts.test_source_contract import school_tables
 
 AS_OF = date(2026, 5, 20)

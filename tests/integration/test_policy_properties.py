@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.model import Change, Op
 from bridge.demo import schema
-from bridge.engine import PlanResult, RunOptions, delivered, plan_run
-from bridge.guard import Thresholds
-from bridge.mapping import MappingSet, load_mappings
-from bridge.model import Change, Op
-from bridge.source import SqlSource
-from bridge.state import open_state
+from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
 
 DAY0 = date(2025, 9, 1)
 T0 = datetime(2025, 9, 1, 8)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
 
 SECOND_SCHOOL = ("other-bridge", "other-secret")
 CLIENTS = {"demo": DEMO_CLIENT, "s2": SECOND_SCHOOL}

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.engine import RunOptions
-from bridge.errors import ExitCode, PortalUnavailable
-from bridge.guard import Thresholds
-from bridge.mapping import load_mappings
-from bridge.portal import Operation, OperationResult
-from bridge.portal.store import MemoryPortal
-from bridge.source import SqlSource
-from bridge.state import SqlStateStore, open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import SqlStateStore, open_state
+from bridge.core.errors import ExitCode, PortalUnavailable
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import load_mappings
+from bridge.ports import Operation, OperationResult
+from bridge.service.engine import RunOptions
+from bridge.service.sync import SyncResult, run_sync
+from bridge.testing.portal import MemoryPortal
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))

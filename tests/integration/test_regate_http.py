@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.engine import RunOptions
-from bridge.errors import ExitCode, PortalUnavailable
-from bridge.portal import Operation, OperationResult
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from bridge.source import SqlSource
-from bridge.state import open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.errors import ExitCode, PortalUnavailable
+from bridge.ports import Operation, OperationResult
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
+from bridge.service.engine import RunOptions
+from bridge.service.sync import SyncResult, run_sync
 from tests import school
 from tests.e2e import MAPPINGS, NO_GUARD, running_portal, snapshot
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bridge.deliver import Deadline
-from bridge.engine import RunOptions
-from bridge.errors import ExitCode, RunDeadline
-from bridge.mapping import load_mappings
-from bridge.portal.store import MemoryPortal
-from bridge.source import SqlSource
-from bridge.state import open_state
-from bridge.sync import run_sync
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.errors import ExitCode, RunDeadline
+from bridge.core.mapping import load_mappings
+from bridge.service.deliver import Deadline
+from bridge.service.engine import RunOptions
+from bridge.service.sync import run_sync
+from bridge.testing.portal import MemoryPortal
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.core.errors import ExitCode
 from bridge.demo import schema
-from bridge.errors import ExitCode
-from bridge.portal import Operation
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
+from bridge.ports import Operation
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
 from tests.e2e import expected_export, make_school, running_portal, snapshot, write_config
 
 SECRET_DB = "Db-Pa55-never-logged"

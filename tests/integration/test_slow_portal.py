@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.errors import PortalUnavailable
-from bridge.portal import Operation
-from bridge.portal.client import PortalClient, PortalSettings
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.core.errors import PortalUnavailable
+from bridge.ports import Operation
 
 DRIP_SECONDS = 0.3
 DRIP_BYTES = 60  # the whole answer would take 18 s

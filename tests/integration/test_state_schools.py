@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.errors import FatalError
-from bridge.model import Change, Op, Record
-from bridge.state import (
-    Delivered,
-    legacy_schema_name,
-    open_state,
-    schema_name,
-)
+from bridge.adapters.state import legacy_schema_name, open_state, schema_name
+from bridge.core.errors import FatalError
+from bridge.core.model import Change, Op, Record
+from bridge.ports import Delivered
 
 LOOK_ALIKE = [("school-9", "school_9"), ("school-9", "School-9"), ("школа-7", "лицей-7")]
 

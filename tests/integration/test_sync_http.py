@@ -11,13 +11,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from bridge.adapters.state import open_state
+from bridge.core.errors import ExitCode
+from bridge.core.guard import Thresholds
+from bridge.core.model import Op
 from bridge.demo.changes import change_journal
-from bridge.errors import ExitCode
-from bridge.guard import Thresholds
-from bridge.model import Op
-from bridge.portal import Operation
-from bridge.portal.server import ReferencePortal
-from bridge.state import open_state
+from bridge.ports import Operation
+from bridge.refportal.server import ReferencePortal
 from tests.e2e import (
     Bridge,
     Snapshot,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.errors import ExitCode
+from bridge.core.errors import ExitCode
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bridge.engine import PlanResult, RunOptions, plan_run
-from bridge.errors import ExitCode
-from bridge.fakes import MemoryStateStore
-from bridge.portal.server import ReferencePortal
-from bridge.source import SqlSource
+from bridge.adapters.source import SqlSource
+from bridge.core.errors import ExitCode
+from bridge.refportal.server import ReferencePortal
+from bridge.service.engine import PlanResult, RunOptions, plan_run
+from bridge.testing.fakes import MemoryStateStore
 from tests.e2e import (
     AS_OF,
     MAPPINGS,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bridge.errors import ExitCode
-from bridge.portal.server import ReferencePortal
+from bridge.core.errors import ExitCode
+from bridge.refportal.server import ReferencePortal
 from tests import school as small
 from tests.e2e import (
     duplicates,

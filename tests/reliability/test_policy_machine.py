@@ -18,15 +18,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.errors import ExitCode, PortalUnavailable
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import load_mappings
 from bridge.demo import schema
-from bridge.engine import RunOptions
-from bridge.errors import ExitCode, PortalUnavailable
-from bridge.guard import Thresholds
-from bridge.mapping import load_mappings
-from bridge.portal import Operation, OperationResult
-from bridge.source import SqlSource
-from bridge.state import open_state
-from bridge.sync import run_sync
+from bridge.ports import Operation, OperationResult
+from bridge.service.engine import RunOptions
+from bridge.service.sync import run_sync
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))

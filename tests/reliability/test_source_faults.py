@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
+from bridge.core.errors import ExitCode, SourceError
+from bridge.core.guard import GuardHold, Thresholds
+from bridge.core.mapping import CompiledMapping
+from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.engine import RunOptions, plan_run
-from bridge.errors import ExitCode, SourceError
-from bridge.guard import GuardHold, Thresholds
-from bridge.mapping import CompiledMapping
-from bridge.model import Change
-from bridge.portal.client import PortalClient, PortalSettings
-from bridge.portal.server import DEMO_CLIENT, ReferencePortal
-from bridge.source import Rescan, Row, Source, SqlSource
-from bridge.state import open_state
-from bridge.sync import SyncResult, run_sync
+from bridge.ports import Rescan, Row, Source
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
+from bridge.service.engine import RunOptions, plan_run
+from bridge.service.sync import SyncResult, run_sync
 from tests.e2e import (
     AS_OF,
     MAPPINGS,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import find_config, load_config, read_secret
-from bridge.errors import ConfigError, ExitCode
-from bridge.shards import resolve_workers
+from bridge.core.errors import ConfigError, ExitCode
+from bridge.service.config import find_config, load_config, read_secret
+from bridge.service.shards import resolve_workers
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -157,7 +157,7 @@ def test_progress_shows_only_on_a_terminal_and_never_with_json(
     """Progress is drawn on an interactive stderr, and not when --json asks for quiet output."""
     import io
 
-    from bridge.cli_common import tty_progress
+    from bridge.cli.common import tty_progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -194,7 +194,7 @@ def test_reconciliation_is_weekly_by_default_and_its_schedule_is_checked(tmp_pat
     there, empty turns it off, and a value that is not days and a time is refused."""
     from datetime import datetime
 
-    from bridge.daemon import _reconcile_trigger
+    from bridge.service.daemon import _reconcile_trigger
 
     base = '[source]\nurl = "sqlite:///school.sqlite"\n'
     config = load_config(_write(tmp_path, base))

@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.admin import erasures_due
-from bridge.render import erasure_act_text
-from bridge.runs import DEFAULT_GROUND, Erasures, decode_act
-from bridge.state import erasure, open_state
+from bridge.adapters.state import erasure, open_state
+from bridge.cli.render import erasure_act_text
+from bridge.service.admin import erasures_due
+from bridge.service.runs import DEFAULT_GROUND, Erasures, decode_act
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 ENTITIES = ("pupil", "enrollment", "guardian", "guardian_link", "mark")

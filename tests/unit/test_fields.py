@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge.fields import FieldSpec, InvalidValue, compile_field, joined, key_part, parse_date
-from bridge.model import Value
+from bridge.core.fields import FieldSpec, InvalidValue, compile_field, joined, key_part, parse_date
+from bridge.core.model import Value
 
 
 def spec(kind: str = "text", **options: Any) -> FieldSpec:

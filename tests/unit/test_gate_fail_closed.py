@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from bridge import gate
-from bridge.builder import RowRejected
-from bridge.gate import Context, MissingReference, compile_check
-from bridge.mapping import load_mappings, sort_key_part
-from bridge.model import HoldReason, Op, Record, Rejection, StateEntry
-from bridge.plan import decide, diff_sorted
+from bridge.core import gate
+from bridge.core.builder import RowRejected
+from bridge.core.gate import Context, MissingReference, compile_check
+from bridge.core.mapping import load_mappings, sort_key_part
+from bridge.core.model import HoldReason, Op, Record, Rejection, StateEntry
+from bridge.core.plan import decide, diff_sorted
 
 MAPPINGS = load_mappings(Path("mappings"))
 

@@ -3,10 +3,10 @@ deletes, are kept from the sink, and make up the plan id an approval binds to.""
 
 from __future__ import annotations
 
-from bridge.guard import GuardHold, Thresholds, check
-from bridge.mapping import make_keys
-from bridge.model import Change, Op, Record, Value
-from bridge.plan import Plan, closes_membership
+from bridge.core.guard import GuardHold, Thresholds, check
+from bridge.core.mapping import make_keys
+from bridge.core.model import Change, Op, Record, Value
+from bridge.core.plan import Plan, closes_membership
 
 SHARE_ONLY = Thresholds(hold_whole_class=False)
 CLASS_ONLY = Thresholds(max_delete_fraction=1.0, min_deletes=10**9, hold_whole_class=True)

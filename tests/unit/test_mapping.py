@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.errors import ConfigError
-from bridge.mapping import (
+from bridge.core.errors import ConfigError
+from bridge.core.mapping import (
     CANONICAL,
     SORT_SEPARATOR,
     MappingSet,
@@ -222,7 +222,7 @@ def test_fingerprint_is_stable() -> None:
     values = ["Иванов", 5, True, None, "2025-09-01"]
     assert fingerprint(1, values) == fingerprint(1, list(values))
     code = (
-        "from bridge.mapping import fingerprint; "
+        "from bridge.core.mapping import fingerprint; "
         "print(fingerprint(1, ['Иванов', 5, True, None, '2025-09-01']))"
     )
     other = subprocess.run(

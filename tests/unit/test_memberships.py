@@ -3,9 +3,9 @@ become due for re-gating when their day comes (issue 9, items 9 and 8)."""
 
 from __future__ import annotations
 
-from bridge import gate
-from bridge.gate import Context
-from bridge.model import Record
+from bridge.core import gate
+from bridge.core.gate import Context
+from bridge.core.model import Record
 
 
 def member(date_to: str | None = None) -> Record:
@@ -61,7 +61,7 @@ def stay(pupil: str, start: str, end: str | None) -> Record:
 def test_stays_whose_day_came_since_the_last_run_are_due() -> None:
     """A stay that ended or began between the last run's day and this one's makes its pupil
     due for re-gating; one outside that window does not."""
-    from bridge.engine import due_stays
+    from bridge.service.engine import due_stays
 
     stays = [
         stay("1", "2025-09-01", "2025-12-10"),
@@ -76,7 +76,7 @@ def test_stays_whose_day_came_since_the_last_run_are_due() -> None:
 def test_with_no_day_remembered_every_ended_stay_is_due() -> None:
     """The first run after an upgrade knows no last day: every pupil whose stay ended by the
     run's day is re-gated (fail closed), admissions are not."""
-    from bridge.engine import due_stays
+    from bridge.service.engine import due_stays
 
     stays = [
         stay("1", "2025-09-01", "2025-12-10"),

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.deliver import DeliveryReport
-from bridge.engine import PlanResult
-from bridge.errors import ExitCode, Interrupted, PortalUnavailable, SourceError
-from bridge.guard import GuardHold
-from bridge.metrics import (
+from bridge.core.errors import ExitCode, Interrupted, PortalUnavailable, SourceError
+from bridge.core.guard import GuardHold
+from bridge.core.plan import Plan
+from bridge.service.deliver import DeliveryReport
+from bridge.service.engine import PlanResult
+from bridge.service.metrics import (
     LABEL_WORD,
     Metrics,
     MetricsServer,
@@ -24,8 +25,7 @@ from bridge.metrics import (
     RunSummary,
     summary_from,
 )
-from bridge.plan import Plan
-from bridge.sync import SyncResult
+from bridge.service.sync import SyncResult
 
 T0 = 1_700_000_000.0
 Key = tuple[str, frozenset[tuple[str, str]]]

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bridge.engine import RunOptions, plan_run
-from bridge.fakes import MemoryStateStore
-from bridge.gate import DERIVED
-from bridge.mapping import load_mappings
-from bridge.model import Change
-from bridge.source import SqlSource
+from bridge.adapters.source import SqlSource
+from bridge.core.gate import DERIVED
+from bridge.core.mapping import load_mappings
+from bridge.core.model import Change
+from bridge.service.engine import RunOptions, plan_run
+from bridge.testing.fakes import MemoryStateStore
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))
 NEVER_SENT = {("enrollment", "reason_out"), ("guardian", "phone"), ("guardian", "email")}
-GATE_FIELDS = {"pupil": {"active"}}  # computed by the gate (bridge.gate.derive)
+GATE_FIELDS = {"pupil": {"active"}}  # computed by the gate (bridge.core.gate.derive)
 TABLE_ROW = re.compile(r"^\| (\w+) \| (\w+) \| [^|]+ \|$")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.notify import Notifier
+from bridge.service.notify import Notifier
 
 
 @pytest.fixture

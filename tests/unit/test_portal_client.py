@@ -12,9 +12,7 @@ import requests
 import responses
 from structlog.testing import capture_logs
 
-from bridge.errors import PortalAuthError, PortalFatalError, PortalUnavailable
-from bridge.portal import Operation, OperationResult
-from bridge.portal.client import (
+from bridge.adapters.portal_client import (
     Disposition,
     PortalClient,
     PortalSettings,
@@ -22,6 +20,8 @@ from bridge.portal.client import (
     classify_result,
     parse_retry_after,
 )
+from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
+from bridge.ports import Operation, OperationResult
 
 BASE = "https://portal.example"
 SECRET = "s3cr3t-client-value"

@@ -14,19 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.errors import ConfigError, FatalError, PortalFatalError
-from bridge.portal import ENTITIES, Operation, OperationResult
-from bridge.portal.faults import KINDS, FaultPlan, FaultSettings, parse_faults, pick
-from bridge.portal.store import (
+from bridge.core.errors import ConfigError, FatalError, PortalFatalError
+from bridge.ports import ENTITIES, Operation, OperationResult
+from bridge.refportal.faults import KINDS, FaultPlan, FaultSettings, parse_faults, pick
+from bridge.refportal.store import (
     MAX_BATCH,
     REFS,
-    MemoryPortal,
     PortalFile,
     PortalModel,
     SchoolData,
     StoredRecord,
     tombstone,
 )
+from bridge.testing.portal import MemoryPortal
 
 SCHOOL = "demo"
 

@@ -3,11 +3,11 @@ read-back guard, and the changes a corrected merge plans with their reasons."""
 
 from __future__ import annotations
 
-from bridge.guard import Thresholds
-from bridge.mapping import make_keys
-from bridge.model import Change, EntryView, Hold, HoldReason, Op, Record
-from bridge.plan import Item, diff_sorted
-from bridge.reconcile import (
+from bridge.core.guard import Thresholds
+from bridge.core.mapping import make_keys
+from bridge.core.model import Change, EntryView, Hold, HoldReason, Op, Record
+from bridge.core.plan import Item, diff_sorted
+from bridge.core.reconcile import (
     CHANGED,
     MISSING,
     UNEXPECTED,

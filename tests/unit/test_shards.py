@@ -9,10 +9,11 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.mapping import NO_ATTRS, make_keys, sort_key_part
-from bridge.model import Change, Hold, HoldReason, Op, Record, Rejection
-from bridge.plan import Item, Plan
-from bridge.shards import (
+from bridge.core.mapping import NO_ATTRS, make_keys, sort_key_part
+from bridge.core.model import Change, Hold, HoldReason, Op, Record, Rejection
+from bridge.core.plan import Item, Plan
+from bridge.ports import KeyRange
+from bridge.service.shards import (
     MIN_KEYS_PER_RANGE,
     RANGES_PER_WORKER,
     _pack,
@@ -20,7 +21,6 @@ from bridge.shards import (
     key_ranges,
     sort_bounds,
 )
-from bridge.source import KeyRange
 
 
 def _inside(key: int, key_range: KeyRange) -> bool:

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, mysql, sqlite
 from sqlalchemy.engine import Dialect
 
-from bridge.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
-from bridge.source import Rescan, build_select
+from bridge.adapters.source import build_select
+from bridge.core.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
+from bridge.ports import Rescan
 
 DIALECTS: dict[str, Dialect] = {
     "mssql": mssql.dialect(),

@@ -1,0 +1,174 @@
+"""The source port: rows of the ASIOU database, read-only, streamed, in key order.
+
+Queries are SQLAlchemy Core ``Select`` objects built from a mapping alone (testable without a
+database: ``build_select`` compiles for any dialect, mssql included). Columns are untyped so a
+driver's raw value reaches the converters unchanged, and one bad cell cannot break the read.
+Driver errors become :class:`~bridge.core.errors.SourceError` here, at the seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.core.errors import SourceError
+from bridge.core.fields import whole_number
+from bridge.core.mapping import CompiledMapping, Filter
+from bridge.ports import KeyRange, Rescan, Row, Table
+
+STREAM_BATCH = 5000
+
+
+def _condition(column: sa.ColumnClause[Any], rule: Filter) -> sa.ColumnElement[bool]:
+    value = rule.value
+    match rule.op:
+        case "is_null":
+            return column.is_(None)
+        case "not_null":
+            return column.is_not(None)
+        case "in":
+            return column.in_(value if isinstance(value, list) else [value])
+        case "not_in":
+            return column.not_in(value if isinstance(value, list) else [value])
+    conditions = {
+        "eq": column == value,
+        "ne": column != value,
+        "lt": column < value,
+        "le": column <= value,
+        "gt": column > value,
+        "ge": column >= value,
+    }
+    return conditions[rule.op]
+
+
+def build_select(
+    mapping: Table,
+    since: datetime | None = None,
+    rescan: Rescan | None = None,
+    key_range: KeyRange | None = None,
+) -> sa.Select[Any]:
+    """The query that reads one mapping's rows in key order (optionally only changed rows, or
+    only a range of keys)."""
+    table = sa.table(mapping.table, *(sa.column(c) for c in mapping.columns), schema=mapping.schema)
+    query = sa.select(*(table.c[c] for c in mapping.columns))
+    for rule in mapping.filters:
+        query = query.where(_condition(sa.column(rule.column), rule))
+    if since is not None and mapping.watermark:
+        changed = sa.column(mapping.watermark, sa.DateTime) >= sa.literal(since, sa.DateTime)
+        if rescan is not None and rescan.keys:
+            keys = [int(k) if k.isdigit() else k for k in rescan.keys]
+            changed = sa.or_(changed, sa.column(rescan.column).in_(keys))
+        query = query.where(changed)
+    if key_range is not None:
+        query = query.where(_in_range(sa.column(key_range.column), key_range))
+    return query.order_by(*(_ordered(table.c[k], mapping) for k in mapping.key_columns))
+
+
+def _in_range(column: sa.ColumnClause[Any], key_range: KeyRange) -> sa.ColumnElement[bool]:
+    conditions = []
+    if key_range.low is not None:
+        conditions.append(column >= key_range.low)
+    if key_range.high is not None:
+        below = column < key_range.high
+        conditions.append(below if key_range.low is not None else sa.or_(below, column.is_(None)))
+    return sa.and_(sa.true(), *conditions)
+
+
+def whole_key(raw: object) -> int | None:
+    """A key bound as a whole number: ints, and the Decimal or float some drivers return for
+    numeric columns; never text (text keys do not sort as numbers)."""
+    return None if raw is None or isinstance(raw, str | bytes) else whole_number(raw)
+
+
+def _ordered(column: sa.ColumnClause[Any], mapping: Table) -> sa.ColumnElement[Any]:
+    """Key columns in the order the planner merges in; text keys may need a binary collation
+    (``source.key_collation``: utf8mb4_bin on MariaDB, Latin1_General_BIN2 on MS SQL)."""
+    if mapping.key_collation:
+        return column.collate(mapping.key_collation)
+    return column
+
+
+class SqlSource:
+    """The source on any SQLAlchemy URL: SQLite, ``mysql+pyodbc``, ``mssql+pyodbc``, PostgreSQL."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
+
+    @property
+    def dialect(self) -> str:
+        """The SQLAlchemy dialect name of the source database."""
+        return self.engine.dialect.name
+
+    def read(
+        self,
+        mapping: Table,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
+        query = build_select(mapping, since, rescan, key_range)
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(yield_per=STREAM_BATCH).execute(query)
+                for partition in result.partitions():
+                    yield from partition
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"reading {mapping.entity} from table {mapping.location}", _describe(exc)
+            ) from exc
+
+    def key_bounds(self, mapping: Table) -> tuple[int, int] | None:
+        column: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+        query = sa.select(sa.func.min(column), sa.func.max(column)).select_from(
+            sa.table(mapping.table, schema=mapping.schema)
+        )
+        try:
+            with self.engine.connect() as conn:
+                low, high = conn.execute(query).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"finding the key range of {mapping.entity} in table {mapping.location}",
+                _describe(exc),
+            ) from exc
+        low, high = whole_key(low), whole_key(high)
+        return None if low is None or high is None else (low, high)
+
+    def after_fork(self) -> None:
+        # The parent's pool stays referenced: collected here, it would close the parent's
+        # connections (pyodbc would disconnect them), which are not this process's to close.
+        self.inherited = self.engine.pool
+        self.engine.dispose(close=False)
+
+    def missing_tables(self, mappings: Sequence[CompiledMapping]) -> list[str]:
+        """Tables or views the mappings need that the database does not have."""
+        try:
+            inspector = sa.inspect(self.engine)
+            missing = []
+            for m in mappings:
+                names = set(inspector.get_table_names(schema=m.schema)) | set(
+                    inspector.get_view_names(schema=m.schema)
+                )
+                if m.table not in names:
+                    missing.append(m.location)
+            return missing
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError("inspecting the source database", _describe(exc)) from exc
+
+
+def _describe(exc: sa.exc.SQLAlchemyError) -> str:
+    """A driver error as one line, without the SQL text or parameters (they may hold data)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc).split("\n", 1)[0]
+    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def open_source(url: str) -> SqlSource:
+    """A source on a SQLAlchemy URL (read-only by how it is used; never writes)."""
+    try:
+        return SqlSource(sa.create_engine(url, hide_parameters=True))
+    except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        raise SourceError("opening the source database", f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,78 @@
+"""Pieces every CLI module shares: subcommand registration, loading the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.service.config import Config, find_config, load_config
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # argparse's class is not subscriptable at run time
+    Subparsers = argparse._SubParsersAction
+Handler = Callable[[argparse.Namespace], int]
+
+
+def command(
+    sub: Subparsers, name: str, help_: str, handler: Handler, epilog: str = ""
+) -> argparse.ArgumentParser:
+    """Register one subcommand with its handler."""
+    cmd: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_,
+        description=help_,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.set_defaults(handler=handler)
+    return cmd
+
+
+def load(args: argparse.Namespace) -> tuple[Config, MappingSet]:
+    """The config found by the documented lookup order, and its compiled mappings."""
+    config = load_config(find_config(args.config))
+    return config, load_mappings(config.mappings_dir)
+
+
+def say(text: str) -> None:
+    """A message for the admin, on stderr (stdout is for results)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def tty_progress(quiet: bool = False) -> Callable[[str, int], None] | None:
+    """Progress per entity (records and rate) on an interactive terminal; None otherwise, and
+    None when ``quiet`` (``--json``: machine-readable runs show none)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def show(entity: str, delivered: int) -> None:
+        rate = delivered / max(time.monotonic() - started, 1e-6)
+        print(
+            f"\r  {entity:<14} {delivered:>10,} delivered  {rate:>8,.0f}/s ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def wait_flags(cmd: argparse.ArgumentParser) -> None:
+    """``--wait`` (the default) or ``--no-wait`` when another sync holds the lock."""
+    group = cmd.add_mutually_exclusive_group()
+    group.add_argument(
+        "--wait",
+        dest="wait",
+        action="store_true",
+        default=True,
+        help="if a sync is running, wait for it (default)",
+    )
+    group.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="if a sync is running, refuse at once"
+    )

@@ -1,0 +1,196 @@
+"""The demo and reference-portal commands: ``demo-db``, ``demo``, ``portal``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+from bridge.cli.common import Subparsers, command
+from bridge.cli.render import sync_text
+from bridge.core.errors import ExitCode
+from bridge.core.mapping import load_mappings
+from bridge.demo.changes import change_journal
+from bridge.refportal.server import DEMO_CLIENT, ReferencePortal, serve
+from bridge.service.config import load_config
+from bridge.service.runner import Request, Service
+
+DEMO_DIR = Path("var/demo")
+
+
+def add_demo_db(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "demo-db",
+        "Write a synthetic demo school into a database.",
+        cmd_demo_db,
+        "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
+        "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/test"
+        "?driver=MariaDB+Unicode' --pupils 200",
+    )
+    where = cmd.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="SQLite file to (re)create")
+    where.add_argument("--url", help="SQLAlchemy URL of a database to fill (tables replaced)")
+    _school_options(cmd)
+
+
+def _school_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--pupils", type=int, default=1100, help="pupils in the school (1100)")
+    cmd.add_argument("--seed", type=int, default=1, help="random seed (same seed, same school)")
+    cmd.add_argument("--days", type=int, help="only the first N days of the school year")
+    cmd.add_argument("--clean", action="store_true", help="without the usual journal mistakes")
+
+
+def add_demo(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "demo",
+        "Demo: a school in SQLite, the reference portal, a full and an incremental sync.",
+        cmd_demo,
+    )
+    cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
+    _school_options(cmd)
+    cmd.set_defaults(pupils=300)
+
+
+def add_portal(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "portal",
+        "Run the bundled reference diary portal (demos, tests).",
+        cmd_portal,
+        "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+    )
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
+    cmd.add_argument("--data", default="var/portal.sqlite", help="SQLite file of its records")
+    cmd.add_argument("--faults", help="JSON file of faults to inject (docs/portal-api.md)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    cmd.add_argument("--clients", help="JSON file of schools and their client credentials")
+    cmd.add_argument("--token-ttl", type=int, default=3600, help="token lifetime in seconds")
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    """``portal``: serve the reference portal until interrupted."""
+    Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"reference portal on http://{args.host}:{args.port} (data {args.data}); demo "
+        f"client {DEMO_CLIENT[0]!r} (its secret is in docs/portal-api.md)",
+        flush=True,
+    )
+    return serve(
+        args.host,
+        args.port,
+        args.data,
+        args.faults,
+        clients_file=args.clients,
+        token_ttl=args.token_ttl,
+        seed=args.seed,
+    )
+
+
+def cmd_demo_db(args: argparse.Namespace) -> int:
+    """``demo-db``: write a synthetic school (see docs/asiou-schema.md)."""
+    url = args.url or f"sqlite:///{Path(args.out).resolve()}"
+    if args.out:
+        Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
+    counts = _generate(url, args)
+    print(
+        f"demo school written: {sum(counts.values())} rows "
+        f"({counts.get('mark', 0)} marks, {counts.get('pupil', 0)} pupils)"
+    )
+    return ExitCode.OK
+
+
+def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
+    from bridge.demo.generate import SchoolSpec, generate  # noqa: PLC0415 - demo only
+
+    spec = SchoolSpec(pupils=args.pupils, seed=args.seed, days=args.days, mistakes=not args.clean)
+    engine = sa.create_engine(url)
+    last = [0.0]
+
+    def progress(table: str, rows: int) -> None:
+        if sys.stderr.isatty() and time.monotonic() - last[0] > 0.5:
+            last[0] = time.monotonic()
+            print(f"\r  writing {table}: {rows} rows ", end="", file=sys.stderr, flush=True)
+
+    try:
+        return generate(engine, spec, progress)
+    finally:
+        engine.dispose()
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: demo school, reference portal, a full sync, journal changes, an incremental
+    sync; prints what was delivered each time and the portal's own counts."""
+    folder = Path(args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    school = folder / "school.sqlite"
+    print(f"1. Generating a demo school of {args.pupils} pupils into {school} ...")
+    args.out, args.url = str(school), None
+    cmd_demo_db(args)
+    for stale in ("state.sqlite", "portal.sqlite"):
+        (folder / stale).unlink(missing_ok=True)
+    portal = ReferencePortal("127.0.0.1", 0, folder / "portal.sqlite")
+    portal.start()
+    try:
+        return _demo_syncs(folder, school, portal.url)
+    finally:
+        portal.stop()
+
+
+def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
+    config = load_config(_write_demo_config(folder, school, portal_url))
+    mappings = load_mappings(config.mappings_dir)
+    print(f"2. Reference portal on {portal_url}; config {config.file}\n")
+    print("3. Full sync\n")
+    service = Service(config, mappings)
+    first = service.sync(Request(command="demo"))
+    print(sync_text(first, mappings.entities) + "\n" + _portal_counts(portal_url))
+    engine = sa.create_engine(f"sqlite:///{school}")
+    changes = change_journal(engine, datetime.now())
+    engine.dispose()
+    print(
+        f"\n4. Journal changed: {len(changes.new_marks)} new marks, mark "
+        f"{changes.edited_mark} edited, pupil {changes.withdrawn_pupil} withdrawn on "
+        f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
+        "withdrawn\n\n5. Incremental sync\n"
+    )
+    second = service.sync(Request(command="demo", incremental=True))
+    print(sync_text(second, mappings.entities) + "\n" + _portal_counts(portal_url))
+    return max(first.exit_code, second.exit_code)
+
+
+def _portal_counts(url: str) -> str:
+    counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
+    lines = ["The portal's own counts of live records:"]
+    for school, entities in counts.items():
+        lines.append(f"  school {school}: " + ", ".join(f"{e} {n}" for e, n in entities.items()))
+    return "\n".join(lines)
+
+
+def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:
+    path = folder / "bridge.toml"
+    secret = folder / "portal-secret"
+    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
+    os.chmod(secret, 0o600)
+    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    path.write_text(
+        "# Written by `asiou-bridge demo`.\n"
+        f'[source]\nurl = "sqlite:///{school}"\n\n'
+        f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n\n'
+        f'[mappings]\ndir = "{mappings}"\n\n'
+        f'[portal]\nurl = "{portal_url}"\nschool = "demo"\nclient_id = "{DEMO_CLIENT[0]}"\n'
+        f'secret_file = "{secret}"\n',
+        encoding="utf-8",
+    )
+    os.chmod(path, 0o600)
+    return path

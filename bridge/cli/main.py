@@ -1,0 +1,310 @@
+"""The ``asiou-bridge`` command: how admins act. Builds adapters from configuration; the only
+place (with the scheduler) that reads the real clock or the environment.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration error, 4 source unavailable, 5 plan held
+by a guard, 6 partial delivery, 7 portal authentication failed (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import date
+
+import sqlalchemy as sa
+
+from bridge import logs
+from bridge.adapters.portal_client import PortalClient
+from bridge.adapters.source import open_source
+from bridge.adapters.state import open_state, utc_now
+from bridge.cli import admin as cli_admin
+from bridge.cli import demo as cli_demo
+from bridge.cli.common import Subparsers, command, load, say, tty_progress, wait_flags
+from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
+from bridge.core.errors import BridgeError, ConfigError, ExitCode, Problem
+from bridge.core.mapping import MappingSet
+from bridge.core.reconcile import Drift
+from bridge.ports import ENTITIES as PORTAL_ENTITIES
+from bridge.ports import StateStore
+from bridge.service.config import Config
+from bridge.service.engine import PlanResult, RunOptions, plan_run, read_back
+from bridge.service.runner import Service, portal_settings
+from bridge.service.shards import resolve_workers
+
+EPILOG_PLAN = """examples:
+  asiou-bridge plan                      full plan against the configured ASIOU database
+  asiou-bridge plan --incremental        only rows changed since the last run
+  asiou-bridge plan --detail             field-level before/after of updates
+  asiou-bridge plan --json > plan.json   the same, machine-readable
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure()
+    try:
+        code: int = args.handler(args)
+    except BridgeError as exc:
+        print(error_text(exc), file=sys.stderr)
+        return exc.exit_code
+    except sa.exc.SQLAlchemyError as exc:  # the state store failed (disk full, connection lost)
+        print(
+            f"The state store failed: {type(exc).__name__}: "
+            f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}\nWhat the portal acknowledged "
+            "is recorded; check state.url and the disk, then run the command again.",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILURE
+    except KeyboardInterrupt:
+        print(
+            "Interrupted. What the portal acknowledged is recorded; the next run goes on.",
+            file=sys.stderr,
+        )
+        return 130
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="asiou-bridge",
+        description="Sync the ASIOU school journal to the regional e-diary.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        help="config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_plan(sub)
+    _add_sync(sub)
+    cli_admin.add_all(sub)
+    _add_approve(sub)
+    _add_check(sub)
+    cli_demo.add_demo_db(sub)
+    cli_demo.add_demo(sub)
+    cli_demo.add_portal(sub)
+    return parser
+
+
+def _add_plan(sub: Subparsers) -> None:
+    cmd = command(
+        sub, "plan", "Preview what a sync would send; changes nothing.", cmd_plan, EPILOG_PLAN
+    )
+    cmd.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only rows changed since the last run (finds no source deletions)",
+    )
+    cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
+    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
+    _reconcile_flag(cmd)
+
+
+def _reconcile_flag(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="read the portal back first: re-send what is missing or changed "
+        "there, remove what must not be there (a full run)",
+    )
+
+
+def _add_sync(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "sync",
+        "Plan and deliver the changes to the portal.",
+        cmd_sync,
+        "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
+        "  asiou-bridge sync --incremental   rows changed since the last run\n"
+        "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
+        "  asiou-bridge sync --reconcile     also read the portal back and repair it",
+    )
+    cmd.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only rows changed since the last run (finds no source deletions)",
+    )
+    cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
+    cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
+    _reconcile_flag(cmd)
+    wait_flags(cmd)
+
+
+def _add_approve(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "approve",
+        "Approve the deletes, archives and closures of a plan a guard held.",
+        cmd_approve,
+        "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
+        "printed)\nAn unknown id is refused (exit 2); an approval expires after "
+        "guard.approval_valid_hours.",
+    )
+    cmd.add_argument("plan_id", help="the plan id that `asiou-bridge plan` or `status` printed")
+
+
+def _add_check(sub: Subparsers) -> None:
+    command(sub, "check", "Check configuration, mappings and the ASIOU connection.", cmd_check)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``plan``: a full (or incremental) plan, printed; nothing is sent or recorded."""
+    if args.reconcile and args.incremental:
+        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        return ExitCode.USAGE
+    config, mappings = load(args)
+    result = _plan(config, mappings, args.incremental, args.as_of or date.today(), args.reconcile)
+    print(
+        plan_json(result, args.detail)
+        if args.json
+        else plan_text(result, mappings.entities, args.detail)
+    )
+    return ExitCode.PLAN_HELD if result.held else ExitCode.OK
+
+
+def _plan(
+    config: Config, mappings: MappingSet, incremental: bool, as_of: date, reconcile: bool = False
+) -> PlanResult:
+    source = open_source(config.source_url_with_password().render_as_string(False))
+    state = open_state(config.state_url, utc_now, school=config.portal_school)
+    options = RunOptions(
+        as_of=as_of,
+        incremental=incremental,
+        thresholds=config.thresholds,
+        overlap=config.overlap,
+        workers=resolve_workers(config.plan_workers),
+    )
+    log = logs.get_logger(command="plan")
+    started = time.monotonic()
+    try:
+        if reconcile:
+            options = replace(options, drift=_read_back(config, mappings, state))
+        result = plan_run(mappings, source, state, options)
+    finally:
+        state.close()
+    if result.error is not None:
+        raise result.error
+    plan = result.plan
+    log.info(
+        "plan.done",
+        mode=plan.mode,
+        read=sum(plan.records_read.values()),
+        changes={e: dict(c) for e, c in plan.counts.items()},
+        held_back=sum(sum(c.values()) for c in plan.holds.values()),
+        rejected=sum(plan.rejection_counts.values()),
+        guard_held=result.held,
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return result
+
+
+def _read_back(config: Config, mappings: MappingSet, state: StateStore) -> Drift:
+    """The portal read back, for a reconciling preview."""
+    client = PortalClient(portal_settings(config))
+    try:
+        return read_back(
+            client.fingerprints, state, [e for e in mappings.entities if e in PORTAL_ENTITIES]
+        )
+    finally:
+        client.close()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """``sync``: plan and deliver; the exit code says whether anything was left undelivered."""
+    if args.dry_run:
+        args.detail = False
+        return cmd_plan(args)
+    if args.reconcile and args.incremental:
+        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        return ExitCode.USAGE
+    config, mappings = load(args)
+    request = cli_admin.manual(
+        "sync", args, incremental=args.incremental, as_of=args.as_of, reconcile=args.reconcile
+    )
+    outcome = Service(config, mappings).sync(request, say=say, progress=tty_progress(args.json))
+    print(sync_json(outcome) if args.json else sync_text(outcome, mappings.entities))
+    return outcome.exit_code
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """``approve``: let the next sync send the deletes of a held plan."""
+    config, _ = load(args)
+    state = open_state(config.state_url, utc_now, school=config.portal_school)
+    try:
+        state.approve(args.plan_id, getpass.getuser())  # UnknownPlan: nothing is stored
+        held = state.held_plan(args.plan_id)
+    finally:
+        state.close()
+    hours = config.thresholds.approval_valid_hours
+    print(
+        f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
+        f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
+        "same; then the approval expires (guard.approval_valid_hours)."
+    )
+    return ExitCode.OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``check``: configuration, mappings, the source and its tables, portal authentication;
+    each gets a verdict, and the exit code is that of the first failure."""
+    config, mappings = load(args)  # without these nothing else can be checked
+    print(f"configuration: ok ({config.file})")
+    print(f"mappings: ok ({len(mappings.mappings)} entities from {config.mappings_dir})")
+    codes = [
+        _verdict("source", lambda: _check_source(config, mappings)),
+        _verdict("portal", lambda: _check_portal(config)),
+    ]
+    return next((code for code in codes if code != ExitCode.OK), ExitCode.OK)
+
+
+def _verdict(name: str, check: Callable[[], str]) -> int:
+    try:
+        print(f"{name}: ok ({check()})")
+    except BridgeError as exc:
+        print(f"{name}: FAILED\n{error_text(exc)}")
+        return exc.exit_code
+    return ExitCode.OK
+
+
+def _check_source(config: Config, mappings: MappingSet) -> str:
+    source = open_source(config.source_url_with_password().render_as_string(False))
+    try:
+        missing = source.missing_tables(mappings.mappings)
+    finally:
+        source.engine.dispose()
+    if missing:
+        raise ConfigError(
+            [
+                Problem(
+                    str(config.mappings_dir), "", f"table or view {t} is not in the ASIOU database"
+                )
+                for t in missing
+            ]
+        )
+    return "connected; every mapped table is there"
+
+
+def _check_portal(config: Config) -> str:
+    client = PortalClient(portal_settings(config))
+    try:
+        client.authenticate()
+    finally:
+        client.close()
+    return f"authenticated at {config.portal_url} as {config.portal_client_id}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,342 @@
+"""The ports: what the engine needs of the ASIOU source, the state store, the portal and the
+clock, as Protocols, with the data that crosses them. This module imports only the model.
+
+Adapters: ``bridge.adapters.source.SqlSource``, ``bridge.adapters.state.SqlStateStore``,
+``bridge.adapters.portal_client.PortalClient`` (HTTP); fakes in ``bridge.testing``. Each kind
+passes its contract suite in ``tests/contracts/``.
+
+The portal's wire format is the reference diary import API (``docs/portal-api.md``,
+``docs/portal-api.yaml``): resources per school keyed by the bridge's ``sourcedId``; ``PUT``
+creates or replaces (idempotent), ``DELETE`` tombstones (idempotent), a batch endpoint answers
+per operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bridge.core.model import Change, EntryView, StateEntry, Value
+
+# --- the source --------------------------------------------------------------------------------
+
+
+class Table(Protocol):
+    """What a source needs to know of a mapping to read its table (``CompiledMapping`` is one)."""
+
+    @property
+    def entity(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def schema(self) -> str | None: ...
+    @property
+    def location(self) -> str: ...
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+    @property
+    def key_columns(self) -> tuple[str, ...]: ...
+    @property
+    def key_collation(self) -> str | None: ...
+    @property
+    def watermark(self) -> str | None: ...
+    @property
+    def filters(self) -> Sequence[Any]: ...
+
+
+Row = Sequence[Any]
+
+
+@dataclass(frozen=True)
+class Rescan:
+    """Rows to read in full during an incremental read: those whose ``column`` is in ``keys``."""
+
+    column: str
+    keys: Sequence[str]
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Rows whose first key column (whole numbers) is in ``[low, high)``; None leaves that end
+    open. The range open at its low end also holds the rows whose key is NULL (they become
+    rejections there), so ranges that meet cover every row exactly once."""
+
+    column: str
+    low: int | None
+    high: int | None
+
+
+class Source(Protocol):
+    """The port: every adapter passes ``tests/contracts/test_source_contract.py``."""
+
+    def read(
+        self,
+        mapping: Table,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
+        """Rows of the mapping's table in key order; with ``since``, only rows whose watermark
+        column is at or after it, plus the rows ``rescan`` names; with ``key_range``, only
+        rows in that range. Raises SourceError if the read fails."""
+        ...
+
+    def key_bounds(self, mapping: Table) -> tuple[int, int] | None:
+        """The lowest and highest value of the mapping's first key column when both are whole
+        numbers (None otherwise: the table cannot be read in key ranges)."""
+        ...
+
+    def after_fork(self) -> None:
+        """Called in a forked process before it reads: drop connections inherited from the
+        parent, unclosed (they are the parent's), so the child opens its own."""
+        ...
+
+
+# --- the state store ---------------------------------------------------------------------------
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One acknowledged change to record: the change and the owners of its record."""
+
+    change: Change
+    pupil_key: str | None = None
+    class_key: str | None = None
+    portal_id: str | None = None
+    mapping_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A change the portal refused, with the portal's machine type and reason."""
+
+    change: Change
+    kind: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the portal refused: how often, why; ``dead`` once attempts ran out."""
+
+    entity: str
+    key: str
+    sort_key: str
+    fingerprint: str
+    op: str
+    attempts: int
+    kind: str | None
+    reason: str
+    status: str  # "retrying" | "dead"
+
+    @property
+    def is_dead(self) -> bool:
+        """True when the bridge stopped sending it until an admin retries it."""
+        return self.status == "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPlan:
+    """A plan a guard held: its id (a digest of its destructive changes), when it was first
+    held, and a short summary (counts only)."""
+
+    plan_id: str
+    held_at: datetime
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An admin's approval of a held plan."""
+
+    by: str
+    at: datetime
+
+
+class StateStore(Protocol):
+    """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
+
+    def entries(
+        self, entity: str, start: str | None = None, stop: str | None = None
+    ) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status); only
+        those with ``start <= sort key < stop`` where given."""
+        ...
+
+    def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
+        """Live entries of ``entity`` among ``sort_keys``, by sort key."""
+        ...
+
+    def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
+        """The recorded payloads of the given live entries, by sort key."""
+        ...
+
+    def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → sort key of the entries of ``entity`` among ``keys`` (keys, not sort keys)
+        that the bridge deleted (reconciliation: a deleted record back on the portal)."""
+        ...
+
+    def record(self, delivered: Sequence[Delivered]) -> None:
+        """Record acknowledged changes, all or nothing."""
+        ...
+
+    def count(self, entity: str) -> int:
+        """How many live entries ``entity`` has."""
+        ...
+
+    def count_by_class(self, entity: str) -> dict[str, int]:
+        """Live entries of ``entity`` per owner class."""
+        ...
+
+    def watermark(self, entity: str) -> str | None:
+        """The watermark an incremental read of ``entity`` starts from."""
+        ...
+
+    def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        """Record the intent to send a batch (before it is sent)."""
+        ...
+
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
+        """After the portal answered a batch: record what it acknowledged (clearing their dead
+        letters), count the refusals as dead-letter attempts, close the intent. One transaction.
+        """
+        ...
+
+    def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        """Every dead letter by (entity, sort key)."""
+        ...
+
+    def revive(self, entity: str | None = None) -> int:
+        """Make dead letters eligible again (``asiou-bridge retry``); returns how many."""
+        ...
+
+    def set_watermarks(self, marks: Mapping[str, str]) -> None:
+        """Advance the watermarks of the given entities."""
+        ...
+
+    def regate_marks(self) -> set[str]:
+        """Pupils a gate-relevant change (withdrawal, consent, a rejected row) marked for
+        re-gating that no complete run has cleared yet: an incremental run re-reads all of
+        their rows, so a crash between the change and what follows from it loses nothing."""
+        ...
+
+    def mark_regate(self, pupils: Collection[str]) -> None:
+        """Mark ``pupils`` for re-gating (before anything that follows from the change is
+        delivered)."""
+        ...
+
+    def finish_regate(self, pupils: Collection[str] | None, as_of: str) -> None:
+        """A run delivered everything: clear the marks of ``pupils`` (None: every mark, after
+        a full run) and remember ``as_of``, the day the run gated for."""
+        ...
+
+    def last_as_of(self) -> str | None:
+        """The day the last complete run gated for (ISO), if any."""
+        ...
+
+    def count_open_by_class(self, entity: str) -> dict[str, int]:
+        """Live entries of ``entity`` per owner class whose recorded payload has no
+        ``date_to`` (memberships still open on the portal)."""
+        ...
+
+    def hold_plan(self, plan_id: str, summary: str) -> None:
+        """Remember a plan a guard held (its first time held is kept, the summary updated)."""
+        ...
+
+    def held_plan(self, plan_id: str) -> HeldPlan | None:
+        """The held plan ``plan_id``, if a guard held it."""
+        ...
+
+    def approval(self, plan_id: str) -> Approval | None:
+        """The approval of the held plan ``plan_id``, valid or expired."""
+        ...
+
+    def is_approved(self, plan_id: str, valid_for: timedelta | None = None) -> bool:
+        """True when an admin approved the held plan ``plan_id`` (within ``valid_for`` by the
+        store's clock, where given)."""
+        ...
+
+    def withdrawals(self) -> dict[str, datetime]:
+        """Pupil key → when the portal acknowledged the delete of the delivered pupil for lack
+        of consent (the first time; cleared once the pupil is delivered again)."""
+        ...
+
+    def approve(self, plan_id: str, by: str) -> None:
+        """Record an admin's approval of the held plan ``plan_id`` (approving again renews
+        it); raises UnknownPlan, storing nothing, when no guard held such a plan."""
+        ...
+
+    def after_fork(self) -> None:
+        """Called in a forked process before it reads: drop inherited connections, unclosed."""
+        ...
+
+
+# --- the portal ------------------------------------------------------------------------------
+
+ENTITIES = (
+    "period",
+    "subject",
+    "teacher",
+    "class",
+    "group",
+    "pupil",
+    "enrollment",
+    "group_member",
+    "guardian",
+    "guardian_link",
+    "lesson",
+    "work",
+    "mark",
+    "absence",
+    "period_mark",
+)
+"""Canonical entities the API has a resource for; the resource path is the entity name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One write: PUT (create or replace) with data, or DELETE (tombstone)."""
+
+    op_id: str
+    method: str  # "PUT" | "DELETE"
+    entity: str
+    sourced_id: str
+    fingerprint: str | None = None
+    data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationResult:
+    """The portal's answer to one operation: ``ok``, or a rejection with type and reason."""
+
+    op_id: str
+    ok: bool
+    status: int
+    type: str | None = None
+    description: str | None = None
+
+
+class Portal(Protocol):
+    """The port every portal adapter implements."""
+
+    batch_size: int
+
+    def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Apply one batch in order; one result per operation, in the same order. Raises
+        PortalUnavailable (retries ran out), PortalAuthError or PortalFatalError."""
+        ...
+
+    def fingerprints(self, entity: str) -> dict[str, str]:
+        """sourcedId → fingerprint of every live record of ``entity`` (reconciliation)."""
+        ...

@@ -1,0 +1,7 @@
+"""The reference portal: a separate program that implements the reference diary import API
+(``docs/portal-api.md``) over HTTP, its store (the portal's rules, in memory or in SQLite) and
+fault injection. It stands for the regional diary in the demo and the tests.
+
+It may import the core's errors and model, the ports and ``bridge.logs``; nothing of the
+service, the adapters or the CLI.
+"""

@@ -1,0 +1,474 @@
+"""Configuration: one TOML file, validated at start-up, every problem reported at once.
+
+Lookup order: ``--config FILE``, ``$ASIOU_BRIDGE_CONFIG``, ``/etc/asiou-bridge/bridge.toml``.
+``config/bridge.toml`` is the commented example; ``SCHEMA`` below is the one description of every
+key (type, default, meaning) that validation uses.
+
+Secrets never live in the file. The source database password comes from
+``$ASIOU_BRIDGE_DB_PASSWORD``, a file named by ``source.password_file``, or the systemd credential
+``db-password`` (``$CREDENTIALS_DIRECTORY``); the portal secret likewise from
+``$ASIOU_BRIDGE_PORTAL_SECRET``, ``portal.secret_file`` or the credential ``portal-secret``.
+A password written inline in a database URL is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.core.errors import ConfigError, Problem
+from bridge.core.guard import Thresholds
+
+SYSTEM_CONFIG = Path("/etc/asiou-bridge/bridge.toml")
+CONFIG_ENV = "ASIOU_BRIDGE_CONFIG"
+DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"  # noqa: S105 - a variable name, not a secret
+PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"  # noqa: S105 - a variable name
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# section -> key -> (type, default, meaning). None as default means "required".
+SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
+    "source": {
+        "url": (str, None, "SQLAlchemy URL of the ASIOU database, without a password"),
+        "password_file": (str, "", "file holding the database password"),
+    },
+    "state": {
+        "url": (
+            str,
+            "sqlite:////var/lib/asiou-bridge/state.sqlite",
+            "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)",
+        ),
+    },
+    "mappings": {
+        "dir": (str, str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)"),
+    },
+    "portal": {
+        "url": (str, "http://127.0.0.1:8400", "base URL of the diary import API"),
+        "school": (str, "demo", "the school's id on the portal"),
+        "client_id": (str, "asiou-bridge", "OAuth2 client id"),
+        "secret_file": (str, "", "file holding the OAuth2 client secret"),
+        "batch_size": (int, 500, "operations per batch request"),
+        "connect_timeout": ((float, int), 3.05, "seconds to wait for a connection"),
+        "read_timeout": ((float, int), 30.0, "seconds to wait for an answer"),
+        "request_deadline": (
+            (float, int),
+            60.0,
+            "seconds one request may take in all, a slowly dripping answer included",
+        ),
+        "max_retry_after": ((float, int), 300.0, "the longest Retry-After wait honoured"),
+        "max_batch_wait": ((float, int), 900.0, "seconds one batch may spend in retries in all"),
+        "retries": (int, 8, "attempts per request before the run gives up"),
+        "rate_limit": ((float, int), 0.0, "at most this many requests per second (0: no limit)"),
+        "ca_bundle": (str, "", "CA bundle for TLS verification (default: the system's)"),
+    },
+    "schedule": {
+        "incremental_every": (str, "15m", "how often an incremental sync runs (30s, 15m, 1h)"),
+        "hours": (str, "", "only in these hours, e.g. 7-19 (empty: round the clock)"),
+        "days": (str, "mon-sun", "only on these days, e.g. mon-sat"),
+        "full_at": (str, "02:30", "the nightly full run (HH:MM, local time)"),
+        "dead_letters_at": (str, "02:15", "dead letters get another chance (before full_at)"),
+        "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
+        # reconciliation (bridge.core.reconcile): the portal read back and repaired
+        "reconcile_at": (
+            str,
+            "sun 03:00",
+            "when the portal is read back and repaired: days "
+            "and a time, like 'sun 03:00' or 'mon-fri 03:00' (empty: only on "
+            "demand, `sync --reconcile`)",
+        ),
+    },
+    "metrics": {
+        "textfile": (str, "", "write Prometheus metrics to this .prom file (node_exporter)"),
+        "listen": (str, "", "serve Prometheus metrics on HOST:PORT (empty: off)"),
+    },
+    "delivery": {
+        "dead_letter_after": (int, 3, "refusals of one record before it becomes a dead letter"),
+    },
+    "sync": {
+        "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
+        "run_deadline_minutes": (
+            (float, int),
+            120.0,
+            "a run still delivering after this stops "
+            "after the batch in flight, a partial delivery (0: no limit)",
+        ),
+        "plan_workers": (
+            int,
+            0,
+            "processes that plan a full run's large tables (0: one per "
+            "CPU core, at most 4; 1: plan in one process)",
+        ),
+    },
+    "guard": {
+        "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
+        "min_deletes": (int, 20, "never hold for fewer deletes than this"),
+        "hold_whole_class": (bool, True, "hold a plan deleting a whole class"),
+        "approval_valid_hours": (
+            (float, int),
+            72,
+            "an approval of a held plan expires after this many hours",
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated configuration. Secrets are kept out of ``repr``."""
+
+    file: str
+    source_url: str
+    state_url: str
+    mappings_dir: Path
+    portal_url: str
+    portal_school: str
+    portal_client_id: str
+    thresholds: Thresholds
+    overlap: timedelta
+    plan_workers: int = 0
+    source_password_file: str = ""
+    portal_secret_file: str = ""
+    portal_batch_size: int = 500
+    portal_timeouts: tuple[float, float] = (3.05, 30.0)
+    portal_retries: int = 8
+    portal_rate_limit: float = 0.0
+    run_deadline_minutes: float = 120.0
+    portal_patience: tuple[float, float, float] = (60.0, 300.0, 900.0)
+    """(request_deadline, max_retry_after, max_batch_wait) in seconds."""
+    portal_ca_bundle: str = ""
+    dead_letter_after: int = 3
+    schedule: dict[str, Any] = field(default_factory=dict)
+    metrics_textfile: str = ""
+    metrics_listen: str = ""
+
+    def source_url_with_password(self, env: Mapping[str, str] = os.environ) -> sa.URL:
+        """The source URL with the password from the environment or a credential file."""
+        url = sa.make_url(self.source_url)
+        password = read_secret(DB_PASSWORD_ENV, self.source_password_file, "db-password", env)
+        return url if password is None else url.set(password=password)
+
+    def portal_secret(self, env: Mapping[str, str] = os.environ) -> str | None:
+        """The portal's client secret from the environment or a credential file."""
+        return read_secret(PORTAL_SECRET_ENV, self.portal_secret_file, "portal-secret", env)
+
+
+def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str]) -> str | None:
+    """A secret from ``$variable``, else ``file``, else ``$CREDENTIALS_DIRECTORY/credential``."""
+    if env.get(variable):
+        return env[variable]
+    candidates = [Path(file)] if file else []
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / credential)
+    for path in candidates:
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    [
+                        Problem(
+                            str(path),
+                            "",
+                            f"cannot read this secret file: "
+                            f"{exc.strerror}; give the service user read access "
+                            "or use a systemd credential",
+                        )
+                    ]
+                ) from exc
+    return None
+
+
+def find_config(explicit: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use, by the documented lookup order."""
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    raise ConfigError(
+        [
+            Problem(
+                "(no file)",
+                "",
+                "no configuration found: pass --config FILE, set "
+                f"${CONFIG_ENV}, or create {SYSTEM_CONFIG} (example: "
+                "config/bridge.toml); `asiou-bridge demo` needs none",
+            )
+        ]
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read: {exc}")]) from exc
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate parsed TOML against SCHEMA and build a Config."""
+    problems: list[Problem] = []
+    values = _validate(data, str(path), problems)
+    _check_urls(values, str(path), problems)
+    if problems:
+        raise ConfigError(problems)
+    base = path.parent
+    return Config(
+        file=str(path),
+        source_url=_anchor(values["source"]["url"], base),
+        state_url=_anchor(values["state"]["url"], base),
+        mappings_dir=(base / values["mappings"]["dir"]).resolve(),
+        portal_url=values["portal"]["url"].rstrip("/"),
+        portal_school=values["portal"]["school"],
+        portal_client_id=values["portal"]["client_id"],
+        thresholds=Thresholds(
+            float(values["guard"]["max_delete_fraction"]),
+            values["guard"]["min_deletes"],
+            values["guard"]["hold_whole_class"],
+            float(values["guard"]["approval_valid_hours"]),
+        ),
+        overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
+        plan_workers=values["sync"]["plan_workers"],
+        run_deadline_minutes=float(values["sync"]["run_deadline_minutes"]),
+        source_password_file=values["source"]["password_file"],
+        portal_secret_file=values["portal"]["secret_file"],
+        portal_batch_size=values["portal"]["batch_size"],
+        portal_timeouts=(
+            float(values["portal"]["connect_timeout"]),
+            float(values["portal"]["read_timeout"]),
+        ),
+        portal_retries=values["portal"]["retries"],
+        portal_patience=(
+            float(values["portal"]["request_deadline"]),
+            float(values["portal"]["max_retry_after"]),
+            float(values["portal"]["max_batch_wait"]),
+        ),
+        portal_rate_limit=float(values["portal"]["rate_limit"]),
+        portal_ca_bundle=values["portal"]["ca_bundle"],
+        dead_letter_after=values["delivery"]["dead_letter_after"],
+        schedule=dict(values["schedule"]),
+        metrics_textfile=values["metrics"]["textfile"],
+        metrics_listen=values["metrics"]["listen"],
+    )
+
+
+def _validate(data: Mapping[str, Any], file: str, problems: list[Problem]) -> dict[str, Any]:
+    for section in sorted(set(data) - set(SCHEMA)):
+        problems.append(Problem(file, section, f"unknown section; known: {', '.join(SCHEMA)}"))
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            problems.append(Problem(file, section, "must be a table"))
+            given = {}
+        for key in sorted(set(given) - set(keys)):
+            problems.append(Problem(file, f"{section}.{key}", "unknown key"))
+        values[section] = {
+            k: _value(given, section, k, spec, file, problems) for k, spec in keys.items()
+        }
+    return values
+
+
+def _value(  # noqa: PLR0917 - private helper of _validate
+    given: Mapping[str, Any],
+    section: str,
+    key: str,
+    spec: tuple[type | tuple[type, ...], Any, str],
+    file: str,
+    problems: list[Problem],
+) -> Any:
+    kind, default, meaning = spec
+    if key not in given:
+        if default is None:
+            problems.append(Problem(file, f"{section}.{key}", f"missing: {meaning}"))
+        return default
+    value = given[key]
+    wrong_bool = isinstance(value, bool) and kind is not bool
+    if wrong_bool or not isinstance(value, kind):
+        problems.append(Problem(file, f"{section}.{key}", f"must be {_type_name(kind)}"))
+        return default
+    return value
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    for section in ("source", "state"):
+        url = values[section]["url"]
+        if not isinstance(url, str):
+            continue
+        try:
+            parsed = sa.make_url(url)
+        except (sa.exc.ArgumentError, ValueError):
+            problems.append(
+                Problem(
+                    file,
+                    f"{section}.url",
+                    "is not a valid SQLAlchemy URL (dialect+driver://user@host:port/database)",
+                )
+            )
+            continue
+        if parsed.password:
+            problems.append(
+                Problem(
+                    file,
+                    f"{section}.url",
+                    "holds a password: remove it and set "
+                    f"${DB_PASSWORD_ENV} or a credential file instead",
+                )
+            )
+    guard = values["guard"]
+    if not 0 <= float(guard["max_delete_fraction"]) <= 1:
+        problems.append(Problem(file, "guard.max_delete_fraction", "must be between 0 and 1"))
+    if not 0 < float(guard["approval_valid_hours"]) <= 24 * 366:
+        problems.append(
+            Problem(
+                file,
+                "guard.approval_valid_hours",
+                "must be greater than 0 and at most 8784 (a year)",
+            )
+        )
+    if float(values["sync"]["run_deadline_minutes"]) < 0:
+        problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
+    if values["sync"]["plan_workers"] < 0:
+        problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
+    _check_schedule(values["schedule"], file, problems)
+    _check_metrics(values["metrics"], file, problems)
+    positive = [
+        ("portal", "batch_size"),
+        ("portal", "retries"),
+        ("portal", "connect_timeout"),
+        ("portal", "read_timeout"),
+        ("portal", "request_deadline"),
+        ("portal", "max_retry_after"),
+        ("portal", "max_batch_wait"),
+        ("delivery", "dead_letter_after"),
+    ]
+    for section, key in positive:
+        value = values[section][key]
+        if isinstance(value, int | float) and value <= 0:
+            problems.append(Problem(file, f"{section}.{key}", "must be greater than 0"))
+
+
+def _anchor(url: str, base: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to the working directory."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if Path(database).is_absolute():
+        return url
+    return parsed.set(database=str((base / database).resolve())).render_as_string(False)
+
+
+EVERY = re.compile(r"(\d+)\s*([smh])")
+CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+HOURS = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
+DAYS = re.compile(
+    r"(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
+    r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*"
+)
+
+
+def every_seconds(text: str) -> float:
+    """``30s``, ``15m`` or ``1h`` in seconds."""
+    found = EVERY.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(text)
+    return int(found[1]) * {"s": 1, "m": 60, "h": 3600}[found[2]]
+
+
+def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    checks = [
+        ("incremental_every", EVERY, "a period like 30s, 15m or 1h"),
+        ("full_at", CLOCK, "a time like 02:30"),
+        ("dead_letters_at", CLOCK, "a time"),
+        ("days", DAYS, "days like mon-fri or mon,wed,fri"),
+    ]
+    for key, pattern, meaning in checks:
+        if isinstance(schedule[key], str) and not pattern.fullmatch(schedule[key].strip()):
+            problems.append(Problem(file, f"schedule.{key}", f"must be {meaning}"))
+    _check_reconcile_at(schedule["reconcile_at"], file, problems)
+    hours = schedule["hours"]
+    if (
+        isinstance(hours, str)
+        and hours
+        and (
+            not HOURS.fullmatch(hours.strip())
+            or any(int(h) > 23 for h in re.findall(r"\d+", hours))
+        )
+    ):
+        problems.append(Problem(file, "schedule.hours", "must be hours 0-23 like 7-19 or 8,12"))
+    every = schedule["incremental_every"]
+    windowed = bool(hours) or schedule["days"] != "mon-sun"
+    if (
+        windowed
+        and isinstance(every, str)
+        and EVERY.fullmatch(every.strip())
+        and (every_seconds(every) % 60 or 60 % max(1, every_seconds(every) // 60))
+    ):
+        problems.append(
+            Problem(
+                file,
+                "schedule.incremental_every",
+                "with hours or days set, "
+                "must be whole minutes that divide an hour (5m, 10m, 15m, 30m)",
+            )
+        )
+    if (
+        isinstance(schedule["incremental_every"], str)
+        and EVERY.fullmatch(schedule["incremental_every"].strip())
+        and every_seconds(schedule["incremental_every"]) < 1
+    ):
+        problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))
+
+
+def reconcile_when(text: str) -> tuple[str, int, int] | None:
+    """``schedule.reconcile_at`` as (days, hour, minute); None when it is off (empty)."""
+    if not text.strip():
+        return None
+    days, _, at = text.strip().rpartition(" ")
+    if not DAYS.fullmatch(days.strip().lower()) or not CLOCK.fullmatch(at):
+        raise ValueError(text)
+    hour, minute = at.split(":")
+    return days.strip().lower(), int(hour), int(minute)
+
+
+def _check_reconcile_at(value: object, file: str, problems: list[Problem]) -> None:
+    if not isinstance(value, str):
+        return
+    try:
+        reconcile_when(value)
+    except ValueError:
+        problems.append(
+            Problem(
+                file,
+                "schedule.reconcile_at",
+                "must be days and a time like "
+                "'sun 03:00' or 'mon-fri 03:00', or empty (only on demand)",
+            )
+        )
+
+
+def _check_metrics(metrics: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    textfile, listen = metrics["textfile"], metrics["listen"]
+    if isinstance(textfile, str) and textfile and not textfile.endswith(".prom"):
+        problems.append(
+            Problem(file, "metrics.textfile", "must end in .prom (node_exporter reads only those)")
+        )
+    if isinstance(listen, str) and listen and not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
+        problems.append(Problem(file, "metrics.listen", "must be HOST:PORT, like 127.0.0.1:9464"))

@@ -1,0 +1,193 @@
+"""``asiou-bridge run``: the daemon. APScheduler 3 jobs, systemd notify, graceful stop.
+
+Jobs (``[schedule]`` in the config): an incremental sync every ``incremental_every`` (first one
+at start; optionally only in ``hours`` on ``days``), the nightly full run at ``full_at``, dead
+letters given another chance at ``dead_letters_at``, and the reconciliation (a full run that
+reads the portal back and repairs it) at ``reconcile_at``, weekly by default. Syncs run one at a
+time on a single worker (``max_instances=1``, coalesced, with a misfire grace), and under the
+same database lock as manual commands: a scheduled run that finds a manual one running skips its
+turn. SIGTERM or SIGINT stops the run in flight after its current batch (acknowledged changes
+are recorded), then the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bridge.core.errors import BridgeError
+from bridge.core.mapping import MappingSet
+from bridge.service.config import Config, every_seconds, reconcile_when
+from bridge.service.notify import Notifier
+from bridge.service.runner import Request, Service
+from bridge.service.runs import LockBusy
+
+log = structlog.get_logger()
+
+
+class Daemon:
+    """The scheduler and its jobs around one Service."""
+
+    def __init__(
+        self, config: Config, mappings: MappingSet, notifier: Notifier, service: Service
+    ) -> None:
+        self.config, self.mappings, self.notifier, self.service = (
+            config,
+            mappings,
+            notifier,
+            service,
+        )
+        grace = int(config.schedule["misfire_grace_seconds"])
+        self.scheduler = BackgroundScheduler(
+            executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace},
+        )
+
+    def add_jobs(self) -> None:
+        """The three sync jobs, and the watchdog ping when systemd asks for one."""
+        schedule = self.config.schedule
+        self.scheduler.add_job(
+            self.incremental,
+            self._incremental_trigger(),
+            id="incremental",
+            executor="sync",
+            next_run_time=datetime.now(),
+        )
+        hour, minute = schedule["full_at"].split(":")
+        self.scheduler.add_job(
+            self.full, CronTrigger(hour=int(hour), minute=int(minute)), id="full", executor="sync"
+        )
+        hour, minute = schedule["dead_letters_at"].split(":")
+        self.scheduler.add_job(
+            self.revive,
+            CronTrigger(hour=int(hour), minute=int(minute)),
+            id="dead_letters",
+            executor="sync",
+        )
+        reconciling = _reconcile_trigger(schedule["reconcile_at"])
+        if reconciling is not None:
+            self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
+        interval = self.notifier.watchdog_interval()
+        if interval is not None:
+            self.scheduler.add_job(
+                self.notifier.watchdog,
+                IntervalTrigger(seconds=interval),
+                id="watchdog",
+                next_run_time=datetime.now(),
+            )
+
+    def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
+        schedule = self.config.schedule
+        seconds = every_seconds(schedule["incremental_every"])
+        if not schedule["hours"] and schedule["days"] == "mon-sun":
+            return IntervalTrigger(seconds=seconds)
+        minutes = max(1, int(seconds // 60))
+        return CronTrigger(
+            minute=f"*/{minutes}", hour=schedule["hours"] or "*", day_of_week=schedule["days"]
+        )
+
+    def incremental(self) -> None:
+        """The frequent job."""
+        self._sync(Request(command="incremental", trigger="schedule", incremental=True, wait=False))
+
+    def full(self) -> None:
+        """The nightly full run (finds deletions; reads the portal back only at reconcile_at)."""
+        self._sync(Request(command="full", trigger="schedule", wait=False))
+
+    def reconcile(self) -> None:
+        """The weekly reconciliation: a full run that reads the portal back first and repairs
+        what is missing or changed there (``bridge.core.reconcile``)."""
+        self._sync(Request(command="reconcile", trigger="schedule", reconcile=True, wait=False))
+
+    def revive(self) -> None:
+        """Give dead letters another chance: the next full run sends them again."""
+        with self.service.state_store() as state:
+            revived = state.revive()
+        log.info("dead_letters.revived", count=revived)
+
+    def _sync(self, request: Request) -> None:
+        if self.service.stop.is_set():
+            return
+        self.notifier.status(f"running a {request.command} sync")
+        try:
+            outcome = self.service.sync(request)
+        except LockBusy as exc:
+            log.info("run.skipped", job=request.command, holder=exc.holder)
+            self.notifier.status(f"skipped a {request.command} sync: a manual one is running")
+            return
+        except BridgeError as exc:  # the daemon outlives a failed run; the next one retries
+            log.error(
+                "run.failed", job=request.command, error=str(exc), error_type=type(exc).__name__
+            )
+            self.notifier.status(f"last {request.command} sync failed: {type(exc).__name__}")
+            return
+        report = outcome.delivery
+        self.notifier.status(
+            f"last {request.command} sync: {outcome.outcome}, "
+            f"{report.total} delivered, {sum(report.refused.values())} refused"
+        )
+
+    def serve(self, stop: threading.Event) -> int:
+        """Run until ``stop`` is set; then finish the run in flight and shut down."""
+        self.add_jobs()
+        self.scheduler.start()
+        self.notifier.ready()
+        log.info("daemon.started", jobs=[j.id for j in self.scheduler.get_jobs()])
+        while not stop.wait(1.0):
+            pass
+        self.notifier.stopping()
+        log.info("daemon.stopping")
+        self.scheduler.shutdown(wait=True)
+        log.info("daemon.stopped")
+        return 0
+
+
+def install_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (the run in flight ends after its current batch)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("daemon.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+def next_runs(daemon: Daemon) -> dict[str, Any]:
+    """When each job runs next (for ``status``), without starting the scheduler."""
+    now = datetime.now().astimezone()
+    found: dict[str, Any] = {}
+    for job_id, trigger in (
+        ("incremental", daemon._incremental_trigger()),
+        ("full", _cron(daemon.config.schedule["full_at"])),
+        ("dead_letters", _cron(daemon.config.schedule["dead_letters_at"])),
+    ):
+        fire: Callable[..., Any] = trigger.get_next_fire_time
+        found[job_id] = fire(None, now)
+    reconciling = _reconcile_trigger(daemon.config.schedule["reconcile_at"])
+    found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
+    return found
+
+
+def _reconcile_trigger(at: str) -> CronTrigger | None:
+    """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
+    when = reconcile_when(at)
+    if when is None:
+        return None
+    days, hour, minute = when
+    return CronTrigger(day_of_week=days, hour=hour, minute=minute)
+
+
+def _cron(at: str) -> CronTrigger:
+    hour, minute = at.split(":")
+    return CronTrigger(hour=int(hour), minute=int(minute))

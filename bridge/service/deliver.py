@@ -1,0 +1,171 @@
+"""Delivery: changes become portal operations, sent in batches; only acknowledged ones count.
+
+For each batch: the intent is recorded, the batch is sent, and only then, in one transaction,
+the state store records what the portal acknowledged and counts what it refused. A crash at any
+instant leaves the state store behind the portal, never ahead of it; the next run plans the
+unrecorded changes again and sends them again, and since every write is a PUT or DELETE by
+``sourcedId``, sending twice has the effect of sending once (no duplicates, nothing lost).
+
+A record the portal refuses becomes a dead letter with the portal's reason; after
+``max_attempts`` refusals (one per run) it is no longer sent until an admin retries it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.core.errors import Interrupted, RunDeadline
+from bridge.core.mapping import MappingSet
+from bridge.core.model import Change, Op
+from bridge.ports import (
+    DeadLetter,
+    Delivered,
+    Operation,
+    OperationResult,
+    Portal,
+    Refusal,
+    StateStore,
+)
+from bridge.service.engine import delivered as delivered_change
+
+Progress = Callable[[str, int], None]
+log = structlog.get_logger()
+
+
+def to_operation(index: int, change: Change) -> Operation:
+    """The portal operation that carries ``change`` (archive is a PUT with active = false)."""
+    if change.op is Op.DELETE:
+        return Operation(str(index), "DELETE", change.entity, change.key)
+    record = change.record
+    assert record is not None, "only deletes come without a record"
+    return Operation(
+        str(index), "PUT", change.entity, change.key, record.fingerprint, dict(record.payload)
+    )
+
+
+@dataclass
+class DeliveryReport:
+    """What a run delivered, per entity and operation; what was refused; why it stopped."""
+
+    delivered: dict[str, Counter[str]] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)
+    skipped_dead: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    failure: str | None = None
+
+    def count(self, change: Change) -> None:
+        """Count one acknowledged change."""
+        self.delivered.setdefault(change.entity, Counter())[change.op.value] += 1
+
+    @property
+    def total(self) -> int:
+        """Acknowledged changes in all."""
+        return sum(sum(c.values()) for c in self.delivered.values())
+
+    @property
+    def complete(self) -> bool:
+        """True when every planned change was acknowledged: nothing refused, nothing left."""
+        return self.failure is None and not self.refused and not self.skipped_dead
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a run must stop delivering: ``passed()`` turns true ``minutes`` after it began."""
+
+    minutes: float
+    passed: Callable[[], bool]
+
+
+class Deliverer:
+    """Buffers changes into batches and delivers them (the plan's sink)."""
+
+    def __init__(
+        self,
+        portal: Portal,
+        state: StateStore,
+        mappings: MappingSet,
+        *,
+        run_id: str,
+        max_attempts: int = 3,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        send_dead: bool = False,
+        deadline: Deadline | None = None,
+    ) -> None:
+        self.portal, self.state, self.mappings = portal, state, mappings
+        self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
+        self.stop, self.deadline = stop, deadline
+        self.buffer: list[Change] = []
+        self.report = DeliveryReport()
+        self.dead = (
+            {} if send_dead else {k: v for k, v in state.dead_letters().items() if v.is_dead}
+        )
+
+    def add(self, change: Change) -> None:
+        """Queue one change; a full batch is sent at once."""
+        if self._is_dead(change):
+            self.report.skipped_dead[change.entity] += 1
+            return
+        self.buffer.append(change)
+        if len(self.buffer) >= self.portal.batch_size or (
+            self.stop is not None and self.stop.is_set()
+        ):
+            self.flush()
+
+    def _is_dead(self, change: Change) -> bool:
+        letter: DeadLetter | None = self.dead.get((change.entity, change.sort_key))
+        return letter is not None and letter.fingerprint == (change.fingerprint or "")
+
+    def add_all(self, changes: Sequence[Change]) -> None:
+        """Queue many changes in order, then send what is left."""
+        for change in changes:
+            self.add(change)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send the queued changes as one batch and record the outcome; when asked to stop,
+        stop right after (Interrupted)."""
+        if not self.buffer:
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted
+            return
+        batch, self.buffer = self.buffer, []
+        self.report.batches += 1
+        number = self.report.batches
+        self.state.open_batch(self.run_id, number, len(batch))
+        results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
+        self._commit(number, batch, results)
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted
+        if self.deadline is not None and self.deadline.passed():
+            raise RunDeadline(self.deadline.minutes)
+
+    def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
+        acked: list[Delivered] = []
+        refused: list[Refusal] = []
+        for change, result in zip(batch, results, strict=True):
+            if result.ok:
+                acked.append(delivered_change(change, self.mappings))
+            else:
+                refused.append(
+                    Refusal(change, result.type, result.description or f"HTTP {result.status}")
+                )
+        self.state.commit_batch(self.run_id, number, acked, refused, self.max_attempts)
+        for d in acked:
+            self.report.count(d.change)
+        for r in refused:
+            self.report.refused[r.change.entity] += 1
+            log.warning(
+                "record.refused",
+                entity=r.change.entity,
+                key=r.change.key,
+                op=r.change.op.value,
+                kind=r.kind,
+            )
+        if self.progress is not None and batch:
+            self.progress(batch[-1].entity, self.report.total)
