@@ -30,9 +30,9 @@ from bridge.demo.vocab import (
 )
 from bridge.demo.writer import Writer
 
+# The topic texts of the second, third... lesson on one topic, and the weeks in a school year.
 _TOPIC_VARIANTS: Final = ("{t}", "{t}. Закрепление", "{t}. Практикум", "{t}. Обобщение")
 _WEEKS_PER_YEAR: Final = 34
-
 
 # kind -> (weight, share of present pupils marked before density scaling)
 _WORK_KINDS: Final = MappingProxyType(

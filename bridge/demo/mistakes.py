@@ -35,7 +35,7 @@ MISTAKE_KINDS: Final[Mapping[str, int]] = MappingProxyType(
         "upper_case_absence_code": 3,
     }
 )
-"""How many rows each injected mistake kind touches (see the module docstring)."""
+"""How many rows each injected mistake kind touches (see :mod:`bridge.demo.generate`)."""
 
 INVALID_MARK_VALUES: Final = ("6", "0", "H", "")
 _CONTROL_CHARS: Final = ("\x07", "\x0b", "\x1b")

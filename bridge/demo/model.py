@@ -18,6 +18,8 @@ Row = dict[str, object]
 
 @dataclass(frozen=True)
 class Calendar:
+    """The school days of the generated window and the quarter of each."""
+
     end: dt.date  # last calendar day of the generated window
     days: tuple[dt.date, ...]  # school days within the window
     quarter: Mapping[dt.date, int]  # school day -> quarter index 0..3
@@ -25,6 +27,8 @@ class Calendar:
 
 @dataclass
 class Class:
+    """A class (grade and letter) with its curriculum, weekly plan, groups and form teacher."""
+
     id: int
     grade: int
     letter: str
@@ -36,6 +40,8 @@ class Class:
 
 @dataclass(frozen=True)
 class Person:
+    """The name, gender and birth date of a teacher or a pupil."""
+
     last: str
     first: str
     middle: str
@@ -62,6 +68,8 @@ class Stay:
 
 @dataclass(frozen=True)
 class Membership:
+    """One stay of a pupil in a group of a split subject."""
+
     group_id: int
     pupil_id: int
     date_in: dt.date
@@ -74,6 +82,8 @@ class Membership:
 
 @dataclass(frozen=True)
 class Pupil:
+    """A pupil: the person, an ability tier and when consent to data processing was given."""
+
     id: int
     person: Person
     tier: int  # ability 0 (weak) .. 4 (excellent)
@@ -83,6 +93,8 @@ class Pupil:
 
 @dataclass
 class Family:
+    """The family of one or more pupils: its surname, father's names and guardians."""
+
     surname: str  # male form
     father: tuple[str, str, str]  # his first name and the patronymics he gives
     guardians: list[tuple[int, str]] = field(default_factory=list)  # guardian id, relation
@@ -91,6 +103,8 @@ class Family:
 
 @dataclass
 class School:
+    """The whole school but its journal, with rosters by class and by group."""
+
     cal: Calendar
     classes: list[Class]
     teachers: list[Person]
