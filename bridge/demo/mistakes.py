@@ -40,8 +40,6 @@ MISTAKE_KINDS: Final[Mapping[str, int]] = MappingProxyType(
 INVALID_MARK_VALUES: Final = ("6", "0", "H", "")
 _CONTROL_CHARS: Final = ("\x07", "\x0b", "\x1b")
 _GHOST_ID_OFFSET: Final = 100_000
-
-
 _LONG_HOMEWORK: Final = "Подготовиться к контрольной работе. " + " ".join(
     f"§{i}: прочитать, ответить на вопросы 1–5, выполнить упр. {10 + 3 * i};" for i in range(1, 91)
 )

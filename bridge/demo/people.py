@@ -56,6 +56,8 @@ def share_count(total: int, share: float) -> int:
     return max(1, round(total * share)) if total >= 10 else 0
 
 
+# Pupils and guardians ------------------------------------------------------------------------
+
 _SIBLING_RATE: Final = 0.12
 _MAX_CHILDREN: Final = 3
 _HOUSEHOLDS: Final = (

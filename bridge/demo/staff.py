@@ -15,8 +15,6 @@ from bridge.demo.people import adult
 from bridge.demo.vocab import PRIMARY_SPECIALISTS, SPLIT, SUBJECTS
 
 _PUPILS_PER_TEACHER: Final = 18
-
-
 Unit = tuple[int, int, int, int]  # class id, subject id, group no (0 = whole class), hours
 
 

@@ -16,8 +16,6 @@ from bridge.demo.vocab import CURRICULUM, SPLIT, SPLIT_FROM_GRADE, SUBJECT_ID
 
 _LETTERS: Final = "АБВГДЕЖЗИКЛМН"
 _PUPILS_PER_CLASS: Final = 25
-
-
 _TIMETABLE_ATTEMPTS: Final = 20
 
 

@@ -17,7 +17,6 @@ from bridge.demo.model import Row
 
 Progress = Callable[[str, int], None]
 
-
 _SQLITE_CHUNK: Final = 10_000
 _MULTIROW_CHUNK: Final = 5_000
 _MULTIROW_ROWS: Final = 1_000
