@@ -1,5 +1,5 @@
-"""The code passes the project's static checks: ruff (broad selection), ruff format and mypy
---strict."""
+"""The code passes the project's static checks: ruff (broad selection), ruff format, mypy
+--strict and the import contracts of the layers (import-linter, ``pyproject.toml``)."""
 
 from __future__ import annotations
 
@@ -29,4 +29,11 @@ def test_ruff_format_would_change_nothing() -> None:
 def test_mypy_strict_finds_nothing() -> None:
     """mypy --strict reports no problem in the package."""
     result = _run(str(BIN / "mypy"), "--strict", "bridge")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts_are_kept() -> None:
+    """Every import-linter contract in pyproject.toml holds (the layers, a pure core, ports
+    that import only the model, a reference portal apart from the service)."""
+    result = _run(str(BIN / "lint-imports"), "--no-cache")
     assert result.returncode == 0, result.stdout + result.stderr
