@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bridge.adapters.seam import describe
 from bridge.core.errors import SourceError
 from bridge.core.fields import whole_number
 from bridge.core.mapping import CompiledMapping, Filter
@@ -118,7 +119,7 @@ class SqlSource:
                     yield from partition
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(
-                f"reading {mapping.entity} from table {mapping.location}", _describe(exc)
+                f"reading {mapping.entity} from table {mapping.location}", describe(exc)
             ) from exc
 
     def key_bounds(self, mapping: Table) -> tuple[int, int] | None:
@@ -132,7 +133,7 @@ class SqlSource:
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(
                 f"finding the key range of {mapping.entity} in table {mapping.location}",
-                _describe(exc),
+                describe(exc),
             ) from exc
         low, high = whole_key(low), whole_key(high)
         return None if low is None or high is None else (low, high)
@@ -156,14 +157,7 @@ class SqlSource:
                     missing.append(m.location)
             return missing
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError("inspecting the source database", _describe(exc)) from exc
-
-
-def _describe(exc: sa.exc.SQLAlchemyError) -> str:
-    """A driver error as one line, without the SQL text or parameters (they may hold data)."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig) if orig is not None else str(exc).split("\n", 1)[0]
-    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
+            raise SourceError("inspecting the source database", describe(exc)) from exc
 
 
 def open_source(url: str) -> SqlSource:

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bridge.core.errors import FatalError, UnknownPlan
+from bridge.adapters.seam import DRIVER_ERRORS, describe, state_errors
+from bridge.core.errors import FatalError, StateError, UnknownPlan
 from bridge.core.model import Change, EntryView, HoldReason, Op, StateEntry, Value
 from bridge.ports import Approval, Clock, DeadLetter, Delivered, HeldPlan, Refusal
 
@@ -239,18 +240,18 @@ def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> S
         except BaseException:
             engine.dispose()
             raise
-    except (sa.exc.SQLAlchemyError, OSError) as exc:
-        raise FatalError(
-            f"state store {parsed.render_as_string(hide_password=True)}: "
-            f"{type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
-        ) from exc
+    except (StateError, *DRIVER_ERRORS, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc, StateError) else exc
+        where = f"opening the state store {parsed.render_as_string(hide_password=True)}"
+        raise StateError(where, describe(cause or exc)) from exc
     return store
 
 
 def _sqlite_busy(exc: BaseException) -> bool:
     """SQLite answers "database is locked" at once, without waiting out the busy timeout, in a
     few races of connections opening a fresh file together (the switch to WAL, WAL recovery)."""
-    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
+    cause = exc.__cause__ if isinstance(exc, StateError) else exc
+    return isinstance(cause, sa.exc.OperationalError) and "database is locked" in str(cause.orig)
 
 
 def _opening_retry(step: Callable[[str | None], None]) -> Callable[[str | None], None]:
@@ -367,6 +368,7 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+@state_errors
 class SqlStateStore:
     """The state store on any SQLAlchemy database (SQLite, PostgreSQL)."""
 
@@ -451,7 +453,7 @@ class SqlStateStore:
                 while rows := cursor.fetchmany(5000):
                     yield from rows
             except sqlite3.Error as exc:  # what SQLAlchemy would have wrapped
-                raise FatalError(f"reading the state store: {type(exc).__name__}: {exc}") from exc
+                raise StateError("reading the state store", describe(exc)) from exc
             finally:
                 cursor.close()
 

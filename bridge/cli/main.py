@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 
-import sqlalchemy as sa
-
 from bridge import logs
 from bridge.adapters.portal_client import PortalClient
 from bridge.adapters.source import open_source
@@ -53,14 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         print(error_text(exc), file=sys.stderr)
         return exc.exit_code
-    except sa.exc.SQLAlchemyError as exc:  # the state store failed (disk full, connection lost)
-        print(
-            f"The state store failed: {type(exc).__name__}: "
-            f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}\nWhat the portal acknowledged "
-            "is recorded; check state.url and the disk, then run the command again.",
-            file=sys.stderr,
-        )
-        return ExitCode.FAILURE
     except KeyboardInterrupt:
         print(
             "Interrupted. What the portal acknowledged is recorded; the next run goes on.",

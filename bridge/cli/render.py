@@ -15,18 +15,19 @@ from typing import TYPE_CHECKING, Any
 from bridge.core.errors import (
     BridgeError,
     ConfigError,
+    LockBusy,
     PortalAuthError,
     PortalFatalError,
     PortalUnavailable,
     SourceError,
     SourceOrderError,
+    StateError,
     UnknownKey,
     UnknownPlan,
 )
 from bridge.core.model import Change, Op, changed_fields
 from bridge.core.plan import rejection_group
 from bridge.service.engine import PlanResult
-from bridge.service.runs import LockBusy
 from bridge.service.sync import SyncResult
 
 if TYPE_CHECKING:
@@ -260,6 +261,13 @@ def _source_error(exc: SourceError) -> str:
     )
 
 
+def _state_error(exc: StateError) -> str:
+    return (
+        f"The state store failed while {exc.operation}: {exc.detail}\nWhat the portal "
+        "acknowledged is recorded; check state.url and the disk, then run the command again."
+    )
+
+
 def _auth_error(exc: PortalAuthError) -> str:
     return (
         f"The portal refused our credentials (HTTP {exc.status}).\nCheck portal.client_id "
@@ -322,6 +330,7 @@ ERRORS: list[tuple[type[BridgeError], Callable[[Any], str]]] = [
     (ConfigError, _config_error),
     (SourceOrderError, _order_error),
     (SourceError, _source_error),
+    (StateError, _state_error),
     (PortalAuthError, _auth_error),
     (PortalUnavailable, _unavailable),
     (PortalFatalError, _portal_fatal),

@@ -7,15 +7,20 @@
     ├── ConfigError                configuration or mappings are invalid (all problems at once)
     ├── UnknownPlan                ``approve`` named no held plan (a usage error)
     ├── UnknownKey                 a command named a record the source does not have (usage)
+    ├── LockBusy                   another sync of this school holds the run lock
     ├── FatalError                 the run cannot go on (stop, report, exit non-zero)
     │   ├── SourceError            the ASIOU database failed (connect, query, lost mid-read)
+    │   ├── SourceOrderError       the source returned rows out of key order
+    │   ├── StateError             the state store or the run history failed (disk, connection)
     │   ├── PortalAuthError        the portal refused our credentials
     │   └── PortalFatalError       the portal answered in a way retrying cannot fix
-    ├── RetriableError             try again later (the portal is busy, a timeout)
-    │   ├── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
-    │   ├── Interrupted            asked to stop; stopped after the current batch
-    │   └── RunDeadline            the run took too long; stopped after the current batch
-    └── SkippableError             this one record cannot be processed; the run goes on
+    └── RetriableError             try again later (the portal is busy, a timeout)
+        ├── PortalUnavailable      retries ran out; nothing unacknowledged was recorded
+        ├── Interrupted            asked to stop; stopped after the current batch
+        └── RunDeadline            the run took too long; stopped after the current batch
+
+A row that cannot become a record is no exception but a ``Rejection`` (``bridge.core.model``):
+the run goes on without it.
 
 The engine branches on these dispositions, never on a driver's own exception: adapters translate
 foreign exceptions at their seam with ``raise X(...) from exc``.
@@ -114,6 +119,27 @@ class SourceOrderError(FatalError):
         self.previous = previous
 
 
+class StateError(FatalError):
+    """The state store or the run history failed (disk full, database gone, connection lost).
+    What the portal acknowledged before is recorded; nothing after it is."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(f"{operation}: {detail}")
+        self.operation = operation
+        self.detail = detail
+
+
+class LockBusy(BridgeError):  # noqa: N818 - reads as the condition it reports
+    """Another sync holds the lock; ``holder`` says who."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"another sync is running ({holder}); lock {name}")
+        self.name = name
+        self.holder = holder
+
+
 class RetriableError(BridgeError):
     """A temporary failure: the same call may succeed later."""
 
@@ -171,7 +197,3 @@ class RunDeadline(RetriableError):  # noqa: N818 - reads as the condition it rep
             "(sync.run_deadline_minutes); stopped after the batch in flight"
         )
         self.minutes = minutes
-
-
-class SkippableError(BridgeError):
-    """One record cannot be processed; the run goes on without it."""

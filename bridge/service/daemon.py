@@ -25,12 +25,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bridge.core.errors import BridgeError
+from bridge.core.errors import BridgeError, LockBusy
 from bridge.core.mapping import MappingSet
 from bridge.service.config import Config, every_seconds, reconcile_when
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
-from bridge.service.runs import LockBusy
 
 log = structlog.get_logger()
 

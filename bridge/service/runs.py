@@ -23,8 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from bridge.adapters.seam import state_errors
 from bridge.adapters.state import delivery_batch, erasure, run_history, run_lock, utc_now
-from bridge.core.errors import BridgeError, ExitCode
+from bridge.core.errors import LockBusy
 from bridge.ports import Clock
 
 LEASE = timedelta(seconds=90)
@@ -40,17 +41,6 @@ os.register_at_fork(
 HEARTBEAT_SECONDS = 15.0
 INTERRUPTED = "interrupted"
 CLOSED_REASON = "the run ended without finishing (its process was killed or crashed)"
-
-
-class LockBusy(BridgeError):  # noqa: N818 - reads as the condition it reports
-    """Another sync holds the lock; ``holder`` says who."""
-
-    exit_code = ExitCode.FAILURE
-
-    def __init__(self, name: str, holder: str) -> None:
-        super().__init__(f"another sync is running ({holder}); lock {name}")
-        self.name = name
-        self.holder = holder
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,7 @@ class RunRecord:
     summary: Mapping[str, Any]
 
 
+@state_errors
 class RunLog:
     """Start and finish runs; read the last ones."""
 
@@ -161,6 +152,7 @@ def _run_record(row: Mapping[str, Any]) -> RunRecord:
     )
 
 
+@state_errors
 class SyncLock:
     """One sync at a time per school, across processes and hosts."""
 
@@ -346,6 +338,7 @@ DEFAULT_GROUND = "отзыв согласия на обработку персо
 """The ground of an erasure act unless the admin names another (``erase --ground``)."""
 
 
+@state_errors
 class Erasures:
     """The register of pupils erased from the portal (152-ФЗ): one act per pupil, its counts
     encoded once as JSON (``{"ground", "run_id", "planned", "acknowledged", "refused",

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge.adapters.state import SqlStateStore, open_state
-from bridge.service.runs import LockBusy, SyncLock
+from bridge.core.errors import LockBusy
+from bridge.service.runs import SyncLock
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,58 @@
+"""Translation at the database seam: a driver's exception becomes the project's own
+(``bridge.core.errors``), described in one line without SQL text or parameters (they may hold
+names or marks), so nothing above the adapters ever branches on SQLAlchemy's types."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from bridge.core.errors import StateError
+
+T = TypeVar("T")
+DRIVER_ERRORS = (sa.exc.SQLAlchemyError, sqlite3.Error)
+
+
+def describe(exc: BaseException) -> str:
+    """A driver error as one line, without the SQL text or parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc).split("\n", 1)[0]
+    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def state_errors(cls: type[T]) -> type[T]:
+    """Make every public method of ``cls`` raise StateError where the driver failed (a
+    generator's failure mid-iteration too); private helpers are left alone."""
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or not inspect.isfunction(member):
+            continue
+        setattr(cls, name, _translating(f"{cls.__name__}.{name}", member))
+    return cls
+
+
+def _translating(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    words = f"running {operation}"
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(*args, **kwargs)
+            except DRIVER_ERRORS as exc:
+                raise StateError(words, describe(exc)) from exc
+
+        return streaming
+
+    @functools.wraps(method)
+    def calling(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except DRIVER_ERRORS as exc:
+            raise StateError(words, describe(exc)) from exc
+
+    return calling
