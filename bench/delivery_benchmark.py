@@ -31,9 +31,7 @@ from bridge.core.mapping import key_from_sort_key, load_mappings
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.refportal.server import DEMO_CLIENT
-from bridge.service.engine import RunOptions
-from bridge.service.shards import resolve_workers
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, resolve_workers, run_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = date(2026, 6, 1)

@@ -40,8 +40,7 @@ from bridge.core.mapping import MappingSet, load_mappings
 from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.ports import Delivered
-from bridge.service.engine import RunOptions, delivered, plan_run
-from bridge.service.shards import resolve_workers
+from bridge.service.engine import RunOptions, delivered, plan_run, resolve_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 

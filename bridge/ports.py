@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.core.model import Change, EntryView, StateEntry, Value
 
@@ -72,15 +72,21 @@ class Source(Protocol):
     """The port: every adapter passes ``tests/contracts/test_source_contract.py``."""
 
     def read(
-        self,
-        mapping: Table,
-        since: datetime | None = None,
-        rescan: Rescan | None = None,
-        key_range: KeyRange | None = None,
+        self, mapping: Table, since: datetime | None = None, rescan: Rescan | None = None
     ) -> Iterator[Row]:
         """Rows of the mapping's table in key order; with ``since``, only rows whose watermark
-        column is at or after it, plus the rows ``rescan`` names; with ``key_range``, only
-        rows in that range. Raises SourceError if the read fails."""
+        column is at or after it, plus the rows ``rescan`` names. Raises SourceError if the
+        read fails."""
+        ...
+
+
+@runtime_checkable
+class RangedSource(Source, Protocol):
+    """A source that range planning can use (``bridge.service.engine.ranges``): it reads key
+    ranges and can be used again after a fork. Both SQL and in-memory sources are."""
+
+    def read_range(self, mapping: Table, key_range: KeyRange) -> Iterator[Row]:
+        """Rows of the mapping's table in ``key_range``, in key order."""
         ...
 
     def key_bounds(self, mapping: Table) -> tuple[int, int] | None:
@@ -160,11 +166,8 @@ class Approval:
 class StateStore(Protocol):
     """The port: every adapter passes ``tests/contracts/test_state_contract.py``."""
 
-    def entries(
-        self, entity: str, start: str | None = None, stop: str | None = None
-    ) -> Iterator[EntryView]:
-        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status); only
-        those with ``start <= sort key < stop`` where given."""
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order (sort key, fingerprint, status)."""
         ...
 
     def lookup(self, entity: str, sort_keys: Sequence[str]) -> dict[str, StateEntry]:
@@ -275,6 +278,19 @@ class StateStore(Protocol):
     def approve(self, plan_id: str, by: str) -> None:
         """Record an admin's approval of the held plan ``plan_id`` (approving again renews
         it); raises UnknownPlan, storing nothing, when no guard held such a plan."""
+        ...
+
+
+@runtime_checkable
+class RangedState(StateStore, Protocol):
+    """A state store that range planning can use: it streams a range of sort keys and can be
+    used again after a fork."""
+
+    def entries_between(
+        self, entity: str, start: str | None, stop: str | None
+    ) -> Iterator[EntryView]:
+        """Live entries of ``entity`` with ``start <= sort key < stop`` (None: open), in
+        sort_key order."""
         ...
 
     def after_fork(self) -> None:

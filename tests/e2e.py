@@ -21,8 +21,7 @@ from bridge.core.mapping import MappingSet, load_mappings
 from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
-from bridge.service.engine import RunOptions, plan_run
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, plan_run, run_sync
 from bridge.testing.fakes import MemoryStateStore
 
 AS_OF = date(2026, 6, 1)

@@ -105,13 +105,14 @@ class SqlSource:
         return self.engine.dialect.name
 
     def read(
-        self,
-        mapping: Table,
-        since: datetime | None = None,
-        rescan: Rescan | None = None,
-        key_range: KeyRange | None = None,
+        self, mapping: Table, since: datetime | None = None, rescan: Rescan | None = None
     ) -> Iterator[Row]:
-        query = build_select(mapping, since, rescan, key_range)
+        return self._read(mapping, build_select(mapping, since, rescan))
+
+    def read_range(self, mapping: Table, key_range: KeyRange) -> Iterator[Row]:
+        return self._read(mapping, build_select(mapping, key_range=key_range))
+
+    def _read(self, mapping: Table, query: sa.Select[Any]) -> Iterator[Row]:
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(yield_per=STREAM_BATCH).execute(query)

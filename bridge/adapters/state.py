@@ -416,9 +416,15 @@ class SqlStateStore:
                 ).scalar_one()
             )
 
-    def entries(
-        self, entity: str, start: str | None = None, stop: str | None = None
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        yield from self._entries(entity, None, None)
+
+    def entries_between(
+        self, entity: str, start: str | None, stop: str | None
     ) -> Iterator[EntryView]:
+        yield from self._entries(entity, start, stop)
+
+    def _entries(self, entity: str, start: str | None, stop: str | None) -> Iterator[EntryView]:
         query = (
             sa.select(record_state.c.sort_key, record_state.c.fingerprint, record_state.c.status)
             .where(record_state.c.entity == entity, record_state.c.status != DELETED)

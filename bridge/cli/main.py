@@ -29,9 +29,8 @@ from bridge.core.reconcile import Drift
 from bridge.ports import ENTITIES as PORTAL_ENTITIES
 from bridge.ports import StateStore
 from bridge.service.config import Config
-from bridge.service.engine import PlanResult, RunOptions, plan_run, read_back
+from bridge.service.engine import PlanResult, RunOptions, plan_run, read_back, resolve_workers
 from bridge.service.runner import Service, portal_settings
-from bridge.service.shards import resolve_workers
 
 EPILOG_PLAN = """examples:
   asiou-bridge plan                      full plan against the configured ASIOU database

@@ -27,8 +27,7 @@ from bridge.core.errors import (
 )
 from bridge.core.model import Change, Op, changed_fields
 from bridge.core.plan import rejection_group
-from bridge.service.engine import PlanResult
-from bridge.service.sync import SyncResult
+from bridge.service.engine import PlanResult, SyncResult
 
 if TYPE_CHECKING:
     from bridge.service.admin import Erasure, Explanation, Status

@@ -29,6 +29,7 @@ foreign exceptions at their seam with ``raise X(...) from exc``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class ExitCode:
@@ -42,6 +43,27 @@ class ExitCode:
     PLAN_HELD = 5
     PARTIAL = 6
     PORTAL_AUTH = 7
+
+
+Outcome = Literal[
+    "ok", "partial", "held", "failed", "source_unavailable", "auth_failed", "interrupted"
+]
+"""One word for how a run ended, in the run history, the logs and the metrics."""
+
+OUTCOMES: dict[int, Outcome] = {
+    ExitCode.OK: "ok",
+    ExitCode.PLAN_HELD: "held",
+    ExitCode.PARTIAL: "partial",
+    ExitCode.SOURCE_UNAVAILABLE: "source_unavailable",
+    ExitCode.PORTAL_AUTH: "auth_failed",
+}
+"""The one table from exit codes to outcomes; a code not in it is "failed"."""
+
+
+def outcome_of(exit_code: int, *, interrupted: bool = False) -> Outcome:
+    """The outcome of a run that ended with ``exit_code``. A run stopped on request exits 0 so
+    the service manager is content, yet did not finish: it is "interrupted", never "ok"."""
+    return "interrupted" if interrupted else OUTCOMES.get(exit_code, "failed")
 
 
 class BridgeError(Exception):

@@ -22,11 +22,9 @@ from bridge.core.mapping import MappingSet
 from bridge.core.model import Change, Hold, Op, Record, Rejection
 from bridge.ports import Approval, DeadLetter, HeldPlan
 from bridge.service.config import Config
-from bridge.service.deliver import Deliverer
-from bridge.service.engine import RunOptions, plan_run, to_items
+from bridge.service.engine import Deliverer, RunOptions, plan_run, resolve_workers, to_items
 from bridge.service.runner import portal_settings
 from bridge.service.runs import DEFAULT_GROUND, Erasures, RunLog, RunRecord
-from bridge.service.shards import resolve_workers
 
 
 @dataclass

@@ -46,24 +46,13 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from bridge.core.errors import ExitCode, Interrupted
+from bridge.core.errors import Outcome
 
 if TYPE_CHECKING:
-    from bridge.service.sync import SyncResult
+    from bridge.service.engine import SyncResult
 
 Trigger = Literal["schedule", "manual"]
 Mode = Literal["full", "incremental"]
-Outcome = Literal[
-    "ok", "partial", "held", "failed", "source_unavailable", "auth_failed", "interrupted"
-]
-
-OUTCOMES: dict[int, Outcome] = {
-    ExitCode.OK: "ok",
-    ExitCode.PLAN_HELD: "held",
-    ExitCode.PARTIAL: "partial",
-    ExitCode.SOURCE_UNAVAILABLE: "source_unavailable",
-    ExitCode.PORTAL_AUTH: "auth_failed",
-}
 # A label value is a lower-case identifier: an entity, operation or reason name, nothing else.
 LABEL_WORD = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Incremental runs take seconds, full runs of a large school up to hours.
@@ -84,11 +73,6 @@ DURATION_BUCKETS = (
     28800.0,
 )
 TEXTFILE_SUFFIX = ".prom"
-
-
-def outcome_of(exit_code: int) -> Outcome:
-    """The outcome label of a run that ended with ``exit_code`` (unknown codes are "failed")."""
-    return OUTCOMES.get(exit_code, "failed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,7 +156,7 @@ def summary_from(
     return RunSummary(
         trigger=trigger,
         mode=_mode_of(plan.mode),
-        outcome=_outcome_of_result(result),
+        outcome=result.outcome,
         started=started,
         ended=ended,
         delivered=_nested_copy(delivery.delivered),
@@ -182,14 +166,6 @@ def summary_from(
         dead_letters=dead_letters,
         pending=pending,
     )
-
-
-def _outcome_of_result(result: SyncResult) -> Outcome:
-    if isinstance(result.plan.error, Interrupted):
-        # A graceful stop exits 0 so the service manager is content, yet the run did not
-        # finish: counting it "ok" would move the last-success timestamp.
-        return "interrupted"
-    return outcome_of(result.exit_code)
 
 
 def _mode_of(value: str) -> Mode:

@@ -25,12 +25,16 @@ from bridge.core.errors import ConfigError, ExitCode, Problem
 from bridge.core.mapping import MappingSet
 from bridge.core.scope import Scope
 from bridge.service.config import Config
-from bridge.service.deliver import Deadline, Progress
-from bridge.service.engine import RunOptions
+from bridge.service.engine import (
+    Deadline,
+    Progress,
+    RunOptions,
+    SyncResult,
+    resolve_workers,
+    run_sync,
+)
 from bridge.service.metrics import MetricsSink, summary_from
 from bridge.service.runs import Erasures, RunLog, SyncLock
-from bridge.service.shards import resolve_workers
-from bridge.service.sync import SyncResult, run_sync
 
 Say = Callable[[str], None]
 

@@ -64,15 +64,16 @@ class MemorySource:
         self.reads: list[ReadCall] = []
 
     def read(
-        self,
-        mapping: Table,
-        since: datetime | None = None,
-        rescan: Rescan | None = None,
-        key_range: KeyRange | None = None,
+        self, mapping: Table, since: datetime | None = None, rescan: Rescan | None = None
     ) -> Iterator[Row]:
-        """Rows of the mapping's table in key order (see :class:`bridge.adapters.source.Source`)."""
-        self.reads.append(ReadCall(mapping.entity, mapping.location, since, rescan, key_range))
-        return self._rows(mapping, since, rescan, key_range)
+        """Rows of the mapping's table in key order (see :class:`bridge.ports.Source`)."""
+        self.reads.append(ReadCall(mapping.entity, mapping.location, since, rescan, None))
+        return self._rows(mapping, since, rescan, None)
+
+    def read_range(self, mapping: Table, key_range: KeyRange) -> Iterator[Row]:
+        """Rows of the mapping's table in ``key_range``, in key order."""
+        self.reads.append(ReadCall(mapping.entity, mapping.location, None, None, key_range))
+        return self._rows(mapping, None, None, key_range)
 
     def key_bounds(self, mapping: Table) -> tuple[int, int] | None:
         """MIN and MAX of the first key column, when both are whole numbers (as in SQL, where
@@ -263,11 +264,14 @@ class MemoryStateStore:
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
 
-    def entries(
-        self, entity: str, start: str | None = None, stop: str | None = None
+    def entries(self, entity: str) -> Iterator[EntryView]:
+        """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status)."""
+        return self.entries_between(entity, None, None)
+
+    def entries_between(
+        self, entity: str, start: str | None, stop: str | None
     ) -> Iterator[EntryView]:
-        """Live entries of ``entity`` in sort_key order, as (sort key, fingerprint, status);
-        only those in ``[start, stop)`` where given."""
+        """Live entries of ``entity`` in ``[start, stop)`` (None: open), in sort_key order."""
         rows = sorted(
             (
                 r

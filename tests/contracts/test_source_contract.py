@@ -17,7 +17,7 @@ from bridge.adapters.source import SqlSource
 from bridge.core.errors import SourceError
 from bridge.core.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
 from bridge.demo import schema
-from bridge.ports import KeyRange, Rescan, Row, Source
+from bridge.ports import KeyRange, RangedSource, Rescan, Row, Source
 from bridge.testing.fakes import MemorySource, ReadCall
 from tests.school import T0, base_rows, journal_rows, write_school
 
@@ -88,10 +88,10 @@ def read(
 
 
 def read_range(
-    source: Source, mapping: CompiledMapping, key_range: KeyRange
+    source: RangedSource, mapping: CompiledMapping, key_range: KeyRange
 ) -> list[tuple[object, ...]]:
     """Every row of one key range's read, normalised."""
-    return [tuple(normalise(v) for v in row) for row in source.read(mapping, key_range=key_range)]
+    return [tuple(normalise(v) for v in row) for row in source.read_range(mapping, key_range)]
 
 
 def expected(

@@ -148,10 +148,10 @@ class TestStateStoreContract:
         store.record([delivery(Op.CREATE, k) for k in (5, 1, 40, 12, 7, 30)])
         store.record([delivery(Op.DELETE, 12)])
         start, stop = sort_key_part(7), sort_key_part(31)
-        middle = [key_from_sort_key(e[0]) for e in store.entries("pupil", start, stop)]
+        middle = [key_from_sort_key(e[0]) for e in store.entries_between("pupil", start, stop)]
         assert middle == ["7", "30"]
-        below = [e[0] for e in store.entries("pupil", None, start)]
-        above = [e[0] for e in store.entries("pupil", stop, None)]
+        below = [e[0] for e in store.entries_between("pupil", None, start)]
+        above = [e[0] for e in store.entries_between("pupil", stop, None)]
         joined = [*below, sort_key_part(7), sort_key_part(30), *above]
         assert (
             [key_from_sort_key(k) for k in joined] == keys_of(store) == ["1", "5", "7", "30", "40"]

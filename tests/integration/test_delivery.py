@@ -23,8 +23,7 @@ from bridge.core.guard import Thresholds
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.demo import schema
 from bridge.ports import Operation, OperationResult
-from bridge.service.engine import RunOptions
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, run_sync
 from tests import school
 
 AS_OF = date(2025, 12, 1)

@@ -14,8 +14,8 @@ from bridge.adapters.state import open_state
 from bridge.core.mapping import MappingSet
 from bridge.core.model import Change, Op
 from bridge.demo import schema
-from bridge.service import shards
 from bridge.service.engine import RunOptions, delivered, plan_run
+from bridge.service.engine import keys as shards
 from tests import school
 
 

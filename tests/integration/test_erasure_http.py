@@ -21,8 +21,7 @@ from bridge.adapters.state import DELETED, open_state, record_state
 from bridge.cli.main import main
 from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
 from bridge.service import admin
-from bridge.service.engine import RunOptions
-from bridge.service.sync import run_sync
+from bridge.service.engine import RunOptions, run_sync
 from tests.e2e import AS_OF, MAPPINGS, NO_GUARD, Bridge, make_school, running_portal, write_config
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)

@@ -26,9 +26,9 @@ from bridge.core.mapping import CompiledMapping, MappingSet
 from bridge.core.model import Change
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
-from bridge.ports import KeyRange, Rescan, Row, Source, StateStore
-from bridge.service import shards
+from bridge.ports import KeyRange, RangedSource, Rescan, Row, Source, StateStore
 from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
+from bridge.service.engine import keys as shards
 from bridge.testing.fakes import MemorySource, MemoryStateStore
 from tests.contracts.test_source_contract import school_tables
 
@@ -75,7 +75,7 @@ def digest(result: PlanResult, sent: list[Change]) -> tuple[object, ...]:
 class Wrapped:
     """A source around another one: bounds and forks pass through."""
 
-    def __init__(self, inner: Source) -> None:
+    def __init__(self, inner: RangedSource) -> None:
         self.inner = inner
 
     def key_bounds(self, mapping: CompiledMapping) -> tuple[int, int] | None:
@@ -84,11 +84,34 @@ class Wrapped:
     def after_fork(self) -> None:
         self.inner.after_fork()
 
+    def read(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None = None,
+        rescan: Rescan | None = None,
+        key_range: KeyRange | None = None,
+    ) -> Iterator[Row]:
+        return self.pass_on(mapping, since, rescan, key_range)
+
+    def read_range(self, mapping: CompiledMapping, key_range: KeyRange) -> Iterator[Row]:
+        return self.read(mapping, key_range=key_range)
+
+    def pass_on(
+        self,
+        mapping: CompiledMapping,
+        since: datetime | None,
+        rescan: Rescan | None,
+        key_range: KeyRange | None,
+    ) -> Iterator[Row]:
+        if key_range is None:
+            return self.inner.read(mapping, since, rescan)
+        return self.inner.read_range(mapping, key_range)
+
 
 class PidLog(Wrapped):
     """A source that notes, in a file, which process read each key range."""
 
-    def __init__(self, inner: Source, log: Path) -> None:
+    def __init__(self, inner: RangedSource, log: Path) -> None:
         super().__init__(inner)
         self.log = log
 
@@ -102,7 +125,7 @@ class PidLog(Wrapped):
         if key_range is not None:
             with self.log.open("a") as out:
                 out.write(f"{mapping.entity} {os.getpid()}\n")
-        return self.inner.read(mapping, since, rescan, key_range)
+        return self.pass_on(mapping, since, rescan, key_range)
 
     def pids(self, entity: str) -> set[str]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
@@ -211,7 +234,7 @@ class InWorker(Wrapped):
     """A source that calls ``act`` before a worker (never the engine's own process) reads a
     key range."""
 
-    def __init__(self, inner: Source, act: Callable[[KeyRange], None]) -> None:
+    def __init__(self, inner: RangedSource, act: Callable[[KeyRange], None]) -> None:
         super().__init__(inner)
         self.act, self.parent = act, os.getpid()
 
@@ -224,7 +247,7 @@ class InWorker(Wrapped):
     ) -> Iterator[Row]:
         if key_range is not None and os.getpid() != self.parent:
             self.act(key_range)
-        return self.inner.read(mapping, since, rescan, key_range)
+        return self.pass_on(mapping, since, rescan, key_range)
 
 
 def failing(source: Source, error: Exception) -> InWorker:

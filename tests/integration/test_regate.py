@@ -22,8 +22,7 @@ from bridge.core.errors import ExitCode, PortalUnavailable
 from bridge.core.guard import Thresholds
 from bridge.core.mapping import load_mappings
 from bridge.ports import Operation, OperationResult
-from bridge.service.engine import RunOptions
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, run_sync
 from bridge.testing.portal import MemoryPortal
 from tests import school
 

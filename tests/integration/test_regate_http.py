@@ -18,8 +18,7 @@ from bridge.adapters.state import open_state
 from bridge.core.errors import ExitCode, PortalUnavailable
 from bridge.ports import Operation, OperationResult
 from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
-from bridge.service.engine import RunOptions
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, run_sync
 from tests import school
 from tests.e2e import MAPPINGS, NO_GUARD, running_portal, snapshot
 

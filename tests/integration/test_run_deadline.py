@@ -12,9 +12,7 @@ from bridge.adapters.source import SqlSource
 from bridge.adapters.state import open_state
 from bridge.core.errors import ExitCode, RunDeadline
 from bridge.core.mapping import load_mappings
-from bridge.service.deliver import Deadline
-from bridge.service.engine import RunOptions
-from bridge.service.sync import run_sync
+from bridge.service.engine import Deadline, RunOptions, run_sync
 from bridge.testing.portal import MemoryPortal
 from tests import school
 

@@ -25,8 +25,7 @@ from bridge.core.guard import Thresholds
 from bridge.core.mapping import load_mappings
 from bridge.demo import schema
 from bridge.ports import Operation, OperationResult
-from bridge.service.engine import RunOptions
-from bridge.service.sync import run_sync
+from bridge.service.engine import RunOptions, run_sync
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))

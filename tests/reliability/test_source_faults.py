@@ -26,8 +26,7 @@ from bridge.core.model import Change
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.ports import Rescan, Row, Source
 from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
-from bridge.service.engine import RunOptions, plan_run
-from bridge.service.sync import SyncResult, run_sync
+from bridge.service.engine import RunOptions, SyncResult, plan_run, run_sync
 from tests.e2e import (
     AS_OF,
     MAPPINGS,

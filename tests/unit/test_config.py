@@ -9,7 +9,7 @@ import pytest
 
 from bridge.core.errors import ConfigError, ExitCode
 from bridge.service.config import find_config, load_config, read_secret
-from bridge.service.shards import resolve_workers
+from bridge.service.engine import resolve_workers
 
 
 def _write(tmp_path: Path, text: str) -> Path:

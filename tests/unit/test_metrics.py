@@ -15,8 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.core.errors import ExitCode, Interrupted, PortalUnavailable, SourceError
 from bridge.core.guard import GuardHold
 from bridge.core.plan import Plan
-from bridge.service.deliver import DeliveryReport
-from bridge.service.engine import PlanResult
+from bridge.service.engine import DeliveryReport, PlanResult, SyncResult
 from bridge.service.metrics import (
     LABEL_WORD,
     Metrics,
@@ -25,7 +24,6 @@ from bridge.service.metrics import (
     RunSummary,
     summary_from,
 )
-from bridge.service.sync import SyncResult
 
 T0 = 1_700_000_000.0
 Key = tuple[str, frozenset[tuple[str, str]]]

@@ -13,14 +13,13 @@ from bridge.core.mapping import NO_ATTRS, make_keys, sort_key_part
 from bridge.core.model import Change, Hold, HoldReason, Op, Record, Rejection
 from bridge.core.plan import Item, Plan
 from bridge.ports import KeyRange
-from bridge.service.shards import (
+from bridge.service.engine.keys import (
     MIN_KEYS_PER_RANGE,
     RANGES_PER_WORKER,
-    _pack,
-    _unpack,
     key_ranges,
     sort_bounds,
 )
+from bridge.service.engine.workers import _pack, _unpack
 
 
 def _inside(key: int, key_range: KeyRange) -> bool:

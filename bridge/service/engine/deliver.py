@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bridge.core.errors import Interrupted, RunDeadline
+from bridge.core import gate
+from bridge.core.errors import (
+    Interrupted,
+    RunDeadline,
+)
 from bridge.core.mapping import MappingSet
 from bridge.core.model import Change, Op
 from bridge.ports import (
@@ -31,9 +35,26 @@ from bridge.ports import (
     Refusal,
     StateStore,
 )
-from bridge.service.engine import delivered as delivered_change
+
+
+def delivered(change: Change, mappings: MappingSet) -> Delivered:
+    """What the state store records once the portal acknowledged ``change``."""
+    record = change.record
+    version = mappings[change.entity].version if change.entity in mappings else 1
+    if record is None:
+        return Delivered(change, mapping_version=version)
+    class_key = record.payload.get("class")
+    return Delivered(
+        change,
+        gate.owner_pupil(record),
+        None if class_key is None else str(class_key),
+        mapping_version=version,
+    )
+
 
 Progress = Callable[[str, int], None]
+
+
 log = structlog.get_logger()
 
 
@@ -150,7 +171,7 @@ class Deliverer:
         refused: list[Refusal] = []
         for change, result in zip(batch, results, strict=True):
             if result.ok:
-                acked.append(delivered_change(change, self.mappings))
+                acked.append(delivered(change, self.mappings))
             else:
                 refused.append(
                     Refusal(change, result.type, result.description or f"HTTP {result.status}")

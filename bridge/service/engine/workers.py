@@ -1,4 +1,4 @@
-"""Planning the largest entities in key ranges, on every core of the machine.
+"""Planning key ranges in forked worker processes (range planning, behind ``ranges``).
 
 A full read of an entity can be cut by its first key column into ranges planned independently.
 Each range reads its own rows and its own state entries, and its gate needs only what the
@@ -29,24 +29,30 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import IO, Any
 
-from bridge.core.builder import NO_ATTRS, sort_key_part
-from bridge.core.errors import FatalError, SourceError, SourceOrderError
+from bridge.core.builder import NO_ATTRS
+from bridge.core.errors import (
+    FatalError,
+    SourceError,
+    SourceOrderError,
+)
 from bridge.core.model import Change, Op, Record
-from bridge.core.plan import Plan
+from bridge.core.plan import (
+    Plan,
+)
 from bridge.ports import KeyRange
+from bridge.service.engine.keys import ChangeSink, shown_range
 
-ChangeSink = Callable[[Change], None]
 RangeWork = Callable[[KeyRange, Plan, ChangeSink | None], Any]
+
+
 """Plans one key range: notes outcomes in the plan, feeds the sink, returns what the parent
 needs besides (picklable: the highest raw watermark, what the context learnt)."""
 
-MIN_KEYS_PER_RANGE = 2_000  # narrower, a range costs more (queries, a file) than it saves
-RANGES_PER_WORKER = 16  # many small ranges: the processes end close together
+
 CHUNK = 5_000  # changes per pickled chunk
-MAX_RANGES = 256  # a file each while an entity is planned
-DEFAULT_MAX_WORKERS = 4  # plan_workers = 0: one per core, up to this many
+
+
 PR_SET_PDEATHSIG = 1
-HAS_FORK = "fork" in multiprocessing.get_all_start_methods()
 
 
 def _proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -55,43 +61,6 @@ def _proxy(items: dict[Any, Any]) -> MappingProxyType[Any, Any]:
 
 def _reduce_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
     return _proxy, (dict(proxy),)
-
-
-copyreg.pickle(MappingProxyType, _reduce_proxy)  # records share a read-only empty attrs
-
-
-def resolve_workers(setting: int) -> int:
-    """The number of planning processes for a ``plan_workers`` setting: 0 means one per CPU
-    core this process may run on, at most ``DEFAULT_MAX_WORKERS`` (each worker holds its own
-    database connections and about as much memory as the service)."""
-    return setting if setting > 0 else min(len(os.sched_getaffinity(0)), DEFAULT_MAX_WORKERS)
-
-
-def key_ranges(column: str, bounds: tuple[int, int], workers: int) -> list[KeyRange]:
-    """Ranges of the keys from ``bounds``, ``RANGES_PER_WORKER`` per worker (fewer for a small
-    span, each at least ``MIN_KEYS_PER_RANGE`` keys wide, ``MAX_RANGES`` at most) that meet and
-    cover every key: the first is open below (and holds NULL keys), the last open above."""
-    low, high = bounds
-    span = high - low + 1
-    parts = max(1, min(workers * RANGES_PER_WORKER, MAX_RANGES, span // MIN_KEYS_PER_RANGE))
-    step = -(-span // parts)
-    edges: list[int | None] = [None, *(low + step * i for i in range(1, parts)), None]
-    return [KeyRange(column, edges[i], edges[i + 1]) for i in range(parts)]
-
-
-def sort_bounds(key_range: KeyRange) -> tuple[str | None, str | None]:
-    """The range as sort keys ``[start, stop)``: the state entries that belong to it."""
-    return (
-        None if key_range.low is None else sort_key_part(key_range.low),
-        None if key_range.high is None else sort_key_part(key_range.high),
-    )
-
-
-def shown_range(key_range: KeyRange) -> str:
-    """The range as an admin reads it: ``id from 1000 below 2000``."""
-    low = "" if key_range.low is None else f" from {key_range.low}"
-    high = "" if key_range.high is None else f" below {key_range.high}"
-    return f"{key_range.column}{low}{high}"
 
 
 class Chunks:
@@ -147,6 +116,9 @@ class Workers:
 
     def start(self) -> None:
         """Fork the processes; they start planning at once."""
+        # Records share a read-only empty attrs mapping: taught to pickle here, when range
+        # planning is first used, not when the engine is imported.
+        copyreg.pickle(MappingProxyType, _reduce_proxy)
         self.files = [tempfile.TemporaryFile() for _ in self.ranges]  # noqa: SIM115 - closed in close()
         for process in self.processes:
             process.start()
@@ -258,6 +230,8 @@ def _result(entity: str, key_range: KeyRange, kind: str, rest: list[Any]) -> tup
 
 
 Packed = tuple[str, str, str, str, Any, str | None, Any, Any, str | None, str | None]
+
+
 OPS = {op.value: op for op in Op}
 
 

@@ -1,7 +1,7 @@
 """A sync: plan, deliver creates and harmless updates as the plan streams, then (if the guard
 lets them) the changes that hide a pupil (archives, membership closures; parents first) and
-the deletes (children first), then advance the watermarks. The second half of the engine: it
-sequences I/O and decides nothing itself.
+the deletes (children first), then advance the watermarks. It sequences I/O and decides
+nothing itself.
 
 Outcomes, as exit codes (``bridge.core.errors.ExitCode``): every change acknowledged → OK; the
 source failed midway → SOURCE_UNAVAILABLE; the portal kept failing, or refused records, or
@@ -14,12 +14,24 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from bridge.core.errors import ExitCode, Interrupted, RetriableError, SourceError
+from bridge.core.errors import (
+    ExitCode,
+    Interrupted,
+    Outcome,
+    RetriableError,
+    SourceError,
+    outcome_of,
+)
 from bridge.core.mapping import MappingSet
 from bridge.ports import ENTITIES as PORTAL_ENTITIES
-from bridge.ports import Portal, Source, StateStore
-from bridge.service.deliver import Deadline, Deliverer, DeliveryReport, Progress
-from bridge.service.engine import PlanResult, RunOptions, plan_run, read_back
+from bridge.ports import (
+    Portal,
+    Source,
+    StateStore,
+)
+from bridge.service.engine.deliver import Deadline, Deliverer, DeliveryReport, Progress
+from bridge.service.engine.options import PlanResult, RunOptions
+from bridge.service.engine.planning import plan_run, read_back
 
 
 @dataclass
@@ -30,16 +42,9 @@ class SyncResult:
     delivery: DeliveryReport
 
     @property
-    def outcome(self) -> str:
-        """One word for run history and metrics."""
-        if isinstance(self.plan.error, Interrupted):
-            return "interrupted"
-        return {
-            ExitCode.OK: "ok",
-            ExitCode.PLAN_HELD: "held",
-            ExitCode.PARTIAL: "partial",
-            ExitCode.SOURCE_UNAVAILABLE: "source_unavailable",
-        }.get(self.exit_code, "failed")
+    def outcome(self) -> Outcome:
+        """One word for run history and metrics (``bridge.core.errors.outcome_of``)."""
+        return outcome_of(self.exit_code, interrupted=isinstance(self.plan.error, Interrupted))
 
     @property
     def exit_code(self) -> int:
