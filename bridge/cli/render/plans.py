@@ -1,0 +1,297 @@
+"""Plans and sync results: the table of counts, holds, rejections, the guards' verdicts and the
+portal read-back of a plan, what a sync delivered, and the JSON forms of both.
+
+A sync's report reuses the plan's sections (holds, rejections, guard, reconciliation), so both
+live here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from bridge.core.model import Change, Op, changed_fields
+from bridge.core.plan import rejection_group
+from bridge.service.engine import PlanResult, SyncResult
+
+OPS = (Op.CREATE, Op.UPDATE, Op.ARCHIVE, Op.DELETE)
+EXAMPLES = 3
+
+
+def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False) -> str:
+    """A reviewable plan: a table of counts, holds by reason, rejections, the guard's verdict."""
+    plan = result.plan
+    lines = [f"Plan of a {plan.mode} run (a preview: nothing was sent or recorded)", ""]
+    header = f"{'entity':<14}{'read':>9}" + "".join(f"{op.value:>9}" for op in OPS)
+    lines += [header + f"{'held':>9}{'rejected':>10}", "-" * (len(header) + 19)]
+    for entity in entities:
+        counts = plan.counts.get(entity, Counter())
+        held = sum(plan.holds.get(entity, {}).values())
+        row = f"{entity:<14}{plan.records_read[entity]:>9}"
+        row += "".join(f"{counts.get(op.value, 0):>9}" for op in OPS)
+        lines.append(row + f"{held:>9}{plan.rejection_counts[entity]:>10}")
+    lines += _holds(result) + _rejections(result, detail) + _guard(result)
+    lines += _reconcile(result, detail)
+    if detail:
+        lines += _details(plan.updates, plan.sample_limit)
+    if plan.failure:
+        lines += ["", f"The read failed midway, so no deletes were planned: {plan.failure}"]
+    return "\n".join(lines)
+
+
+def _holds(result: PlanResult) -> list[str]:
+    holds = result.plan.holds
+    if not holds:
+        return []
+    lines = ["", "Held back (never exported):"]
+    for entity, reasons in holds.items():
+        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        lines.append(f"  {entity:<14}{text}")
+    return lines
+
+
+def _rejections(result: PlanResult, detail: bool) -> list[str]:
+    plan = result.plan
+    if not plan.rejections:
+        return []
+    total = sum(plan.rejection_counts.values())
+    lines = ["", f"Rejected rows: {total} (fix them in ASIOU; every other record is planned)"]
+    if detail:
+        return lines + [
+            f"  {r.entity}: table {r.table}, key {r.key or '?'}, field {r.field}: {r.reason}"
+            for r in plan.rejections
+        ]
+    examples: dict[tuple[str, str, str, str], list[str]] = {}
+    for r in plan.rejections:
+        examples.setdefault(rejection_group(r), []).append(r.key or "?")
+    for group, count in plan.rejection_groups.items():
+        entity, table, name, kind = group
+        keys = examples.get(group, [])
+        shown = ", ".join(keys[:EXAMPLES]) + (", …" if count > EXAMPLES else "")
+        lines.append(f"  {entity} ({table}.{name}): {kind} — {count}× (keys {shown})")
+    lines.append("  (`plan --detail` lists the rows one by one)")
+    return lines
+
+
+def _guard(result: PlanResult) -> list[str]:
+    if not result.guard_holds:
+        return []
+    if result.approved:
+        return [
+            "",
+            "Guard: deletes, archives and closures approved by an admin "
+            f"(plan {result.plan.plan_id}).",
+        ]
+    lines = [
+        "",
+        "Guard: HELD. The deletes, archives and membership closures of this plan will "
+        "not be sent because it",
+    ]
+    lines += [f"  - {h.describe()}" for h in result.guard_holds]
+    if result.approval_expired:
+        lines.append("  An approval of this plan expired (guard.approval_valid_hours).")
+    lines += [
+        "  Check ASIOU first: a partial export or a wrong mapping looks like this.",
+        "  If the changes are right, approve them:",
+        f"    asiou-bridge approve {result.plan.plan_id}",
+    ]
+    return lines
+
+
+def _reconcile(result: PlanResult, detail: bool) -> list[str]:
+    """What the portal's read-back found per entity, what was planned for it and why, and
+    the read-back guard's verdict."""
+    drift = result.drift
+    if drift is None:
+        return []
+    lines = [
+        "",
+        "Portal read back (reconciliation):",
+        f"  {'entity':<14}{'delivered':>10}{'on portal':>10}{'missing':>9}{'changed':>9}"
+        f"{'unexpected':>11}",
+    ]
+    for name, found in drift.entities.items():
+        if found.in_state or found.on_portal:
+            lines.append(
+                f"  {name:<14}{found.in_state:>10}{found.on_portal:>10}"
+                f"{len(found.missing):>9}{len(found.changed):>9}"
+                f"{len(found.unexpected):>11}"
+            )
+    for name, found in drift.entities.items():
+        for why, n in sorted(found.planned.items()):
+            lines.append(f"  {name}: {why} — {n}")
+        if found.reported:
+            shown = ", ".join(found.reported[:EXAMPLES])
+            lines.append(
+                f"  {name}: {len(found.reported)} unexpected records the bridge never "
+                f"sent and ASIOU does not have, left on the portal (keys {shown}"
+                + (", …)" if len(found.reported) > EXAMPLES else ")")
+            )
+    if detail:
+        lines += [f"  {c.entity} {c.key}: {c.op.value} ({c.reason})" for c in drift.samples]
+    return lines + _portal_guard(result)
+
+
+def _portal_guard(result: PlanResult) -> list[str]:
+    if not result.portal_holds:
+        return []
+    if result.portal_approved:
+        drift_id = result.drift.drift_id if result.drift is not None else ""
+        return ["", f"Read-back guard: approved by an admin (reconciliation {drift_id})."]
+    lines = ["", "Read-back guard: HELD. Nothing of this run is sent because"]
+    lines += [f"  - {h.describe()}" for h in result.portal_holds]
+    lines += [
+        "  Check portal.url and portal.school first: a wrong portal looks like this.",
+        "  If the portal really lost these records, approve sending them again:",
+        f"    asiou-bridge approve {result.held_id}",
+    ]
+    return lines
+
+
+def _details(updates: list[Change], limit: int) -> list[str]:
+    lines = ["", f"Updates, field by field (first {limit} per entity):"]
+    for change in updates:
+        lines.append(f"  {change.entity} {change.key}:")
+        for name, (before, after) in changed_fields(change).items():
+            lines.append(f"      {name}: {before!r} -> {after!r}")
+    return lines
+
+
+def plan_json(result: PlanResult, detail: bool = False) -> str:
+    """The same plan as JSON."""
+    plan = result.plan
+    data: dict[str, Any] = {
+        "mode": plan.mode,
+        "plan_id": plan.plan_id,
+        "counts": {e: dict(c) for e, c in plan.counts.items()},
+        "read": dict(plan.records_read),
+        "held_back": {e: dict(c) for e, c in plan.holds.items()},
+        "rejections": {
+            "counts": dict(plan.rejection_counts),
+            "sample": [
+                {
+                    "entity": r.entity,
+                    "table": r.table,
+                    "key": r.key,
+                    "field": r.field,
+                    "reason": r.reason,
+                }
+                for r in plan.rejections
+            ],
+        },
+        "guard": {
+            "held": result.held,
+            "approved": result.approved,
+            "approval_expired": result.approval_expired,
+            "reasons": [h.describe() for h in result.guard_holds],
+        },
+        "failure": plan.failure,
+        "reconcile": _reconcile_json(result, detail),
+    }
+    if detail:
+        data["updates"] = [
+            {
+                "entity": c.entity,
+                "key": c.key,
+                "fields": {n: {"before": b, "after": a} for n, (b, a) in changed_fields(c).items()},
+            }
+            for c in plan.updates
+        ]
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def _reconcile_json(result: PlanResult, detail: bool) -> dict[str, Any] | None:
+    drift = result.drift
+    if drift is None:
+        return None
+    data: dict[str, Any] = {
+        "entities": drift.summary(),
+        "held": result.portal_held,
+        "approved": result.portal_approved,
+        "approve_id": drift.drift_id if result.portal_holds else None,
+        "reasons": [h.describe() for h in result.portal_holds],
+    }
+    if detail:
+        data["changes"] = [
+            {"entity": c.entity, "key": c.key, "op": c.op.value, "reason": c.reason}
+            for c in drift.samples
+        ]
+        data["left_unexpected"] = {n: d.reported for n, d in drift.entities.items() if d.reported}
+    return data
+
+
+def scope_text(entity: str, key: str, why: str | None) -> str | None:
+    """What a resync of one pupil or class must tell the admin besides the counts: why nothing
+    of it was sent (held back or rejected), as `explain` gives it."""
+    if why is None:
+        return None
+    return (
+        f"{entity} {key} was not sent: {why}.\n"
+        f"`asiou-bridge explain {entity} {key}` shows the whole path."
+    )
+
+
+def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
+    """What a sync delivered, what it held back or refused, and how it ended."""
+    report, plan = outcome.delivery, outcome.plan
+    lines = [
+        f"Sync ({plan.plan.mode} run): {report.total} changes delivered in "
+        f"{report.batches} batches",
+        "",
+    ]
+    header = f"{'entity':<14}" + "".join(f"{op.value:>9}" for op in OPS) + f"{'refused':>9}"
+    lines += [header, "-" * len(header)]
+    for entity in entities:
+        done = report.delivered.get(entity, Counter())
+        if not done and not report.refused[entity]:
+            continue
+        lines.append(
+            f"{entity:<14}"
+            + "".join(f"{done.get(op.value, 0):>9}" for op in OPS)
+            + f"{report.refused[entity]:>9}"
+        )
+    lines += _holds(plan) + _rejections(plan, detail=False) + _guard(plan)
+    lines += _reconcile(plan, detail=False)
+    lines += ["", _verdict(outcome)]
+    return "\n".join(lines)
+
+
+def _verdict(outcome: SyncResult) -> str:
+    report = outcome.delivery
+    if report.failure:
+        return (
+            f"FAILED: {report.failure}\nWhat was acknowledged is recorded; the next run "
+            "sends the rest."
+        )
+    if report.refused:
+        return (
+            f"INCOMPLETE: the portal refused {sum(report.refused.values())} records "
+            "(dead letters after repeated refusals; see `asiou-bridge status`)."
+        )
+    if report.skipped_dead:
+        return (
+            f"INCOMPLETE: {sum(report.skipped_dead.values())} dead letters were not sent "
+            "(`asiou-bridge retry` sends them again)."
+        )
+    if outcome.plan.portal_held:
+        return "HELD: nothing was sent; the reconciliation waits for approval (see above)."
+    if outcome.plan.held:
+        return "HELD: deletes, archives and closures wait for approval (see above)."
+    return "OK: every planned change was delivered."
+
+
+def sync_json(outcome: SyncResult) -> str:
+    """The same outcome as JSON."""
+    report = outcome.delivery
+    data = json.loads(plan_json(outcome.plan))
+    data["delivery"] = {
+        "delivered": {e: dict(c) for e, c in report.delivered.items()},
+        "refused": dict(report.refused),
+        "skipped_dead_letters": dict(report.skipped_dead),
+        "batches": report.batches,
+        "failure": report.failure,
+        "exit_code": outcome.exit_code,
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)

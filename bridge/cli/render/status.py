@@ -1,0 +1,147 @@
+"""``status``: the last runs, the next scheduled ones, dead letters, the held plan and its
+approval, and the erasures due, for people and as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.service.admin import Status
+
+
+def status_text(found: Status) -> str:
+    """``status`` for people."""
+    lines = ["Last runs (newest first):"]
+    for run in found.runs:
+        ended = f"{run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else "still running"
+        who = f"manual by {run.user}" if run.trigger == "manual" else "scheduled"
+        lines.append(
+            f"  {run.started_at:%Y-%m-%d %H:%M:%S} → {ended}  {run.command:<12}"
+            f"{run.mode:<12}{run.outcome or '-':<20}{who}, "
+            f"{run.summary.get('delivered_total', 0)} delivered"
+        )
+    if not found.runs:
+        lines.append("  none yet")
+    lines += ["", "Next scheduled runs (when `asiou-bridge run` is running):"]
+    lines += [
+        f"  {job:<14}{when:%Y-%m-%d %H:%M}"
+        for job, when in found.next_runs.items()
+        if when is not None
+    ]
+    dead = [d for d in found.dead_letters if d.is_dead]
+    lines += ["", f"Dead letters: {len(dead)} (retrying: {len(found.dead_letters) - len(dead)})"]
+    lines += [
+        f"  {d.entity} {d.key}: {d.kind or '-'}: {d.reason} ({d.attempts} refusals)"
+        for d in found.dead_letters[:20]
+    ]
+    if dead:
+        lines.append("  `asiou-bridge retry` sends them again.")
+    lines.append(
+        f"Batches sent but never answered: {found.in_doubt_batches}"
+        + (" (the next run sends them again)" if found.in_doubt_batches else "")
+    )
+    if found.held_plan:
+        lines += [
+            "",
+            "HELD: the last run's deletes, archives and closures wait for approval: "
+            f"asiou-bridge approve {found.held_plan}",
+        ]
+        lines += _held_lines(found)
+    return "\n".join(lines + _erasures_due(found))
+
+
+def _erasures_due(found: Status) -> list[str]:
+    if not found.erasures_due:
+        return []
+    lines = [
+        "",
+        "Consent withdrawn, not yet erased (152-ФЗ ст. 21 ч. 5: within 30 days; "
+        "`asiou-bridge erase pupil KEY`):",
+    ]
+    for due in found.erasures_due:
+        left = (
+            f"OVERDUE by {-due.days_left} days" if due.is_overdue else f"{due.days_left} days left"
+        )
+        lines.append(
+            f"  pupil {due.pupil}: withdrawn {due.withdrawn}, deadline {due.deadline}, {left}"
+        )
+    return lines
+
+
+def status_json(found: Status) -> str:
+    """``status`` as JSON."""
+    return json.dumps(
+        {
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "trigger": r.trigger,
+                    "user": r.user,
+                    "command": r.command,
+                    "mode": r.mode,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "outcome": r.outcome,
+                    "exit_code": r.exit_code,
+                    "summary": r.summary,
+                }
+                for r in found.runs
+            ],
+            "next_runs": found.next_runs,
+            "dead_letters": [
+                {
+                    "entity": d.entity,
+                    "key": d.key,
+                    "attempts": d.attempts,
+                    "kind": d.kind,
+                    "reason": d.reason,
+                    "status": d.status,
+                }
+                for d in found.dead_letters
+            ],
+            "in_doubt_batches": found.in_doubt_batches,
+            "held_plan": found.held_plan,
+            "held_plan_detail": None
+            if found.held is None
+            else {"held_at": found.held.held_at, "summary": found.held.summary},
+            "approval": None
+            if found.approval is None
+            else {
+                "by": found.approval.by,
+                "at": found.approval.at,
+                "expired": found.approval_expired,
+            },
+            "erasures_due": [
+                {
+                    "pupil": d.pupil,
+                    "withdrawn": d.withdrawn,
+                    "deadline": d.deadline,
+                    "days_left": d.days_left,
+                    "overdue": d.is_overdue,
+                }
+                for d in found.erasures_due
+            ],
+        },
+        ensure_ascii=False,
+        indent=2,
+        default=str,
+    )
+
+
+def _held_lines(found: Status) -> list[str]:
+    lines = []
+    if found.held is not None:
+        lines.append(f"  held since {found.held.held_at:%Y-%m-%d %H:%M} UTC: {found.held.summary}")
+    approval = found.approval
+    if approval is not None and found.approval_expired:
+        lines.append(
+            f"  the approval by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC "
+            "expired (guard.approval_valid_hours): approve it again"
+        )
+    elif approval is not None:
+        lines.append(
+            f"  approved by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC: the "
+            "next sync sends it if the plan is still the same"
+        )
+    return lines
