@@ -205,8 +205,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """``explain``: one record's path through the bridge."""
     config, mappings = load(args)
-    with Service(config, mappings).state_store() as state:
-        found = admin.explain(config, mappings, state, args.entity, args.key)
+    service = Service(config, mappings)
+    with service.adapters() as io:
+        found = admin.explain(service, io, args.entity, args.key)
     print(explain_json(found) if args.json else explain_text(found))
     return ExitCode.OK
 

@@ -12,25 +12,19 @@ import getpass
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import date
 
 from bridge import logs
-from bridge.adapters.portal_client import PortalClient
-from bridge.adapters.source import open_source
-from bridge.adapters.state import open_state, utc_now
 from bridge.cli import admin as cli_admin
 from bridge.cli import demo as cli_demo
 from bridge.cli.common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.core.errors import BridgeError, ConfigError, ExitCode, Problem
 from bridge.core.mapping import MappingSet
-from bridge.core.reconcile import Drift
-from bridge.ports import ENTITIES as PORTAL_ENTITIES
-from bridge.ports import StateStore
 from bridge.service.config import Config
-from bridge.service.engine import PlanResult, RunOptions, plan_run, read_back, resolve_workers
-from bridge.service.runner import Service, portal_settings
+from bridge.service.engine import PlanResult
+from bridge.service.runner import Request, Service
+from bridge.service.wiring import open_adapters
 
 EPILOG_PLAN = """examples:
   asiou-bridge plan                      full plan against the configured ASIOU database
@@ -167,25 +161,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _plan(
     config: Config, mappings: MappingSet, incremental: bool, as_of: date, reconcile: bool = False
 ) -> PlanResult:
-    source = open_source(config.source_url_with_password().render_as_string(False))
-    state = open_state(config.state_url, utc_now, school=config.portal_school)
-    options = RunOptions(
-        as_of=as_of,
-        incremental=incremental,
-        thresholds=config.thresholds,
-        overlap=config.overlap,
-        workers=resolve_workers(config.plan_workers),
-    )
     log = logs.get_logger(command="plan")
     started = time.monotonic()
-    try:
-        if reconcile:
-            options = replace(options, drift=_read_back(config, mappings, state))
-        result = plan_run(mappings, source, state, options)
-    finally:
-        state.close()
-    if result.error is not None:
-        raise result.error
+    request = Request(command="plan", incremental=incremental, as_of=as_of, reconcile=reconcile)
+    result = Service(config, mappings).preview(request)
     plan = result.plan
     log.info(
         "plan.done",
@@ -198,17 +177,6 @@ def _plan(
         seconds=round(time.monotonic() - started, 2),
     )
     return result
-
-
-def _read_back(config: Config, mappings: MappingSet, state: StateStore) -> Drift:
-    """The portal read back, for a reconciling preview."""
-    client = PortalClient(portal_settings(config))
-    try:
-        return read_back(
-            client.fingerprints, state, [e for e in mappings.entities if e in PORTAL_ENTITIES]
-        )
-    finally:
-        client.close()
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -231,12 +199,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_approve(args: argparse.Namespace) -> int:
     """``approve``: let the next sync send the deletes of a held plan."""
     config, _ = load(args)
-    state = open_state(config.state_url, utc_now, school=config.portal_school)
-    try:
-        state.approve(args.plan_id, getpass.getuser())  # UnknownPlan: nothing is stored
-        held = state.held_plan(args.plan_id)
-    finally:
-        state.close()
+    with open_adapters(config) as io:
+        io.state.approve(args.plan_id, getpass.getuser())  # UnknownPlan: nothing is stored
+        held = io.state.held_plan(args.plan_id)
     hours = config.thresholds.approval_valid_hours
     print(
         f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
@@ -269,11 +234,8 @@ def _verdict(name: str, check: Callable[[], str]) -> int:
 
 
 def _check_source(config: Config, mappings: MappingSet) -> str:
-    source = open_source(config.source_url_with_password().render_as_string(False))
-    try:
-        missing = source.missing_tables(mappings.mappings)
-    finally:
-        source.engine.dispose()
+    with open_adapters(config) as io:
+        missing = io.source.missing_tables(mappings.mappings)
     if missing:
         raise ConfigError(
             [
@@ -287,11 +249,8 @@ def _check_source(config: Config, mappings: MappingSet) -> str:
 
 
 def _check_portal(config: Config) -> str:
-    client = PortalClient(portal_settings(config))
-    try:
-        client.authenticate()
-    finally:
-        client.close()
+    with open_adapters(config) as io:
+        io.portal.authenticate()
     return f"authenticated at {config.portal_url} as {config.portal_client_id}"
 
 

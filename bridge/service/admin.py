@@ -13,8 +13,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bridge.adapters.portal_client import PortalClient
-from bridge.adapters.source import open_source
 from bridge.adapters.state import DELETED, SqlStateStore, delivery_batch, is_valid, record_state
 from bridge.core.errors import UnknownKey
 from bridge.core.gate import Context
@@ -22,9 +20,10 @@ from bridge.core.mapping import MappingSet
 from bridge.core.model import Change, Hold, Op, Record, Rejection
 from bridge.ports import Approval, DeadLetter, HeldPlan
 from bridge.service.config import Config
-from bridge.service.engine import Deliverer, RunOptions, plan_run, resolve_workers, to_items
-from bridge.service.runner import portal_settings
+from bridge.service.engine import Deliverer, to_items
+from bridge.service.runner import Request, Service
 from bridge.service.runs import DEFAULT_GROUND, Erasures, RunLog, RunRecord
+from bridge.service.wiring import Adapters, open_adapters
 
 
 @dataclass
@@ -118,24 +117,10 @@ class Explanation:
     "matches"), and when."""
 
 
-def explain(
-    config: Config, mappings: MappingSet, state: SqlStateStore, entity: str, key: str
-) -> Explanation:
+def explain(service: Service, io: Adapters, entity: str, key: str) -> Explanation:
     """Trace ``entity`` ``key`` through a preview run (nothing is sent or recorded)."""
-    source = open_source(config.source_url_with_password().render_as_string(False))
-    options = RunOptions(
-        as_of=date.today(),
-        thresholds=config.thresholds,
-        erased=Erasures(state.engine).keys(),
-        tap=(entity, key),
-        workers=resolve_workers(config.plan_workers),
-    )
-    try:
-        result = plan_run(mappings, source, state, options)
-    finally:
-        source.engine.dispose()
-    if result.error is not None:
-        raise result.error
+    state = io.state
+    result = service.preview(Request(command="explain", tap=(entity, key)), io)
     found = Explanation(entity, key, delivered=_delivered(state, entity, key))
     for item in result.tapped:
         _note(found, item)
@@ -155,13 +140,11 @@ def require_key(config: Config, mappings: MappingSet, entity: str, key: str) -> 
     """Raise UnknownKey unless the source has a row of ``entity`` with ``key`` (valid or
     rejected): a scoped resync of a key that does not exist is a usage error, not a no-op."""
     mapping = mappings[entity]
-    source = open_source(config.source_url_with_password().render_as_string(False))
-    try:
-        items = to_items(mapping, source.read(mapping), Context(), gated=False, indexed=False)
+    with open_adapters(config) as io:
+        rows = io.source.read(mapping)
+        items = to_items(mapping, rows, Context(), gated=False, indexed=False)
         if any(not isinstance(item, Hold) and item.key == key for item in items):
             return
-    finally:
-        source.engine.dispose()
     raise UnknownKey(entity, key)
 
 
@@ -237,12 +220,9 @@ def erase_pupil(
     # The act first: from now on the pupil is never exported again, even if the portal fails
     # midway (run the command again to finish the deletes).
     register.begin(pupil, getpass.getuser(), ground, run_id, _earlier(state, pupil))
-    portal = PortalClient(portal_settings(config))
-    try:
-        deliverer = Deliverer(portal, state, mappings, run_id=run_id, send_dead=True)
+    with open_adapters(config) as io:
+        deliverer = Deliverer(io.portal, state, mappings, run_id=run_id, send_dead=True)
         deliverer.add_all(changes)
-    finally:
-        portal.close()
     done = Erasure(
         pupil,
         Counter(c.entity for c in changes),

@@ -1,8 +1,9 @@
 """The service: one sync at a time, with run history, logs and metrics around it.
 
 Used by the CLI's manual commands and by the daemon's scheduled jobs alike, so both take the same
-lock, write the same history and log the same summary line. Builds the adapters from the
-configuration (with ``bridge.cli.main`` the only place that does).
+lock, write the same history and log the same summary line. The engine's only caller: every
+sync (``sync``) and every preview (``preview``: ``plan``, ``explain``) goes through it, with
+the adapters ``bridge.service.wiring`` builds from the configuration.
 """
 
 from __future__ import annotations
@@ -12,29 +13,31 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 import structlog
 
-from bridge.adapters.portal_client import PortalClient, PortalSettings
-from bridge.adapters.source import open_source
-from bridge.adapters.state import SqlStateStore, open_state, utc_now
-from bridge.core.errors import ConfigError, ExitCode, Problem
+from bridge.adapters.state import SqlStateStore
+from bridge.core.errors import ExitCode
 from bridge.core.mapping import MappingSet
 from bridge.core.scope import Scope
+from bridge.ports import ENTITIES as PORTAL_ENTITIES
 from bridge.service.config import Config
 from bridge.service.engine import (
     Deadline,
+    PlanResult,
     Progress,
     RunOptions,
     SyncResult,
-    resolve_workers,
+    plan_run,
+    read_back,
     run_sync,
 )
 from bridge.service.metrics import MetricsSink, summary_from
-from bridge.service.runs import Erasures, RunLog, SyncLock
+from bridge.service.runs import RunLog, SyncLock
+from bridge.service.wiring import Adapters, open_adapters, run_options
 
 Say = Callable[[str], None]
 
@@ -57,38 +60,6 @@ class Request:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def portal_settings(config: Config) -> PortalSettings:
-    """Client settings from the configuration (the secret from env, file or credential)."""
-    secret = config.portal_secret()
-    if secret is None:
-        raise ConfigError(
-            [
-                Problem(
-                    config.file,
-                    "portal.secret_file",
-                    "no portal secret: set "
-                    "$ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file, or the "
-                    "systemd credential portal-secret",
-                )
-            ]
-        )
-    return PortalSettings(
-        base_url=config.portal_url,
-        school=config.portal_school,
-        client_id=config.portal_client_id,
-        client_secret=secret,
-        connect_timeout=config.portal_timeouts[0],
-        read_timeout=config.portal_timeouts[1],
-        batch_size=config.portal_batch_size,
-        max_attempts=config.portal_retries,
-        rate_limit=config.portal_rate_limit,
-        verify=config.portal_ca_bundle or True,
-        request_deadline=config.portal_patience[0],
-        max_retry_after=config.portal_patience[1],
-        max_batch_wait=config.portal_patience[2],
-    )
-
-
 class Service:
     """Runs syncs for one configured school."""
 
@@ -103,31 +74,52 @@ class Service:
         self.stop = stop or threading.Event()
         self.last: SyncResult | None = None
 
-    def open_state(self) -> SqlStateStore:
-        """The state store of this school."""
-        return open_state(self.config.state_url, utc_now, school=self.config.portal_school)
+    def adapters(self) -> Adapters:
+        """This school's adapters (``bridge.service.wiring``), for a ``with`` block."""
+        return open_adapters(self.config)
 
     @contextmanager
     def state_store(self) -> Iterator[SqlStateStore]:
         """The state store of this school, closed after the block."""
-        state = self.open_state()
-        try:
-            yield state
-        finally:
-            state.close()
+        with self.adapters() as io:
+            yield io.state
+
+    def preview(self, request: Request, io: Adapters | None = None) -> PlanResult:
+        """Plan a run as ``request`` asks, sending and recording nothing (``plan``,
+        ``explain``); a reconciling preview reads the portal back first."""
+        if io is None:
+            with self.adapters() as mine:
+                return self.preview(request, mine)
+        options = self._options(io, request)
+        if request.reconcile:
+            entities = [e for e in self.mappings.entities if e in PORTAL_ENTITIES]
+            options = replace(options, drift=read_back(io.portal.fingerprints, io.state, entities))
+        result = plan_run(self.mappings, io.source, io.state, options)
+        if result.error is not None:
+            raise result.error
+        return result
 
     def sync(
         self, request: Request, say: Say | None = None, progress: Progress | None = None
     ) -> SyncResult:
         """One sync under the lock, with history, a summary log line and metrics."""
-        with self.state_store() as state:
-            lock = SyncLock(state.engine, f"sync:{self.config.portal_school}")
+        with self.adapters() as io:
+            lock = SyncLock(io.state.engine, f"sync:{self.config.portal_school}")
             with lock.held(wait=request.wait, say=say):
-                return self._locked(state, request, progress)
+                return self._locked(io, request, progress)
 
-    def _locked(
-        self, state: SqlStateStore, request: Request, progress: Progress | None
-    ) -> SyncResult:
+    def _options(self, io: Adapters, request: Request) -> RunOptions:
+        return run_options(
+            self.config,
+            io.state,
+            as_of=request.as_of or date.today(),
+            incremental=request.incremental,
+            resend=request.resend,
+            tap=request.tap,
+        )
+
+    def _locked(self, io: Adapters, request: Request, progress: Progress | None) -> SyncResult:
+        state = io.state
         run_id = uuid.uuid4().hex[:12]
         mode = "incremental" if request.incremental else "full"
         structlog.contextvars.bind_contextvars(run_id=run_id)
@@ -137,7 +129,7 @@ class Service:
         history.start(run_id, request.trigger, request.user, request.command, mode)
         started, wall = time.monotonic(), time.time()
         try:
-            outcome = self._run(state, request, run_id, progress)
+            outcome = self._run(io, request, run_id, progress)
         except BaseException as exc:  # note the failure in the history, then let it go on
             history.finish(
                 run_id,
@@ -172,44 +164,29 @@ class Service:
         return outcome
 
     def _run(
-        self, state: SqlStateStore, request: Request, run_id: str, progress: Progress | None
+        self, io: Adapters, request: Request, run_id: str, progress: Progress | None
     ) -> SyncResult:
-        config = self.config
-        source = open_source(config.source_url_with_password().render_as_string(False))
-        portal = PortalClient(portal_settings(config))
-        options = RunOptions(
-            as_of=request.as_of or date.today(),
-            incremental=request.incremental,
-            thresholds=config.thresholds,
-            overlap=config.overlap,
-            erased=Erasures(state.engine).keys(),
-            resend=request.resend,
-            tap=request.tap,
-            workers=resolve_workers(config.plan_workers),
-        )
+        config, state = self.config, io.state
+        options = self._options(io, request)
         checked_at = state.clock()  # the read-back comes first
-        try:
-            outcome = run_sync(
-                self.mappings,
-                source,
-                state,
-                portal,
-                options,
-                run_id=run_id,
-                max_attempts=config.dead_letter_after,
-                progress=progress,
-                stop=self.stop,
-                reconcile=request.reconcile,
-                deadline=_deadline(config.run_deadline_minutes),
-            )
-            drift = outcome.plan.drift
-            if drift is not None:
-                for entity in drift.entities:
-                    state.record_check(entity, drift.findings(entity), checked_at)
-            return outcome
-        finally:
-            portal.close()
-            source.engine.dispose()
+        outcome = run_sync(
+            self.mappings,
+            io.source,
+            state,
+            io.portal,
+            options,
+            run_id=run_id,
+            max_attempts=config.dead_letter_after,
+            progress=progress,
+            stop=self.stop,
+            reconcile=request.reconcile,
+            deadline=_deadline(config.run_deadline_minutes),
+        )
+        drift = outcome.plan.drift
+        if drift is not None:
+            for entity in drift.entities:
+                state.record_check(entity, drift.findings(entity), checked_at)
+        return outcome
 
     def _observe(
         self, outcome: SyncResult, request: Request, started: float, state: SqlStateStore

@@ -1,0 +1,128 @@
+"""The one place that builds adapters from configuration: the ASIOU source, the state store of
+this school and the portal client, each opened on first use and closed together; and the run
+options a configuration implies. Every command and the daemon get their adapters here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from types import TracebackType
+from typing import Any
+
+from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.source import SqlSource, open_source
+from bridge.adapters.state import SqlStateStore, open_state, utc_now
+from bridge.core.errors import ConfigError, Problem
+from bridge.service.config import Config
+from bridge.service.engine import RunOptions, resolve_workers
+from bridge.service.runs import Erasures
+
+
+class Adapters:
+    """The adapters of one configured school, opened when first asked for; ``close`` (or the
+    end of a ``with`` block) closes those that were opened, the portal first."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._source: SqlSource | None = None
+        self._state: SqlStateStore | None = None
+        self._portal: PortalClient | None = None
+
+    @property
+    def source(self) -> SqlSource:
+        """The ASIOU database (``source.url``)."""
+        if self._source is None:
+            url = self.config.source_url_with_password().render_as_string(False)
+            self._source = open_source(url)
+        return self._source
+
+    @property
+    def state(self) -> SqlStateStore:
+        """The state store of this school (``state.url``, the school's own schema)."""
+        if self._state is None:
+            config = self.config
+            self._state = open_state(config.state_url, utc_now, school=config.portal_school)
+        return self._state
+
+    @property
+    def portal(self) -> PortalClient:
+        """The portal client (``[portal]``, the secret from env, file or credential)."""
+        if self._portal is None:
+            self._portal = PortalClient(portal_settings(self.config))
+        return self._portal
+
+    def close(self) -> None:
+        """Close what was opened."""
+        portal, state, source = self._portal, self._state, self._source
+        self._portal = self._state = self._source = None
+        try:
+            if portal is not None:
+                portal.close()
+        finally:
+            try:
+                if state is not None:
+                    state.close()
+            finally:
+                if source is not None:
+                    source.engine.dispose()
+
+    def __enter__(self) -> Adapters:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_adapters(config: Config) -> Adapters:
+    """The adapters of ``config``'s school (nothing is opened until it is used)."""
+    return Adapters(config)
+
+
+def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:
+    """The run options ``config`` implies (guard thresholds, overlap, planning processes, the
+    erased pupils in ``state``), with ``given`` on top (``as_of`` defaults to today)."""
+    given.setdefault("as_of", date.today())
+    return RunOptions(
+        thresholds=config.thresholds,
+        overlap=config.overlap,
+        erased=Erasures(state.engine).keys(),
+        workers=resolve_workers(config.plan_workers),
+        **given,
+    )
+
+
+def portal_settings(config: Config) -> PortalSettings:
+    """Client settings from the configuration (the secret from env, file or credential)."""
+    secret = config.portal_secret()
+    if secret is None:
+        raise ConfigError(
+            [
+                Problem(
+                    config.file,
+                    "portal.secret_file",
+                    "no portal secret: set "
+                    "$ASIOU_BRIDGE_PORTAL_SECRET, portal.secret_file, or the "
+                    "systemd credential portal-secret",
+                )
+            ]
+        )
+    return PortalSettings(
+        base_url=config.portal_url,
+        school=config.portal_school,
+        client_id=config.portal_client_id,
+        client_secret=secret,
+        connect_timeout=config.portal_timeouts[0],
+        read_timeout=config.portal_timeouts[1],
+        batch_size=config.portal_batch_size,
+        max_attempts=config.portal_retries,
+        rate_limit=config.portal_rate_limit,
+        verify=config.portal_ca_bundle or True,
+        request_deadline=config.portal_patience[0],
+        max_retry_after=config.portal_patience[1],
+        max_batch_wait=config.portal_patience[2],
+    )
