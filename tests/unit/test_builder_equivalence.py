@@ -406,20 +406,27 @@ RAW = st.one_of(  # what a driver may return for a column
     st.datetimes(),
 )
 DATES = st.dates(dt.date(1900, 1, 1), dt.date(2100, 12, 31))
-FAIR = st.one_of(  # values most fields take (so that rows often get past their first field)
-    st.sampled_from(["1", "да", "нет", "2025-02-28", "Иванов", "Иванов Пётр", "5", " 7 ", 0, 5]),
-    DATES.map(lambda d: d.strftime("%d.%m.%Y")),
-)
-KEYS = st.one_of(  # key values: mostly usable, sometimes not
-    st.integers(-3, 99), st.sampled_from(["a", "Б", "007", " x ", 3.0, Decimal(4)]), RAW
-)
+INTS = st.one_of(st.integers(-3, 20), st.integers(-(2**63), 2**63 - 1))
+FIT = {  # values fit for a type (most of them)
+    "text": st.one_of(
+        st.sampled_from(["Иванов", " Пётр  Иванов ", "5А", "ß", "x" * 7]),
+        st.text(st.characters(categories=["L", "N", "Zs"]), max_size=8),
+    ),
+    "int": st.one_of(INTS, st.sampled_from([" 7 ", "-2", "+3", 3.0, Decimal("12.000"), "0"])),
+    "bool": st.sampled_from([*sorted(TRUE_WORDS | FALSE_WORDS), " Да ", "YES", 1, 0, True, b"1"]),
+    "date": st.one_of(DATES, DATES.map(lambda d: d.strftime("%d.%m.%Y")), DATES.map(str)),
+    "ref": st.one_of(INTS, st.sampled_from(["a", " Б ", "007", 3.0, Decimal(4), b"7"])),
+}
+KEYS = st.one_of(INTS, st.sampled_from(["a", "Б", "007", " x ", 3.0, Decimal(4), b"k"]))
 
 
 @st.composite
-def fields(draw: st.DrawFn, entity: str, columns: list[str]) -> dict[str, Any]:
+def fields(draw: st.DrawFn, entity: str, columns: list[str], own: str) -> dict[str, Any]:
     """One field's table: any type and any options mapping.py accepts."""
     body: dict[str, Any] = {}
-    picked = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=3))
+    joins = draw(st.integers(0, 3)) == 0  # a join of columns (a name, say) now and then
+    column = st.one_of(st.just(own), st.sampled_from(columns))  # its own, or one it may share
+    picked = draw(st.lists(column, min_size=1, max_size=3 if joins else 1))
     if len(picked) == 1 and draw(st.booleans()):
         body["column"] = picked[0]
     else:
@@ -442,8 +449,9 @@ def fields(draw: st.DrawFn, entity: str, columns: list[str]) -> dict[str, Any]:
         "export": st.booleans(),
         "description": st.text(max_size=10),
     }
-    for name in draw(st.lists(st.sampled_from(sorted(options)), unique=True)):
-        body[name] = draw(options[name])
+    for name, option in options.items():  # each option half the time, a value map a quarter
+        if draw(st.integers(0, 3)) == 0 if name == "values" else draw(st.booleans()):
+            body[name] = draw(option)
     if ("values" in body or kind == "bool") and draw(st.booleans()):
         body["fallback"] = draw(VALUES)
     return body
@@ -461,9 +469,10 @@ def dated(body: dict[str, Any], column: str) -> dict[str, Any]:
 
 @st.composite
 def mapping_files(draw: st.DrawFn) -> Drawn:
-    """A whole mapping file that loads: an entity, its source and 1-6 fields."""
+    """A whole mapping file that loads: an entity, its source and 1-5 fields (more for a
+    period) reading 3-8 columns, so that some fields share a column and most do not."""
     entity = draw(st.sampled_from(["subject", "teacher", "guardian", "period"]))
-    columns = draw(st.lists(COLUMNS, min_size=1, max_size=6, unique=True))
+    columns = draw(st.lists(COLUMNS, min_size=3, max_size=8, unique=True))
     top: dict[str, Any] = {"entity": entity, "version": draw(st.integers(1, 2**63 - 1))}
     if draw(st.booleans()):
         top["description"] = draw(st.text(max_size=10))
@@ -485,17 +494,17 @@ def mapping_files(draw: st.DrawFn) -> Drawn:
         st.lists(
             NAMES.filter(lambda n: n not in ("date_from", "date_to")),
             min_size=1,
-            max_size=6,
+            max_size=5,
             unique=True,
         )
     )
-    drawn = {name: draw(fields(entity, columns)) for name in names}
+    drawn = {name: draw(fields(entity, columns, f"{name}¦")) for name in names}
     if entity == "period":
         for name in ("date_from", "date_to"):
             at = draw(st.integers(0, len(drawn)))
             items = list(drawn.items())
             column = draw(st.one_of(st.just(f"{name}'"), st.sampled_from(columns)))
-            items.insert(at, (name, dated(draw(fields(entity, columns)), column)))
+            items.insert(at, (name, dated(draw(fields(entity, columns, column)), column)))
             drawn = dict(items)
     return Drawn(top, source, drawn)
 
@@ -510,22 +519,23 @@ class Case:
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    """A mapping file and rows for it: any raw values, and its value-map keys in variants."""
+    """A mapping file and rows for it. Half the rows hold in each column a value fit for a field
+    reading it (so that rows often become records): a key part in a key column, value-map
+    texts in variants for a value-mapped field, and so on; in the other half, a column holds
+    any raw value a fifth of the time."""
     drawn = draw(mapping_files())
-    columns = [*drawn.source["key"], *(c for f in drawn.fields.values() for c in columns_of(f))]
-    columns += [drawn.source["watermark"]] if drawn.source.get("watermark") else []
-    known = [k for f in drawn.fields.values() for k in f.get("values", {})]
-    variants = [v for k in known for v in (k, f" {k} ", k.upper(), k.lower(), k + "\x0b")]
-    raw = st.one_of(st.none(), FAIR, RAW, *([st.sampled_from(variants)] if variants else []))
-    keys = set(drawn.source["key"])
-    dated = {c for n in ("date_from", "date_to") for c in columns_of(drawn.fields.get(n, {}))}
-    row = st.fixed_dictionaries(
-        {
-            c: KEYS if c in keys else st.one_of(DATES, DATES, DATES, raw) if c in dated else raw
-            for c in dict.fromkeys(columns)
-        }
-    )
-    return Case(drawn, draw(st.lists(row, min_size=1, max_size=10)))
+    fit: dict[str, list[st.SearchStrategy[object]]] = {c: [KEYS] for c in drawn.source["key"]}
+    for body in drawn.fields.values():
+        kind = body.get("type", "ref" if "ref" in body else "text")
+        texts = [v for k in body.get("values", {}) for v in (k, k, f" {k} ", k.upper(), k + "\x0b")]
+        for column in columns_of(body):
+            fit.setdefault(column, []).append(st.sampled_from(texts) if texts else FIT[kind])
+    if drawn.source.get("watermark"):
+        fit.setdefault(drawn.source["watermark"], [])
+    fit_row = st.fixed_dictionaries({c: st.one_of(*fits or [RAW]) for c, fits in fit.items()})
+    any_row = st.fixed_dictionaries({c: st.one_of(*fits * 4, RAW) for c, fits in fit.items()})
+    row = st.one_of(fit_row, any_row)
+    return Case(drawn, draw(st.lists(row, min_size=1, max_size=15)))
 
 
 def columns_of(body: dict[str, Any]) -> list[str]:
