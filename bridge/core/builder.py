@@ -128,7 +128,7 @@ def compile_builder(  # noqa: PLR0917 - one call site, all arguments distinct
         "VERSION": version,
         "hashed": _text_fingerprint if all(map(_gives_text, exported)) else fingerprint,
         "row_keys": _keys_of(columns, key_columns),
-        "first_problem": _problem_finder(columns, exported + hidden),
+        "first_problem": _problem_finder(columns, fields),  # the first in the mapping's order
     }
     lines = ["def build(row):", *_key_lines(columns, key_columns), "    try:"]
     for n, spec in enumerate(exported):
@@ -208,7 +208,7 @@ def _converted(spec: FieldSpec, columns: tuple[str, ...]) -> Callable[[Sequence[
 
 
 def _problem_finder(
-    columns: tuple[str, ...], fields: list[FieldSpec]
+    columns: tuple[str, ...], fields: Sequence[FieldSpec]
 ) -> Callable[[Sequence[Any], str, str], RowRejected]:
     """The slow path: the rejection naming the first field of a row that fails to convert."""
     steps = [(f.name, _converted(f, columns)) for f in fields]
@@ -238,6 +238,16 @@ def _keys_of(
         try:
             return make_keys(parts)
         except InvalidValue as exc:
-            raise RowRejected("", "", key_columns[0], exc.reason) from None
+            # name the key column that holds the unusable part, not always the first one
+            name = next(n for n, p in zip(key_columns, parts, strict=True) if _bad_key_part(p))
+            raise RowRejected("", "", name, exc.reason) from None
 
     return row_keys
+
+
+def _bad_key_part(part: object) -> bool:
+    try:
+        key_part(part)
+    except InvalidValue:
+        return True
+    return False
