@@ -8,7 +8,7 @@ the same rows (values that make every kind of rejection) and compares every outc
 key, sort key, payload (in order, with types), fingerprint, attrs and watermark, or the same
 rejection with the same key, field and reason.
 
-``interpret`` uses nothing from ``bridge.builder`` nor the converters of ``bridge.fields``: only
+``interpret`` uses nothing from ``bridge.core.builder`` nor the converters of ``bridge.core.fields``: only
 the tables that *are* the definitions there (transforms, control characters, yes/no words, the
 accepted date forms and range), and it reads each row as a dict by column name.
 """
@@ -30,7 +30,7 @@ import xxhash
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.fields import (
+from bridge.core.fields import (
     CONTROL_CHARS,
     CONTROL_REASON,
     DATE_TEXT,
@@ -41,7 +41,7 @@ from bridge.fields import (
     TRUE_WORDS,
     FieldSpec,
 )
-from bridge.mapping import FILTER_OPS, CompiledMapping, RowRejected, load_mappings
+from bridge.core.mapping import FILTER_OPS, CompiledMapping, RowRejected, load_mappings
 
 # --- the interpreted reference ----------------------------------------------------------------
 
@@ -375,7 +375,7 @@ SAMPLE_TEXTS = [
 ]
 TEXTS = st.one_of(st.sampled_from(SAMPLE_TEXTS), st.text(max_size=12))
 # A value map's source texts. Blank ones ('', ' ') are left out only because of a known bug of
-# bridge.fields, not the builder (see test_blank_text_in_a_value_map_is_null below).
+# bridge.core.fields, not the builder (see test_blank_text_in_a_value_map_is_null below).
 MAP_KEYS = st.one_of(
     st.sampled_from([t for t in SAMPLE_TEXTS if t.strip()]),
     st.text(min_size=1, max_size=12).filter(lambda text: bool(text.strip())),
@@ -616,7 +616,7 @@ def test_builder_agrees_with_the_interpreted_mapping(case: Case) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bridge.fields._fast_values looks blank raw text up in the value map before the "
+    reason="bridge.core.fields._fast_values looks blank raw text up in the value map before the "
     "null handling: a blank text the map holds ('' or ' ') is mapped, not NULL/default/missing",
 )
 def test_blank_text_in_a_value_map_is_null() -> None:
