@@ -9,8 +9,9 @@ key, sort key, payload (in order, with types), fingerprint, attrs and watermark,
 rejection with the same key, field and reason.
 
 ``interpret`` uses nothing from ``bridge.core.builder`` nor the converters of
-``bridge.core.fields``: only the tables that *are* the definitions there (transforms, control characters, yes/no words, the
-accepted date forms and range), and it reads each row as a dict by column name.
+``bridge.core.fields``: only the tables that *are* the definitions there (transforms, control
+characters, yes/no words, the accepted date forms and range), and it reads each row as a dict
+by column name.
 """
 
 from __future__ import annotations
