@@ -228,7 +228,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
                 return ExitCode.USAGE
             print(erasure_act_text(act, mappings.entities))
             return ExitCode.OK
-        lock = SyncLock(state.engine, f"sync:{config.portal_school}")
+        lock = SyncLock(state.engine, f"sync:{config.portal.school}")
         with lock.held(args.wait, say):
             done = admin.erase_pupil(
                 config, mappings, state, args.key, uuid.uuid4().hex[:12], ground=args.ground
@@ -246,10 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     install_signals(stop)
     notifier = Notifier.from_env(os.environ)
-    listen = _listen(config.metrics_listen)
+    listen = _listen(config.metrics.listen)
     sink = (
-        MetricsSink(textfile=config.metrics_textfile or None, listen=listen)
-        if config.metrics_textfile or listen
+        MetricsSink(textfile=config.metrics.textfile or None, listen=listen)
+        if config.metrics.textfile or listen
         else None
     )
     if sink is not None:

@@ -251,7 +251,7 @@ def _check_source(config: Config, mappings: MappingSet) -> str:
 def _check_portal(config: Config) -> str:
     with open_adapters(config) as io:
         io.portal.authenticate()
-    return f"authenticated at {config.portal_url} as {config.portal_client_id}"
+    return f"authenticated at {config.portal.url} as {config.portal.client_id}"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Configuration: one TOML file, validated at start-up, every problem reported at once.
 
 Lookup order: ``--config FILE``, ``$ASIOU_BRIDGE_CONFIG``, ``/etc/asiou-bridge/bridge.toml``.
-``config/bridge.toml`` is the commented example; ``SCHEMA`` below is the one description of every
-key (type, default, meaning) that validation uses.
+``config/bridge.toml`` is the commented example; the sections of ``bridge.service.settings`` are
+the one description of every key (type, default, meaning); validation checks a file against them
+and builds them.
 
 Secrets never live in the file. The source database password comes from
 ``$ASIOU_BRIDGE_DB_PASSWORD``, a file named by ``source.password_file``, or the systemd credential
@@ -17,8 +18,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,137 +26,68 @@ import sqlalchemy as sa
 
 from bridge.core.errors import ConfigError, Problem
 from bridge.core.guard import Thresholds
+from bridge.service.settings import (
+    CLOCK,
+    DAYS,
+    EVERY,
+    HOURS,
+    DeliverySettings,
+    GuardSettings,
+    MappingsSettings,
+    MetricsSettings,
+    PortalSection,
+    Schedule,
+    SourceSettings,
+    StateSettings,
+    SyncSettings,
+    every_seconds,
+    reconcile_when,
+    schema,
+)
 
 SYSTEM_CONFIG = Path("/etc/asiou-bridge/bridge.toml")
 CONFIG_ENV = "ASIOU_BRIDGE_CONFIG"
 DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"  # noqa: S105 - a variable name, not a secret
 PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"  # noqa: S105 - a variable name
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# section -> key -> (type, default, meaning). None as default means "required".
-SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any, str]]] = {
-    "source": {
-        "url": (str, None, "SQLAlchemy URL of the ASIOU database, without a password"),
-        "password_file": (str, "", "file holding the database password"),
-    },
-    "state": {
-        "url": (
-            str,
-            "sqlite:////var/lib/asiou-bridge/state.sqlite",
-            "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)",
-        ),
-    },
-    "mappings": {
-        "dir": (str, str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)"),
-    },
-    "portal": {
-        "url": (str, "http://127.0.0.1:8400", "base URL of the diary import API"),
-        "school": (str, "demo", "the school's id on the portal"),
-        "client_id": (str, "asiou-bridge", "OAuth2 client id"),
-        "secret_file": (str, "", "file holding the OAuth2 client secret"),
-        "batch_size": (int, 500, "operations per batch request"),
-        "connect_timeout": ((float, int), 3.05, "seconds to wait for a connection"),
-        "read_timeout": ((float, int), 30.0, "seconds to wait for an answer"),
-        "request_deadline": (
-            (float, int),
-            60.0,
-            "seconds one request may take in all, a slowly dripping answer included",
-        ),
-        "max_retry_after": ((float, int), 300.0, "the longest Retry-After wait honoured"),
-        "max_batch_wait": ((float, int), 900.0, "seconds one batch may spend in retries in all"),
-        "retries": (int, 8, "attempts per request before the run gives up"),
-        "rate_limit": ((float, int), 0.0, "at most this many requests per second (0: no limit)"),
-        "ca_bundle": (str, "", "CA bundle for TLS verification (default: the system's)"),
-    },
-    "schedule": {
-        "incremental_every": (str, "15m", "how often an incremental sync runs (30s, 15m, 1h)"),
-        "hours": (str, "", "only in these hours, e.g. 7-19 (empty: round the clock)"),
-        "days": (str, "mon-sun", "only on these days, e.g. mon-sat"),
-        "full_at": (str, "02:30", "the nightly full run (HH:MM, local time)"),
-        "dead_letters_at": (str, "02:15", "dead letters get another chance (before full_at)"),
-        "misfire_grace_seconds": (int, 300, "a run missed by less than this still runs"),
-        # reconciliation (bridge.core.reconcile): the portal read back and repaired
-        "reconcile_at": (
-            str,
-            "sun 03:00",
-            "when the portal is read back and repaired: days "
-            "and a time, like 'sun 03:00' or 'mon-fri 03:00' (empty: only on "
-            "demand, `sync --reconcile`)",
-        ),
-    },
-    "metrics": {
-        "textfile": (str, "", "write Prometheus metrics to this .prom file (node_exporter)"),
-        "listen": (str, "", "serve Prometheus metrics on HOST:PORT (empty: off)"),
-    },
-    "delivery": {
-        "dead_letter_after": (int, 3, "refusals of one record before it becomes a dead letter"),
-    },
-    "sync": {
-        "watermark_overlap_minutes": (int, 5, "re-read this much before the last watermark"),
-        "run_deadline_minutes": (
-            (float, int),
-            120.0,
-            "a run still delivering after this stops "
-            "after the batch in flight, a partial delivery (0: no limit)",
-        ),
-        "plan_workers": (
-            int,
-            0,
-            "processes that plan a full run's large tables (0: one per "
-            "CPU core, at most 4; 1: plan in one process)",
-        ),
-    },
-    "guard": {
-        "max_delete_fraction": ((float, int), 0.10, "hold a plan deleting more of an entity"),
-        "min_deletes": (int, 20, "never hold for fewer deletes than this"),
-        "hold_whole_class": (bool, True, "hold a plan deleting a whole class"),
-        "approval_valid_hours": (
-            (float, int),
-            72,
-            "an approval of a held plan expires after this many hours",
-        ),
-    },
-}
+SCHEMA = schema()
+"""section → key → (TOML types, default (None: required), meaning)."""
 
 
 @dataclass(frozen=True)
 class Config:
-    """Validated configuration. Secrets are kept out of ``repr``."""
+    """Validated configuration, one typed object per section. Secrets are never in it: they
+    are read when needed (``source_url_with_password``, ``portal_secret``)."""
 
     file: str
-    source_url: str
-    state_url: str
-    mappings_dir: Path
-    portal_url: str
-    portal_school: str
-    portal_client_id: str
-    thresholds: Thresholds
-    overlap: timedelta
-    plan_workers: int = 0
-    source_password_file: str = ""
-    portal_secret_file: str = ""
-    portal_batch_size: int = 500
-    portal_timeouts: tuple[float, float] = (3.05, 30.0)
-    portal_retries: int = 8
-    portal_rate_limit: float = 0.0
-    run_deadline_minutes: float = 120.0
-    portal_patience: tuple[float, float, float] = (60.0, 300.0, 900.0)
-    """(request_deadline, max_retry_after, max_batch_wait) in seconds."""
-    portal_ca_bundle: str = ""
-    dead_letter_after: int = 3
-    schedule: dict[str, Any] = field(default_factory=dict)
-    metrics_textfile: str = ""
-    metrics_listen: str = ""
+    source: SourceSettings
+    state: StateSettings
+    mappings: MappingsSettings
+    portal: PortalSection
+    schedule: Schedule
+    metrics: MetricsSettings
+    delivery: DeliverySettings
+    sync: SyncSettings
+    guard: GuardSettings
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The guard's thresholds (``[guard]``)."""
+        return self.guard.thresholds
+
+    @property
+    def mappings_dir(self) -> Path:
+        """The directory of the mapping files (anchored at the config file's folder)."""
+        return Path(self.mappings.dir)
 
     def source_url_with_password(self, env: Mapping[str, str] = os.environ) -> sa.URL:
         """The source URL with the password from the environment or a credential file."""
-        url = sa.make_url(self.source_url)
-        password = read_secret(DB_PASSWORD_ENV, self.source_password_file, "db-password", env)
+        url = sa.make_url(self.source.url)
+        password = read_secret(DB_PASSWORD_ENV, self.source.password_file, "db-password", env)
         return url if password is None else url.set(password=password)
 
     def portal_secret(self, env: Mapping[str, str] = os.environ) -> str | None:
         """The portal's client secret from the environment or a credential file."""
-        return read_secret(PORTAL_SECRET_ENV, self.portal_secret_file, "portal-secret", env)
+        return read_secret(PORTAL_SECRET_ENV, self.portal.secret_file, "portal-secret", env)
 
 
 def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str]) -> str | None:
@@ -223,42 +154,20 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     base = path.parent
+    portal = {**values["portal"], "url": values["portal"]["url"].rstrip("/")}
     return Config(
         file=str(path),
-        source_url=_anchor(values["source"]["url"], base),
-        state_url=_anchor(values["state"]["url"], base),
-        mappings_dir=(base / values["mappings"]["dir"]).resolve(),
-        portal_url=values["portal"]["url"].rstrip("/"),
-        portal_school=values["portal"]["school"],
-        portal_client_id=values["portal"]["client_id"],
-        thresholds=Thresholds(
-            float(values["guard"]["max_delete_fraction"]),
-            values["guard"]["min_deletes"],
-            values["guard"]["hold_whole_class"],
-            float(values["guard"]["approval_valid_hours"]),
+        source=SourceSettings(
+            **{**values["source"], "url": _anchor(values["source"]["url"], base)}
         ),
-        overlap=timedelta(minutes=values["sync"]["watermark_overlap_minutes"]),
-        plan_workers=values["sync"]["plan_workers"],
-        run_deadline_minutes=float(values["sync"]["run_deadline_minutes"]),
-        source_password_file=values["source"]["password_file"],
-        portal_secret_file=values["portal"]["secret_file"],
-        portal_batch_size=values["portal"]["batch_size"],
-        portal_timeouts=(
-            float(values["portal"]["connect_timeout"]),
-            float(values["portal"]["read_timeout"]),
-        ),
-        portal_retries=values["portal"]["retries"],
-        portal_patience=(
-            float(values["portal"]["request_deadline"]),
-            float(values["portal"]["max_retry_after"]),
-            float(values["portal"]["max_batch_wait"]),
-        ),
-        portal_rate_limit=float(values["portal"]["rate_limit"]),
-        portal_ca_bundle=values["portal"]["ca_bundle"],
-        dead_letter_after=values["delivery"]["dead_letter_after"],
-        schedule=dict(values["schedule"]),
-        metrics_textfile=values["metrics"]["textfile"],
-        metrics_listen=values["metrics"]["listen"],
+        state=StateSettings(url=_anchor(values["state"]["url"], base)),
+        mappings=MappingsSettings(dir=str((base / values["mappings"]["dir"]).resolve())),
+        portal=PortalSection(**portal),
+        schedule=Schedule(**values["schedule"]),
+        metrics=MetricsSettings(**values["metrics"]),
+        delivery=DeliverySettings(**values["delivery"]),
+        sync=SyncSettings(**values["sync"]),
+        guard=GuardSettings(**values["guard"]),
     )
 
 
@@ -375,23 +284,6 @@ def _anchor(url: str, base: Path) -> str:
     return parsed.set(database=str((base / database).resolve())).render_as_string(False)
 
 
-EVERY = re.compile(r"(\d+)\s*([smh])")
-CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
-HOURS = re.compile(r"\d{1,2}(-\d{1,2})?(,\d{1,2}(-\d{1,2})?)*")
-DAYS = re.compile(
-    r"(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
-    r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*"
-)
-
-
-def every_seconds(text: str) -> float:
-    """``30s``, ``15m`` or ``1h`` in seconds."""
-    found = EVERY.fullmatch(text.strip())
-    if found is None:
-        raise ValueError(text)
-    return int(found[1]) * {"s": 1, "m": 60, "h": 3600}[found[2]]
-
-
 def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]) -> None:
     checks = [
         ("incremental_every", EVERY, "a period like 30s, 15m or 1h"),
@@ -435,17 +327,6 @@ def _check_schedule(schedule: dict[str, Any], file: str, problems: list[Problem]
         and every_seconds(schedule["incremental_every"]) < 1
     ):
         problems.append(Problem(file, "schedule.incremental_every", "must be at least 1s"))
-
-
-def reconcile_when(text: str) -> tuple[str, int, int] | None:
-    """``schedule.reconcile_at`` as (days, hour, minute); None when it is off (empty)."""
-    if not text.strip():
-        return None
-    days, _, at = text.strip().rpartition(" ")
-    if not DAYS.fullmatch(days.strip().lower()) or not CLOCK.fullmatch(at):
-        raise ValueError(text)
-    hour, minute = at.split(":")
-    return days.strip().lower(), int(hour), int(minute)
 
 
 def _check_reconcile_at(value: object, file: str, problems: list[Problem]) -> None:

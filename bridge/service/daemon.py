@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.core.errors import BridgeError, LockBusy
 from bridge.core.mapping import MappingSet
-from bridge.service.config import Config, every_seconds, reconcile_when
+from bridge.service.config import Config
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
 
@@ -46,7 +46,7 @@ class Daemon:
             notifier,
             service,
         )
-        grace = int(config.schedule["misfire_grace_seconds"])
+        grace = config.schedule.misfire_grace_seconds
         self.scheduler = BackgroundScheduler(
             executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace},
@@ -62,18 +62,11 @@ class Daemon:
             executor="sync",
             next_run_time=datetime.now(),
         )
-        hour, minute = schedule["full_at"].split(":")
+        self.scheduler.add_job(self.full, _cron(schedule.full_time), id="full", executor="sync")
         self.scheduler.add_job(
-            self.full, CronTrigger(hour=int(hour), minute=int(minute)), id="full", executor="sync"
+            self.revive, _cron(schedule.dead_letters_time), id="dead_letters", executor="sync"
         )
-        hour, minute = schedule["dead_letters_at"].split(":")
-        self.scheduler.add_job(
-            self.revive,
-            CronTrigger(hour=int(hour), minute=int(minute)),
-            id="dead_letters",
-            executor="sync",
-        )
-        reconciling = _reconcile_trigger(schedule["reconcile_at"])
+        reconciling = _reconcile_trigger(schedule.reconcile)
         if reconciling is not None:
             self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
         interval = self.notifier.watchdog_interval()
@@ -87,12 +80,11 @@ class Daemon:
 
     def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
         schedule = self.config.schedule
-        seconds = every_seconds(schedule["incremental_every"])
-        if not schedule["hours"] and schedule["days"] == "mon-sun":
-            return IntervalTrigger(seconds=seconds)
-        minutes = max(1, int(seconds // 60))
+        if not schedule.windowed:
+            return IntervalTrigger(seconds=schedule.every)
+        minutes = max(1, int(schedule.every // 60))
         return CronTrigger(
-            minute=f"*/{minutes}", hour=schedule["hours"] or "*", day_of_week=schedule["days"]
+            minute=f"*/{minutes}", hour=schedule.hours or "*", day_of_week=schedule.days
         )
 
     def incremental(self) -> None:
@@ -168,25 +160,24 @@ def next_runs(daemon: Daemon) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for job_id, trigger in (
         ("incremental", daemon._incremental_trigger()),
-        ("full", _cron(daemon.config.schedule["full_at"])),
-        ("dead_letters", _cron(daemon.config.schedule["dead_letters_at"])),
+        ("full", _cron(daemon.config.schedule.full_time)),
+        ("dead_letters", _cron(daemon.config.schedule.dead_letters_time)),
     ):
         fire: Callable[..., Any] = trigger.get_next_fire_time
         found[job_id] = fire(None, now)
-    reconciling = _reconcile_trigger(daemon.config.schedule["reconcile_at"])
+    reconciling = _reconcile_trigger(daemon.config.schedule.reconcile)
     found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
     return found
 
 
-def _reconcile_trigger(at: str) -> CronTrigger | None:
+def _reconcile_trigger(when: tuple[str, int, int] | None) -> CronTrigger | None:
     """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
-    when = reconcile_when(at)
     if when is None:
         return None
     days, hour, minute = when
     return CronTrigger(day_of_week=days, hour=hour, minute=minute)
 
 
-def _cron(at: str) -> CronTrigger:
-    hour, minute = at.split(":")
-    return CronTrigger(hour=int(hour), minute=int(minute))
+def _cron(at: tuple[int, int]) -> CronTrigger:
+    hour, minute = at
+    return CronTrigger(hour=hour, minute=minute)

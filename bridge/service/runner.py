@@ -104,7 +104,7 @@ class Service:
     ) -> SyncResult:
         """One sync under the lock, with history, a summary log line and metrics."""
         with self.adapters() as io:
-            lock = SyncLock(io.state.engine, f"sync:{self.config.portal_school}")
+            lock = SyncLock(io.state.engine, f"sync:{self.config.portal.school}")
             with lock.held(wait=request.wait, say=say):
                 return self._locked(io, request, progress)
 
@@ -176,11 +176,11 @@ class Service:
             io.portal,
             options,
             run_id=run_id,
-            max_attempts=config.dead_letter_after,
+            max_attempts=config.delivery.dead_letter_after,
             progress=progress,
             stop=self.stop,
             reconcile=request.reconcile,
-            deadline=_deadline(config.run_deadline_minutes),
+            deadline=_deadline(config.sync.run_deadline_minutes),
         )
         drift = outcome.plan.drift
         if drift is not None:

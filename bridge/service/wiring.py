@@ -41,7 +41,7 @@ class Adapters:
         """The state store of this school (``state.url``, the school's own schema)."""
         if self._state is None:
             config = self.config
-            self._state = open_state(config.state_url, utc_now, school=config.portal_school)
+            self._state = open_state(config.state.url, utc_now, school=config.portal.school)
         return self._state
 
     @property
@@ -89,9 +89,9 @@ def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOption
     given.setdefault("as_of", date.today())
     return RunOptions(
         thresholds=config.thresholds,
-        overlap=config.overlap,
+        overlap=config.sync.overlap,
         erased=Erasures(state.engine).keys(),
-        workers=resolve_workers(config.plan_workers),
+        workers=resolve_workers(config.sync.plan_workers),
         **given,
     )
 
@@ -112,17 +112,17 @@ def portal_settings(config: Config) -> PortalSettings:
             ]
         )
     return PortalSettings(
-        base_url=config.portal_url,
-        school=config.portal_school,
-        client_id=config.portal_client_id,
+        base_url=config.portal.url,
+        school=config.portal.school,
+        client_id=config.portal.client_id,
         client_secret=secret,
-        connect_timeout=config.portal_timeouts[0],
-        read_timeout=config.portal_timeouts[1],
-        batch_size=config.portal_batch_size,
-        max_attempts=config.portal_retries,
-        rate_limit=config.portal_rate_limit,
-        verify=config.portal_ca_bundle or True,
-        request_deadline=config.portal_patience[0],
-        max_retry_after=config.portal_patience[1],
-        max_batch_wait=config.portal_patience[2],
+        connect_timeout=config.portal.connect_timeout,
+        read_timeout=config.portal.read_timeout,
+        batch_size=config.portal.batch_size,
+        max_attempts=config.portal.retries,
+        rate_limit=config.portal.rate_limit,
+        verify=config.portal.ca_bundle or True,
+        request_deadline=config.portal.request_deadline,
+        max_retry_after=config.portal.max_retry_after,
+        max_batch_wait=config.portal.max_batch_wait,
     )

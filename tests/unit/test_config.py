@@ -21,11 +21,11 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     """Only source.url is required; the rest comes from the schema's defaults."""
     config = load_config(_write(tmp_path, '[source]\nurl = "sqlite:///school.sqlite"\n'))
-    assert config.source_url == f"sqlite:///{tmp_path / 'school.sqlite'}"
+    assert config.source.url == f"sqlite:///{tmp_path / 'school.sqlite'}"
     assert config.thresholds.max_delete_fraction == 0.10
-    assert config.portal_url == "http://127.0.0.1:8400"
+    assert config.portal.url == "http://127.0.0.1:8400"
     assert config.mappings_dir.name == "mappings"
-    assert config.plan_workers == 0
+    assert config.sync.plan_workers == 0
 
 
 def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_the_password_is_added_to_the_source_url_but_not_shown(tmp_path: Path) -
 def test_the_shipped_example_config_is_valid() -> None:
     """config/bridge.toml passes validation as shipped."""
     config = load_config(Path("config/bridge.toml"))
-    assert config.source_url.startswith("mysql+pyodbc://")
+    assert config.source.url.startswith("mysql+pyodbc://")
 
 
 def test_schedule_metrics_and_ports_are_checked_up_front(tmp_path: Path) -> None:
@@ -198,13 +198,13 @@ def test_reconciliation_is_weekly_by_default_and_its_schedule_is_checked(tmp_pat
 
     base = '[source]\nurl = "sqlite:///school.sqlite"\n'
     config = load_config(_write(tmp_path, base))
-    assert config.schedule["reconcile_at"] == "sun 03:00"
-    trigger = _reconcile_trigger(config.schedule["reconcile_at"])
+    assert config.schedule.reconcile_at == "sun 03:00"
+    trigger = _reconcile_trigger(config.schedule.reconcile)
     assert trigger is not None
     fire = trigger.get_next_fire_time(None, datetime(2026, 12, 2, 12, 0).astimezone())
     assert (fire.strftime("%a %H:%M"), fire.day) == ("Sun 03:00", 6)
     off = load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = ""\n'))
-    assert _reconcile_trigger(off.schedule["reconcile_at"]) is None
+    assert _reconcile_trigger(off.schedule.reconcile) is None
     with pytest.raises(ConfigError) as bad:
         load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = "sunday"\n'))
     assert [p.path for p in bad.value.problems] == ["schedule.reconcile_at"]
