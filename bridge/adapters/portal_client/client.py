@@ -1,0 +1,306 @@
+"""``PortalClient``: one pooled ``requests`` session, bearer tokens refreshed before they
+expire, every request with explicit timeouts and a total deadline, retried as ``retries``
+says; requests' exceptions translated at this seam."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from random import random as _unit_random
+from typing import TypeVar
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from bridge import logs
+from bridge.adapters.portal_client.answers import Verdict, _utc_now, classify, parse_retry_after
+from bridge.adapters.portal_client.retries import (
+    _give_up,
+    _Pacer,
+    _TransientError,
+    honour_retry_after,
+    jittered_backoff,
+    raise_unless_ok,
+    waited_for,
+)
+from bridge.adapters.portal_client.settings import PortalSettings
+from bridge.adapters.portal_client.wire import (
+    _Token,
+    encode_batch,
+    parse_fingerprints,
+    parse_results,
+    parse_token,
+)
+from bridge.core.errors import PortalAuthError, PortalFatalError
+from bridge.ports import Operation, OperationResult
+
+T = TypeVar("T")
+
+
+@dataclass
+class ClientStats:
+    """Counters since the client was built: HTTP exchanges, retry sleeps, tokens fetched, and
+    outcomes keyed by HTTP status (``"200"``) or by transport failure (``"ReadTimeout"``)."""
+
+    requests: int = 0
+    retries: int = 0
+    token_fetches: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """What the seam hands back: status, content type, parsed JSON (None if not JSON)."""
+
+    status: int
+    content_type: str | None
+    body: object
+    retry_after: float | None
+
+    def verdict(self) -> Verdict:
+        """This reply classified."""
+        return classify(self.status, self.content_type, self.body)
+
+
+class PortalClient:
+    """The Portal port over HTTP (see the module docstring for what is retried and raised)."""
+
+    def __init__(
+        self,
+        settings: PortalSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+        random: Callable[[], float] = _unit_random,
+    ) -> None:
+        """``session`` is borrowed (the caller closes it); without one the client builds and owns
+        a pooled session. ``sleep``, ``clock``, ``now`` and ``random`` are injected for tests."""
+        self.batch_size = settings.batch_size
+        self._settings = settings
+        self._owns_session = session is None
+        self._session = session if session is not None else _pooled_session()
+        self._sleep, self._clock, self._now, self._random = sleep, clock, now, random
+        self._pacer = _Pacer(settings.rate_limit, self._clock, self._sleep)
+        self._token: _Token | None = None
+        self._stats = ClientStats()
+        self._log = logs.get_logger(component="portal", school=settings.school)
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters."""
+        return replace(self._stats, outcomes=Counter(self._stats.outcomes))
+
+    def authenticate(self) -> None:
+        """Fetch a token now (``asiou-bridge check``). Raises PortalAuthError, PortalFatalError,
+        PortalUnavailable."""
+        self._token = self._with_retries(self._fetch_token)
+
+    def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Apply one batch; one result per operation, in order (see Portal.send)."""
+        if len(operations) > self.batch_size:
+            raise ValueError(f"{len(operations)} operations exceed batch_size {self.batch_size}")
+        if not operations:
+            return []
+        body = encode_batch(operations)
+        url = self._api_url("batch")
+        return self._with_retries(
+            lambda: parse_results(self._call_api("POST", url, body), operations)
+        )
+
+    def fingerprints(self, entity: str) -> dict[str, str]:
+        """sourcedId → fingerprint of every live record of ``entity`` (see Portal.fingerprints)."""
+        url = self._api_url(entity)
+        return self._with_retries(lambda: parse_fingerprints(self._call_api("GET", url)))
+
+    def close(self) -> None:
+        """Close the session if the client built it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> PortalClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _with_retries(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` under a Retrying built from the settings now (never frozen). The
+        waits of one request add up to at most ``max_batch_wait``."""
+        settings = self._settings
+        budget = settings.max_batch_wait
+        wait = honour_retry_after(
+            jittered_backoff(settings, self._random), settings.max_retry_after
+        )
+        attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
+        retrying = Retrying(
+            stop=lambda state: attempts(state) or waited(state),
+            wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
+            retry=retry_if_exception_type(_TransientError),
+            sleep=self._sleep,
+            before_sleep=self._note_retry,
+            retry_error_callback=_give_up,
+        )
+        return retrying(attempt)
+
+    def _note_retry(self, state: RetryCallState) -> None:
+        """Count and log a retry: attempt, wait, reason (never the token, secret or data)."""
+        self._stats.retries += 1
+        failure = state.outcome.exception() if state.outcome is not None else None
+        self._log.warning(
+            "portal_retry",
+            attempt=state.attempt_number,
+            wait=round(state.upcoming_sleep, 3),
+            reason=failure.reason if isinstance(failure, _TransientError) else None,
+        )
+
+    def _call_api(self, method: str, url: str, body: bytes | None = None) -> object:
+        """One /api exchange with a valid token; on 401 one fresh token and one resend. Returns
+        the parsed JSON of an OK answer; raises per ``raise_unless_ok`` otherwise."""
+        reply = self._exchange(method, url, body=body, headers=self._bearer())
+        if reply.status == 401:
+            self._token = None  # refused: the next _bearer() fetches a new one
+            reply = self._exchange(method, url, body=body, headers=self._bearer())
+        raise_unless_ok(reply.verdict(), reply.retry_after)
+        return reply.body
+
+    def _bearer(self) -> dict[str, str]:
+        """Authorization header, fetching a token first if none is fresh."""
+        if self._token is None or not self._token.is_fresh(self._clock()):
+            self._token = self._fetch_token()
+        return {"Authorization": f"Bearer {self._token.value}"}
+
+    def _fetch_token(self) -> _Token:
+        """Client-credentials grant. 401/403 → PortalAuthError; otherwise per the table."""
+        settings = self._settings
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+        }
+        started = self._clock()
+        reply = self._exchange("POST", f"{settings.base_url.rstrip('/')}/oauth/token", form=form)
+        verdict = reply.verdict()
+        if reply.status in (401, 403):
+            raise PortalAuthError(reply.status, f"{verdict.kind}: {verdict.detail}")
+        raise_unless_ok(verdict, reply.retry_after)
+        self._stats.token_fetches += 1
+        return parse_token(reply.body, started)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        """The seam: one HTTP request, paced, with timeouts and TLS settings; requests'
+        exceptions become _TransientError or PortalFatalError here."""
+        settings = self._settings
+        all_headers = {
+            "Accept": "application/json",
+            "User-Agent": settings.user_agent,
+            **(headers or {}),
+        }
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+        self._pacer.wait_turn()
+        self._stats.requests += 1
+        deadline = self._clock() + settings.request_deadline
+        try:
+            with self._session.request(
+                method,
+                url,
+                data=body if body is not None else form,
+                headers=all_headers,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                verify=settings.verify,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                content = _read_body(response, deadline, self._clock)
+        except requests.RequestException as exc:
+            self._stats.outcomes[type(exc).__name__] += 1
+            raise _translate(exc) from exc
+        except _TransientError:
+            self._stats.outcomes["RequestDeadline"] += 1
+            raise
+        self._stats.outcomes[str(response.status_code)] += 1
+        return _Reply(
+            response.status_code,
+            response.headers.get("Content-Type"),
+            _json_or_none(content),
+            parse_retry_after(response.headers.get("Retry-After"), self._now()),
+        )
+
+    def _api_url(self, resource: str) -> str:
+        """``{base}/api/v1/schools/{school}/{resource}``, each segment percent-encoded."""
+        base = self._settings.base_url.rstrip("/")
+        school = quote(self._settings.school, safe="")
+        return f"{base}/api/v1/schools/{school}/{quote(resource, safe='')}"
+
+
+def _translate(exc: requests.RequestException) -> Exception:
+    """requests' exception → ours: TLS and malformed requests are fatal, the network is
+    transient. Only the exception's class name is kept (its text may quote URLs and hosts)."""
+    name = type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        return PortalFatalError(0, "tlsFailed", name)
+    transient = (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+    )
+    if isinstance(exc, transient):
+        return _TransientError(name)
+    return PortalFatalError(0, "requestFailed", name)
+
+
+READ_PIECE = 65536
+
+
+def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> bytes:
+    """The whole body, read piece by piece as it arrives; a body still arriving at
+    ``deadline`` is cut off (a transient failure): the read timeout bounds one socket read, so
+    a server dripping a byte at a time would otherwise hold the run for ever."""
+    raw, pieces = response.raw, list[bytes]()
+    while True:
+        if clock() > deadline:
+            raise _TransientError("RequestDeadline")
+        piece = raw.read1(READ_PIECE, decode_content=True)
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+
+
+def _json_or_none(content: bytes) -> object:
+    """The body as JSON, or None when it is empty or not JSON (an HTML page, garbage)."""
+    try:
+        parsed: object = json.loads(content)
+    except ValueError:
+        return None
+    return parsed
+
+
+def _pooled_session() -> requests.Session:
+    """A session with a connection pool and no urllib3-level retries (tenacity decides)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

@@ -1,0 +1,88 @@
+"""Retrying: full-jitter exponential backoff never shorter than the portal's ``Retry-After``,
+a budget on the time one batch may spend waiting, and the client-side rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tenacity import (
+    RetryCallState,
+)
+from tenacity.wait import wait_exponential
+
+from bridge.adapters.portal_client.answers import Disposition, Verdict
+from bridge.adapters.portal_client.settings import PortalSettings
+from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
+
+
+class _TransientError(Exception):
+    """Internal: this attempt failed in a way a later attempt may not. Never leaves the client."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def raise_unless_ok(verdict: Verdict, retry_after: float | None = None) -> None:
+    """Return on OK; otherwise raise what the disposition says (AUTH as PortalAuthError)."""
+    if verdict.disposition is Disposition.OK:
+        return
+    if verdict.disposition is Disposition.RETRIABLE:
+        raise _TransientError(verdict.reason, retry_after)
+    if verdict.disposition is Disposition.AUTH:
+        raise PortalAuthError(verdict.status, f"{verdict.kind}: {verdict.detail}")
+    raise PortalFatalError(verdict.status, verdict.kind, verdict.detail)
+
+
+def jittered_backoff(
+    settings: PortalSettings, random: Callable[[], float]
+) -> Callable[[RetryCallState], float]:
+    """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**(attempt - 1)))."""
+    ceiling = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max)
+    return lambda state: random() * ceiling(state)
+
+
+def waited_for(budget: float) -> Callable[[RetryCallState], bool]:
+    """A stop: the retries of one request have waited ``budget`` seconds in all."""
+    return lambda state: state.idle_for >= budget
+
+
+def honour_retry_after(
+    backoff: Callable[[RetryCallState], float], cap: float
+) -> Callable[[RetryCallState], float]:
+    """Wait max(backoff, Retry-After capped at ``cap``): never earlier than the portal asked."""
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        asked = failure.retry_after if isinstance(failure, _TransientError) else None
+        return max(backoff(state), min(asked, cap) if asked is not None else 0.0)
+
+    return wait
+
+
+class _Pacer:
+    """Client-side rate limit: request starts at least ``1 / rate`` seconds apart."""
+
+    def __init__(
+        self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    ) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = float("-inf")
+
+    def wait_turn(self) -> None:
+        """Sleep until the next request may start, then book the slot after it."""
+        if self._interval == 0.0:
+            return
+        delay = self._next - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+        self._next = max(self._clock(), self._next) + self._interval
+
+
+def _give_up(state: RetryCallState) -> None:
+    """Retries ran out: PortalUnavailable with the attempt count and the last reason."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    reason = failure.reason if isinstance(failure, _TransientError) else "unknown"
+    raise PortalUnavailable(state.attempt_number, reason) from failure
