@@ -6,8 +6,8 @@ Clever's sync holds: more than ``max_delete_fraction`` of an entity (default 10 
 ``min_deletes`` records) deleted, archived or closed, or every enrolment of a class (or the
 class itself) deleted or closed, is held. Whatever hides a pupil counts: a delete, an archive
 (``Op.ARCHIVE``), a membership closure (an update in ``Plan.hiding``). A held plan sends none
-of them (``bridge.service.sync``); an approval names the plan by its id, a digest of exactly these
-changes, and expires after ``approval_valid_hours``.
+of them (``bridge.service.engine.run``); an approval names the plan by its id, a digest of
+exactly these changes, and expires after ``approval_valid_hours``.
 
 Other checks (a portal that suddenly looks empty, say) add their holds to the list ``check``
 returns; ``GuardHold.describe`` words each for admins.

@@ -32,7 +32,7 @@ LEASE = timedelta(seconds=90)
 log = structlog.get_logger()
 
 # A heartbeat is never inside the database driver when the run forks its planning workers
-# (bridge.service.shards): a lock a forked child inherits held by a thread it does not have
+# (bridge.service.engine.workers): a lock a forked child inherits held by a thread it does not have
 # stays held.
 BEATING = threading.Lock()
 os.register_at_fork(

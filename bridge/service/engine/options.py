@@ -57,7 +57,7 @@ class RunOptions:
     """(entity, key) of one record whose path through the run is kept (``explain``)."""
     workers: int = 1
     """Processes that plan a full read of a large entity, each a range of its keys
-    (``bridge.service.shards``); 1 plans everything in this process."""
+    (``bridge.service.engine.ranges``); 1 plans everything in this process."""
     drift: Drift | None = None
     """The portal read back (``read_back``): a reconciling run, whose state view is corrected
     by what the portal holds (``bridge.core.reconcile``). Planned in one process."""
