@@ -247,7 +247,8 @@ def _fast_ref(spec: FieldSpec) -> Converter:
 
 def _fast_values(spec: FieldSpec) -> Converter:
     """A value-mapped field with the null handling folded in: a hit takes one lookup. Raw text
-    seen before is looked up as it is (a journal holds a dozen mark codes, a million times)."""
+    seen before is looked up as it is (a journal holds a dozen mark codes, a million times).
+    Blank text is NULL before it is a key of the map (the default, or missing when required)."""
     to_text, table, slow = (
         _steps(spec),
         dict(spec.values or {}),
@@ -261,7 +262,8 @@ def _fast_values(spec: FieldSpec) -> Converter:
             found = seen.get(raw, _MISSING)
             if found is not _MISSING:
                 return found
-            found = _MISSING if search(raw) else table.get(to_text(raw), _MISSING)
+            blank = not raw.strip()
+            found = _MISSING if blank or search(raw) else table.get(to_text(raw), _MISSING)
             if found is not _MISSING:
                 if len(seen) < SEEN_LIMIT:
                     seen[raw] = found

@@ -387,6 +387,12 @@ def _check_options(p: _Problems, path: str, body: dict[str, Any]) -> None:
     values = body.get("values")
     if values is not None and (not isinstance(values, dict) or not values):
         p.add(f"{path}.values", "must be a non-empty table of source value = canonical value")
+    if path.rpartition(".")[2] in DATED and (body.get("type") != "date" or values is not None):
+        p.add(
+            f"{path}.type",
+            'an interval\'s end must be type = "date" without a value map (the two ends '
+            "are compared)",
+        )
 
 
 def _field_spec(name: str, columns: tuple[str, ...], kind: str, body: dict[str, Any]) -> FieldSpec:

@@ -468,3 +468,19 @@ def test_problems_in_a_file_with_an_unknown_entity_are_reported(tmp_path: Path) 
     with pytest.raises(ConfigError) as caught:
         load_mappings(tmp_path)
     assert {p.path for p in caught.value.problems} == {"entity", "fields.name.transforms[0]"}
+
+
+def test_an_interval_end_that_is_not_a_date_is_a_mapping_problem(tmp_path: Path) -> None:
+    """date_from and date_to are compared with each other: each must be a date field (an int
+    and a text end would fail at every row instead)."""
+    (tmp_path / "period.toml").write_text(
+        'entity = "period"\nversion = 1\n[source]\ntable = "p"\nkey = ["id"]\n'
+        '[fields.date_from]\ncolumn = "a"\ntype = "int"\n'
+        '[fields.date_to]\ncolumn = "b"\nvalues = { x = "2025-01-01" }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_mappings(tmp_path)
+    paths = [p.path for p in caught.value.problems]
+    assert "fields.date_from.type" in paths
+    assert "fields.date_to.type" in paths
