@@ -27,5 +27,6 @@ def utc_now() -> datetime:
 
 
 def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

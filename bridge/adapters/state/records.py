@@ -142,13 +142,6 @@ class RecordReads:
         with self.engine.connect() as conn:
             return {str(k): int(n) for k, n in conn.execute(query)}
 
-    def watermark(self, entity: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(watermark.c.value).where(watermark.c.entity == entity)
-            ).scalar()
-        return None if value is None else str(value)
-
     def count_open_by_class(self, entity: str) -> dict[str, int]:
         query = sa.select(record_state.c.class_key, record_state.c.payload).where(
             record_state.c.entity == entity,
@@ -161,3 +154,10 @@ class RecordReads:
                 if json.loads(payload or "{}").get("date_to") is None:
                     counts[str(class_key)] = counts.get(str(class_key), 0) + 1
         return counts
+
+    def watermark(self, entity: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(watermark.c.value).where(watermark.c.entity == entity)
+            ).scalar()
+        return None if value is None else str(value)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 SCHEMA_VERSION = 3
-DELETED = "deleted"
+DELETED = "deleted"  # the status of a record deleted from the portal (a tombstone)
 
 metadata = sa.MetaData()
 _KEY = sa.String(400).with_variant(sa.String(400, collation="C"), "postgresql")

@@ -42,6 +42,8 @@ def lock_schemas(conn: sa.Connection) -> None:
 
 
 def namespaced(engine: sa.Engine, school: str | None) -> sa.Engine:
+    """``engine``, on PostgreSQL with a ``school``, in that school's schema: created, or an
+    old-named one of the school renamed, under the schema lock."""
     if school is None or engine.dialect.name != "postgresql":
         return engine
     name, legacy = schema_name(school), legacy_schema_name(school)
