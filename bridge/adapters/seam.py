@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -16,6 +17,8 @@ from bridge.core.errors import StateError
 
 T = TypeVar("T")
 DRIVER_ERRORS = (sa.exc.SQLAlchemyError, sqlite3.Error)
+_TRANSLATED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+"""The methods ``state_errors`` made, so a subclass does not wrap them twice."""
 
 
 def describe(exc: BaseException) -> str:
@@ -27,16 +30,28 @@ def describe(exc: BaseException) -> str:
 
 def state_errors(cls: type[T]) -> type[T]:
     """Make every public method of ``cls`` raise StateError where the driver failed (a
-    generator's failure mid-iteration too); private helpers are left alone."""
-    for name, member in list(vars(cls).items()):
-        if name.startswith("_") or not inspect.isfunction(member):
-            continue
-        setattr(cls, name, _translating(f"{cls.__name__}.{name}", member))
+    generator's failure mid-iteration too), the methods it inherits from its bases (mixins)
+    included, each named as a method of ``cls``; private helpers are left alone, and so is a
+    method a decorated base already translates."""
+    seen: set[str] = set()
+    for klass in cls.__mro__[:-1]:  # all but object
+        for name, member in list(vars(klass).items()):
+            if name in seen:  # a class nearer in the MRO overrides it
+                continue
+            seen.add(name)
+            if name.startswith("_") or not inspect.isfunction(member) or member in _TRANSLATED:
+                continue
+            setattr(cls, name, _translating(f"{cls.__name__}.{name}", member))
     return cls
 
 
 def _translating(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    words = f"running {operation}"
+    translated = _translator(f"running {operation}", method)
+    _TRANSLATED.add(translated)
+    return translated
+
+
+def _translator(words: str, method: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)

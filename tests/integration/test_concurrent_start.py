@@ -72,7 +72,7 @@ def test_an_immediate_busy_answer_is_tried_again(
     from bridge.adapters import state
 
     lock, refused = _busy_for(3, "database is locked")
-    monkeypatch.setattr(state, "lock_schemas", lock)
+    monkeypatch.setattr(state.schools, "lock_schemas", lock)
     store = state.open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", school="school-1")
     try:
         assert len(refused) == 3
@@ -88,7 +88,7 @@ def test_other_state_errors_are_not_tried_again(
     from bridge.core.errors import FatalError
 
     lock, refused = _busy_for(100, "disk I/O error")
-    monkeypatch.setattr(state, "lock_schemas", lock)
+    monkeypatch.setattr(state.schools, "lock_schemas", lock)
     with pytest.raises(FatalError, match="disk I/O error"):
         state.open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", school="school-1")
     assert len(refused) == 1

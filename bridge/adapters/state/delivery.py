@@ -1,0 +1,227 @@
+"""Writing what was delivered: records upserted or tombstoned, consent withdrawals noted,
+watermarks, delivery batches opened and committed, and the dead letters of refused changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bridge.adapters.state.helpers import aware
+from bridge.adapters.state.schema import (
+    DELETED,
+    consent_withdrawal,
+    dead_letter,
+    delivery_batch,
+    record_state,
+    watermark,
+)
+from bridge.core.model import Change, HoldReason, Op
+from bridge.ports import Clock, DeadLetter, Delivered, Refusal
+
+NO_CONSENT = HoldReason.NO_CONSENT.value
+
+
+class Deliveries:
+    """What the store records of deliveries (a part of SqlStateStore)."""
+
+    engine: sa.Engine
+    clock: Clock
+
+    def record(self, delivered: Sequence[Delivered]) -> None:
+        with self.engine.begin() as conn:
+            self._record(conn, delivered, self.clock())
+
+    def _record(self, conn: sa.Connection, delivered: Sequence[Delivered], now: datetime) -> None:
+        live = [_row(d, now) for d in delivered if d.change.op != Op.DELETE]
+        gone = [d.change for d in delivered if d.change.op == Op.DELETE]
+        if live:
+            conn.execute(self._upsert(), live)
+        if gone:
+            self._tombstone(conn, gone, now)
+        self._note_withdrawals(conn, delivered, now)
+
+    @staticmethod
+    def _note_withdrawals(
+        conn: sa.Connection, delivered: Sequence[Delivered], now: datetime
+    ) -> None:
+        """Remember when a pupil first left the portal for lack of consent; forget it when
+        the pupil is delivered again."""
+        withdrawn, back = withdrawal_changes(delivered)
+        if back:
+            conn.execute(
+                consent_withdrawal.delete().where(consent_withdrawal.c.pupil_key.in_(back))
+            )
+        if withdrawn:
+            known = set(
+                conn.execute(
+                    sa.select(consent_withdrawal.c.pupil_key).where(
+                        consent_withdrawal.c.pupil_key.in_(withdrawn)
+                    )
+                ).scalars()
+            )
+            fresh = [{"pupil_key": k, "removed_at": now} for k in withdrawn if k not in known]
+            if fresh:
+                conn.execute(consent_withdrawal.insert(), fresh)
+
+    def withdrawals(self) -> dict[str, datetime]:
+        with self.engine.connect() as conn:
+            return {
+                str(k): aware(at)
+                for k, at in conn.execute(
+                    sa.select(consent_withdrawal.c.pupil_key, consent_withdrawal.c.removed_at)
+                )
+            }
+
+    def _upsert(self) -> sa.Insert:
+        """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
+        kept = {"entity", "sort_key", "first_delivered_at"}
+        if self.engine.dialect.name == "postgresql":
+            pg = postgresql.insert(record_state)
+            return pg.on_conflict_do_update(
+                index_elements=["entity", "sort_key"],
+                set_={c.name: pg.excluded[c.name] for c in record_state.c if c.name not in kept},
+            )
+        lite = sqlite.insert(record_state)
+        return lite.on_conflict_do_update(
+            index_elements=["entity", "sort_key"],
+            set_={c.name: lite.excluded[c.name] for c in record_state.c if c.name not in kept},
+        )
+
+    def _tombstone(self, conn: sa.Connection, gone: list[Change], now: datetime) -> None:
+        stmt = (
+            record_state.update()
+            .where(
+                record_state.c.entity == sa.bindparam("e"),
+                record_state.c.sort_key == sa.bindparam("s"),
+            )
+            .values(status=DELETED, fingerprint="", payload=None, updated_at=now)
+        )
+        conn.execute(stmt, [{"e": c.entity, "s": c.sort_key} for c in gone])
+
+    def set_watermarks(self, marks: Mapping[str, str]) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            for entity, value in marks.items():
+                conn.execute(watermark.delete().where(watermark.c.entity == entity))
+                conn.execute(watermark.insert().values(entity=entity, value=value, updated_at=now))
+
+    def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delivery_batch.insert().values(
+                    run_id=run_id,
+                    batch=batch,
+                    operations=operations,
+                    status="sent",
+                    opened_at=self.clock(),
+                )
+            )
+
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            self._record(conn, delivered, now)
+            if delivered:
+                conn.execute(
+                    dead_letter.delete().where(
+                        dead_letter.c.entity == sa.bindparam("e"),
+                        dead_letter.c.sort_key == sa.bindparam("s"),
+                    ),
+                    [{"e": d.change.entity, "s": d.change.sort_key} for d in delivered],
+                )
+            for refusal in refused:
+                self._refused(conn, refusal, max_attempts, now)
+            conn.execute(
+                delivery_batch.update()
+                .where(delivery_batch.c.run_id == run_id, delivery_batch.c.batch == batch)
+                .values(status="acked", closed_at=now)
+            )
+
+    def _refused(
+        self, conn: sa.Connection, refusal: Refusal, max_attempts: int, now: datetime
+    ) -> None:
+        change = refusal.change
+        where = (dead_letter.c.entity == change.entity, dead_letter.c.sort_key == change.sort_key)
+        before = conn.execute(sa.select(dead_letter.c.attempts).where(*where)).scalar()
+        attempts = (before or 0) + 1
+        values = {
+            "key": change.key,
+            "fingerprint": change.fingerprint or "",
+            "op": change.op.value,
+            "attempts": attempts,
+            "kind": refusal.kind,
+            "reason": refusal.reason[:500],
+            "status": "dead" if attempts >= max_attempts else "retrying",
+            "last_at": now,
+        }
+        if before is None:
+            conn.execute(
+                dead_letter.insert().values(
+                    entity=change.entity, sort_key=change.sort_key, first_at=now, **values
+                )
+            )
+        else:
+            conn.execute(dead_letter.update().where(*where).values(**values))
+
+    def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
+        columns = (
+            dead_letter.c.entity,
+            dead_letter.c.key,
+            dead_letter.c.sort_key,
+            dead_letter.c.fingerprint,
+            dead_letter.c.op,
+            dead_letter.c.attempts,
+            dead_letter.c.kind,
+            dead_letter.c.reason,
+            dead_letter.c.status,
+        )
+        with self.engine.connect() as conn:
+            return {(r[0], r[2]): DeadLetter(*r) for r in conn.execute(sa.select(*columns))}
+
+    def revive(self, entity: str | None = None) -> int:
+        query = dead_letter.update().where(dead_letter.c.status == "dead")
+        if entity is not None:
+            query = query.where(dead_letter.c.entity == entity)
+        with self.engine.begin() as conn:
+            return int(conn.execute(query.values(status="retrying", attempts=0)).rowcount)
+
+
+def _row(d: Delivered, now: datetime) -> dict[str, object]:
+    change = d.change
+    record = change.record
+    assert record is not None, "only deletes come without a record"
+    status = "archived" if change.op == Op.ARCHIVE else "delivered"
+    return {
+        "entity": change.entity,
+        "sort_key": change.sort_key,
+        "key": change.key,
+        "fingerprint": record.fingerprint,
+        "status": status,
+        "payload": json.dumps(dict(record.payload), ensure_ascii=False),
+        "portal_id": d.portal_id,
+        "mapping_version": d.mapping_version,
+        "pupil_key": d.pupil_key,
+        "class_key": d.class_key,
+        "first_delivered_at": now,
+        "updated_at": now,
+    }
+
+
+def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[str]]:
+    """(pupils deleted for lack of consent, pupils delivered again) among acknowledged
+    changes."""
+    pupils = [d.change for d in delivered if d.change.entity == "pupil"]
+    withdrawn = [c.key for c in pupils if c.op == Op.DELETE and c.reason == NO_CONSENT]
+    back = [c.key for c in pupils if c.op != Op.DELETE]
+    return withdrawn, back
