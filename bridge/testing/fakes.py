@@ -8,11 +8,14 @@ entry keeps its row but leaves every live view, payloads travel through JSON.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bridge.adapters.source import whole_key
 from bridge.adapters.state import DELETED, is_valid, utc_now, withdrawal_changes
@@ -246,10 +249,30 @@ class StoredRow:
         return self.status != DELETED
 
 
+T = TypeVar("T")
+
+
+def _synchronized(cls: type[T]) -> type[T]:
+    """Every public method of ``cls`` under the instance's lock: delivery records answered
+    batches in a thread of its own while planning reads (as two connections would)."""
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or not inspect.isfunction(member):
+            continue
+
+        def locked(*args: Any, _method: Callable[..., Any] = member, **kwargs: Any) -> Any:
+            with args[0].lock:
+                return _method(*args, **kwargs)
+
+        setattr(cls, name, functools.wraps(member)(locked))
+    return cls
+
+
+@_synchronized
 class MemoryStateStore:
     """The state store port in memory, with the semantics of ``SqlStateStore``."""
 
     def __init__(self, clock: Clock = utc_now) -> None:
+        self.lock = threading.RLock()
         self.clock = clock
         self.rows: dict[tuple[str, str], StoredRow] = {}
         self.watermarks: dict[str, str] = {}

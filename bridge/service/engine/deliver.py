@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -126,6 +127,10 @@ class Deliverer:
         self.dead = (
             {} if send_dead else {k: v for k, v in state.dead_letters().items() if v.is_dead}
         )
+        # Pipelining: a batch's answer is recorded in this thread while the next batch is sent;
+        # at most one recording waits, so the state is never more than one batch behind.
+        self._recorder: ThreadPoolExecutor | None = None
+        self._recording: Future[None] | None = None
 
     def add(self, change: Change) -> None:
         """Queue one change; a full batch is sent at once."""
@@ -136,7 +141,7 @@ class Deliverer:
         if len(self.buffer) >= self.portal.batch_size or (
             self.stop is not None and self.stop.is_set()
         ):
-            self.flush()
+            self._send()
 
     def _is_dead(self, change: Change) -> bool:
         letter: DeadLetter | None = self.dead.get((change.entity, change.sort_key))
@@ -149,22 +154,61 @@ class Deliverer:
         self.flush()
 
     def flush(self) -> None:
-        """Send the queued changes as one batch and record the outcome; when asked to stop,
-        stop right after (Interrupted)."""
+        """Send the queued changes as one batch, and wait until every answered batch is
+        recorded; when asked to stop, stop right after (Interrupted)."""
+        try:
+            self._send()
+        finally:
+            self.drain()
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted
+
+    def drain(self) -> None:
+        """Wait until every answered batch is recorded (raises what recording raised)."""
+        try:
+            self._wait_recorded()
+        finally:
+            if self._recorder is not None:
+                self._recorder.shutdown(wait=True)
+                self._recorder = None
+
+    def _send(self) -> None:
+        """Send the queued changes as one batch; its answer is recorded while the next batch
+        is sent. A failure to send first lets the answered batches be recorded."""
         if not self.buffer:
             if self.stop is not None and self.stop.is_set():
+                self.drain()
                 raise Interrupted
             return
         batch, self.buffer = self.buffer, []
         self.report.batches += 1
         number = self.report.batches
-        self.state.open_batch(self.run_id, number, len(batch))
-        results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
-        self._commit(number, batch, results)
+        try:
+            self.state.open_batch(self.run_id, number, len(batch))
+            results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
+        except BaseException:
+            self.drain()
+            raise
+        self._record_later(number, batch, results)
         if self.stop is not None and self.stop.is_set():
+            self.drain()
             raise Interrupted
         if self.deadline is not None and self.deadline.passed():
+            self.drain()
             raise RunDeadline(self.deadline.minutes)
+
+    def _record_later(
+        self, number: int, batch: list[Change], results: list[OperationResult]
+    ) -> None:
+        self._wait_recorded()  # the batch before is recorded: one batch behind at most
+        if self._recorder is None:
+            self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+        self._recording = self._recorder.submit(self._commit, number, batch, results)
+
+    def _wait_recorded(self) -> None:
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.result()
 
     def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
         acked: list[Delivered] = []

@@ -90,14 +90,17 @@ def run_sync(
         stop=stop,
         deadline=deadline,
     )
-    result = plan_run(mappings, source, state, options, deliverer.add)
-    if result.error is None:
-        try:
-            deliverer.flush()
-            if not result.held:
-                deliverer.add_all(result.plan.destructive())
-        except RetriableError as exc:
-            result.error = exc
+    try:
+        result = plan_run(mappings, source, state, options, deliverer.add)
+        if result.error is None:
+            try:
+                deliverer.flush()
+                if not result.held:
+                    deliverer.add_all(result.plan.destructive())
+            except RetriableError as exc:
+                result.error = exc
+    finally:
+        deliverer.drain()  # every answered batch recorded, whatever stopped the run
     if result.error is not None:
         deliverer.report.failure = str(result.error)
     elif not deliverer.report.refused and not result.held:
