@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from bridge.cli.render import sync_text
 from bridge.core.errors import ExitCode
 from bridge.core.mapping import load_mappings
 from bridge.demo.changes import change_journal
-from bridge.refportal.server import DEMO_CLIENT, ReferencePortal, serve
+from bridge.refportal.server import DEMO_CLIENT, serve
 from bridge.service.config import load_config
 from bridge.service.runner import Request, Service
 
@@ -139,12 +143,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cmd_demo_db(args)
     for stale in ("state.sqlite", "portal.sqlite"):
         (folder / stale).unlink(missing_ok=True)
-    portal = ReferencePortal("127.0.0.1", 0, folder / "portal.sqlite")
-    portal.start()
-    try:
-        return _demo_syncs(folder, school, portal.url)
-    finally:
-        portal.stop()
+    with _portal_process(folder) as url:
+        return _demo_syncs(folder, school, url)
+
+
+@contextmanager
+def _portal_process(folder: Path) -> Iterator[str]:
+    """The reference portal in a process of its own (the bridge and the portal do not share
+    one interpreter's lock), on a free port of 127.0.0.1, its log in ``portal.log``; its URL.
+    Stopped (SIGTERM) at the end of the block."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "bridge", "portal", "--port", str(port)]
+    command += ["--data", str(folder / "portal.sqlite")]
+    with (folder / "portal.log").open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 - our own program
+        try:
+            _wait_until_up(url, process)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"the reference portal exited at start ({process.returncode})")
+        try:
+            requests.get(f"{url}/_portal/counts", timeout=1).raise_for_status()
+            return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise RuntimeError(f"the reference portal did not answer at {url} within {seconds:g} s")
 
 
 def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
