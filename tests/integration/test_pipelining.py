@@ -5,6 +5,7 @@ everything answered is recorded before a run reports (also when it stops early).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,27 @@ def test_a_stop_records_the_batch_in_flight_then_interrupts() -> None:
     assert state.recorded == list(range(1, portal.sent + 1))
     assert portal.sent < 3  # it stopped before sending everything
     assert len(list(state.inner.entries("subject"))) == deliverer.report.total > BATCH
+
+
+def test_planning_workers_are_never_forked_while_a_batch_is_being_recorded() -> None:
+    """Range planning forks while delivery records in its own thread: the fork waits for the
+    recording, so no child inherits the recorder's locks held (it could never take them)."""
+    import os
+
+    from bridge.service.engine import deliver
+
+    portal = Portal()
+    state = SlowRecorder(portal, patience=0.5)  # recording batch 1 takes ~0.5 s
+    deliverer = Deliverer(portal, state, MAPPINGS, run_id="r")  # type: ignore[arg-type]
+    for change in subjects(BATCH):
+        deliverer.add(change)  # batch 1 answered; its recording runs now
+    started = time.monotonic()
+    child = os.fork()
+    if child == 0:  # the child: the recorder's lock must be free here
+        os._exit(0 if deliver.RECORDING.acquire(timeout=0.1) else 1)
+    waited = time.monotonic() - started
+    _, status = os.waitpid(child, 0)
+    deliverer.drain()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert waited > 0.2  # the fork waited for the recording
+    assert state.recorded == [1]

@@ -12,6 +12,7 @@ A record the portal refuses becomes a dead letter with the portal's reason; afte
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -57,6 +58,22 @@ Progress = Callable[[str, int], None]
 
 
 log = structlog.get_logger()
+
+# The recorder thread is never inside the database driver when planning forks its workers
+# (``workers``): a lock a forked child inherits, held by a thread the child does not have, would
+# stay held. Registered when the first recorder starts, not at import.
+RECORDING = threading.Lock()
+_fork_guard: list[bool] = []
+
+
+def _guard_forks() -> None:
+    if not _fork_guard:
+        _fork_guard.append(True)
+        os.register_at_fork(
+            before=RECORDING.acquire,
+            after_in_parent=RECORDING.release,
+            after_in_child=RECORDING.release,
+        )
 
 
 def to_operation(index: int, change: Change) -> Operation:
@@ -202,8 +219,15 @@ class Deliverer:
     ) -> None:
         self._wait_recorded()  # the batch before is recorded: one batch behind at most
         if self._recorder is None:
+            _guard_forks()
             self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-        self._recording = self._recorder.submit(self._commit, number, batch, results)
+        self._recording = self._recorder.submit(self._commit_guarded, number, batch, results)
+
+    def _commit_guarded(
+        self, number: int, batch: list[Change], results: list[OperationResult]
+    ) -> None:
+        with RECORDING:
+            self._commit(number, batch, results)
 
     def _wait_recorded(self) -> None:
         recording, self._recording = self._recording, None
