@@ -134,10 +134,7 @@ SCALAR_TYPES = frozenset(SCALARS)
 
 def _scalars(entity: str) -> Check:
     def check(_: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
-        for value in data.values():
-            if type(value) not in SCALAR_TYPES and not isinstance(value, SCALARS):
-                break
-        else:
+        if SCALAR_TYPES.issuperset(map(type, data.values())):
             return None
         for name, value in data.items():
             if not isinstance(value, SCALARS):

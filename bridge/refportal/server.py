@@ -24,6 +24,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from bridge import logs
 from bridge.core.errors import ConfigError, Problem
 from bridge.refportal.auth import DEMO_CLIENT, DEMO_CLIENTS
 from bridge.refportal.faults import parse_faults
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime, seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
     args = parser.parse_args(argv)
+    logs.configure()  # as `asiou-bridge portal` does: info and up, JSON lines off a terminal
     return serve(
         args.host,
         args.port,
