@@ -77,7 +77,7 @@ def process_cpu(pid: int) -> float:
 class Receiver:
     """A sink or a reference portal in a process of its own, started empty."""
 
-    def __init__(self, kind: str, folder: Path) -> None:
+    def __init__(self, kind: str, folder: Path, portal_src: str | None = None) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         if kind == "sink":
@@ -90,8 +90,11 @@ class Receiver:
             command = [PYTHON, "-m", "bridge.refportal.server", "--port", str(port)]
             command += ["--data", str(data)]
             probe = "/_portal/counts"
+        env = dict(os.environ)
+        if portal_src and kind == "portal":  # another checkout's portal, to compare versions
+            env["PYTHONPATH"] = portal_src
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         for _ in range(200):
             try:
@@ -212,9 +215,10 @@ def _timed(command: list[str]) -> tuple[str, float, float]:
 
 
 def measure(
-    line: str, folder: Path, bodies: list[bytes], operations: int, batch: int
+    line: str, folder: Path, bodies: list[bytes], operations: int, args: argparse.Namespace
 ) -> dict[str, float]:
-    receiver = Receiver("sink" if line.endswith("sink") else "portal", folder)
+    kind = "sink" if line.endswith("sink") else "portal"
+    receiver = Receiver(kind, folder, args.portal_src)
     try:
         before = receiver.cpu()
         if line.startswith("bare"):
@@ -222,7 +226,7 @@ def measure(
         elif line.startswith("naive"):
             figures = naive(receiver.url, folder)
         else:
-            figures = bridge(receiver.url, folder, batch)
+            figures = bridge(receiver.url, folder, args.batch)
         figures["receiver_cpu"] = receiver.cpu() - before
     finally:
         receiver.stop()
@@ -241,6 +245,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--only", help="comma-separated lines to run (default: all)")
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
+    parser.add_argument(
+        "--portal-src",
+        help="run the reference portal from this source tree (PYTHONPATH), e.g. an older commit",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     lines = tuple(args.only.split(",")) if args.only else LINES
@@ -253,7 +261,7 @@ def main() -> int:
     operations = sum(body.count(b'"method": "PUT"') for body in bodies)
     rounds: list[dict[str, dict[str, float]]] = []
     for number in range(1, args.rounds + 1):
-        figures = {line: measure(line, folder, bodies, operations, args.batch) for line in lines}
+        figures = {line: measure(line, folder, bodies, operations, args) for line in lines}
         base = figures.get("naive-portal", {}).get("records_per_s")
         for f in figures.values():
             f["to_naive"] = f["records_per_s"] / base if base else float("nan")
@@ -284,18 +292,20 @@ def table(
     best: dict[str, dict[str, float]],
     rounds: list[dict[str, dict[str, float]]],
 ) -> str:
+    naive = best.get("naive-portal", {}).get("records_per_s")
     out = [
         f"school of {args.pupils} pupils (seed {args.seed}), batches of {args.batch}; "
         f"best of {len(rounds)} rounds",
         f"{'line':<15}{'records':>10}{'seconds':>9}{'records/s':>11}{'x naive':>9}"
-        f"{'best-round x naive':>20}{'sender us/rec':>15}{'receiver us/rec':>17}",
+        f"  {'x naive, each round':<22}{'sender us/rec':>14}{'receiver us/rec':>17}",
     ]
     for line, f in best.items():
-        in_rounds = [r[line]["to_naive"] for r in rounds]
+        each = "/".join(f"{r[line]['to_naive']:.2f}" for r in rounds) if naive else ""
+        ratio = f"{f['records_per_s'] / naive:.2f}" if naive else ""
         out.append(
             f"{line:<15}{f['records']:>10,.0f}{f['seconds']:>9.2f}{f['records_per_s']:>11,.0f}"
-            f"{max(in_rounds):>9.2f}{f['to_naive']:>20.2f}"
-            f"{f['sender_us_per_record']:>15.1f}{f['receiver_us_per_record']:>17.1f}"
+            f"{ratio:>9}  {each:<22}"
+            f"{f['sender_us_per_record']:>14.1f}{f['receiver_us_per_record']:>17.1f}"
         )
     return "\n".join(out)
 
