@@ -90,11 +90,11 @@ class Receiver:
             command = [PYTHON, "-m", "bridge.refportal.server", "--port", str(port)]
             command += ["--data", str(data)]
             probe = "/_portal/counts"
-        env = dict(os.environ)
-        if portal_src and kind == "portal":  # another checkout's portal, to compare versions
-            env["PYTHONPATH"] = portal_src
+        env, where = dict(os.environ), ROOT
+        if portal_src and kind == "portal":  # another tree's portal, to compare versions
+            env["PYTHONPATH"], where = portal_src, Path(portal_src)  # -m puts the cwd first
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command, cwd=where, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         for _ in range(200):
             try:
