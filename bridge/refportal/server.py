@@ -20,6 +20,7 @@ Logs carry counts, schools and client ids, never record data or secrets.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,12 @@ __all__ = [
     "main",
     "serve",
 ]
+
+
+GC_THRESHOLDS = (100_000, 50, 100)
+"""The program's garbage-collector thresholds (Python's are 700, 10, 10): the portal keeps every
+record in memory and a batch allocates thousands of objects, few of them cycles, so collecting
+less often saves about a sixth of its CPU per batch; cycles are still collected, later."""
 
 
 def load_json(path: str | Path, what: str) -> object:
@@ -91,6 +98,7 @@ def serve(
         parse_faults(load_json(faults_file, "faults"), str(faults_file)) if faults_file else None
     )
     clients = load_clients(clients_file) if clients_file else None
+    gc.set_threshold(*GC_THRESHOLDS)
     portal = ReferencePortal(
         host, port, data, clients=clients, faults=faults, token_ttl=token_ttl, seed=seed
     )
