@@ -18,9 +18,11 @@ own started afresh (empty) for its line:
 
 Each line reports records/s (operations sent ÷ wall seconds: the whole sender process for the
 naive exporter and the bridge, start-up included; the send loop alone for the bare client), its
-ratio to the naive exporter in the same round, and CPU µs per record of the sender (its
-process and the children it reaped) and of the receiver (its process, read from /proc). The
-best round of each line is reported (as timeit does), and every round is printed.
+ratio to the naive exporter (best ÷ best, and in each round the ratio to the naive run of that
+round), and CPU µs per record of the sender (its process and the children it reaped) and of the
+receiver (its process, read from /proc). The best round of each line is reported (as timeit
+does), and every round is printed. ``--portal-src DIR`` runs the reference portal from another
+source tree (``git archive COMMIT bridge | tar -x -C DIR``) to compare its versions.
 """
 
 from __future__ import annotations
