@@ -54,15 +54,16 @@ Check = Callable[[SchoolData, Mapping[str, Any]], Verdict | None]
 
 
 def _ref_check(entity: str, ref: Ref) -> Check:
-    where = f"{entity}.{ref.field}"
+    where, name, target = f"{entity}.{ref.field}", ref.field, ref.target
 
     def check(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
-        key = data.get(ref.field)
+        key = data.get(name)
         if key is None:
             return invalid(f"{where} is required") if ref.required else None
         if not isinstance(key, str):
             return invalid(f"{where} must be a key string")
-        if school.live(ref.target, key) is not None:
+        record = school.records[target].get(key)
+        if record is not None and record.live:
             return None
         gone = "is deleted" if key in school.records[ref.target] else "does not exist"
         return Verdict(
@@ -127,8 +128,14 @@ def is_iso_date(value: object) -> bool:
     return True
 
 
+SCALAR_TYPES = frozenset(SCALARS)
+"""The exact types of the values JSON gives; anything else is checked with isinstance."""
+
+
 def _scalars(entity: str) -> Check:
     def check(_: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
+        if SCALAR_TYPES.issuperset(map(type, data.values())):
+            return None
         for name, value in data.items():
             if not isinstance(value, SCALARS):
                 return invalid(f"{entity}.{name} must be a string, number, boolean or null")
@@ -155,7 +162,12 @@ def _is_grade_one(school: SchoolData, class_key: object) -> bool:
 
 
 def _grade_one_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
-    lesson = _lesson_of_work(school, data.get("work"))
+    return _grade_one_lesson(school, data, _lesson_of_work(school, data.get("work")))
+
+
+def _grade_one_lesson(
+    school: SchoolData, data: Mapping[str, Any], lesson: StoredRecord | None
+) -> Verdict | None:
     if lesson is None or not _is_grade_one(school, lesson.data.get("class")):
         return None
     return Verdict(
@@ -193,9 +205,19 @@ def _membership(school: SchoolData, pupil: object, lesson: StoredRecord | None) 
     ended before the lesson's day (a pupil never enrolled in the class is not refused)."""
     if lesson is None or not isinstance(pupil, str):
         return None
+    keys = school.stays.get(pupil)
+    if not keys:
+        return None
     day, class_key = lesson.data.get("date"), lesson.data.get("class")
-    stays = [s for s in school.enrollments(pupil) if s.data.get("class") == class_key]
-    if not stays or any(s.data.get("date_to") is None or s.data["date_to"] >= day for s in stays):
+    table, in_class = school.records["enrollment"], False
+    for key in keys:
+        stay = table[key].data
+        if stay.get("class") == class_key:
+            end = stay.get("date_to")
+            if end is None or end >= day:
+                return None  # a stay open on the lesson's day
+            in_class = True
+    if not in_class:
         return None
     return Verdict(
         422,
@@ -208,13 +230,22 @@ def _membership_mark(school: SchoolData, data: Mapping[str, Any]) -> Verdict | N
     return _membership(school, data.get("pupil"), _lesson_of_work(school, data.get("work")))
 
 
+def _mark_rules(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
+    """:func:`_grade_one_mark`, then :func:`_membership_mark`, finding the lesson once."""
+    lesson = _lesson_of_work(school, data.get("work"))
+    if lesson is None:
+        return None
+    verdict = _grade_one_lesson(school, data, lesson)
+    return verdict if verdict is not None else _membership(school, data.get("pupil"), lesson)
+
+
 def _membership_absence(school: SchoolData, data: Mapping[str, Any]) -> Verdict | None:
     return _membership(school, data.get("pupil"), school.live("lesson", data.get("lesson")))
 
 
 DOMAIN_CHECKS: dict[str, tuple[Check, ...]] = {
     "class": (_grade,),
-    "mark": (_grade_one_mark, _membership_mark),
+    "mark": (_mark_rules,),  # _grade_one_mark, then _membership_mark
     "absence": (_membership_absence,),
     "period_mark": (_grade_one_period_mark,),
 }
@@ -239,18 +270,25 @@ CHECKS: dict[str, tuple[Check, ...]] = {e: compile_checks(e) for e in ENTITIES}
 
 def check_shape(op: Operation) -> Verdict | None:
     """400 badRequest or 404 unknownResource when the operation itself is malformed."""
-    if op.method not in METHODS:
+    return shape_of(op.method, op.entity, op.sourced_id, op.fingerprint, op.data)
+
+
+def shape_of(
+    method: object, entity: object, key: object, fingerprint: object, data: object
+) -> Verdict | None:
+    """:func:`check_shape` on an operation's parts (the batch path reads them off the wire)."""
+    if method not in METHODS:
         return Verdict(400, "badRequest", "method must be PUT or DELETE")
-    if op.entity not in CHECKS:
+    if entity not in CHECKS:
         return Verdict(404, "unknownResource", "entity is not one of the API's resources")
-    if not isinstance(op.sourced_id, str) or not op.sourced_id:
+    if not isinstance(key, str) or not key:
         return Verdict(400, "badRequest", "sourcedId must be a non-empty string")
-    return _check_put_body(op) if op.method == "PUT" else None
+    return _put_body(fingerprint, data) if method == "PUT" else None
 
 
-def _check_put_body(op: Operation) -> Verdict | None:
-    if not isinstance(op.fingerprint, str) or not op.fingerprint:
+def _put_body(fingerprint: object, data: object) -> Verdict | None:
+    if not isinstance(fingerprint, str) or not fingerprint:
         return Verdict(400, "badRequest", "a PUT needs a fingerprint string")
-    if not isinstance(op.data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         return Verdict(400, "badRequest", "a PUT needs a data object")
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bridge.core.errors import FatalError
 from bridge.refportal.records import StoredRecord, tombstone
+from bridge.refportal.wire import compact_json
 
 SCHEMA_VERSION = 2
 SCHEMA = (
@@ -83,21 +84,17 @@ class PortalFile:
 
     def save(self, school: str, records: Iterable[StoredRecord]) -> None:
         """Write records (new, replaced or purged to a tombstone) in one transaction."""
-        rows = [
-            (
-                school,
-                r.entity,
-                r.sourced_id,
-                r.fingerprint,
-                json.dumps(r.data, ensure_ascii=False, separators=(",", ":")),
-                int(r.live),
-                r.deleted_at,
-            )
-            for r in records
-        ]
+        encode, purged = compact_json, False
+        rows = []
+        for r in records:
+            rows.append(
+                (school, r.entity, r.sourced_id, r.fingerprint, encode(r.data), int(r.live),
+                 r.deleted_at)
+            )  # fmt: skip
+            purged = purged or not r.live
         if rows:
             self._transaction(lambda: self._db.executemany(UPSERT, rows))
-        if any(not row[5] for row in rows):
+        if purged:
             self._truncate_wal()
 
     def _truncate_wal(self) -> None:

@@ -33,7 +33,7 @@ class Stats:
 
     def count(self, applied: Applied) -> None:
         """Count the operations one write applied or rejected."""
-        self.operations += len(applied.results)
+        self.operations += len(applied.verdicts)
         self.rejected += applied.rejected
 
     def as_json(self) -> dict[str, Any]:

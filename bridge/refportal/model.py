@@ -6,26 +6,36 @@ and applies operations one by one with every check a real diary makes (``docs/po
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.ports import Operation, OperationResult
-from bridge.refportal.checks import CHECKS, Verdict, check_shape
+from bridge.refportal.checks import CHECKS, Verdict, shape_of
 from bridge.refportal.duplicates import find_duplicates
 from bridge.refportal.records import Data, SchoolData, StoredRecord, tombstone, utc_stamp
+
+CREATED, REPLACED, REMOVED = Verdict(201), Verdict(200), Verdict(204)
 
 
 @dataclass
 class Applied:
-    """What a batch did: one result per operation, and the records it changed (to persist)."""
+    """What a batch did: one verdict per operation (with the operations' ids), and the records
+    it changed (to persist)."""
 
-    results: list[OperationResult] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
     changed: dict[tuple[str, str], StoredRecord] = field(default_factory=dict)
+
+    @property
+    def results(self) -> list[OperationResult]:
+        """One result per operation, in order."""
+        return [v.result(i) for i, v in zip(self.ids, self.verdicts, strict=True)]
 
     @property
     def rejected(self) -> int:
         """Operations that did not take effect."""
-        return sum(1 for r in self.results if not r.ok)
+        return sum(1 for v in self.verdicts if v.status >= 300)
 
 
 class PortalModel:
@@ -48,54 +58,93 @@ class PortalModel:
         not stop the rest; later ones see the effects of earlier ones."""
         data, applied = self.school(school), Applied()
         for op in operations:
-            verdict, record = self._apply_one(data, op)
-            applied.results.append(verdict.result(op.op_id))
-            if record is not None:
-                applied.changed[(record.entity, record.sourced_id)] = record
+            applied.ids.append(op.op_id)
+            self._apply_one(data, applied, op.method, op.entity, op.sourced_id, op.fingerprint,
+                            op.data)  # fmt: skip
         return applied
 
-    def _apply_one(self, data: SchoolData, op: Operation) -> tuple[Verdict, StoredRecord | None]:
-        verdict = check_shape(op)
+    def apply_items(self, school: str, items: Sequence[Mapping[str, Any]]) -> Applied:
+        """:meth:`apply` on a batch's operations as they came off the wire (each a JSON object
+        with a string ``id``; see ``wire.batch_items``): a field of the wrong type reads as
+        absent, as ``wire.parse_batch`` reads it."""
+        data, applied = self.school(school), Applied()
+        ids, apply_one = applied.ids, self._apply_one
+        for item in items:
+            ids.append(item["id"])
+            method, entity, key = item.get("method"), item.get("entity"), item.get("sourcedId")
+            fingerprint = item.get("fingerprint")
+            apply_one(
+                data,
+                applied,
+                method if type(method) is str else _text(method),
+                entity if type(entity) is str else _text(entity),
+                key if type(key) is str else _text(key),
+                fingerprint if isinstance(fingerprint, str) else None,
+                item.get("data"),
+            )
+        return applied
+
+    def _apply_one(  # noqa: PLR0917 - the operation's parts, once per operation
+        self,
+        data: SchoolData,
+        applied: Applied,
+        method: str,
+        entity: str,
+        key: str,
+        fingerprint: str | None,
+        payload: Mapping[str, Any] | None,
+    ) -> None:
+        verdict = shape_of(method, entity, key, fingerprint, payload)
         if verdict is not None:
-            return verdict, None
-        if op.method == "PUT":
-            return self._put(data, op)
-        return self._delete(data, op, utc_stamp(self.clock()))
+            applied.verdicts.append(verdict)
+            return
+        if method == "PUT":
+            verdict, record = self._put(data, entity, key, str(fingerprint), payload or {})
+        else:
+            verdict, record = self._delete(data, entity, key, utc_stamp(self.clock()))
+        applied.verdicts.append(verdict)
+        if record is not None:
+            applied.changed[(entity, key)] = record
 
     @staticmethod
-    def _put(school: SchoolData, op: Operation) -> tuple[Verdict, StoredRecord | None]:
-        payload = dict(op.data or {})
-        for check in CHECKS[op.entity]:
+    def _put(
+        school: SchoolData, entity: str, key: str, fingerprint: str, data: Mapping[str, Any]
+    ) -> tuple[Verdict, StoredRecord | None]:
+        payload = dict(data)
+        for check in CHECKS[entity]:
             verdict = check(school, payload)
             if verdict is not None:
                 return verdict, None
-        old = school.records[op.entity].get(op.sourced_id)
+        table = school.records[entity]
+        old = table.get(key)
         if old is not None and old.live:
-            if old.fingerprint == op.fingerprint and old.data == payload:
-                return Verdict(200), None  # the same write again: nothing to do, nothing to save
+            if old.fingerprint == fingerprint and old.data == payload:
+                return REPLACED, None  # the same write again: nothing to do, nothing to save
             school.unlink(old)
-        record = StoredRecord(op.entity, op.sourced_id, str(op.fingerprint), payload)
-        school.records[op.entity][op.sourced_id] = record
+        record = StoredRecord(entity, key, fingerprint, payload)
+        table[key] = record
         school.link(record)
-        return Verdict(200 if old is not None and old.live else 201), record
+        return (REPLACED if old is not None and old.live else CREATED), record
 
     @staticmethod
-    def _delete(school: SchoolData, op: Operation, now: str) -> tuple[Verdict, StoredRecord | None]:
-        old = school.live(op.entity, op.sourced_id)
+    def _delete(
+        school: SchoolData, entity: str, key: str, now: str
+    ) -> tuple[Verdict, StoredRecord | None]:
+        old = school.live(entity, key)
         if old is None:
-            return Verdict(204), None  # absent or already deleted: deleting again is a no-op
-        dependents = school.dependents(op.entity, op.sourced_id)
+            return REMOVED, None  # absent or already deleted: deleting again is a no-op
+        dependents = school.dependents(entity, key)
         if dependents:
             listed = ", ".join(f"{n} {e}" for e, n in dependents.items())
             return Verdict(
                 409,
                 "hasDependents",
-                f"{op.entity} {op.sourced_id} is still referred to by live records: {listed}",
+                f"{entity} {key} is still referred to by live records: {listed}",
             ), None
         school.unlink(old)
         tomb = tombstone(old.entity, old.sourced_id, now)
-        school.records[op.entity][op.sourced_id] = tomb
-        return Verdict(204), tomb
+        school.records[entity][key] = tomb
+        return REMOVED, tomb
 
     def restore(self, school: str, record: StoredRecord) -> None:
         """Put back a record read from the portal's file, without checks (it passed them)."""
@@ -133,3 +182,8 @@ class PortalModel:
     def clear(self) -> None:
         """Forget every record of every school."""
         self.schools.clear()
+
+
+def _text(value: object) -> str:
+    """A wire field that must be text: itself when it is, "" otherwise."""
+    return value if isinstance(value, str) else ""

@@ -20,10 +20,12 @@ Logs carry counts, schools and client ids, never record data or secrets.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from bridge import logs
 from bridge.core.errors import ConfigError, Problem
 from bridge.refportal.auth import DEMO_CLIENT, DEMO_CLIENTS
 from bridge.refportal.faults import parse_faults
@@ -43,6 +45,12 @@ __all__ = [
     "main",
     "serve",
 ]
+
+
+GC_THRESHOLDS = (100_000, 50, 100)
+"""The program's garbage-collector thresholds (Python's are 700, 10, 10): the portal keeps every
+record in memory and a batch allocates thousands of objects, few of them cycles, so collecting
+less often saves about a sixth of its CPU per batch; cycles are still collected, later."""
 
 
 def load_json(path: str | Path, what: str) -> object:
@@ -90,6 +98,7 @@ def serve(
         parse_faults(load_json(faults_file, "faults"), str(faults_file)) if faults_file else None
     )
     clients = load_clients(clients_file) if clients_file else None
+    gc.set_threshold(*GC_THRESHOLDS)
     portal = ReferencePortal(
         host, port, data, clients=clients, faults=faults, token_ttl=token_ttl, seed=seed
     )
@@ -114,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime, seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
     args = parser.parse_args(argv)
+    logs.configure()  # as `asiou-bridge portal` does: info and up, JSON lines off a terminal
     return serve(
         args.host,
         args.port,

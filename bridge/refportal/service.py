@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from email.utils import formatdate
 from urllib.parse import unquote
@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from bridge.logs import get_logger
 from bridge.ports import ENTITIES, Operation
 from bridge.refportal import auth, inspection
+from bridge.refportal.checks import Verdict
 from bridge.refportal.datafile import PortalFile
 from bridge.refportal.faults import FaultPlan, FaultSettings
 from bridge.refportal.inspection import Stats
@@ -26,10 +27,11 @@ from bridge.refportal.wire import (
     HTML_PAGE,
     Reply,
     Request,
+    batch_items,
+    compact_json,
     decode,
     error,
     not_allowed,
-    parse_batch,
     to_json,
     unauthorized,
 )
@@ -183,7 +185,7 @@ class PortalService:
         return to_json(200, record.as_json())
 
     def _write_one(self, school: str, op: Operation) -> Reply:
-        applied = self._commit(school, [op])
+        applied = self._commit(school, lambda model: model.apply(school, [op]))
         if isinstance(applied, Reply):
             return applied
         result = applied.results[0]
@@ -197,37 +199,25 @@ class PortalService:
         return to_json(result.status, record.as_json())
 
     def _batch(self, request: Request, school: str) -> Reply:
-        operations = parse_batch(decode(request.body))
-        if isinstance(operations, Reply):
-            return operations
-        applied = self._commit(school, operations)
+        items = batch_items(decode(request.body))
+        if isinstance(items, Reply):
+            return items
+        applied = self._commit(school, lambda model: model.apply_items(school, items))
         if isinstance(applied, Reply):
             return applied
         with self.lock:
             self.stats.batches += 1
         self.log.debug(
-            "batch applied", school=school, operations=len(operations), rejected=applied.rejected
+            "batch applied", school=school, operations=len(items), rejected=applied.rejected
         )
-        return to_json(
-            200,
-            {
-                "results": [
-                    {
-                        "id": r.op_id,
-                        "status": r.status,
-                        "type": r.type,
-                        "description": r.description,
-                    }
-                    for r in applied.results
-                ]
-            },
-        )
+        return Reply(200, results_json(applied).encode())
 
-    def _commit(self, school: str, operations: Sequence[Operation]) -> Applied | Reply:
-        """Apply in memory and write through in one transaction; if the file fails, reload
-        the model from it (so memory never runs ahead of disk) and answer 500."""
+    def _commit(self, school: str, apply: Callable[[PortalModel], Applied]) -> Applied | Reply:
+        """Apply in memory (``apply`` on the model) and write through in one transaction; if
+        the file fails, reload the model from it (so memory never runs ahead of disk) and
+        answer 500."""
         with self.lock:
-            applied = self.model.apply(school, operations)
+            applied = apply(self.model)
             try:
                 self.file.save(school, applied.changed.values())
             except sqlite3.Error as exc:
@@ -241,3 +231,19 @@ class PortalService:
         self.model.clear()
         for school, record in self.file.records():
             self.model.restore(school, record)
+
+
+def results_json(applied: Applied) -> str:
+    """``{"results": [{"id", "status", "type", "description"}, ...]}`` as compact JSON, the
+    text ``to_json`` would write, put together from one piece per distinct verdict."""
+    pieces: dict[Verdict, str] = {}
+    parts = []
+    for op_id, verdict in zip(applied.ids, applied.verdicts, strict=True):
+        tail = pieces.get(verdict)
+        if tail is None:
+            tail = pieces[verdict] = (
+                f',"status":{verdict.status},"type":{compact_json(verdict.type)}'
+                f',"description":{compact_json(verdict.description)}}}'
+            )
+        parts.append(f'{{"id":{compact_json(op_id)}{tail}')
+    return '{"results":[' + ",".join(parts) + "]}"

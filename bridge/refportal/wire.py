@@ -6,8 +6,10 @@ sees it), the JSON and error replies, and the parsing of request bodies and batc
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import json.encoder
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.ports import Operation
 from bridge.refportal.rules import MAX_BATCH
@@ -42,10 +44,32 @@ class Reply:
     drop: str | None = None
 
 
+def _compact_encoder() -> Callable[[object], str]:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, with the C encoder
+    made once instead of per call (the portal writes a JSON text per record it stores)."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    default = json.JSONEncoder().default  # the TypeError json.dumps raises
+    encode: Callable[[object, int], list[str]] = c_make_encoder(
+        None, default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+    def compact(value: object) -> str:
+        if isinstance(value, str):
+            return json.encoder.encode_basestring(value)
+        return "".join(encode(value, 0))
+
+    return compact
+
+
+compact_json = _compact_encoder()
+"""A value as compact JSON text (non-ASCII kept), as ``json.dumps`` with those options."""
+
+
 def to_json(status: int, value: object, *headers: tuple[str, str]) -> Reply:
     """A JSON reply."""
-    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    return Reply(status, body, JSON, headers)
+    return Reply(status, compact_json(value).encode(), JSON, headers)
 
 
 def error(status: int, kind: str, description: str, *headers: tuple[str, str]) -> Reply:
@@ -71,6 +95,20 @@ def decode(body: bytes) -> object:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def batch_items(body: object) -> list[dict[str, Any]] | Reply:
+    """The operations of a batch body as JSON objects, each with a string ``id``, or the
+    400/413 to answer (the whole batch refused, as :func:`parse_batch` refuses it)."""
+    if not isinstance(body, dict) or not isinstance(body.get("operations"), list):
+        return error(400, "badRequest", 'the body must be {"operations": [...]}')
+    items: list[Any] = body["operations"]
+    if len(items) > MAX_BATCH:
+        return error(413, "batchTooLarge", f"{len(items)} operations; at most {MAX_BATCH}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return error(400, "badRequest", f"operations[{index}] needs an id string")
+    return items
 
 
 def parse_batch(body: object) -> list[Operation] | Reply:
