@@ -32,6 +32,13 @@ def portal(tmp_path: Path) -> Iterator[ReferencePortal]:
     yield from running_portal(tmp_path)
 
 
+@pytest.fixture
+def unhurried_portal(tmp_path: Path) -> Iterator[ReferencePortal]:
+    """A portal that takes 20 ms more over every request: a sync of the school lasts seconds
+    however fast the machine is that minute, so another command can meet it running."""
+    yield from running_portal(tmp_path, faults={"rates": {"slow": 1.0}, "slow_seconds": 0.02})
+
+
 def bridge(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run one asiou-bridge command to its end."""
     return subprocess.run(
@@ -142,13 +149,13 @@ def test_daemon_runs_on_schedule_and_stops_cleanly_on_sigterm(
 
 
 def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
-    tmp_path: Path, portal: ReferencePortal
+    tmp_path: Path, unhurried_portal: ReferencePortal
 ) -> None:
     """During a scheduled run, `sync --no-wait` refuses with a clear message, and a manual
     `resync --full` waits for the scheduled run to end before it starts."""
     school = make_school(tmp_path, pupils=60, days=45, seed=6)
     config = write_config(
-        tmp_path, school, portal.url, extra='[schedule]\nincremental_every = "1h"\n'
+        tmp_path, school, unhurried_portal.url, extra='[schedule]\nincremental_every = "1h"\n'
     )
     daemon = start(config, "run")
     try:
