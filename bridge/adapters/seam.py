@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sqlite3
+import threading
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -26,6 +29,29 @@ def describe(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig) if orig is not None else str(exc).split("\n", 1)[0]
     return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+FORK_SAFE = threading.Lock()
+"""Held by a background thread while it is inside the database driver (the lock heartbeat,
+the delivery recorder): a fork waits for it, so no forked child (range planning's workers)
+inherits a driver's mutex held by a thread the child does not have."""
+
+
+@functools.cache
+def _guard_forks() -> None:
+    os.register_at_fork(
+        before=FORK_SAFE.acquire,
+        after_in_parent=FORK_SAFE.release,
+        after_in_child=FORK_SAFE.release,
+    )
+
+
+@contextmanager
+def no_fork_meanwhile() -> Iterator[None]:
+    """Hold off forks for the block (registered on first use, not at import)."""
+    _guard_forks()
+    with FORK_SAFE:
+        yield
 
 
 def state_errors(cls: type[T]) -> type[T]:

@@ -8,7 +8,7 @@ Driver errors become :class:`~bridge.core.errors.SourceError` here, at the seam.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,57 +58,50 @@ def build_select(
     for rule in mapping.filters:
         query = query.where(_condition(sa.column(rule.column), rule))
     if since is not None and mapping.watermark:
-        changed = sa.column(mapping.watermark, sa.DateTime) >= sa.literal(since, sa.DateTime)
-        if rescan is not None and rescan.keys:
-            keys = [int(k) if k.isdigit() else k for k in rescan.keys]
-            changed = sa.or_(changed, sa.column(rescan.column).in_(keys))
-        query = query.where(changed)
+        query = query.where(_changed(sa.column, mapping, since, rescan))
     if key_range is not None:
         query = query.where(_in_range(sa.column(key_range.column), key_range))
     return query.order_by(*(_ordered(table.c[k], mapping) for k in mapping.key_columns))
 
 
+Column = Callable[[str], sa.ColumnElement[Any]]
+
+
+def _rescan_keys(rescan: Rescan) -> list[int | str]:
+    """The rescanned keys, whole numbers bound as numbers (an index on a number column)."""
+    return [int(k) if k.isdigit() else k for k in rescan.keys]
+
+
 def _changed(
-    table: sa.FromClause, mapping: Table, since: datetime, rescan: Rescan | None
+    column: Column, mapping: Table, since: datetime, rescan: Rescan | None
 ) -> sa.ColumnElement[bool]:
-    watermark = mapping.watermark or ""
-    condition = table.c[watermark] >= sa.literal(since, sa.DateTime)
+    """Rows whose watermark is at or after ``since``, or that ``rescan`` names."""
+    condition = column(mapping.watermark or "") >= sa.literal(since, sa.DateTime)
     if rescan is not None and rescan.keys:
-        keys = [int(k) if k.isdigit() else k for k in rescan.keys]
-        condition = sa.or_(condition, table.c[rescan.column].in_(keys))
+        condition = sa.or_(condition, column(rescan.column).in_(_rescan_keys(rescan)))
     return condition
-
-
-def _table(mapping: Table, extra: tuple[str, ...] = ()) -> sa.TableClause:
-    names = dict.fromkeys((*mapping.columns, *extra))
-    return sa.table(mapping.table, *(sa.column(c) for c in names), schema=mapping.schema)
 
 
 def changed_by_key(mapping: Table, since: datetime, rescan: Rescan | None) -> sa.Select[Any]:
     """The rows whose key is among the changed rows' keys (found by the watermark's index and
     the rescan column's), in key order."""
     key = mapping.key_columns[0]
-    extra = (key, mapping.watermark or "", *(() if rescan is None else (rescan.column,)))
-    inner = _table(mapping, extra).alias("changed")
-    keys = sa.select(inner.c[key]).where(_changed(inner, mapping, since, None))
+    names = dict.fromkeys(
+        (key, mapping.watermark or "", *([] if rescan is None else [rescan.column]))
+    )
+    inner = sa.table(mapping.table, *(sa.column(c) for c in names), schema=mapping.schema).alias()
+    keys = sa.select(inner.c[key]).where(_changed(inner.c.__getitem__, mapping, since, None))
     if rescan is not None and rescan.keys:
-        named = [int(k) if k.isdigit() else k for k in rescan.keys]
-        keys = sa.union(  # type: ignore[assignment]
-            keys, sa.select(inner.c[key]).where(inner.c[rescan.column].in_(named))
-        )
-    query = build_select(mapping)
-    return query.where(sa.column(key).in_(keys))
+        named = inner.c[rescan.column].in_(_rescan_keys(rescan))
+        keys = sa.union(keys, sa.select(inner.c[key]).where(named))  # type: ignore[assignment]
+    return build_select(mapping).where(sa.column(key).in_(keys))
 
 
 def changed_without_key(mapping: Table, since: datetime, rescan: Rescan | None) -> sa.Select[Any]:
     """The changed rows whose key is NULL (rejections: no key, no place in the order)."""
-    key = mapping.key_columns[0]
-    extra = (mapping.watermark or "", *(() if rescan is None else (rescan.column,)))
-    table = _table(mapping, extra)
-    query = sa.select(*(table.c[c] for c in mapping.columns))
-    for rule in mapping.filters:
-        query = query.where(_condition(sa.column(rule.column), rule))
-    return query.where(table.c[key].is_(None), _changed(table, mapping, since, rescan))
+    key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+    changed = _changed(sa.column, mapping, since, rescan)
+    return build_select(mapping).order_by(None).where(key.is_(None), changed)
 
 
 def _in_range(column: sa.ColumnClause[Any], key_range: KeyRange) -> sa.ColumnElement[bool]:

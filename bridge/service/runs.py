@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-from bridge.adapters.seam import state_errors
+from bridge.adapters.seam import no_fork_meanwhile, state_errors
 from bridge.adapters.state import delivery_batch, erasure, run_history, run_lock, utc_now
 from bridge.core.errors import LockBusy
 from bridge.ports import Clock
@@ -31,13 +31,6 @@ from bridge.ports import Clock
 LEASE = timedelta(seconds=90)
 log = structlog.get_logger()
 
-# A heartbeat is never inside the database driver when the run forks its planning workers
-# (bridge.service.engine.workers): a lock a forked child inherits held by a thread it does not have
-# stays held.
-BEATING = threading.Lock()
-os.register_at_fork(
-    before=BEATING.acquire, after_in_parent=BEATING.release, after_in_child=BEATING.release
-)
 HEARTBEAT_SECONDS = 15.0
 INTERRUPTED = "interrupted"
 CLOSED_REASON = "the run ended without finishing (its process was killed or crashed)"
@@ -279,7 +272,7 @@ class SyncLock:
         def beat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
                 try:
-                    with BEATING, self.engine.begin() as conn:
+                    with no_fork_meanwhile(), self.engine.begin() as conn:
                         kept = conn.execute(
                             run_lock.update()
                             .where(run_lock.c.name == self.name, run_lock.c.owner == self.owner)

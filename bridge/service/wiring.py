@@ -5,6 +5,7 @@ options a configuration implies. Every command and the daemon get their adapters
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import date
 from types import TracebackType
 from typing import Any
@@ -20,13 +21,14 @@ from bridge.service.runs import Erasures
 
 class Adapters:
     """The adapters of one configured school, opened when first asked for; ``close`` (or the
-    end of a ``with`` block) closes those that were opened, the portal first."""
+    end of a ``with`` block) closes those that were opened, the last opened first."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
         self._portal: PortalClient | None = None
+        self._opened = ExitStack()  # what was opened, closed in reverse order
 
     @property
     def source(self) -> SqlSource:
@@ -34,6 +36,7 @@ class Adapters:
         if self._source is None:
             url = self.config.source_url_with_password().render_as_string(False)
             self._source = open_source(url)
+            self._opened.callback(self._source.engine.dispose)
         return self._source
 
     @property
@@ -42,6 +45,7 @@ class Adapters:
         if self._state is None:
             config = self.config
             self._state = open_state(config.state.url, utc_now, school=config.portal.school)
+            self._opened.callback(self._state.close)
         return self._state
 
     @property
@@ -49,22 +53,13 @@ class Adapters:
         """The portal client (``[portal]``, the secret from env, file or credential)."""
         if self._portal is None:
             self._portal = PortalClient(portal_settings(self.config))
+            self._opened.callback(self._portal.close)
         return self._portal
 
     def close(self) -> None:
-        """Close what was opened."""
-        portal, state, source = self._portal, self._state, self._source
+        """Close what was opened, the last opened first."""
         self._portal = self._state = self._source = None
-        try:
-            if portal is not None:
-                portal.close()
-        finally:
-            try:
-                if state is not None:
-                    state.close()
-            finally:
-                if source is not None:
-                    source.engine.dispose()
+        self._opened.close()
 
     def __enter__(self) -> Adapters:
         return self

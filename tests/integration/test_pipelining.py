@@ -86,7 +86,6 @@ def test_the_next_batch_is_in_flight_while_the_previous_answer_is_recorded() -> 
     portal = Portal()
     state = SlowRecorder(portal, patience=5.0)
     deliverer = Deliverer(portal, state, MAPPINGS, run_id="r")  # type: ignore[arg-type]
-    state.patience = 5.0
     changes = subjects(4 * BATCH)
     for change in changes[:-BATCH]:
         deliverer.add(change)
@@ -132,7 +131,7 @@ def test_planning_workers_are_never_forked_while_a_batch_is_being_recorded() -> 
     recording, so no child inherits the recorder's locks held (it could never take them)."""
     import os
 
-    from bridge.service.engine import deliver
+    from bridge.adapters import seam
 
     portal = Portal()
     state = SlowRecorder(portal, patience=0.5)  # recording batch 1 takes ~0.5 s
@@ -142,7 +141,7 @@ def test_planning_workers_are_never_forked_while_a_batch_is_being_recorded() -> 
     started = time.monotonic()
     child = os.fork()
     if child == 0:  # the child: the recorder's lock must be free here
-        os._exit(0 if deliver.RECORDING.acquire(timeout=0.1) else 1)
+        os._exit(0 if seam.FORK_SAFE.acquire(timeout=0.1) else 1)
     waited = time.monotonic() - started
     _, status = os.waitpid(child, 0)
     deliverer.drain()

@@ -194,25 +194,50 @@ class Deliveries:
             return int(conn.execute(query.values(status="retrying", attempts=0)).rowcount)
 
 
-def _row(d: Delivered, now: datetime) -> dict[str, object]:
+ROW_COLUMNS = (
+    "entity",
+    "sort_key",
+    "key",
+    "fingerprint",
+    "status",
+    "payload",
+    "portal_id",
+    "mapping_version",
+    "pupil_key",
+    "class_key",
+    "first_delivered_at",
+    "updated_at",
+)
+"""The columns of a record_state row, in the order ``_values`` gives them."""
+
+
+def _values(d: Delivered, at: object) -> tuple[object, ...]:
+    """One acknowledged change as the values of its record_state row (``at``: the time, as the
+    driver takes it)."""
     change = d.change
     record = change.record
-    assert record is not None, "only deletes come without a record"
-    status = "archived" if change.op == Op.ARCHIVE else "delivered"
-    return {
-        "entity": change.entity,
-        "sort_key": change.sort_key,
-        "key": change.key,
-        "fingerprint": record.fingerprint,
-        "status": status,
-        "payload": json.dumps(dict(record.payload), ensure_ascii=False),
-        "portal_id": d.portal_id,
-        "mapping_version": d.mapping_version,
-        "pupil_key": d.pupil_key,
-        "class_key": d.class_key,
-        "first_delivered_at": now,
-        "updated_at": now,
-    }
+    if record is None:
+        raise ValueError("only deletes come without a record")
+    status = "archived" if change.op is Op.ARCHIVE else "delivered"
+    payload = json.dumps(dict(record.payload), ensure_ascii=False)
+    return (
+        change.entity,
+        change.sort_key,
+        change.key,
+        record.fingerprint,
+        status,
+        payload,
+        d.portal_id,
+        d.mapping_version,
+        d.pupil_key,
+        d.class_key,
+        at,
+        at,
+    )
+
+
+def _row(d: Delivered, now: datetime) -> dict[str, object]:
+    return dict(zip(ROW_COLUMNS, _values(d, now), strict=True))
 
 
 # The upsert on SQLite's own cursor: one executemany a batch, with the time formatted once, as
@@ -234,30 +259,7 @@ SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 def _sqlite_upsert(conn: sa.Connection, live: Sequence[Delivered], now: datetime) -> None:
     """Upsert acknowledged records in the connection's transaction, on the driver's cursor."""
     at = now.strftime(SQLITE_TIME)
-    dumps = json.dumps
-    rows = []
-    for d in live:
-        change = d.change
-        record = change.record
-        if record is None:
-            raise ValueError("only deletes come without a record")
-        status = "archived" if change.op is Op.ARCHIVE else "delivered"
-        rows.append(
-            (
-                change.entity,
-                change.sort_key,
-                change.key,
-                record.fingerprint,
-                status,
-                dumps(dict(record.payload), ensure_ascii=False),
-                d.portal_id,
-                d.mapping_version,
-                d.pupil_key,
-                d.class_key,
-                at,
-                at,
-            )
-        )
+    rows = [_values(d, at) for d in live]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(SQLITE_UPSERT, rows)

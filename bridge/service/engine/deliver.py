@@ -12,7 +12,6 @@ A record the portal refuses becomes a dead letter with the portal's reason; afte
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from bridge.adapters.seam import no_fork_meanwhile
 from bridge.core import gate
 from bridge.core.errors import (
     Interrupted,
@@ -58,22 +58,6 @@ Progress = Callable[[str, int], None]
 
 
 log = structlog.get_logger()
-
-# The recorder thread is never inside the database driver when planning forks its workers
-# (``workers``): a lock a forked child inherits, held by a thread the child does not have, would
-# stay held. Registered when the first recorder starts, not at import.
-RECORDING = threading.Lock()
-_fork_guard: list[bool] = []
-
-
-def _guard_forks() -> None:
-    if not _fork_guard:
-        _fork_guard.append(True)
-        os.register_at_fork(
-            before=RECORDING.acquire,
-            after_in_parent=RECORDING.release,
-            after_in_child=RECORDING.release,
-        )
 
 
 def to_operation(index: int, change: Change) -> Operation:
@@ -191,42 +175,37 @@ class Deliverer:
 
     def _send(self) -> None:
         """Send the queued changes as one batch; its answer is recorded while the next batch
-        is sent. A failure to send first lets the answered batches be recorded."""
-        if not self.buffer:
-            if self.stop is not None and self.stop.is_set():
-                self.drain()
-                raise Interrupted
-            return
-        batch, self.buffer = self.buffer, []
-        self.report.batches += 1
-        number = self.report.batches
+        is sent. Whatever ends delivery here (a failure, a stop, the deadline) first lets every
+        answered batch be recorded."""
         try:
-            self.state.open_batch(self.run_id, number, len(batch))
-            results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
+            sent = bool(self.buffer)
+            if sent:
+                batch, self.buffer = self.buffer, []
+                self.report.batches += 1
+                number = self.report.batches
+                self.state.open_batch(self.run_id, number, len(batch))
+                results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
+                self._record_later(number, batch, results)
+            if self.stop is not None and self.stop.is_set():
+                raise Interrupted
+            if sent and self.deadline is not None and self.deadline.passed():
+                raise RunDeadline(self.deadline.minutes)
         except BaseException:
             self.drain()
             raise
-        self._record_later(number, batch, results)
-        if self.stop is not None and self.stop.is_set():
-            self.drain()
-            raise Interrupted
-        if self.deadline is not None and self.deadline.passed():
-            self.drain()
-            raise RunDeadline(self.deadline.minutes)
 
     def _record_later(
         self, number: int, batch: list[Change], results: list[OperationResult]
     ) -> None:
         self._wait_recorded()  # the batch before is recorded: one batch behind at most
         if self._recorder is None:
-            _guard_forks()
             self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self._recording = self._recorder.submit(self._commit_guarded, number, batch, results)
 
     def _commit_guarded(
         self, number: int, batch: list[Change], results: list[OperationResult]
     ) -> None:
-        with RECORDING:
+        with no_fork_meanwhile():  # range planning never forks while this is in the driver
             self._commit(number, batch, results)
 
     def _wait_recorded(self) -> None:
