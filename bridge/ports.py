@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from bridge.core.model import Change, EntryView, StateEntry, Value
 
@@ -105,9 +105,10 @@ class RangedSource(Source, Protocol):
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """One acknowledged change to record: the change and the owners of its record."""
+class Delivered(NamedTuple):
+    """One acknowledged change to record: the change and the owners of its record. (The three
+    values made per delivered record are named tuples: immutable like a frozen dataclass, at
+    half its construction cost.)"""
 
     change: Change
     pupil_key: str | None = None
@@ -320,8 +321,7 @@ ENTITIES = (
 """Canonical entities the API has a resource for; the resource path is the entity name."""
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
+class Operation(NamedTuple):
     """One write: PUT (create or replace) with data, or DELETE (tombstone)."""
 
     op_id: str
@@ -332,8 +332,7 @@ class Operation:
     data: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OperationResult:
+class OperationResult(NamedTuple):
     """The portal's answer to one operation: ``ok``, or a rejection with type and reason."""
 
     op_id: str

@@ -47,7 +47,7 @@ def _wire_operation(op: Operation) -> dict[str, Any]:
     """One operation as the API spells it."""
     if op.method not in METHODS:
         raise ValueError(f"operation {op.op_id}: method must be PUT or DELETE")
-    data = dict(op.data) if op.data is not None else None
+    data = op.data if op.data is None or type(op.data) is dict else dict(op.data)
     return {
         "id": op.op_id,
         "method": op.method,
@@ -74,7 +74,7 @@ def parse_results(body: object, operations: Sequence[Operation]) -> list[Operati
         raise _TransientError(f"HTTP 200 garbled: {count} results for {len(operations)} operations")
     results = [_parse_result(item, op) for item, op in zip(items, operations, strict=True)]
     for result, op in zip(results, operations, strict=True):
-        if classify_result(result.status) is Disposition.RETRIABLE:
+        if not result.ok and classify_result(result.status) is Disposition.RETRIABLE:
             raise _TransientError(
                 f"operation {op.op_id} ({op.entity} {op.sourced_id}): HTTP "
                 f"{result.status} {result.type}: {result.description}"
@@ -87,8 +87,10 @@ def _parse_result(item: object, op: Operation) -> OperationResult:
     if not isinstance(item, dict) or item.get("id") != op.op_id:
         raise _TransientError(f"HTTP 200 garbled: result for {op.op_id} missing or out of order")
     status = item.get("status")
-    if not isinstance(status, int) or isinstance(status, bool):
+    if type(status) is not int:  # bool is a subclass of int, and no status
         raise _TransientError(f"HTTP 200 garbled: result for {op.op_id} has no status")
+    if 200 <= status < 300 and len(item) == 2:  # the common answer: {"id", "status"}
+        return OperationResult(op.op_id, True, status)
     kind, description = item.get("type"), item.get("description")
     return OperationResult(
         op_id=op.op_id,

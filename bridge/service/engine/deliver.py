@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -41,8 +41,12 @@ from bridge.ports import (
 
 def delivered(change: Change, mappings: MappingSet) -> Delivered:
     """What the state store records once the portal acknowledged ``change``."""
-    record = change.record
     version = mappings[change.entity].version if change.entity in mappings else 1
+    return _delivered(change, version)
+
+
+def _delivered(change: Change, version: int) -> Delivered:
+    record = change.record
     if record is None:
         return Delivered(change, mapping_version=version)
     class_key = record.payload.get("class")
@@ -67,7 +71,7 @@ def to_operation(index: int, change: Change) -> Operation:
     record = change.record
     assert record is not None, "only deletes come without a record"
     return Operation(
-        str(index), "PUT", change.entity, change.key, record.fingerprint, dict(record.payload)
+        str(index), "PUT", change.entity, change.key, record.fingerprint, record.payload
     )
 
 
@@ -84,6 +88,11 @@ class DeliveryReport:
     def count(self, change: Change) -> None:
         """Count one acknowledged change."""
         self.delivered.setdefault(change.entity, Counter())[change.op.value] += 1
+
+    def count_all(self, changes: Iterable[Change]) -> None:
+        """Count acknowledged changes (one dictionary update per entity and operation)."""
+        for (entity, op), n in Counter((c.entity, c.op) for c in changes).items():
+            self.delivered.setdefault(entity, Counter())[op.value] += n
 
     @property
     def total(self) -> int:
@@ -131,6 +140,7 @@ class Deliverer:
         # Pipelining: a batch's answer is recorded in this thread while the next batch is sent;
         # at most one recording waits, so the state is never more than one batch behind.
         self._recorder: ThreadPoolExecutor | None = None
+        self._versions = {m.entity: m.version for m in mappings.mappings}
         self._recording: Future[None] | None = None
 
     def add(self, change: Change) -> None:
@@ -216,16 +226,16 @@ class Deliverer:
     def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
         acked: list[Delivered] = []
         refused: list[Refusal] = []
+        versions = self._versions
         for change, result in zip(batch, results, strict=True):
             if result.ok:
-                acked.append(delivered(change, self.mappings))
+                acked.append(_delivered(change, versions.get(change.entity, 1)))
             else:
                 refused.append(
                     Refusal(change, result.type, result.description or f"HTTP {result.status}")
                 )
         self.state.commit_batch(self.run_id, number, acked, refused, self.max_attempts)
-        for d in acked:
-            self.report.count(d.change)
+        self.report.count_all(d.change for d in acked)
         for r in refused:
             self.report.refused[r.change.entity] += 1
             log.warning(
