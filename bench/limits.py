@@ -1,6 +1,7 @@
 """Benchmark: the bridge beside its limits, for the same school in interleaved rounds.
 
     .venv/bin/python bench/limits.py [--pupils 300] [--seed 1] [--rounds 3] [--batch 500]
+                                     [--concurrency 4]
                                      [--only LINE,LINE] [--json]
 
 Generates the school once (``var/bench/limits-PUPILS-SEED/school.sqlite``, reused after), and
@@ -15,6 +16,7 @@ own started afresh (empty) for its line:
                   hashes) → the reference portal: the baseline
   bridge-sink     ``asiou-bridge sync`` (full, fresh state) → bench/sink.py
   bridge-portal   ``asiou-bridge sync`` (full, fresh state) → the reference portal
+  bridge-portal-cN  the same with ``portal.concurrency = N`` (``--concurrency``, default 4)
 
 Each line reports records/s (operations sent ÷ wall seconds: the whole sender process for the
 naive exporter and the bridge, start-up included; the send loop alone for the bare client), its
@@ -178,7 +180,7 @@ def naive(url: str, folder: Path) -> dict[str, float]:
     return {"seconds": seconds, "records": figures["sent"], "sender_cpu": cpu}
 
 
-def bridge(url: str, folder: Path, batch: int) -> dict[str, float]:
+def bridge(url: str, folder: Path, batch: int, concurrency: int = 1) -> dict[str, float]:
     state = folder / "bridge-state.sqlite"
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(f"{state}{suffix}").unlink(missing_ok=True)
@@ -191,7 +193,7 @@ def bridge(url: str, folder: Path, batch: int) -> dict[str, float]:
         f'[state]\nurl = "sqlite:///{state}"\n\n'
         f'[mappings]\ndir = "{ROOT / "mappings"}"\n\n'
         f'[portal]\nurl = "{url}"\nschool = "demo"\nclient_id = "{CLIENT_ID}"\n'
-        f'secret_file = "{secret}"\nbatch_size = {batch}\n\n'
+        f'secret_file = "{secret}"\nbatch_size = {batch}\nconcurrency = {concurrency}\n\n'
         "[guard]\nmin_deletes = 1000000000\n",
         encoding="utf-8",
     )
@@ -220,6 +222,7 @@ def measure(
     line: str, folder: Path, bodies: list[bytes], operations: int, args: argparse.Namespace
 ) -> dict[str, float]:
     kind = "sink" if line.endswith("sink") else "portal"
+    concurrency = int(line.rsplit("-c", 1)[1]) if "-portal-c" in line else 1
     receiver = Receiver(kind, folder, args.portal_src)
     try:
         before = receiver.cpu()
@@ -228,7 +231,7 @@ def measure(
         elif line.startswith("naive"):
             figures = naive(receiver.url, folder)
         else:
-            figures = bridge(receiver.url, folder, args.batch)
+            figures = bridge(receiver.url, folder, args.batch, concurrency)
         figures["receiver_cpu"] = receiver.cpu() - before
     finally:
         receiver.stop()
@@ -245,6 +248,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="portal.concurrency of bridge-portal-cN"
+    )
     parser.add_argument("--only", help="comma-separated lines to run (default: all)")
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))
     parser.add_argument(
@@ -253,10 +259,11 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    lines = tuple(args.only.split(",")) if args.only else LINES
-    unknown = set(lines) - set(LINES)
+    known = (*LINES, f"bridge-portal-c{args.concurrency}")
+    lines = tuple(args.only.split(",")) if args.only else known
+    unknown = set(lines) - set(known)
     if unknown:
-        parser.error(f"unknown lines: {', '.join(sorted(unknown))}; lines are {', '.join(LINES)}")
+        parser.error(f"unknown lines: {', '.join(sorted(unknown))}; lines are {', '.join(known)}")
     folder = Path(args.dir) / f"limits-{args.pupils}-{args.seed}"
     bodies_file = prepare(folder, args.pupils, args.seed, args.batch)
     bodies = bodies_file.read_bytes().splitlines()

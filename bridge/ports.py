@@ -346,6 +346,9 @@ class Portal(Protocol):
     """The port every portal adapter implements."""
 
     batch_size: int
+    concurrency: int
+    """How many ``send`` calls may run at once, each in a thread of its own (1: one at a
+    time, from one thread); above 1, ``send`` must be safe to call from several threads."""
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch in order; one result per operation, in the same order. Raises

@@ -120,6 +120,7 @@ class Bridge:
     state_path: Path
     url: str
     read_timeout: float = 5.0
+    concurrency: int = 1
 
     def client(self) -> PortalClient:
         return PortalClient(
@@ -134,6 +135,7 @@ class Bridge:
                 backoff_max=0.05,
                 max_retry_after=1.0,
                 read_timeout=self.read_timeout,
+                concurrency=self.concurrency,
             )
         )
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bridge.adapters.portal_client.settings import MAX_CONCURRENCY
 from bridge.core.errors import ConfigError, Problem
 from bridge.core.guard import Thresholds
 from bridge.service.settings import (
@@ -255,6 +256,8 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
+    if not 1 <= values["portal"]["concurrency"] <= MAX_CONCURRENCY:
+        problems.append(Problem(file, "portal.concurrency", f"must be from 1 to {MAX_CONCURRENCY}"))
     _check_schedule(values["schedule"], file, problems)
     _check_metrics(values["metrics"], file, problems)
     positive = [

@@ -96,6 +96,11 @@ class PortalSection:
     rate_limit: float = key(
         _portal("rate_limit"), "at most this many requests per second (0: no limit)", NUMBER
     )
+    concurrency: int = key(
+        _portal("concurrency"),
+        "batch requests in flight at once (1: one at a time; batches that could refer to "
+        "each other are never sent together)",
+    )
     ca_bundle: str = key("", "CA bundle for TLS verification (default: the system's)")
 
 

@@ -116,6 +116,7 @@ def portal_settings(config: Config) -> PortalSettings:
         batch_size=config.portal.batch_size,
         max_attempts=config.portal.retries,
         rate_limit=config.portal.rate_limit,
+        concurrency=config.portal.concurrency,
         verify=config.portal.ca_bundle or True,
         request_deadline=config.portal.request_deadline,
         max_retry_after=config.portal.max_retry_after,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from bridge.core.errors import PortalFatalError
@@ -15,12 +16,18 @@ class MemoryPortal:
     and 404 answers do through an HTTP adapter."""
 
     def __init__(
-        self, school: str = "demo", batch_size: int = 500, model: PortalModel | None = None
+        self,
+        school: str = "demo",
+        batch_size: int = 500,
+        model: PortalModel | None = None,
+        *,
+        concurrency: int = 1,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be from 1 to {MAX_BATCH}")
-        self.school, self.batch_size = school, batch_size
+        self.school, self.batch_size, self.concurrency = school, batch_size, concurrency
         self.model = model if model is not None else PortalModel()
+        self._lock = threading.Lock()  # batches apply one at a time, as the server's do
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch in order; one result per operation, in the same order."""
@@ -28,10 +35,12 @@ class MemoryPortal:
             raise PortalFatalError(
                 413, "batchTooLarge", f"{len(operations)} operations, at most {MAX_BATCH}"
             )
-        return self.model.apply(self.school, operations).results
+        with self._lock:
+            return self.model.apply(self.school, operations).results
 
     def fingerprints(self, entity: str) -> dict[str, str]:
         """sourcedId → fingerprint of every live record of ``entity``."""
         if entity not in ENTITIES:
             raise PortalFatalError(404, "unknownResource", f"no resource {entity}")
-        return self.model.fingerprints(self.school, entity)
+        with self._lock:
+            return self.model.fingerprints(self.school, entity)

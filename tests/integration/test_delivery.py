@@ -34,6 +34,7 @@ class KeyedPortal:
     """PUT/DELETE by (entity, sourcedId), idempotent; counts every write it applied."""
 
     batch_size: int = 7
+    concurrency: int = 1
     records: dict[tuple[str, str], str] = field(default_factory=dict)
     writes: int = 0
     refuse: Callable[[Operation], bool] = lambda op: False

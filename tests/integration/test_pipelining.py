@@ -27,6 +27,7 @@ class Portal:
     """Acknowledges every operation; notes how many batches it was sent."""
 
     batch_size = BATCH
+    concurrency = 1
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.sent = 0

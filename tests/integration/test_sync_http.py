@@ -91,11 +91,13 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("kind", list(FAULTS))
-def test_each_fault_kind_is_recovered_from(bridge: Bridge, kind: str) -> None:
-    """Under each injected fault the sync still delivers everything, exactly once."""
+def test_each_fault_kind_is_recovered_from(bridge: Bridge, kind: str, concurrency: int) -> None:
+    """Under each injected fault the sync still delivers everything, exactly once, with one
+    batch request at a time and with four in flight."""
     set_faults(bridge.url, FAULTS[kind])
-    bridge.read_timeout = 1.0
+    bridge.read_timeout, bridge.concurrency = 1.0, concurrency
     outcome = bridge.sync()
     assert outcome.exit_code == ExitCode.OK, (kind, outcome.delivery)
     set_faults(bridge.url, {})

@@ -65,9 +65,13 @@ def batches(folder: Path, school: Path) -> int:
     raise AssertionError("the portal did not start")
 
 
-def _config(folder: Path, school: Path, url: str) -> Path:
+def _config(folder: Path, school: Path, url: str, concurrency: int = 1) -> Path:
     return write_config(
-        folder, school, url, batch_size=25, extra="[guard]\nmin_deletes = 1000000\n"
+        folder,
+        school,
+        url,
+        batch_size=25,
+        extra=f"concurrency = {concurrency}\n[guard]\nmin_deletes = 1000000\n",
     )
 
 
@@ -84,8 +88,9 @@ def _sync(config: Path) -> subprocess.Popen[str]:
 def test_sigkill_at_a_random_instant_then_rerun_leaves_the_portal_exact(
     trial: int, tmp_path: Path, school: Path, portal: ReferencePortal, batches: int
 ) -> None:
-    """Killed mid-sync with SIGKILL and run again, the portal equals the expected export."""
-    config = _config(tmp_path, school, portal.url)
+    """Killed mid-sync with SIGKILL and run again, the portal equals the expected export.
+    Every other trial keeps four batch requests in flight (portal.concurrency = 4)."""
+    config = _config(tmp_path, school, portal.url, concurrency=1 + 3 * (trial % 2))
     draw = random.Random(trial)
     target, extra = draw.randint(1, max(1, int(0.6 * batches))), draw.uniform(0, 0.02)
     state = tmp_path / "state.sqlite"

@@ -104,6 +104,7 @@ class FaultyPortal:
     answer lost after applying, or the request refused before it."""
 
     batch_size = 4
+    concurrency = 1
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

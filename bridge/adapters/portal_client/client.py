@@ -5,6 +5,7 @@ says; requests' exceptions translated at this seam."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -88,25 +89,31 @@ class PortalClient:
     ) -> None:
         """``session`` is borrowed (the caller closes it); without one the client builds and owns
         a pooled session. ``sleep``, ``clock``, ``now`` and ``random`` are injected for tests."""
-        self.batch_size = settings.batch_size
+        self.batch_size, self.concurrency = settings.batch_size, settings.concurrency
         self._settings = settings
         self._owns_session = session is None
-        self._session = session if session is not None else _pooled_session()
+        self._session = session if session is not None else _pooled_session(settings.concurrency)
         self._sleep, self._clock, self._now, self._random = sleep, clock, now, random
         self._pacer = _Pacer(settings.rate_limit, self._clock, self._sleep)
         self._token: _Token | None = None
         self._stats = ClientStats()
+        # With concurrency > 1, send() runs in several threads: the token and the counters
+        # are shared under this lock (the session's connection pool is thread-safe).
+        self._lock = threading.RLock()
         self._log = logs.get_logger(component="portal", school=settings.school)
 
     @property
     def stats(self) -> ClientStats:
         """A snapshot of the counters."""
-        return replace(self._stats, outcomes=Counter(self._stats.outcomes))
+        with self._lock:
+            return replace(self._stats, outcomes=Counter(self._stats.outcomes))
 
     def authenticate(self) -> None:
         """Fetch a token now (``asiou-bridge check``). Raises PortalAuthError, PortalFatalError,
         PortalUnavailable."""
-        self._token = self._with_retries(self._fetch_token)
+        token = self._with_retries(self._fetch_token)
+        with self._lock:
+            self._token = token
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch; one result per operation, in order (see Portal.send)."""
@@ -157,7 +164,8 @@ class PortalClient:
 
     def _note_retry(self, state: RetryCallState) -> None:
         """Count and log a retry: attempt, wait, reason (never the token, secret or data)."""
-        self._stats.retries += 1
+        with self._lock:
+            self._stats.retries += 1
         failure = state.outcome.exception() if state.outcome is not None else None
         self._log.warning(
             "portal_retry",
@@ -168,19 +176,29 @@ class PortalClient:
 
     def _call_api(self, method: str, url: str, body: bytes | None = None) -> object:
         """One /api exchange with a valid token; on 401 one fresh token and one resend. Returns
-        the parsed JSON of an OK answer; raises per ``raise_unless_ok`` otherwise."""
-        reply = self._exchange(method, url, body=body, headers=self._bearer())
+        the parsed JSON of an OK answer; raises per ``raise_unless_ok`` otherwise.
+
+        The token after a 401 is fetched for this request and used by it first, then shared:
+        with requests in flight in several threads, each refused one gets a token nobody
+        used before (a portal may refuse a token once it was used elsewhere)."""
+        refused = self._held_token()
+        reply = self._exchange(method, url, body=body, headers=_bearer(refused))
         if reply.status == 401:
-            self._token = None  # refused: the next _bearer() fetches a new one
-            reply = self._exchange(method, url, body=body, headers=self._bearer())
+            token = self._fetch_token()
+            reply = self._exchange(method, url, body=body, headers=_bearer(token))
+            with self._lock:
+                if self._token is None or self._token is refused:
+                    self._token = token
         raise_unless_ok(reply.verdict(), reply.retry_after)
         return reply.body
 
-    def _bearer(self) -> dict[str, str]:
-        """Authorization header, fetching a token first if none is fresh."""
-        if self._token is None or not self._token.is_fresh(self._clock()):
-            self._token = self._fetch_token()
-        return {"Authorization": f"Bearer {self._token.value}"}
+    def _held_token(self) -> _Token:
+        """The token held, unless it expires soon (or there is none): then a new one. One
+        thread fetches while the others wait for it."""
+        with self._lock:
+            if self._token is None or not self._token.is_fresh(self._clock()):
+                self._token = self._fetch_token()
+            return self._token
 
     def _fetch_token(self) -> _Token:
         """Client-credentials grant. 401/403 → PortalAuthError; otherwise per the table."""
@@ -196,7 +214,8 @@ class PortalClient:
         if reply.status in (401, 403):
             raise PortalAuthError(reply.status, f"{verdict.kind}: {verdict.detail}")
         raise_unless_ok(verdict, reply.retry_after)
-        self._stats.token_fetches += 1
+        with self._lock:
+            self._stats.token_fetches += 1
         return parse_token(reply.body, started)
 
     def _exchange(
@@ -219,7 +238,7 @@ class PortalClient:
         if body is not None:
             all_headers["Content-Type"] = "application/json"
         self._pacer.wait_turn()
-        self._stats.requests += 1
+        self._count_request()
         deadline = self._clock() + settings.request_deadline
         try:
             with self._session.request(
@@ -234,18 +253,26 @@ class PortalClient:
             ) as response:
                 content = _read_body(response, deadline, self._clock)
         except requests.RequestException as exc:
-            self._stats.outcomes[type(exc).__name__] += 1
+            self._count_outcome(type(exc).__name__)
             raise _translate(exc) from exc
         except _TransientError:
-            self._stats.outcomes["RequestDeadline"] += 1
+            self._count_outcome("RequestDeadline")
             raise
-        self._stats.outcomes[str(response.status_code)] += 1
+        self._count_outcome(str(response.status_code))
         return _Reply(
             response.status_code,
             response.headers.get("Content-Type"),
             _json_or_none(content),
             parse_retry_after(response.headers.get("Retry-After"), self._now()),
         )
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self._stats.requests += 1
+
+    def _count_outcome(self, outcome: str) -> None:
+        with self._lock:
+            self._stats.outcomes[outcome] += 1
 
     def _api_url(self, resource: str) -> str:
         """``{base}/api/v1/schools/{school}/{resource}``, each segment percent-encoded."""
@@ -297,10 +324,16 @@ def _json_or_none(content: bytes) -> object:
     return parsed
 
 
-def _pooled_session() -> requests.Session:
-    """A session with a connection pool and no urllib3-level retries (tenacity decides)."""
+def _bearer(token: _Token) -> dict[str, str]:
+    """The Authorization header of ``token``."""
+    return {"Authorization": f"Bearer {token.value}"}
+
+
+def _pooled_session(concurrency: int = 1) -> requests.Session:
+    """A session with a connection pool (a connection per request in flight) and no
+    urllib3-level retries (tenacity decides)."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(4, concurrency), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

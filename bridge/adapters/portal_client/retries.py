@@ -3,6 +3,7 @@ a budget on the time one batch may spend waiting, and the client-side rate limit
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from tenacity import (
@@ -62,7 +63,8 @@ def honour_retry_after(
 
 
 class _Pacer:
-    """Client-side rate limit: request starts at least ``1 / rate`` seconds apart."""
+    """Client-side rate limit: request starts at least ``1 / rate`` seconds apart, whichever
+    thread starts them (the slot is booked under a lock, the wait is outside it)."""
 
     def __init__(
         self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
@@ -70,15 +72,18 @@ class _Pacer:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock, self._sleep = clock, sleep
         self._next = float("-inf")
+        self._lock = threading.Lock()
 
     def wait_turn(self) -> None:
-        """Sleep until the next request may start, then book the slot after it."""
+        """Book the next free slot, then sleep until it comes."""
         if self._interval == 0.0:
             return
-        delay = self._next - self._clock()
-        if delay > 0:
-            self._sleep(delay)
-        self._next = max(self._clock(), self._next) + self._interval
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
 
 
 def _give_up(state: RetryCallState) -> None:

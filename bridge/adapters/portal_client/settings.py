@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from bridge import __version__
 
+MAX_CONCURRENCY = 64
+"""The most requests a client keeps in flight (and connections it keeps open)."""
+
 
 @dataclass(frozen=True)
 class PortalSettings:
@@ -28,6 +31,9 @@ class PortalSettings:
     max_batch_wait: float = 900.0
     """Seconds one request may spend in retries in all, waits included."""
     rate_limit: float = 0.0
+    """Requests per second at most, all threads together (0: no limit)."""
+    concurrency: int = 1
+    """Batch requests in flight at once (each from a thread of its own)."""
     verify: bool | str = True
     user_agent: str = f"asiou-bridge/{__version__}"
 
@@ -35,6 +41,8 @@ class PortalSettings:
         """Refuse settings no client could work with (values only, never the secret)."""
         if self.batch_size < 1 or self.max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be from 1 to {MAX_CONCURRENCY}")
         if (
             min(self.connect_timeout, self.read_timeout, self.request_deadline, self.max_batch_wait)
             <= 0

@@ -37,6 +37,7 @@ from bridge.ports import (
     Refusal,
     StateStore,
 )
+from bridge.service.engine.inflight import InFlight, kind_of
 
 
 def delivered(change: Change, mappings: MappingSet) -> Delivered:
@@ -140,8 +141,12 @@ class Deliverer:
         # Pipelining: a batch's answer is recorded in this thread while the next batch is sent;
         # at most one recording waits, so the state is never more than one batch behind.
         self._recorder: ThreadPoolExecutor | None = None
-        self._versions = {m.entity: m.version for m in mappings.mappings}
         self._recording: Future[None] | None = None
+        self._versions = {m.entity: m.version for m in mappings.mappings}
+        # Up to portal.concurrency batches in flight (bridge.service.engine.inflight).
+        limit = portal.concurrency
+        self._flight = InFlight(portal.send, limit) if limit > 1 else None
+        self._alone = frozenset(m.entity for m in mappings.mappings if m.entity in m.refs.values())
 
     def add(self, change: Change) -> None:
         """Queue one change; a full batch is sent at once."""
@@ -175,13 +180,26 @@ class Deliverer:
             raise Interrupted
 
     def drain(self) -> None:
-        """Wait until every answered batch is recorded (raises what recording raised)."""
+        """Wait for the answers of the batches in flight, and until every answered batch is
+        recorded; then raise the first failure met (a send's, then a recording's)."""
+        failure: BaseException | None = None
+        while self._flight:
+            try:
+                self._settle_oldest()
+            except Exception as exc:  # noqa: BLE001 - raised below, once all in flight settled
+                failure = failure or exc
         try:
             self._wait_recorded()
+        except Exception as exc:  # noqa: BLE001 - raised below (the first failure wins)
+            failure = failure or exc
         finally:
+            if self._flight is not None:
+                self._flight.close()
             if self._recorder is not None:
                 self._recorder.shutdown(wait=True)
                 self._recorder = None
+        if failure is not None:
+            raise failure
 
     def _send(self) -> None:
         """Send the queued changes as one batch; its answer is recorded while the next batch
@@ -194,8 +212,11 @@ class Deliverer:
                 self.report.batches += 1
                 number = self.report.batches
                 self.state.open_batch(self.run_id, number, len(batch))
-                results = self.portal.send([to_operation(i, c) for i, c in enumerate(batch)])
-                self._record_later(number, batch, results)
+                operations = [to_operation(i, c) for i, c in enumerate(batch)]
+                if self._flight is None:
+                    self._record_later(number, batch, self.portal.send(operations))
+                else:
+                    self._send_overlapping(number, batch, operations)
             if self.stop is not None and self.stop.is_set():
                 raise Interrupted
             if sent and self.deadline is not None and self.deadline.passed():
@@ -203,6 +224,27 @@ class Deliverer:
         except BaseException:
             self.drain()
             raise
+
+    def _send_overlapping(
+        self, number: int, batch: list[Change], operations: list[Operation]
+    ) -> None:
+        """Send one batch beside those in flight when nothing of it can depend on them;
+        otherwise (and when the limit is reached) first take their answers, oldest first."""
+        flight = self._flight
+        assert flight is not None
+        kind = kind_of(batch, self._alone)
+        if not flight.may_join(kind):
+            while flight:
+                self._settle_oldest()
+        while flight.full:
+            self._settle_oldest()
+        flight.send(number, batch, operations, kind)
+
+    def _settle_oldest(self) -> None:
+        """Take the answer of the batch sent first of those in flight, and record it."""
+        assert self._flight is not None
+        sent = self._flight.oldest()
+        self._record_later(sent.number, sent.batch, sent.answer.result())
 
     def _record_later(
         self, number: int, batch: list[Change], results: list[OperationResult]
