@@ -1,7 +1,7 @@
 """Benchmark: the bridge beside its limits, for the same school in interleaved rounds.
 
     .venv/bin/python bench/limits.py [--pupils 300] [--seed 1] [--rounds 3] [--batch 500]
-                                     [--concurrency 4]
+                                     [--concurrency 4] [--latency MS]
                                      [--only LINE,LINE] [--json]
 
 Generates the school once (``var/bench/limits-PUPILS-SEED/school.sqlite``, reused after), and
@@ -25,6 +25,8 @@ round), and CPU µs per record of the sender (its process and the children it re
 receiver (its process, read from /proc). The best round of each line is reported (as timeit
 does), and every round is printed. ``--portal-src DIR`` runs the reference portal from another
 source tree (``git archive COMMIT bridge | tar -x -C DIR``) to compare its versions.
+``--latency MS`` makes the reference portal answer every request that much later (its ``slow``
+fault), as a portal across a network does: what requests in flight (``-cN``) are for.
 """
 
 from __future__ import annotations
@@ -224,6 +226,9 @@ def measure(
     kind = "sink" if line.endswith("sink") else "portal"
     concurrency = int(line.rsplit("-c", 1)[1]) if "-portal-c" in line else 1
     receiver = Receiver(kind, folder, args.portal_src)
+    if kind == "portal" and args.latency > 0:  # every answer that much later (a distant portal)
+        faults = {"rates": {"slow": 1.0}, "slow_seconds": args.latency / 1000}
+        requests.post(f"{receiver.url}/_portal/faults", json=faults, timeout=10).raise_for_status()
     try:
         before = receiver.cpu()
         if line.startswith("bare"):
@@ -250,6 +255,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
         "--concurrency", type=int, default=4, help="portal.concurrency of bridge-portal-cN"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="ms the portal waits before each answer"
     )
     parser.add_argument("--only", help="comma-separated lines to run (default: all)")
     parser.add_argument("--dir", default=str(ROOT / "var" / "bench"))

@@ -39,6 +39,20 @@ def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: 
     assert [p.path for p in caught.value.problems] == ["sync.plan_workers"]
 
 
+@pytest.mark.parametrize("value", [0, 65, -2])
+def test_portal_concurrency_outside_1_to_64_is_refused(tmp_path: Path, value: int) -> None:
+    """portal.concurrency defaults to one request at a time; 0, negative or over 64 is refused
+    with its key path and the allowed range."""
+    base = '[source]\nurl = "sqlite:///s.sqlite"\n'
+    assert load_config(_write(tmp_path, base)).portal.concurrency == 1
+    path = _write(tmp_path, f"{base}[portal]\nconcurrency = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("portal.concurrency", "must be from 1 to 64")
+    ]
+
+
 def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path) -> None:
     """Unknown sections and keys, wrong types, missing keys and inline passwords all at once."""
     path = _write(
