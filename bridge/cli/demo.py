@@ -135,16 +135,25 @@ def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``: demo school, reference portal, a full sync, journal changes, an incremental
     sync; prints what was delivered each time and the portal's own counts."""
+    started = time.monotonic()
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     school = folder / "school.sqlite"
     print(f"1. Generating a demo school of {args.pupils} pupils into {school} ...")
     args.out, args.url = str(school), None
     cmd_demo_db(args)
+    print(f"   ({_since(started)})")
     for stale in ("state.sqlite", "portal.sqlite"):
         (folder / stale).unlink(missing_ok=True)
     with _portal_process(folder) as url:
-        return _demo_syncs(folder, school, url)
+        code = _demo_syncs(folder, school, url)
+    print(f"\nThe demo took {_since(started)} in all.")
+    return code
+
+
+def _since(started: float) -> str:
+    """Seconds since ``started`` (a monotonic clock reading), for people."""
+    return f"{time.monotonic() - started:.1f} s"
 
 
 @contextmanager
@@ -191,8 +200,10 @@ def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
     print(f"2. Reference portal on {portal_url}; config {config.file}\n")
     print("3. Full sync\n")
     service = Service(config, mappings)
+    started = time.monotonic()
     first = service.sync(Request(command="demo"))
     print(sync_text(first, mappings.entities) + "\n" + _portal_counts(portal_url))
+    print(f"(the full sync took {_since(started)})")
     engine = sa.create_engine(f"sqlite:///{school}")
     changes = change_journal(engine, datetime.now())
     engine.dispose()
@@ -202,8 +213,10 @@ def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
         f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
         "withdrawn\n\n5. Incremental sync\n"
     )
+    started = time.monotonic()
     second = service.sync(Request(command="demo", incremental=True))
     print(sync_text(second, mappings.entities) + "\n" + _portal_counts(portal_url))
+    print(f"(the incremental sync took {_since(started)})")
     return max(first.exit_code, second.exit_code)
 
 

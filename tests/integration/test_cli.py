@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -228,6 +229,8 @@ def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
     incremental = result.stdout.split("5. Incremental sync")[1]
     mark_line = next(line for line in incremental.splitlines() if line.startswith("mark "))
     assert int(mark_line.split()[2]) == 1  # the edited mark is the only mark update
+    for step in ("the full sync took ", "the incremental sync took ", "The demo took "):
+        assert re.search(re.escape(step) + r"\d+\.\d s", result.stdout), step  # how long
 
 
 def test_status_says_when_the_approval_of_the_held_plan_expired(tmp_path: Path) -> None:
