@@ -89,15 +89,13 @@ def _parse_result(item: object, op: Operation) -> OperationResult:
     status = item.get("status")
     if type(status) is not int:  # bool is a subclass of int, and no status
         raise _TransientError(f"HTTP 200 garbled: result for {op.op_id} has no status")
-    if 200 <= status < 300 and len(item) == 2:  # the common answer: {"id", "status"}
-        return OperationResult(op.op_id, True, status)
     kind, description = item.get("type"), item.get("description")
     return OperationResult(
-        op_id=op.op_id,
-        ok=classify_result(status) is Disposition.OK,
-        status=status,
-        type=kind if isinstance(kind, str) else None,
-        description=description[:DETAIL_LIMIT] if isinstance(description, str) else None,
+        op.op_id,
+        classify_result(status) is Disposition.OK,
+        status,
+        kind if isinstance(kind, str) else None,
+        description[:DETAIL_LIMIT] if isinstance(description, str) else None,
     )
 
 
