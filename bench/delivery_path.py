@@ -55,16 +55,14 @@ def acknowledger(mappings: Any) -> Callable[[Change], Any]:
 
 def one_pass(changes: list[Change], batch: int, acknowledge: Callable[[Change], Any]) -> None:
     report = deliver.DeliveryReport()
-    answer = json.dumps(
-        {
-            "results": [
-                {"id": str(i), "status": 201, "type": None, "description": None}
-                for i in range(batch)
-            ]
-        }
-    ).encode()
+    answers: dict[int, bytes] = {}  # the portal's all-OK answer, per batch size
     for start in range(0, len(changes), batch):
         chunk = changes[start : start + batch]
+        if len(chunk) not in answers:
+            ok = [{"id": str(i), "status": 201, "type": None, "description": None}
+                  for i in range(len(chunk))]  # fmt: skip
+            answers[len(chunk)] = json.dumps({"results": ok}).encode()
+        answer = answers[len(chunk)]
         operations = [deliver.to_operation(i, c) for i, c in enumerate(chunk)]
         encode_batch(operations)
         results = parse_results(json.loads(answer), operations)

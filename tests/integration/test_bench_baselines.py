@@ -86,3 +86,26 @@ def test_the_naive_exporter_sends_new_records_then_only_the_unacknowledged(
     assert first["sent"] == first["acknowledged"] + first["refused"] > 0
     assert sum(live.values()) == first["acknowledged"]
     assert again["sent"] == first["refused"]  # acknowledged records are not sent again
+
+
+def test_the_delivery_path_benchmark_runs_the_code_it_times() -> None:
+    """bench/delivery_path.py goes through every step for every record: the pass counts them
+    all as delivered, and the command prints a figure per record."""
+    module = _load("delivery_path")
+    changes = module.marks(1_200)
+    seen: list[object] = []
+    made = module.acknowledger(module.load_mappings(module.MAPPINGS))
+
+    def acknowledge(change: object) -> object:
+        seen.append(change)
+        return made(change)
+
+    module.one_pass(changes, 500, acknowledge)
+    assert seen == changes
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "delivery_path.py"), "--records", "1000", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "µs per record (best of 1)" in done.stdout
