@@ -20,6 +20,7 @@ from bridge.adapters.portal_client import (
     classify_result,
     parse_retry_after,
 )
+from bridge.adapters.portal_client.wire import encode_batch
 from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
 from bridge.ports import Operation, OperationResult
 
@@ -791,3 +792,36 @@ def test_the_waits_for_one_batch_add_up_to_at_most_max_batch_wait(
         client.send([put("1")])
     assert fake_time.sleeps == [100.0, 50.0]
     assert len(batch_calls(mocked)) == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"topic": "Правописание приставок", "date": date(2025, 9, 1), "number": 3},
+        {"value": 10**30, "note": None, "flag": True},  # beyond 64 bits: the fallback writes it
+    ],
+)
+def test_a_batch_body_is_the_compact_json_the_standard_library_writes(
+    data: dict[str, object],
+) -> None:
+    """The request body is exactly the standard library's compact UTF-8 JSON, dates as ISO
+    text, whether the fast encoder or the fallback wrote it."""
+    operations = [
+        Operation("0", "PUT", "lesson", "l1", "fp", data),
+        Operation("1", "DELETE", "lesson", "l2"),
+    ]
+    wire = {
+        "operations": [
+            {"id": "0", "method": "PUT", "entity": "lesson", "sourcedId": "l1",
+             "fingerprint": "fp", "data": data},
+            {"id": "1", "method": "DELETE", "entity": "lesson", "sourcedId": "l2",
+             "fingerprint": None, "data": None},
+        ]
+    }  # fmt: skip
+    expected = json.dumps(wire, default=date.isoformat, ensure_ascii=False, separators=(",", ":"))
+    assert encode_batch(operations) == expected.encode("utf-8")
+
+
+def test_a_value_json_cannot_hold_is_a_type_error_naming_its_type() -> None:
+    with pytest.raises(TypeError, match="cannot encode a object value"):
+        encode_batch([Operation("0", "PUT", "lesson", "l1", "fp", {"x": object()})])
