@@ -6,14 +6,16 @@ answer of the portal), against the bare driver writing the same rows.
 
 Each round records ``--records`` new marks in batches of ``--batch`` (``open_batch`` +
 ``commit_batch``, one transaction a batch, as delivery does) into a fresh SQLite state file,
-then the same rows with a bare ``sqlite3`` executemany into the same schema (the floor).
-With ``--postgres`` the round goes on, on PostgreSQL (each writer in a fresh schema, dropped
-after): the store's upsert by SQLAlchemy's executemany (``portable_writes``, the way before),
-the store's COPY into a temporary table and one ``INSERT … SELECT … ON CONFLICT`` (the way
-now), and the same rows COPYed by a bare psycopg connection straight into ``record_state``, one
-transaction a batch (the floor). Writers interleave within each round; the best of each
-counts. Prints µs per record and each writer's ratio to its database's floor, per round and
-for the best times.
+then the same marks again as updates (keys the state holds), then the new marks with a bare
+``sqlite3`` executemany into the same schema (the floor). With ``--postgres`` the round goes
+on, on PostgreSQL (each writer in a fresh schema, dropped after): the store with SQLAlchemy's
+executemany (``portable_writes``, the way before), the store with psycopg's COPY (the way now:
+new marks straight into ``record_state``, updates into a temporary table and one ``INSERT …
+SELECT … ON CONFLICT``), and the new marks COPYed by a bare psycopg connection straight into
+``record_state``, one transaction a batch (the floor). Writers interleave within each round;
+the best of each counts. Prints µs per record, each writer's ratio to its database's floor
+(updates too: the floor is that of writing the rows at all) and this process's CPU, per round
+and for the best times.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bridge.adapters.state import open_state, schema_name
+from bridge.adapters.state import SqlStateStore, open_state, schema_name
 from bridge.adapters.state.delivery import ROW_COLUMNS
 from bridge.core.model import Change, Op, Record
 from bridge.ports import Delivered
@@ -58,6 +60,20 @@ def _changes(count: int) -> list[Delivered]:
     return out
 
 
+def _updated(changes: list[Delivered]) -> list[Delivered]:
+    """The same marks again with another value: updates of keys the state holds."""
+    out = []
+    for d in changes:
+        old = d.change.record
+        assert old is not None
+        record = Record(
+            "mark", old.key, old.sort_key, {**old.payload, "value": "4"}, "u" + old.fingerprint[1:]
+        )
+        change = Change(Op.UPDATE, "mark", old.key, old.sort_key, record)
+        out.append(Delivered(change, pupil_key=d.pupil_key, class_key=d.class_key))
+    return out
+
+
 def _store_round(
     url: str,
     changes: list[Delivered],
@@ -65,20 +81,27 @@ def _store_round(
     school: str = "bench",
     *,
     portable: bool = False,
-) -> Timing:
+) -> dict[str, Timing]:
     """Seconds (wall, this process's CPU) to record ``changes`` batch by batch, as delivery
-    does."""
+    does ("new marks"), then the same marks as updates ("updates")."""
     store = open_state(url, school=school)
     store.portable_writes = portable
     try:
-        started = _now()
-        for number, at in enumerate(range(0, len(changes), batch)):
-            part = changes[at : at + batch]
-            store.open_batch("bench", number, len(part))
-            store.commit_batch("bench", number, part, [], 3)
-        return _since(started)
+        return {
+            "new marks": _record_all(store, changes, batch, "new"),
+            "updates": _record_all(store, _updated(changes), batch, "updated"),
+        }
     finally:
         store.close()
+
+
+def _record_all(store: SqlStateStore, changes: list[Delivered], batch: int, run: str) -> Timing:
+    started = _now()
+    for number, at in enumerate(range(0, len(changes), batch)):
+        part = changes[at : at + batch]
+        store.open_batch(run, number, len(part))
+        store.commit_batch(run, number, part, [], 3)
+    return _since(started)
 
 
 def _floor_round(path: Path, changes: list[Delivered], batch: int) -> Timing:
@@ -124,7 +147,7 @@ def _floor_round(path: Path, changes: list[Delivered], batch: int) -> Timing:
 SQLITE_FLOOR = "bare sqlite3 executemany"
 PG_FLOOR = "bare psycopg COPY (PostgreSQL)"
 PG_OLD = "state store (PostgreSQL), SQLAlchemy executemany"
-PG_NEW = "state store (PostgreSQL), COPY + INSERT … SELECT"
+PG_NEW = "state store (PostgreSQL), psycopg COPY"
 
 
 def main() -> None:
@@ -156,17 +179,18 @@ def main() -> None:
 def _round(postgres: str, changes: list[Delivered], batch: int) -> dict[str, Timing]:
     """One round: every writer once, one after the other."""
     with tempfile.TemporaryDirectory() as folder:
-        times = {
-            "state store (SQLite)": _store_round(
-                f"sqlite:///{folder}/state.sqlite", changes, batch
-            ),
-            SQLITE_FLOOR: _floor_round(Path(folder) / "floor.sqlite", changes, batch),
-        }
+        lite = _store_round(f"sqlite:///{folder}/state.sqlite", changes, batch)
+        times = _named("state store (SQLite)", lite)
+        times[SQLITE_FLOOR] = _floor_round(Path(folder) / "floor.sqlite", changes, batch)
     if postgres:
-        times[PG_OLD] = _pg_round(postgres, changes, batch, portable=True)
-        times[PG_NEW] = _pg_round(postgres, changes, batch, portable=False)
+        times |= _named(PG_OLD, _pg_round(postgres, changes, batch, portable=True))
+        times |= _named(PG_NEW, _pg_round(postgres, changes, batch, portable=False))
         times[PG_FLOOR] = _pg_floor_round(postgres, changes, batch)
     return times
+
+
+def _named(writer: str, phases: dict[str, Timing]) -> dict[str, Timing]:
+    return {f"{writer}: {phase}": timing for phase, timing in phases.items()}
 
 
 def _floor_of(name: str) -> str:
@@ -182,7 +206,9 @@ def _lines(times: dict[str, Timing], records: int) -> list[str]:
     ]
 
 
-def _pg_round(url: str, changes: list[Delivered], batch: int, *, portable: bool) -> Timing:
+def _pg_round(
+    url: str, changes: list[Delivered], batch: int, *, portable: bool
+) -> dict[str, Timing]:
     """The state store on PostgreSQL, in a school schema of its own, dropped afterwards."""
     school = f"bench-{uuid.uuid4().hex[:8]}"
     try:

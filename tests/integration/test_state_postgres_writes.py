@@ -95,6 +95,7 @@ def batches() -> list[tuple[list[Delivered], list[Refusal]]]:
         acked(change(Op.UPDATE, [5], "last", payload={"v": [1, 2.5, None]}), mapping_version=2),
         acked(change(Op.CREATE, [6], "f6"), pupil_key="6"),
         acked(change(Op.DELETE, ["m", 9], entity="mark")),  # never delivered: changes nothing
+        acked(change(Op.DELETE, ["m", 2], entity="mark")),
     ]
     third = [
         acked(change(Op.CREATE, [3], "back"), pupil_key="3"),
@@ -103,7 +104,11 @@ def batches() -> list[tuple[list[Delivered], list[Refusal]]]:
         acked(change(Op.CREATE, [ODD_TEXT, 8], payload={ODD_TEXT: ODD_TEXT})),
         acked(change(Op.DELETE, [9], reason=NO_CONSENT)),  # noted, though never delivered
     ]
-    return [(first, refused), (second, refused[1:2]), (third, [])]
+    fourth = [  # creates only, one of a key the state holds (a tombstone): the staged way
+        acked(change(Op.CREATE, ["m", 4], entity="mark"), pupil_key="2"),
+        acked(change(Op.CREATE, ["m", 2], "again", entity="mark"), pupil_key="2"),
+    ]
+    return [(first, refused), (second, refused[1:2]), (third, []), (fourth, [])]
 
 
 def replay(store: SqlStateStore) -> None:
@@ -137,14 +142,14 @@ def _plain(value: object) -> object:
 
 
 @pytest.fixture
-def fast_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of rows each call of the PostgreSQL fast path was given."""
-    calls: list[int] = []
+def fast_path(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Each call of the PostgreSQL fast path: the number of rows, and whether all are new."""
+    calls: list[tuple[int, bool]] = []
     real = postgres.upsert
 
-    def counted(conn: sa.Connection, rows: Sequence[tuple[object, ...]]) -> None:
-        calls.append(len(rows))
-        real(conn, rows)
+    def counted(conn: sa.Connection, rows: Sequence[tuple[object, ...]], *, new: bool) -> None:
+        calls.append((len(rows), new))
+        real(conn, rows, new=new)
 
     monkeypatch.setattr(postgres, "upsert", counted)
     return calls
@@ -161,21 +166,23 @@ def pg_store(postgres_url: str) -> Iterator[SqlStateStore]:
 
 
 def test_postgres_stores_the_rows_sqlite_stores(
-    tmp_path: Path, pg_store: SqlStateStore, fast_path: list[int]
+    tmp_path: Path, pg_store: SqlStateStore, fast_path: list[tuple[int, bool]]
 ) -> None:
     """The same batches leave the same rows in every table on PostgreSQL as on SQLite."""
     lite = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}", Clock())
     try:
         replay(lite)
         replay(pg_store)
-        assert fast_path == [8, 5, 4, 1]  # pupil 5 twice in the second batch: two rows given
+        # Creates only (straight COPY; the fourth revives a tombstone), pupil 5 twice in the
+        # second batch (two rows given, one stored), updates and creates, one update.
+        assert fast_path == [(8, True), (5, False), (4, False), (2, True), (1, False)]
         assert dump(pg_store) == dump(lite)
     finally:
         lite.close()
 
 
 def test_the_fast_path_stores_what_sqlalchemy_stored(
-    postgres_url: str, pg_store: SqlStateStore, fast_path: list[int]
+    postgres_url: str, pg_store: SqlStateStore, fast_path: list[tuple[int, bool]]
 ) -> None:
     """On PostgreSQL, the COPY path and SQLAlchemy's executemany store identical rows."""
     portable = open_state(postgres_url, Clock(), school="school-2")
@@ -222,7 +229,7 @@ FAILURES: dict[str, tuple[Callable[[SqlStateStore], None], Change]] = {
 
 @pytest.mark.parametrize("where", list(FAILURES))
 def test_a_batch_that_fails_anywhere_leaves_nothing_of_itself(
-    pg_store: SqlStateStore, fast_path: list[int], where: str
+    pg_store: SqlStateStore, fast_path: list[tuple[int, bool]], where: str
 ) -> None:
     """A failure at any step of commit_batch rolls back the upsert, the dead letters and the
     acknowledgement together; the store raises StateError and records the next batch."""
@@ -246,17 +253,41 @@ def test_a_batch_that_fails_anywhere_leaves_nothing_of_itself(
     assert after["delivery_batch"][1][3] == "sent"
     after["delivery_batch"].pop(1)
     assert after == before
-    assert fast_path[-1] == (2 if where.startswith("after") else 3)
+    assert fast_path[-1] == (2 if where.startswith("after") else 3, False)
     pg_store.commit_batch("run", 1, failing[:2], [], 5)
     assert [r[3] for r in dump(pg_store)["record_state"]] == ["lost", "f1", "f1"]
+    assert dump(pg_store)["dead_letter"] == []
+
+
+@pytest.mark.parametrize("trap", ["", "key <> '4'"])
+def test_a_batch_of_creates_that_fails_leaves_nothing_of_itself(
+    pg_store: SqlStateStore, fast_path: list[tuple[int, bool]], trap: str
+) -> None:
+    """Creates COPYed straight into record_state roll back with the batch: a key too long for
+    the column, or a row a constraint refuses, fails it whole, dead letters and all."""
+    pg_store.open_batch("run", 0, 2)
+    pg_store.commit_batch(
+        "run", 0, [acked(change(Op.CREATE, [1]))], [Refusal(change(Op.CREATE, [3]), None, "no")], 5
+    )
+    if trap:
+        _constraint(pg_store, trap)
+    before = dump(pg_store)
+    poison = change(Op.CREATE, [4] if trap else ["x" * 500])
+    failing = [acked(change(Op.CREATE, [3])), acked(change(Op.CREATE, [2])), acked(poison)]
+    with pytest.raises(StateError, match=r"SqlStateStore\.commit_batch"):
+        pg_store.commit_batch("run", 0, failing, [], 5)
+    assert fast_path[-1] == (3, True)
+    assert dump(pg_store) == before
+    pg_store.commit_batch("run", 0, failing[:2], [], 5)
+    assert [r[2] for r in dump(pg_store)["record_state"]] == ["1", "2", "3"]
     assert dump(pg_store)["dead_letter"] == []
 
 
 def test_two_batches_in_one_transaction_do_not_mix(pg_store: SqlStateStore) -> None:
     """A second upsert in the same transaction sees only its own rows in the temporary table."""
     with pg_store.engine.begin() as conn:
-        pg_store._record(conn, [acked(change(Op.CREATE, [1]))], START)
-        pg_store._record(conn, [acked(change(Op.CREATE, [1], "f2"))], START)
+        pg_store._record(conn, [acked(change(Op.UPDATE, [1]))], START)
+        pg_store._record(conn, [acked(change(Op.UPDATE, [1], "f2"))], START)
     assert [r[3] for r in dump(pg_store)["record_state"]] == ["f2"]
 
 

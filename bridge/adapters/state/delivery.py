@@ -56,7 +56,8 @@ class Deliveries:
             _sqlite_upsert(conn, live, now)
         elif conn.dialect.driver == "psycopg":
             at = postgres.batch_time(now)
-            postgres.upsert(conn, [_values(d, at) for d in live])
+            new = all(d.change.op is Op.CREATE for d in live)
+            postgres.upsert(conn, [_values(d, at) for d in live], new=new)
         else:
             conn.execute(self._upsert(), [_row(d, now) for d in live])
 

@@ -1,7 +1,9 @@
 """The upsert of acknowledged records on PostgreSQL, on psycopg's own connection: the batch is
 COPYed into a temporary table, then merged into ``record_state`` by one ``INSERT … SELECT … ON
 CONFLICT DO UPDATE``, in the transaction of the SQLAlchemy connection that owns the psycopg
-connection (the acknowledgement commits or rolls back with it).
+connection (the acknowledgement commits or rolls back with it). A batch of creates only (a full
+delivery's) is first COPYed straight into ``record_state`` under a savepoint, which costs about
+the bare COPY; a key already there (a revived tombstone) rolls that back and takes the staged way.
 
 SQLAlchemy's executemany of the same upsert costs about twice as much a record (parameters built
 and bound per row, one statement a row in psycopg's pipeline); psycopg's own executemany of the
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 STAGE = "asiou_bridge_record_batch"
 """The temporary table a batch is COPYed into (in the session's own ``pg_temp`` schema)."""
+SAVEPOINT = "asiou_bridge_straight_copy"
 _COLUMNS = (
     "entity, sort_key, key, fingerprint, status, payload, portal_id, mapping_version, "
     "pupil_key, class_key, first_delivered_at, updated_at"
@@ -38,17 +41,22 @@ _KEPT = {"entity", "sort_key", "first_delivered_at"}  # an update keeps the firs
 _UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ") if c not in _KEPT)
 
 
-def upsert(conn: sa.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+def upsert(conn: sa.Connection, rows: Sequence[tuple[object, ...]], *, new: bool = False) -> None:
     """Upsert ``rows`` (record_state rows in column order, times as ISO text) in ``conn``'s
-    transaction. A key given twice keeps its last row, as an executemany of the upsert would."""
+    transaction. A key given twice keeps its last row, as an executemany of the upsert would.
+    ``new``: the rows are creates, most likely of keys the state does not hold, so they are
+    first COPYed straight into record_state (under a savepoint: a key it holds after all, a
+    tombstone revived, sends the batch the staged way)."""
     import psycopg  # noqa: PLC0415 - only a PostgreSQL store loads the driver
 
-    last = {(row[0], row[1]): row for row in rows}
+    last = list({(row[0], row[1]): row for row in rows}.values())
     target = _table(conn, "record_state")
     driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
         raise TypeError(f"the PostgreSQL state store needs psycopg 3, not {type(driver)}")
     with translated(conn), driver.cursor() as cursor:
+        if new and _copied_straight(cursor, target, last):
+            return
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} "
             f"(LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -56,13 +64,35 @@ def upsert(conn: sa.Connection, rows: Sequence[tuple[object, ...]]) -> None:
         if conn.info.get(STAGE) is conn.get_transaction():  # a second batch, one transaction
             cursor.execute(f"DELETE FROM {STAGE}")  # noqa: S608 - no input in the SQL
         conn.info[STAGE] = conn.get_transaction()
-        with cursor.copy(f"COPY {STAGE} ({_COLUMNS}) FROM STDIN") as copy:
-            for row in last.values():
-                copy.write_row(row)
+        _copy(cursor, STAGE, last)
         cursor.execute(
             f"INSERT INTO {target} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGE} "  # noqa: S608 - no input in the SQL
             f"ON CONFLICT (entity, sort_key) DO UPDATE SET {_UPDATED}"
         )
+
+
+def _copied_straight(
+    cursor: psycopg.Cursor[Any], target: str, rows: Sequence[tuple[object, ...]]
+) -> bool:
+    """COPY ``rows`` into ``target`` itself; False, with nothing of them left, if one of their
+    keys is there already."""
+    import psycopg  # noqa: PLC0415 - only a PostgreSQL store loads the driver
+
+    cursor.execute(f"SAVEPOINT {SAVEPOINT}")
+    try:
+        _copy(cursor, target, rows)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+        cursor.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
+        return False
+    cursor.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
+    return True
+
+
+def _copy(cursor: psycopg.Cursor[Any], table: str, rows: Sequence[tuple[object, ...]]) -> None:
+    with cursor.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def batch_time(now: datetime) -> str:
