@@ -5,15 +5,16 @@ connection (the acknowledgement commits or rolls back with it). A batch of creat
 delivery's) is first COPYed straight into ``record_state`` under a savepoint, which costs about
 the bare COPY; a key already there (a revived tombstone) rolls that back and takes the staged way.
 
-SQLAlchemy's executemany of the same upsert costs about twice as much a record (parameters built
-and bound per row, one statement a row in psycopg's pipeline); psycopg's own executemany of the
-same statement did no better than the COPY (``bench/state_writes.py``, docs/benchmarks.md).
+SQLAlchemy's executemany of the same upsert (``Deliveries.portable_writes``) took 1.2–2.1 times
+as long a batch, and about three times the client CPU: parameters built and bound per row, one
+statement a row. psycopg's own executemany of the upsert (its pipeline mode) was slower than the
+COPY too, with about three times its client CPU (``bench/state_writes.py``, docs/benchmarks.md).
 
 The temporary table lives as long as the database session and is emptied at every commit (``ON
-COMMIT DELETE ROWS``; PostgreSQL skips that for transactions that did not touch it); a rolled
-back batch takes its rows, or the table itself if the batch created it, away with it. psycopg's
-errors come out as SQLAlchemy's (a broken connection invalidated first), so the seam
-(``bridge.adapters.seam.state_errors``) translates them as it does every other driver error.
+COMMIT DELETE ROWS``); a rolled back batch takes its rows, or the table itself if the batch
+created it, away with it. psycopg's errors come out as SQLAlchemy's (a broken connection
+invalidated first), so the seam (``bridge.adapters.seam.state_errors``) translates them as it
+does every other driver error.
 """
 
 from __future__ import annotations
