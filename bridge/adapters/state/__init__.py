@@ -16,6 +16,8 @@ One module per part, every public name re-exported here:
 - ``store``: ``SqlStateStore``, made of ``records`` (reading delivered records), ``delivery``
   (recording deliveries, batches, dead letters, consent withdrawals) and ``admin`` (held plans,
   approvals, re-gate marks, portal checks);
+- ``postgres`` (used by ``delivery`` only, nothing re-exported): the upsert of acknowledged
+  records on psycopg's own connection, by COPY;
 - ``helpers``: the real clock, an approval's validity, chunks of keys.
 """
 
