@@ -15,7 +15,6 @@ from random import random as _unit_random
 from typing import TypeVar
 from urllib.parse import quote
 
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import (
@@ -319,12 +318,9 @@ def _read_body(response: requests.Response, deadline: float, clock: Callable[[],
 def _json_or_none(content: bytes) -> object:
     """The body as JSON, or None when it is empty or not JSON (an HTML page, garbage)."""
     try:
-        parsed: object = orjson.loads(content)
-    except orjson.JSONDecodeError:  # not JSON for orjson: maybe still for the standard library
-        try:
-            parsed = json.loads(content)  # (an integer beyond 64 bits, NaN)
-        except ValueError:
-            return None
+        parsed: object = json.loads(content)
+    except ValueError:
+        return None
     return parsed
 
 

@@ -3,13 +3,13 @@ watermarks, delivery batches opened and committed, and the dead letters of refus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bridge.adapters import jsontext
 from bridge.adapters.state import postgres
 from bridge.adapters.state.helpers import aware
 from bridge.adapters.state.schema import (
@@ -233,7 +233,8 @@ def _values(d: Delivered, at: object) -> tuple[object, ...]:
     if record is None:
         raise ValueError("only deletes come without a record")
     status = "archived" if change.op is Op.ARCHIVE else "delivered"
-    payload = json.dumps(dict(record.payload), ensure_ascii=False)
+    data = record.payload if type(record.payload) is dict else dict(record.payload)
+    payload = jsontext.dumps(data).decode("utf-8")
     return (
         change.entity,
         change.sort_key,
