@@ -127,16 +127,15 @@ class Deliveries:
                 conn.execute(watermark.insert().values(entity=entity, value=value, updated_at=now))
 
     def open_batch(self, run_id: str, batch: int, operations: int) -> None:
+        row = {
+            "run_id": run_id,
+            "batch": batch,
+            "operations": operations,
+            "status": "sent",
+            "opened_at": self.clock(),
+        }
         with self.engine.begin() as conn:
-            conn.execute(
-                delivery_batch.insert().values(
-                    run_id=run_id,
-                    batch=batch,
-                    operations=operations,
-                    status="sent",
-                    opened_at=self.clock(),
-                )
-            )
+            conn.execute(OPEN_BATCH, row)  # one statement, compiled once, for every batch
 
     def commit_batch(
         self,
@@ -206,6 +205,10 @@ class Deliveries:
             query = query.where(dead_letter.c.entity == entity)
         with self.engine.begin() as conn:
             return int(conn.execute(query.values(status="retrying", attempts=0)).rowcount)
+
+
+OPEN_BATCH = delivery_batch.insert()
+"""A delivery batch's intent, its values bound per batch."""
 
 
 ROW_COLUMNS = (
