@@ -314,10 +314,10 @@ def report(folder: Path, args: argparse.Namespace) -> int:
         results["trace-new"] = run_phase("trace-new", folder, *workers)
         results["trace-same"] = run_phase("trace-same", folder, *workers)
     base, floor = results["select"]["seconds"], results["select"]["peak_rss_mb"]
-    for figures in results.values():
+    for name, figures in results.items():
         figures["ratio_to_select"] = figures["seconds"] / base
         figures["rows_per_s"] = figures.get("rows", 0) / figures["seconds"]
-        rows = figures.get("rows", 0)
+        rows = 0 if name.startswith("trace") else figures.get("rows", 0)  # tracing takes room
         figures["mb_per_m_rows"] = (figures["peak_rss_mb"] - floor) * 1e6 / rows if rows else 0
     per_round = [
         {name: r[name]["seconds"] / r["select"]["seconds"] for name in ROUNDS[1:]} for r in rounds
@@ -363,7 +363,10 @@ def table(
             f"round {number}: "
             + ", ".join(f"{name} {ratio:.2f} x SELECT" for name, ratio in ratios.items())
         )
-    lines.append("MB/M rows: the phase's peak RSS above the bare SELECT's, per million source rows")
+    lines.append(
+        "MB/M rows: the phase's peak RSS above the bare SELECT's, per million source rows "
+        "(a fixed part included: the growth is the difference between two sizes)"
+    )
     for name in ("trace-new", "trace-same"):
         if name in results:
             lines += _sites(name, results[name])
