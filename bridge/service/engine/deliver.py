@@ -160,6 +160,8 @@ class Deliverer:
             self._send()
 
     def _is_dead(self, change: Change) -> bool:
+        if not self.dead:  # the usual case: no lookup key built per record
+            return False
         letter: DeadLetter | None = self.dead.get((change.entity, change.sort_key))
         return letter is not None and letter.fingerprint == (change.fingerprint or "")
 
