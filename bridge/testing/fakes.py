@@ -92,6 +92,31 @@ class MemorySource:
     def after_fork(self) -> None:
         """Nothing to drop: the rows are in memory."""
 
+    def read_keys(self, mapping: Table, keys: Sequence[str]) -> Iterator[Row]:
+        """Rows of the mapping's table whose first key column is among ``keys``, in key order."""
+        wanted, at = set(keys), mapping.columns.index(mapping.key_columns[0])
+        rows = self._rows(mapping, None, None, None)
+        return (r for r in rows if r[at] is not None and str(r[at]) in wanted)
+
+    def read_keyless(self, mapping: Table) -> Iterator[Row]:
+        """Rows of the mapping's table whose first key column is NULL."""
+        at = mapping.columns.index(mapping.key_columns[0])
+        return (r for r in self._rows(mapping, None, None, None) if r[at] is None)
+
+    def key_totals(self, mapping: Table) -> tuple[int, int, int]:
+        """(rows with a key, the sum of the keys, rows without a watermark), as SQL counts
+        them (text that is not a number adds 0 to the sum, as in SQLite)."""
+        rows = [
+            r
+            for r in self._table(mapping, f"counting the keys of {mapping.entity}")
+            if all(_matches(r.get(f.column), f) for f in mapping.filters)
+        ]
+        keys = [r.get(mapping.key_columns[0]) for r in rows]
+        present = [k for k in keys if k is not None]
+        total = sum(k if isinstance(k, int) else whole_key(k) or 0 for k in present)
+        unmarked = sum(1 for r in rows if mapping.watermark and r.get(mapping.watermark) is None)
+        return len(present), total, unmarked
+
     def _rows(
         self,
         mapping: Table,
@@ -283,6 +308,7 @@ class MemoryStateStore:
         self.letters: dict[tuple[str, str], DeadLetter] = {}
         self.batches: dict[tuple[str, int], str] = {}
         self.withdrawn: dict[str, datetime] = {}
+        self._gate_cache: dict[str, str] = {}
 
     def _live(self, entity: str) -> Iterator[StoredRow]:
         return (r for r in self.rows.values() if r.entity == entity and r.is_live)
@@ -408,6 +434,14 @@ class MemoryStateStore:
         else:
             self.regating.difference_update(pupils)
         self.gated_as_of = as_of
+
+    def gate_cache(self, entity: str) -> str | None:
+        """The gate's snapshot kept for ``entity``, if any."""
+        return self._gate_cache.get(entity)
+
+    def set_gate_cache(self, entity: str, snapshot: str) -> None:
+        """Keep the gate's snapshot of ``entity``."""
+        self._gate_cache[entity] = snapshot
 
     def last_as_of(self) -> str | None:
         """The day the last complete run gated for."""
