@@ -176,8 +176,8 @@ class SqlSource:
             rows = rows.add_columns(sa.column(mapping.watermark))
         keyed = rows.subquery()
         column = keyed.c[mapping.key_columns[0]]
-        unmarked = (
-            sa.func.count().filter(keyed.c[mapping.watermark].is_(None))
+        unmarked = (  # CASE, not FILTER: MariaDB and MS SQL have no FILTER
+            sa.func.sum(sa.case((keyed.c[mapping.watermark].is_(None), 1), else_=0))
             if mapping.watermark
             else sa.literal(0)
         )
