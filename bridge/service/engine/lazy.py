@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import islice
+from itertools import accumulate, islice
 
 from bridge.adapters.source import whole_key
 from bridge.core import gate
@@ -90,14 +90,10 @@ class Snapshot:
             found = json.loads(text)
             deltas = array("q")
             deltas.frombytes(zlib.decompress(base64.b64decode(found["keys"])))
-            keys, total = set(), 0
-            for delta in deltas:
-                total += delta
-                keys.add(total)
             return Snapshot(
                 str(found["digest"]),
                 str(found["mark"]),
-                keys,
+                set(accumulate(deltas)),
                 {int(k) for k in found["rejected"]},
                 {str(k): str(v) for k, v in found["parents"].items()},
             )
@@ -284,18 +280,24 @@ class Lazy:
             return mark
         parents = {t: self.current.get(t) for t in sorted(set(mapping.refs.values()) & LAZY)}
         found = {t: g for t, g in parents.items() if g is not None}
-        self._keep(entity, Snapshot(run.digest, mark, keys, rejected, found))
+        self._keep(entity, Snapshot(run.digest, mark, keys, rejected, found), before)
         return mark
 
-    def _keep(self, entity: str, snapshot: Snapshot) -> None:
+    def _keep(self, entity: str, snapshot: Snapshot, before: Snapshot | None) -> None:
+        """Write the snapshot if it changed (and this run is not a preview)."""
+        if snapshot == before and self.started.get(entity) is not None:
+            self.current[entity] = self.started[entity]
+            return
+        if not self.writes:  # a preview keeps nothing, and writes no child's snapshot either
+            self.current[entity] = "unwritten"
+            return
         try:
             text = snapshot.encode()
         except OverflowError:  # a key beyond 64 bits: no snapshot
             self.current[entity] = None
             return
         self.current[entity] = generation(text)
-        if self.writes and self.current[entity] != self.started.get(entity):
-            self.state.set_gate_cache(entity, text)
+        self.state.set_gate_cache(entity, text)
 
     # --- the facts other entities need --------------------------------------------------------
 
