@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate, islice
 
-from bridge.adapters.source import whole_key
 from bridge.core import gate
+from bridge.core.fields import whole_number
 from bridge.core.gate import Context
 from bridge.core.mapping import CompiledMapping
 from bridge.ports import GateCacheState, KeyedSource, Rescan, Row, Source, StateStore
@@ -99,6 +99,12 @@ class Snapshot:
             )
         except (ValueError, KeyError, TypeError, AttributeError, zlib.error):
             return None
+
+
+def whole_key(raw: object) -> int | None:
+    """A key column's raw value as a whole number; None for text (text keys sort as text in
+    the source, so a snapshot of whole numbers cannot stand for them) and for anything else."""
+    return None if raw is None or isinstance(raw, str | bytes) else whole_number(raw)
 
 
 def generation(text: str) -> str:
