@@ -100,6 +100,28 @@ class RangedSource(Source, Protocol):
         ...
 
 
+@runtime_checkable
+class KeyedSource(Source, Protocol):
+    """A source an incremental run can read by key (``bridge.service.engine.lazy``): the rows of
+    given keys, the rows without a key, and the count and sum of the whole-number keys. Both
+    SQL and in-memory sources are; with any other the engine reads every row, as before."""
+
+    def read_keys(self, mapping: Table, keys: Sequence[str]) -> Iterator[Row]:
+        """Rows of the mapping's table whose first key column is among ``keys`` (key text;
+        whole numbers bound as numbers), in key order."""
+        ...
+
+    def read_keyless(self, mapping: Table) -> Iterator[Row]:
+        """Rows of the mapping's table whose first key column is NULL."""
+        ...
+
+    def key_totals(self, mapping: Table) -> tuple[int, int, int]:
+        """(how many rows have a key, the sum of the keys, how many rows have no watermark) of
+        the mapping's table, filters applied: a row gone or added unseen changes the first two;
+        rows without a watermark cannot be read as changed."""
+        ...
+
+
 # --- the state store ---------------------------------------------------------------------------
 
 Clock = Callable[[], datetime]
@@ -296,6 +318,20 @@ class RangedState(StateStore, Protocol):
 
     def after_fork(self) -> None:
         """Called in a forked process before it reads: drop inherited connections, unclosed."""
+        ...
+
+
+@runtime_checkable
+class GateCacheState(StateStore, Protocol):
+    """A state store that keeps the gate's snapshot of an entity between runs
+    (``bridge.service.engine.lazy``): opaque text, one per entity."""
+
+    def gate_cache(self, entity: str) -> str | None:
+        """The snapshot last kept for ``entity``, if any."""
+        ...
+
+    def set_gate_cache(self, entity: str, snapshot: str) -> None:
+        """Keep ``snapshot`` for ``entity`` (replacing the one before)."""
         ...
 
 

@@ -161,6 +161,37 @@ class SqlSource:
     def read_range(self, mapping: Table, key_range: KeyRange) -> Iterator[Row]:
         return self._read(mapping, build_select(mapping, key_range=key_range))
 
+    def read_keys(self, mapping: Table, keys: Sequence[str]) -> Iterator[Row]:
+        key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+        bound = _rescan_keys(Rescan(mapping.key_columns[0], keys))
+        return self._read(mapping, build_select(mapping).where(key.in_(bound)))
+
+    def read_keyless(self, mapping: Table) -> Iterator[Row]:
+        key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+        return self._read(mapping, build_select(mapping).order_by(None).where(key.is_(None)))
+
+    def key_totals(self, mapping: Table) -> tuple[int, int, int]:
+        rows = build_select(mapping).order_by(None)
+        if mapping.watermark and mapping.watermark not in mapping.columns:
+            rows = rows.add_columns(sa.column(mapping.watermark))
+        keyed = rows.subquery()
+        column = keyed.c[mapping.key_columns[0]]
+        unmarked = (  # CASE, not FILTER: MariaDB and MS SQL have no FILTER
+            sa.func.sum(sa.case((keyed.c[mapping.watermark].is_(None), 1), else_=0))
+            if mapping.watermark
+            else sa.literal(0)
+        )
+        query = sa.select(sa.func.count(column), sa.func.coalesce(sa.func.sum(column), 0), unmarked)
+        try:
+            with self.engine.connect() as conn:
+                count, total, without = conn.execute(query).one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(
+                f"counting the keys of {mapping.entity} in table {mapping.location}",
+                describe(exc),
+            ) from exc
+        return int(count), int(total), int(without or 0)
+
     def _read(self, mapping: Table, query: sa.Select[Any]) -> Iterator[Row]:
         try:
             with self.engine.connect() as conn:

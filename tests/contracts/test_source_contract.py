@@ -17,7 +17,7 @@ from bridge.adapters.source import SqlSource
 from bridge.core.errors import SourceError
 from bridge.core.mapping import CANONICAL, CompiledMapping, Filter, MappingSet
 from bridge.demo import schema
-from bridge.ports import KeyRange, RangedSource, Rescan, Row, Source
+from bridge.ports import KeyedSource, KeyRange, RangedSource, Rescan, Row, Source
 from bridge.testing.fakes import MemorySource, ReadCall
 from tests.school import T0, base_rows, journal_rows, write_school
 
@@ -188,6 +188,26 @@ class TestSourceContract:
         mark = mappings["mark"]
         assert read(source, mark, None, Rescan("pupil_id", ["1"])) == expected(mark)
 
+    def test_read_keys_gives_the_rows_of_those_keys(
+        self, source: Source, mappings: MappingSet
+    ) -> None:
+        """Rows are read by key (key text, bound as numbers), in key order; unknown keys read
+        nothing."""
+        assert isinstance(source, KeyedSource)
+        lesson = mappings["lesson"]
+        rows = [tuple(normalise(v) for v in r) for r in source.read_keys(lesson, ["105", "101"])]
+        assert rows == expected(lesson, lambda r: r["id"] in (101, 105))
+        assert list(source.read_keys(lesson, ["999999"])) == []
+
+    def test_key_totals_count_and_sum_the_keys(self, source: Source, mappings: MappingSet) -> None:
+        """The totals are the count and sum of the keys, and the rows without a watermark;
+        the school has no row without a key."""
+        assert isinstance(source, KeyedSource)
+        work = mappings["work"]
+        keys = [r["id"] for r in school_tables()["lesson_work"]]
+        assert source.key_totals(work) == (len(keys), sum(keys), 0)
+        assert list(source.read_keyless(work)) == []
+
     def test_since_without_watermark_column_reads_everything(
         self, source: Source, mappings: MappingSet
     ) -> None:
@@ -310,6 +330,17 @@ class TestMemorySource:
         tables["pupil"][0]["last_name"] = "Changed"
         tables["pupil"].clear()
         assert read(source, mappings["pupil"]) == expected(mappings["pupil"])
+
+    def test_keyless_rows_and_totals(self, mappings: MappingSet) -> None:
+        """Rows whose key is NULL are read by read_keyless and not counted in the totals; a
+        row without a watermark is counted apart."""
+        tables = school_tables()
+        tables["lesson_work"][0]["id"] = None
+        tables["lesson_work"][1]["modified_at"] = None
+        source = MemorySource(tables)
+        keys = [r["id"] for r in tables["lesson_work"] if r["id"] is not None]
+        assert source.key_totals(mappings["work"]) == (len(keys), sum(keys), 1)
+        assert [r[0] for r in source.read_keyless(mappings["work"])] == [None]
 
     def test_schema_qualified_table(self, mappings: MappingSet) -> None:
         """A mapping with a schema reads the rows stored under "schema.table"."""

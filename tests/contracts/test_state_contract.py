@@ -20,7 +20,7 @@ from bridge.adapters.state import LOOKUP_CHUNK, SCHEMA_VERSION, SqlStateStore, m
 from bridge.core.errors import FatalError, UnknownPlan
 from bridge.core.mapping import key_from_sort_key, make_keys, sort_key_part
 from bridge.core.model import Change, Op, Record, StateEntry, Value
-from bridge.ports import Approval, Delivered, HeldPlan, StateStore
+from bridge.ports import Approval, Delivered, GateCacheState, HeldPlan, StateStore
 from bridge.testing.fakes import MemoryStateStore
 
 NOW = datetime(2025, 9, 1, 8, 0, tzinfo=UTC)
@@ -130,6 +130,16 @@ class TestStateStoreContract:
         store.finish_regate(None, "2025-12-02")
         assert store.regate_marks() == set()
         assert store.last_as_of() == "2025-12-02"
+
+    def test_gate_cache_keeps_the_last_snapshot_per_entity(self, store: StateStore) -> None:
+        """A gate snapshot is kept per entity, the last written replacing the one before."""
+        assert isinstance(store, GateCacheState)
+        assert store.gate_cache("lesson") is None
+        store.set_gate_cache("lesson", "one")
+        store.set_gate_cache("work", "x" * 100_000)
+        store.set_gate_cache("lesson", "two")
+        assert store.gate_cache("lesson") == "two"
+        assert store.gate_cache("work") == "x" * 100_000
 
     def test_record_creates_entries_in_sort_order(self, store: StateStore) -> None:
         """Created records come back from entries() in sort-key order, not in recording order."""

@@ -14,8 +14,8 @@ One module per part, every public name re-exported here:
 - ``opening``: ``open_state``, the engines (SQLite in WAL mode, PostgreSQL) and the retry;
 - ``schools``: per-school PostgreSQL schemas, the schema lock, the school id claimed;
 - ``store``: ``SqlStateStore``, made of ``records`` (reading delivered records), ``delivery``
-  (recording deliveries, batches, dead letters, consent withdrawals) and ``admin`` (held plans,
-  approvals, re-gate marks, portal checks);
+  (recording deliveries, batches, dead letters, consent withdrawals), ``admin`` (held plans,
+  approvals, re-gate marks, portal checks) and ``gatecache`` (the gate's snapshots);
 - ``postgres`` (used by ``delivery`` only, nothing re-exported): the upsert of acknowledged
   records on psycopg's own connection, by COPY;
 - ``helpers``: the real clock, an approval's validity, chunks of keys.

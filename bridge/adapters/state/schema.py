@@ -156,6 +156,13 @@ portal_checked = sa.Table(  # schema version 3: when each entity was last read b
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+gate_cache = sa.Table(  # a new table: create_all adds it to an existing store (no version step)
+    "gate_cache",
+    metadata,
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("snapshot", sa.Text, nullable=False),
+)
+
 
 def _add_held_plans(conn: sa.Connection) -> None:
     """Version 2: held plans are remembered, and only they can be approved. An approval of

@@ -1,6 +1,7 @@
 """``SqlStateStore``: the state store on any SQLAlchemy database (SQLite, PostgreSQL), made of
-its parts (reading records, recording deliveries, the admin tables) with, here, what concerns the
-store as a whole: creating and migrating its schema, its version, closing, and forking."""
+its parts (reading records, recording deliveries, the admin tables, the gate's snapshots) with,
+here, what concerns the store as a whole: creating and migrating its schema, its version,
+closing, and forking."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from bridge.adapters.seam import state_errors
 from bridge.adapters.state import schools
 from bridge.adapters.state.admin import AdminTables
 from bridge.adapters.state.delivery import Deliveries
+from bridge.adapters.state.gatecache import GateCaches
 from bridge.adapters.state.helpers import utc_now
 from bridge.adapters.state.records import RecordReads
 from bridge.adapters.state.schema import MIGRATIONS, SCHEMA_VERSION, meta, metadata
@@ -18,7 +20,7 @@ from bridge.ports import Clock
 
 
 @state_errors
-class SqlStateStore(RecordReads, Deliveries, AdminTables):
+class SqlStateStore(RecordReads, Deliveries, AdminTables, GateCaches):
     """The state store on any SQLAlchemy database (SQLite, PostgreSQL)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:

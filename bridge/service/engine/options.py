@@ -38,6 +38,11 @@ CLOSING = ("enrollment", "guardian_link")
 MAX_RESCAN = 1000
 
 
+# Entities an incremental run reads only the changed rows of, looking the gate's facts of the
+# rest up by key (``bridge.service.engine.lazy``): the big ones that marks and absences name.
+LAZY = frozenset({"lesson", "work"})
+
+
 ABOVE_EVERY_KEY = "\U0010ffff"  # sort keys begin "i" or "s"
 
 

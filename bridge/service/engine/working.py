@@ -26,7 +26,9 @@ from bridge.ports import (
     Source,
     StateStore,
 )
+from bridge.service.engine import lazy
 from bridge.service.engine.keys import ChangeSink
+from bridge.service.engine.lazy import Lazy
 from bridge.service.engine.options import (
     CLOSING,
     DIRTYING,
@@ -75,6 +77,19 @@ class _Run:
             self.last_as_of = state.last_as_of()
         self.referenced = {t for m in mappings.mappings for t in m.refs.values()}
         self.ranges = RangePlanner(source, state, options.workers)
+        plain = options.tap is None and options.resend is None and options.drift is None
+        self.lazy = (
+            Lazy.for_run(
+                source,
+                state,
+                self.ctx,
+                writes=sink is not None,
+                overlap=options.overlap,
+                read=self.result.plan.records_read,
+            )
+            if options.incremental and plain
+            else None
+        )
 
     def plan_entity(self, mapping: CompiledMapping) -> None:
         """Read, map, gate and plan one entity."""
@@ -89,6 +104,8 @@ class _Run:
         since = self._since(mapping)
         if self._rescan_too_big(mapping, since):
             since = None
+        if self.lazy is not None and self._plan_lazily(mapping, since):
+            return
         tapped = self.options.tap is not None and self.options.tap[0] == mapping.entity
         watching = tapped or (self.options.incremental and mapping.entity in DIRTYING)
         if (
@@ -112,13 +129,37 @@ class _Run:
     def is_leaf(self, mapping: CompiledMapping) -> bool:
         return mapping.entity not in self.referenced
 
+    def _plan_lazily(self, mapping: CompiledMapping, since: datetime | None) -> bool:
+        """Plan an entity of an incremental run whose gate facts are looked up by key
+        (``bridge.service.engine.lazy``): read only its changed rows where the snapshot allows,
+        else read it whole and take the snapshot. False: the entity is not such a one."""
+        assert self.lazy is not None
+        if since is None or not lazy.may_be_lazy(mapping):
+            if since is None or not self.is_leaf(mapping):
+                self.lazy.complete(mapping)  # each of its rows may name any lazily read record
+            return False
+        self.lazy.begin(mapping)
+        rows: Iterable[Row] | None = self.lazy.changed_rows(mapping, since)
+        if rows is None:
+            self.lazy.complete(mapping)
+            rows = self.lazy.observe(mapping, self.source.read(mapping))
+        outcomes = self._outcomes(mapping, since, rows)
+        self.result.plan.note_all(mapping.entity, outcomes, self.sink, self.closes)
+        mark = self.lazy.finish(mapping, self.watermarks.get(mapping.entity))
+        if mark is not None:
+            self.watermarks[mapping.entity] = mark
+        return True
+
     def _outcomes(
-        self, mapping: CompiledMapping, since: datetime | None
+        self, mapping: CompiledMapping, since: datetime | None, rows: Iterable[Row] | None = None
     ) -> Iterator[Item | Change]:
         """The entity's items and changes: merged with the state on a full read, paired by
-        lookup on an incremental one."""
+        lookup on an incremental one (``rows``: the rows read, if already chosen)."""
         leaf, tap = self.is_leaf(mapping), self.options.tap
-        rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
+        if rows is None:
+            rows = self.source.read(mapping, since if leaf else None, self._dirty(mapping, since))
+        if self.lazy is not None:
+            rows = self.lazy.wrap(mapping, rows)
         items = self._items(mapping, rows)
         if tap is not None and tap[0] == mapping.entity:
             items = self._tapped(items, tap[1])
