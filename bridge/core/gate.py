@@ -40,6 +40,9 @@ class Context:
     stays: dict[str, list[Stay]] = field(default_factory=dict)
     grade: dict[str, int] = field(default_factory=dict)
     lesson: dict[str, tuple[str, str]] = field(default_factory=dict)
+    pairs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    """One (day, class) tuple per distinct pair, shared by every lesson of that class that day:
+    a school year has ~170 days and a few dozen classes, and tens of thousands of lessons."""
     work_lesson: dict[str, str] = field(default_factory=dict)
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
@@ -179,7 +182,8 @@ def _learn_class(ctx: Context, record: Record) -> None:
 
 
 def _learn_lesson(ctx: Context, record: Record) -> None:
-    ctx.lesson[record.key] = (_text(record, "date"), _text(record, "class"))
+    pair = (_text(record, "date"), _text(record, "class"))
+    ctx.lesson[record.key] = ctx.pairs.setdefault(pair, pair)
 
 
 def _learn_work(ctx: Context, record: Record) -> None:
@@ -246,7 +250,10 @@ def teach(ctx: Context, lesson: Learnt) -> None:
     if lesson.rejected:
         ctx.rejected.setdefault(lesson.entity, set()).update(lesson.rejected)
     index = _index(ctx, lesson.entity)
-    if index is not None:
+    if lesson.entity == "lesson":  # one tuple per (day, class), as _learn_lesson keeps them
+        pairs = ctx.pairs
+        ctx.lesson.update((k, pairs.setdefault(v, v)) for k, v in lesson.index.items())
+    elif index is not None:
         index.update(lesson.index)
     for pupil, reason in lesson.closed.items():
         ctx.close(pupil, reason)
