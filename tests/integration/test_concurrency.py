@@ -12,7 +12,7 @@ import pytest
 
 from bridge.adapters.portal_client import PortalClient, PortalSettings
 from bridge.adapters.portal_client.retries import _Pacer
-from bridge.core.errors import ExitCode, Interrupted, PortalUnavailable
+from bridge.core.errors import ExitCode, Interrupted, PortalFatalError, PortalUnavailable
 from bridge.core.mapping import load_mappings
 from bridge.core.model import Change, Op, Record
 from bridge.ports import Operation, OperationResult
@@ -60,8 +60,16 @@ class WatchingPortal:
 
     batch_size = BATCH
 
-    def __init__(self, concurrency: int, fail_key: str | None = None) -> None:
-        self.concurrency, self.fail_key, self.patience = concurrency, fail_key, 2.0
+    def __init__(
+        self,
+        concurrency: int,
+        fail_key: str | None = None,
+        failures: dict[str, Exception] | None = None,
+    ) -> None:
+        self.concurrency, self.patience = concurrency, 2.0
+        self.failures = dict(failures or {})
+        if fail_key is not None:
+            self.failures[fail_key] = PortalUnavailable(8, "down")
         self.changed = threading.Condition()
         self.active: list[tuple[str, ...]] = []  # the entities of each batch in flight
         self.most = 0
@@ -82,8 +90,9 @@ class WatchingPortal:
             self.changed.wait_for(lambda: len(self.active) >= self.concurrency, self.patience)
             self.active.remove(entities)
             self.changed.notify_all()
-            if any(op.sourced_id == self.fail_key for op in operations):
-                raise PortalUnavailable(8, "down")
+            for op in operations:
+                if op.sourced_id in self.failures:
+                    raise self.failures[op.sourced_id]
             self.acked |= {(op.entity, op.sourced_id) for op in operations}
         return [OperationResult(op.op_id, True, 200) for op in operations]
 
@@ -125,6 +134,24 @@ def test_a_failed_batch_in_flight_leaves_the_others_recorded_and_the_run_failed(
     assert 3 * BATCH <= len(portal.acked) <= len(plan) - BATCH  # 1, 2 and 4 were in flight too
     assert {("subject", c.key) for c in third}.isdisjoint(portal.acked)
     assert deliverer.report.total == len(portal.acked)
+
+
+def test_the_first_failure_in_flight_is_the_one_raised() -> None:
+    """The second batch fails for good (the portal refused the request), the third, in flight
+    beside it, for now: the run reports the fatal failure, not the retriable one after it."""
+    plan = changes("subject", 6 * BATCH)  # the fatal one is settled while sending the fifth
+    failures: dict[str, Exception] = {
+        plan[BATCH].key: PortalFatalError(413, "batchTooLarge", "too large"),
+        plan[2 * BATCH].key: PortalUnavailable(8, "down"),
+    }
+    portal = WatchingPortal(concurrency=3, failures=failures)
+    portal.patience = 0.3
+    state = MemoryStateStore()
+    deliverer = Deliverer(portal, state, MAPPINGS, run_id="r")  # type: ignore[arg-type]
+    with pytest.raises(PortalFatalError):
+        deliverer.add_all(plan)
+    assert recorded(state, "subject") == portal.acked
+    assert ("subject", plan[0].key) in portal.acked
 
 
 def test_a_stop_with_batches_in_flight_records_their_answers_then_interrupts() -> None:

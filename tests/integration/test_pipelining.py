@@ -149,3 +149,31 @@ def test_planning_workers_are_never_forked_while_a_batch_is_being_recorded() -> 
     assert os.waitstatus_to_exitcode(status) == 0
     assert waited > 0.2  # the fork waited for the recording
     assert state.recorded == [1]
+
+
+class FailingRecorder(SlowRecorder):
+    """Recording batch 1 fails (the state store broke for a moment); later batches record."""
+
+    def commit_batch(
+        self,
+        run_id: str,
+        batch: int,
+        delivered: Sequence[Delivered],
+        refused: Sequence[Refusal],
+        max_attempts: int,
+    ) -> None:
+        if batch == 1:
+            raise RuntimeError("state store unavailable")
+        super().commit_batch(run_id, batch, delivered, refused, max_attempts)
+
+
+def test_a_batch_answered_after_a_failed_recording_is_still_recorded() -> None:
+    """Batch 1's recording fails while batch 2 is sent: the failure ends the run, and batch 2,
+    which the portal acknowledged, is recorded all the same (nothing answered is dropped)."""
+    portal = Portal()
+    state = FailingRecorder(portal, patience=0.2)
+    deliverer = Deliverer(portal, state, MAPPINGS, run_id="r")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="state store unavailable"):
+        deliverer.add_all(subjects(3 * BATCH))
+    assert state.recorded == [2]
+    assert len(list(state.inner.entries("subject"))) == BATCH

@@ -825,3 +825,35 @@ def test_a_batch_body_is_the_compact_json_the_standard_library_writes(
 def test_a_value_json_cannot_hold_is_a_type_error_naming_its_type() -> None:
     with pytest.raises(TypeError, match="cannot encode a object value"):
         encode_batch([Operation("0", "PUT", "lesson", "l1", "fp", {"x": object()})])
+
+
+@responses.activate
+def test_a_refused_token_is_never_sent_again_even_when_the_resend_fails() -> None:
+    """401 with the first token, a new token fetched, its resend cut by a reset: the retry goes
+    out with the new token, not the refused one (and no third token is fetched)."""
+    tokens = iter(["t1", "t2", "t3"])
+    responses.add_callback(
+        "POST",
+        TOKEN_URL,
+        callback=lambda _: (
+            200,
+            {},
+            json.dumps({"access_token": next(tokens), "expires_in": 3600}),
+        ),
+    )
+    answers = iter([(401, "{}"), None, (200, '{"results":[{"id":"1","status":200}]}')])
+    sent_with: list[str] = []
+
+    def batch(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        sent_with.append(str(request.headers["Authorization"]))
+        answer = next(answers)
+        if answer is None:
+            raise requests.ConnectionError("reset")
+        return answer[0], {"Content-Type": "application/json"}, answer[1]
+
+    responses.add_callback("POST", BATCH_URL, callback=batch)
+    time = FakeTime()
+    client = PortalClient(settings(), sleep=time.sleep, clock=time.clock, now=lambda: NOW)
+    assert [r.ok for r in client.send([put("1")])] == [True]
+    assert sent_with == ["Bearer t1", "Bearer t2", "Bearer t2"]
+    assert client.stats.token_fetches == 2

@@ -97,15 +97,17 @@ class PortalClient:
         self._pacer = _Pacer(settings.rate_limit, self._clock, self._sleep)
         self._token: _Token | None = None
         self._stats = ClientStats()
-        # With concurrency > 1, send() runs in several threads: the token and the counters
-        # are shared under this lock (the session's connection pool is thread-safe).
-        self._lock = threading.RLock()
+        # With concurrency > 1, send() runs in several threads: the token is shared under
+        # one lock (held while one thread fetches it), the counters under another (never
+        # held across a request); the session's connection pool is thread-safe.
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._log = logs.get_logger(component="portal", school=settings.school)
 
     @property
     def stats(self) -> ClientStats:
         """A snapshot of the counters."""
-        with self._lock:
+        with self._stats_lock:
             return replace(self._stats, outcomes=Counter(self._stats.outcomes))
 
     def authenticate(self) -> None:
@@ -164,7 +166,7 @@ class PortalClient:
 
     def _note_retry(self, state: RetryCallState) -> None:
         """Count and log a retry: attempt, wait, reason (never the token, secret or data)."""
-        with self._lock:
+        with self._stats_lock:
             self._stats.retries += 1
         failure = state.outcome.exception() if state.outcome is not None else None
         self._log.warning(
@@ -184,11 +186,16 @@ class PortalClient:
         refused = self._held_token()
         reply = self._exchange(method, url, body=body, headers=_bearer(refused))
         if reply.status == 401:
+            with self._lock:  # no other request takes the refused token from now on
+                if self._token is refused:
+                    self._token = None
             token = self._fetch_token()
-            reply = self._exchange(method, url, body=body, headers=_bearer(token))
-            with self._lock:
-                if self._token is None or self._token is refused:
-                    self._token = token
+            try:
+                reply = self._exchange(method, url, body=body, headers=_bearer(token))
+            finally:  # shared once used, whatever the resend's fate
+                with self._lock:
+                    if self._token is None:
+                        self._token = token
         raise_unless_ok(reply.verdict(), reply.retry_after)
         return reply.body
 
@@ -214,7 +221,7 @@ class PortalClient:
         if reply.status in (401, 403):
             raise PortalAuthError(reply.status, f"{verdict.kind}: {verdict.detail}")
         raise_unless_ok(verdict, reply.retry_after)
-        with self._lock:
+        with self._stats_lock:
             self._stats.token_fetches += 1
         return parse_token(reply.body, started)
 
@@ -267,11 +274,11 @@ class PortalClient:
         )
 
     def _count_request(self) -> None:
-        with self._lock:
+        with self._stats_lock:
             self._stats.requests += 1
 
     def _count_outcome(self, outcome: str) -> None:
-        with self._lock:
+        with self._stats_lock:
             self._stats.outcomes[outcome] += 1
 
     def _api_url(self, resource: str) -> str:

@@ -185,15 +185,16 @@ class Deliverer:
         """Wait for the answers of the batches in flight, and until every answered batch is
         recorded; then raise the first failure met (a send's, then a recording's)."""
         failure: BaseException | None = None
-        while self._flight:
-            try:
-                self._settle_oldest()
-            except Exception as exc:  # noqa: BLE001 - raised below, once all in flight settled
-                failure = failure or exc
         try:
-            self._wait_recorded()
-        except Exception as exc:  # noqa: BLE001 - raised below (the first failure wins)
-            failure = failure or exc
+            while self._flight:
+                try:
+                    self._settle_oldest()
+                except Exception as exc:  # noqa: BLE001 - raised below, once all settled
+                    failure = failure or exc
+            try:
+                self._wait_recorded()
+            except Exception as exc:  # noqa: BLE001 - raised below (the first failure wins)
+                failure = failure or exc
         finally:
             if self._flight is not None:
                 self._flight.close()
@@ -223,9 +224,20 @@ class Deliverer:
                 raise Interrupted
             if sent and self.deadline is not None and self.deadline.passed():
                 raise RunDeadline(self.deadline.minutes)
-        except BaseException:
-            self.drain()
+        except BaseException as first:
+            self._drain_after(first)
             raise
+
+    def _drain_after(self, first: BaseException) -> None:
+        """Drain after ``first`` ended delivery: what draining raises beats a stop or the
+        deadline (a failure says more than a stop), but never another failure, which is
+        only logged, so that a fatal failure is not taken for a retriable one."""
+        try:
+            self.drain()
+        except Exception as later:
+            if isinstance(first, Interrupted | RunDeadline):
+                raise
+            log.warning("delivery.also_failed", error=type(later).__name__)
 
     def _send_overlapping(
         self, number: int, batch: list[Change], operations: list[Operation]
@@ -251,10 +263,12 @@ class Deliverer:
     def _record_later(
         self, number: int, batch: list[Change], results: list[OperationResult]
     ) -> None:
-        self._wait_recorded()  # the batch before is recorded: one batch behind at most
-        if self._recorder is None:
-            self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-        self._recording = self._recorder.submit(self._commit_guarded, number, batch, results)
+        try:
+            self._wait_recorded()  # the batch before is recorded: one batch behind at most
+        finally:  # this batch was answered: it is recorded even if the one before failed to be
+            if self._recorder is None:
+                self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+            self._recording = self._recorder.submit(self._commit_guarded, number, batch, results)
 
     def _commit_guarded(
         self, number: int, batch: list[Change], results: list[OperationResult]
