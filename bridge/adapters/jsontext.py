@@ -1,6 +1,6 @@
-"""JSON written at the adapters' seams: orjson (a C library, four times the standard library's
-speed here) for what it takes, the standard library for what it refuses (an integer beyond 64
-bits, which a hostile row can hold), to the same compact UTF-8 JSON.
+"""JSON written at the adapters' seams: orjson (a C library, faster than the standard
+library: docs/benchmarks.md) for what it takes, the standard library for what it refuses (an
+integer beyond 64 bits, which a hostile row can hold), to the same compact UTF-8 JSON.
 
 Answers are read with the standard library: orjson reads an integer beyond 64 bits as a float,
 silently inexact."""
