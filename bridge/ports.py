@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from bridge.core.model import Change, EntryView, StateEntry, Value
+from bridge.core.support import PortalSupport
 
 # --- the source --------------------------------------------------------------------------------
 
@@ -210,6 +211,11 @@ class StateStore(Protocol):
         """Record acknowledged changes, all or nothing."""
         ...
 
+    def portal_ids(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → the id the portal gave the record, for the live entries of ``entity`` among
+        ``keys`` (keys, not sort keys) that have one (portals that assign ids)."""
+        ...
+
     def count(self, entity: str) -> int:
         """How many live entries ``entity`` has."""
         ...
@@ -369,13 +375,16 @@ class Operation(NamedTuple):
 
 
 class OperationResult(NamedTuple):
-    """The portal's answer to one operation: ``ok``, or a rejection with type and reason."""
+    """The portal's answer to one operation: ``ok``, or a rejection with type and reason.
+    ``portal_id`` is the id the portal gave the record (portals that assign ids), which the
+    state store keeps beside the source key."""
 
     op_id: str
     ok: bool
     status: int
     type: str | None = None
     description: str | None = None
+    portal_id: str | None = None
 
 
 class Portal(Protocol):
@@ -385,6 +394,9 @@ class Portal(Protocol):
     concurrency: int
     """How many ``send`` calls may run at once, each in a thread of its own (1: one at a
     time, from one thread); above 1, ``send`` must be safe to call from several threads."""
+    support: PortalSupport
+    """Per canonical entity: written (which operations), matched, or not supported
+    (``bridge.core.support``); the plan holds back what the portal does not take."""
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch in order; one result per operation, in the same order. Raises

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bridge.core.mapping import key_from_sort_key
 from bridge.core.model import Change, EntryView, Hold, Op, Record, Rejection, StateEntry, Value
+from bridge.core.support import Refuser
 
 Item = Record | Hold | Rejection
 Pair = tuple[Item | None, StateEntry | None]
@@ -243,13 +244,25 @@ class Plan:
     deletes: list[Change] = field(default_factory=list)
     hiding: list[Change] = field(default_factory=list)
     records_read: Counter[str] = field(default_factory=Counter)
+    not_supported: dict[str, Counter[str]] = field(default_factory=dict)
+    """Entity → reason → changes this portal will not receive (``bridge.core.support``): not
+    sent, not recorded, so every run plans and counts them again."""
     failure: str | None = None
     sample_limit: int = SAMPLE_LIMIT
 
-    def note(self, entity: str, outcome: Item | Change, closes: Closes = may_close) -> bool:
+    def note(
+        self,
+        entity: str,
+        outcome: Item | Change,
+        closes: Closes = may_close,
+        refuses: Refuser | None = None,
+    ) -> bool:
         """Count one outcome; keep samples, deletes and the changes that hide a pupil. True
-        when the outcome is a change kept here for after the guard (never for the sink)."""
+        when the outcome is a change kept here for after the guard, or one the portal does not
+        take (``refuses``), counted only: never for the sink."""
         if outcome.__class__ is Change:
+            if refuses is not None and self.refused(outcome, refuses):
+                return True
             self._note_change(outcome)
             if outcome.op is not Op.DELETE and hides_pupil(outcome, closes):
                 self.hiding.append(outcome)
@@ -270,10 +283,15 @@ class Plan:
         outcomes: Iterable[Item | Change],
         sink: Callable[[Change], None] | None = None,
         closes: Closes = may_close,
+        refuses: Refuser | None = None,
     ) -> None:
         """``note`` every outcome, and give each change with a record (not a delete, not one
         that hides a pupil) to ``sink``: the hot loop of a full run, counting creates and
-        updates in locals. ``closes`` tells a membership closure from a harmless update."""
+        updates in locals. ``closes`` tells a membership closure from a harmless update;
+        ``refuses`` (None: the portal takes every operation) the changes this portal does not
+        take, which are counted apart and never given to the sink."""
+        if refuses is not None:
+            outcomes = self._taken(outcomes, refuses)
         known = self.counts.get(entity)
         creates = updates = 0
         memberships = entity in MEMBERSHIPS
@@ -302,6 +320,21 @@ class Plan:
                     sink(outcome)
         finally:
             self._add_counts(entity, {Op.CREATE: creates, Op.UPDATE: updates})
+
+    def refused(self, change: Change, refuses: Refuser) -> bool:
+        """Count ``change`` as not supported when the portal does not take it; True if so."""
+        reason = refuses(change.op)
+        if reason is None:
+            return False
+        self.not_supported.setdefault(change.entity, Counter())[reason] += 1
+        return True
+
+    def _taken(
+        self, outcomes: Iterable[Item | Change], refuses: Refuser
+    ) -> Iterator[Item | Change]:
+        for outcome in outcomes:
+            if outcome.__class__ is not Change or not self.refused(outcome, refuses):
+                yield outcome
 
     def _add_counts(self, entity: str, counts: dict[Op, int]) -> None:
         added = {op: n for op, n in counts.items() if n}
@@ -341,6 +374,8 @@ class Plan:
         self.deletes += later.deletes
         self.hiding += later.hiding
         self.records_read.update(later.records_read)
+        for entity, refused in later.not_supported.items():
+            self.not_supported.setdefault(entity, Counter()).update(refused)
 
     def deletes_children_first(self) -> list[Change]:
         """The deletes in delivery order: children before parents (marks before their works,

@@ -225,6 +225,7 @@ def _summary(outcome: SyncResult) -> dict[str, Any]:
         "refused": dict(report.refused),
         "skipped_dead_letters": dict(report.skipped_dead),
         "held_back": {e: dict(c) for e, c in plan.holds.items()},
+        "not_supported": {e: dict(c) for e, c in plan.not_supported.items()},
         "rejected": dict(plan.rejection_counts),
         "guard_held": outcome.plan.held,
         "plan_id": outcome.plan.held_id if outcome.plan.held else None,

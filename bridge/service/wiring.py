@@ -10,10 +10,11 @@ from datetime import date
 from types import TracebackType
 from typing import Any
 
-from bridge.adapters.portal_client import PortalClient, PortalSettings
+from bridge.adapters.portal_client import REFERENCE_SUPPORT, PortalClient, PortalSettings
 from bridge.adapters.source import SqlSource, open_source
 from bridge.adapters.state import SqlStateStore, open_state, utc_now
 from bridge.core.errors import ConfigError, Problem
+from bridge.core.support import PortalSupport
 from bridge.service.config import Config
 from bridge.service.engine import RunOptions, resolve_workers
 from bridge.service.runs import Erasures
@@ -87,8 +88,16 @@ def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOption
         overlap=config.sync.overlap,
         erased=Erasures(state.engine).keys(),
         workers=resolve_workers(config.sync.plan_workers),
+        support=portal_support(config),
         **given,
     )
+
+
+def portal_support(config: Config) -> PortalSupport:
+    """What the configured portal receives, per entity (known without connecting to it, so
+    that a preview says it too)."""
+    del config  # one kind of portal so far: the reference import API
+    return REFERENCE_SUPPORT
 
 
 def portal_settings(config: Config) -> PortalSettings:

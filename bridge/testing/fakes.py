@@ -152,6 +152,15 @@ class MemoryStateStore:
             if r.entity == entity and not r.is_live and r.key in wanted
         }
 
+    def portal_ids(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        """Key → the portal's id of the live entries of ``entity`` among ``keys``."""
+        wanted = set(keys)
+        return {
+            r.key: r.portal_id
+            for r in self.rows.values()
+            if r.entity == entity and r.is_live and r.key in wanted and r.portal_id is not None
+        }
+
     def record(self, delivered: Sequence[Delivered]) -> None:
         """Record acknowledged changes, all or nothing: upserts first, then tombstones."""
         now = self.clock()
@@ -159,7 +168,15 @@ class MemoryStateStore:
         rows = dict(self.rows)
         for row in live:
             old = rows.get((row.entity, row.sort_key))
-            kept = row if old is None else replace(row, first_delivered_at=old.first_delivered_at)
+            kept = (
+                row
+                if old is None
+                else replace(
+                    row,
+                    first_delivered_at=old.first_delivered_at,
+                    portal_id=row.portal_id if row.portal_id is not None else old.portal_id,
+                )
+            )
             rows[(row.entity, row.sort_key)] = kept
         for d in delivered:
             at = (d.change.entity, d.change.sort_key)

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from bridge.core.errors import PortalFatalError
+from bridge.core.support import PortalSupport, full_support
 from bridge.ports import ENTITIES, Operation, OperationResult
 from bridge.refportal.store import MAX_BATCH, PortalModel
 
@@ -22,11 +23,13 @@ class MemoryPortal:
         model: PortalModel | None = None,
         *,
         concurrency: int = 1,
+        support: PortalSupport | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be from 1 to {MAX_BATCH}")
         self.school, self.batch_size, self.concurrency = school, batch_size, concurrency
         self.model = model if model is not None else PortalModel()
+        self.support: PortalSupport = full_support(ENTITIES) if support is None else support
         self._lock = threading.Lock()  # batches apply one at a time, as the server's do
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:

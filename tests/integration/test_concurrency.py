@@ -15,7 +15,8 @@ from bridge.adapters.portal_client.retries import _Pacer
 from bridge.core.errors import ExitCode, Interrupted, PortalFatalError, PortalUnavailable
 from bridge.core.mapping import load_mappings
 from bridge.core.model import Change, Op, Record
-from bridge.ports import Operation, OperationResult
+from bridge.core.support import full_support
+from bridge.ports import ENTITIES, Operation, OperationResult
 from bridge.refportal.server import ReferencePortal
 from bridge.service.engine import Deliverer
 from bridge.service.engine.inflight import kind_of
@@ -59,6 +60,7 @@ class WatchingPortal:
     whenever the deliverer allows it, however fast the machine is."""
 
     batch_size = BATCH
+    support = full_support(ENTITIES)
 
     def __init__(
         self,

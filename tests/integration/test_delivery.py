@@ -21,8 +21,9 @@ from bridge.adapters.state import SqlStateStore, open_state
 from bridge.core.errors import ExitCode, PortalUnavailable
 from bridge.core.guard import Thresholds
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.support import full_support
 from bridge.demo import schema
-from bridge.ports import Operation, OperationResult
+from bridge.ports import ENTITIES, Operation, OperationResult
 from bridge.service.engine import RunOptions, SyncResult, run_sync
 from tests import school
 
@@ -34,6 +35,7 @@ class KeyedPortal:
     """PUT/DELETE by (entity, sourcedId), idempotent; counts every write it applied."""
 
     batch_size: int = 7
+    support = full_support(ENTITIES)
     concurrency: int = 1
     records: dict[tuple[str, str], str] = field(default_factory=dict)
     writes: int = 0

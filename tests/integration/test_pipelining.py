@@ -15,7 +15,8 @@ import pytest
 from bridge.core.errors import Interrupted, PortalUnavailable
 from bridge.core.mapping import load_mappings
 from bridge.core.model import Change, Op, Record
-from bridge.ports import Delivered, Operation, OperationResult, Refusal
+from bridge.core.support import full_support
+from bridge.ports import ENTITIES, Delivered, Operation, OperationResult, Refusal
 from bridge.service.engine import Deliverer
 from bridge.testing.fakes import MemoryStateStore
 
@@ -28,6 +29,7 @@ class Portal:
 
     batch_size = BATCH
     concurrency = 1
+    support = full_support(ENTITIES)
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.sent = 0

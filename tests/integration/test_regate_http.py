@@ -31,6 +31,7 @@ class CutClient:
     def __init__(self, client: PortalClient, allowed: int | None) -> None:
         self.client, self.allowed = client, allowed
         self.batch_size, self.concurrency = client.batch_size, client.concurrency
+        self.support = client.support
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         if self.allowed is not None:

@@ -23,8 +23,9 @@ from bridge.adapters.state import open_state
 from bridge.core.errors import ExitCode, PortalUnavailable
 from bridge.core.guard import Thresholds
 from bridge.core.mapping import load_mappings
+from bridge.core.support import full_support
 from bridge.demo import schema
-from bridge.ports import Operation, OperationResult
+from bridge.ports import ENTITIES, Operation, OperationResult
 from bridge.service.engine import RunOptions, run_sync
 from tests import school
 
@@ -105,6 +106,7 @@ class FaultyPortal:
 
     batch_size = 4
     concurrency = 1
+    support = full_support(ENTITIES)
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine

@@ -52,7 +52,7 @@ from bridge.adapters.portal_client.answers import (
     describe,
     parse_retry_after,
 )
-from bridge.adapters.portal_client.client import ClientStats, PortalClient
+from bridge.adapters.portal_client.client import REFERENCE_SUPPORT, ClientStats, PortalClient
 from bridge.adapters.portal_client.settings import PortalSettings
 from bridge.adapters.portal_client.wire import (
     encode_batch,
@@ -62,6 +62,7 @@ from bridge.adapters.portal_client.wire import (
 )
 
 __all__ = [
+    "REFERENCE_SUPPORT",
     "ClientStats",
     "Disposition",
     "PortalClient",

@@ -44,7 +44,8 @@ from bridge.adapters.portal_client.wire import (
     parse_token,
 )
 from bridge.core.errors import PortalAuthError, PortalFatalError
-from bridge.ports import Operation, OperationResult
+from bridge.core.support import PortalSupport, full_support
+from bridge.ports import ENTITIES, Operation, OperationResult
 
 T = TypeVar("T")
 
@@ -90,6 +91,7 @@ class PortalClient:
         """``session`` is borrowed (the caller closes it); without one the client builds and owns
         a pooled session. ``sleep``, ``clock``, ``now`` and ``random`` are injected for tests."""
         self.batch_size, self.concurrency = settings.batch_size, settings.concurrency
+        self.support: PortalSupport = REFERENCE_SUPPORT
         self._settings = settings
         self._owns_session = session is None
         self._session = session if session is not None else _pooled_session(settings.concurrency)
@@ -334,6 +336,10 @@ def _json_or_none(content: bytes) -> object:
 def _bearer(token: _Token) -> dict[str, str]:
     """The Authorization header of ``token``."""
     return {"Authorization": f"Bearer {token.value}"}
+
+
+REFERENCE_SUPPORT: PortalSupport = full_support(ENTITIES)
+"""The reference import API writes every canonical entity, by the bridge's own key."""
 
 
 def _pooled_session(concurrency: int = 1) -> requests.Session:

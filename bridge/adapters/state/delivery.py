@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,19 +95,19 @@ class Deliveries:
             }
 
     def _upsert(self) -> sa.Insert:
-        """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time."""
+        """INSERT ... ON CONFLICT DO UPDATE, keeping the first delivery time, and the portal's
+        id when the acknowledgement gives none (an update of a record the portal numbered)."""
         kept = {"entity", "sort_key", "first_delivered_at"}
-        if self.engine.dialect.name == "postgresql":
-            pg = postgresql.insert(record_state)
-            return pg.on_conflict_do_update(
-                index_elements=["entity", "sort_key"],
-                set_={c.name: pg.excluded[c.name] for c in record_state.c if c.name not in kept},
-            )
-        lite = sqlite.insert(record_state)
-        return lite.on_conflict_do_update(
-            index_elements=["entity", "sort_key"],
-            set_={c.name: lite.excluded[c.name] for c in record_state.c if c.name not in kept},
+        stmt = (
+            postgresql.insert(record_state)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(record_state)
         )
+        updated: dict[str, Any] = {
+            c.name: stmt.excluded[c.name] for c in record_state.c if c.name not in kept
+        }
+        updated["portal_id"] = sa.func.coalesce(stmt.excluded.portal_id, record_state.c.portal_id)
+        return stmt.on_conflict_do_update(index_elements=["entity", "sort_key"], set_=updated)
 
     def _tombstone(self, conn: sa.Connection, gone: list[Change], now: datetime) -> None:
         stmt = (
@@ -267,7 +268,8 @@ SQLITE_UPSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (entity, sort_key) DO UPDATE SET key = excluded.key, "
     "fingerprint = excluded.fingerprint, status = excluded.status, payload = excluded.payload, "
-    "portal_id = excluded.portal_id, mapping_version = excluded.mapping_version, "
+    "portal_id = COALESCE(excluded.portal_id, record_state.portal_id), "
+    "mapping_version = excluded.mapping_version, "
     "pupil_key = excluded.pupil_key, class_key = excluded.class_key, "
     "updated_at = excluded.updated_at"
 )

@@ -39,7 +39,13 @@ _COLUMNS = (
     "pupil_key, class_key, first_delivered_at, updated_at"
 )
 _KEPT = {"entity", "sort_key", "first_delivered_at"}  # an update keeps the first delivery time
-_UPDATED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ") if c not in _KEPT)
+_TARGET = "rs"  # the target table's alias in the merge
+_UPDATED = ", ".join(
+    # an acknowledgement without the portal's id keeps the one recorded
+    f"{c} = COALESCE(excluded.{c}, {_TARGET}.{c})" if c == "portal_id" else f"{c} = excluded.{c}"
+    for c in _COLUMNS.split(", ")
+    if c not in _KEPT
+)
 
 
 def upsert(conn: sa.Connection, rows: Sequence[tuple[object, ...]], *, new: bool = False) -> None:
@@ -67,7 +73,7 @@ def upsert(conn: sa.Connection, rows: Sequence[tuple[object, ...]], *, new: bool
         conn.info[STAGE] = conn.get_transaction()
         _copy(cursor, STAGE, last)
         cursor.execute(
-            f"INSERT INTO {target} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGE} "  # noqa: S608 - no input in the SQL
+            f"INSERT INTO {target} AS {_TARGET} ({_COLUMNS}) SELECT {_COLUMNS} FROM {STAGE} "  # noqa: S608 - no input in the SQL
             f"ON CONFLICT (entity, sort_key) DO UPDATE SET {_UPDATED}"
         )
 

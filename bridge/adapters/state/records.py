@@ -120,6 +120,19 @@ class RecordReads:
                 found.update((str(k), str(s)) for k, s in conn.execute(query))
         return found
 
+    def portal_ids(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(keys, LOOKUP_CHUNK):
+                query = sa.select(record_state.c.key, record_state.c.portal_id).where(
+                    record_state.c.entity == entity,
+                    record_state.c.key.in_(chunk),
+                    record_state.c.status != DELETED,
+                    record_state.c.portal_id.is_not(None),
+                )
+                found.update((str(k), str(p)) for k, p in conn.execute(query))
+        return found
+
     def count(self, entity: str) -> int:
         query = (
             sa.select(sa.func.count())

@@ -32,8 +32,8 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
         row = f"{entity:<14}{plan.records_read[entity]:>9}"
         row += "".join(f"{counts.get(op.value, 0):>9}" for op in OPS)
         lines.append(row + f"{held:>9}{plan.rejection_counts[entity]:>10}")
-    lines += _holds(result) + _rejections(result, detail) + _guard(result)
-    lines += _reconcile(result, detail)
+    lines += _holds(result) + _not_supported(result) + _rejections(result, detail)
+    lines += _guard(result) + _reconcile(result, detail)
     if detail:
         lines += _details(plan.updates, plan.sample_limit)
     if plan.failure:
@@ -47,6 +47,17 @@ def _holds(result: PlanResult) -> list[str]:
         return []
     lines = ["", "Held back (never exported):"]
     for entity, reasons in holds.items():
+        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        lines.append(f"  {entity:<14}{text}")
+    return lines
+
+
+def _not_supported(result: PlanResult) -> list[str]:
+    refused = result.plan.not_supported
+    if not refused:
+        return []
+    lines = ["", "Not sent: this portal does not take them (planned and counted again each run):"]
+    for entity, reasons in refused.items():
         text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
         lines.append(f"  {entity:<14}{text}")
     return lines
@@ -168,6 +179,7 @@ def plan_json(result: PlanResult, detail: bool = False) -> str:
         "counts": {e: dict(c) for e, c in plan.counts.items()},
         "read": dict(plan.records_read),
         "held_back": {e: dict(c) for e, c in plan.holds.items()},
+        "not_supported": {e: dict(c) for e, c in plan.not_supported.items()},
         "rejections": {
             "counts": dict(plan.rejection_counts),
             "sample": [
@@ -252,7 +264,8 @@ def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
             + "".join(f"{done.get(op.value, 0):>9}" for op in OPS)
             + f"{report.refused[entity]:>9}"
         )
-    lines += _holds(plan) + _rejections(plan, detail=False) + _guard(plan)
+    lines += _holds(plan) + _not_supported(plan) + _rejections(plan, detail=False)
+    lines += _guard(plan)
     lines += _reconcile(plan, detail=False)
     lines += ["", _verdict(outcome)]
     return "\n".join(lines)

@@ -48,7 +48,21 @@ def status_text(found: Status) -> str:
             f"asiou-bridge approve {found.held_plan}",
         ]
         lines += _held_lines(found)
-    return "\n".join(lines + _erasures_due(found))
+    return "\n".join(lines + _not_supported(found) + _erasures_due(found))
+
+
+def _not_supported(found: Status) -> list[str]:
+    """What the last sync could not send because the portal does not take it (a mark's
+    correction or retraction on a diary that allows neither): it stays to be done by hand."""
+    last = next((r for r in found.runs if r.command in {"sync", "resync", "retry"}), None)
+    refused = last.summary.get("not_supported") if last is not None else None
+    if not refused:
+        return []
+    lines = ["", "Not sent by the last sync: this portal does not take them (do them by hand):"]
+    for entity, reasons in refused.items():
+        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        lines.append(f"  {entity:<14}{text}")
+    return lines
 
 
 def _erasures_due(found: Status) -> list[str]:

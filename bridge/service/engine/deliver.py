@@ -46,16 +46,17 @@ def delivered(change: Change, mappings: MappingSet) -> Delivered:
     return _delivered(change, version)
 
 
-def _delivered(change: Change, version: int) -> Delivered:
+def _delivered(change: Change, version: int, portal_id: str | None = None) -> Delivered:
     record = change.record
     if record is None:
-        return Delivered(change, mapping_version=version)
+        return Delivered(change, portal_id=portal_id, mapping_version=version)
     class_key = record.payload.get("class")
     return Delivered(
         change,
         gate.owner_pupil(record),
         None if class_key is None else str(class_key),
-        mapping_version=version,
+        portal_id,
+        version,
     )
 
 
@@ -287,7 +288,8 @@ class Deliverer:
         versions = self._versions
         for change, result in zip(batch, results, strict=True):
             if result.ok:
-                acked.append(_delivered(change, versions.get(change.entity, 1)))
+                version = versions.get(change.entity, 1)
+                acked.append(_delivered(change, version, result.portal_id))
             else:
                 refused.append(
                     Refusal(change, result.type, result.description or f"HTTP {result.status}")

@@ -19,6 +19,7 @@ from bridge.core.plan import (
 )
 from bridge.core.reconcile import Drift, PortalHold
 from bridge.core.scope import Scope
+from bridge.core.support import PortalSupport
 
 # Index entities learnt in a pre-pass because an earlier entity's gate needs them.
 PREPASS = {"pupil": "enrollment", "guardian": "guardian_link"}
@@ -66,6 +67,9 @@ class RunOptions:
     drift: Drift | None = None
     """The portal read back (``read_back``): a reconciling run, whose state view is corrected
     by what the portal holds (``bridge.core.reconcile``). Planned in one process."""
+    support: PortalSupport | None = None
+    """What the portal receives, entity by entity (``Portal.support``); the changes it does
+    not take are counted in ``Plan.not_supported`` and never sent. None: everything."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from bridge.core.gate import Context
 from bridge.core.mapping import CompiledMapping
 from bridge.core.model import Change, Record
 from bridge.core.plan import Item, Plan, diff_sorted
+from bridge.core.support import Refuser
 from bridge.ports import KeyRange, RangedSource, RangedState, Row, Source, StateStore
 from bridge.service.engine.keys import HAS_FORK, ChangeSink, key_ranges, sort_bounds
 from bridge.service.engine.reading import Watermark, to_items
@@ -31,6 +32,7 @@ class RangeHost(Protocol):
     sink: ChangeSink | None
 
     def closes(self, change: Change) -> bool: ...
+    def refuses(self, entity: str) -> Refuser | None: ...
     def resend(self) -> Callable[[Record], bool] | None: ...
     def is_leaf(self, mapping: CompiledMapping) -> bool: ...
 
@@ -120,5 +122,6 @@ class RangePlanner:
         )
         start, stop = sort_bounds(key_range)
         entries = state.entries_between(entity, start, stop)
-        plan.note_all(entity, diff_sorted(entity, items, entries, host.resend()), sink, host.closes)
+        merged = diff_sorted(entity, items, entries, host.resend())
+        plan.note_all(entity, merged, sink, host.closes, host.refuses(entity))
         return track.best

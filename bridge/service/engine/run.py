@@ -77,6 +77,8 @@ def run_sync(
     """Plan and deliver one run (see the module docstring for the order of things). Setting
     ``stop`` ends the run after the batch in flight (Interrupted: nothing lost). A
     ``reconcile`` run first reads the portal back (``bridge.core.reconcile``)."""
+    if options.support is None:
+        options = replace(options, support=portal.support)
     if reconcile:
         entities = [e for e in mappings.entities if e in PORTAL_ENTITIES]
         options = replace(options, drift=read_back(portal.fingerprints, state, entities))

@@ -20,6 +20,7 @@ from bridge.core.plan import (
     may_close,
     pair_by_lookup,
 )
+from bridge.core.support import Refuser, refuser
 from bridge.ports import (
     Rescan,
     Row,
@@ -124,7 +125,13 @@ class _Run:
         if watching:
             self._note_watching(mapping, outcomes)
         else:
-            self.result.plan.note_all(mapping.entity, outcomes, self.sink, self.closes)
+            self.result.plan.note_all(
+                mapping.entity, outcomes, self.sink, self.closes, self.refuses(mapping.entity)
+            )
+
+    def refuses(self, entity: str) -> Refuser | None:
+        """What of ``entity`` the portal does not take (None: it takes everything)."""
+        return refuser(self.options.support, entity)
 
     def is_leaf(self, mapping: CompiledMapping) -> bool:
         return mapping.entity not in self.referenced
@@ -144,7 +151,9 @@ class _Run:
             self.lazy.complete(mapping)
             rows = self.lazy.observe(mapping, self.source.read(mapping))
         outcomes = self._outcomes(mapping, since, rows)
-        self.result.plan.note_all(mapping.entity, outcomes, self.sink, self.closes)
+        self.result.plan.note_all(
+            mapping.entity, outcomes, self.sink, self.closes, self.refuses(mapping.entity)
+        )
         mark = self.lazy.finish(mapping, self.watermarks.get(mapping.entity))
         if mark is not None:
             self.watermarks[mapping.entity] = mark
@@ -185,10 +194,11 @@ class _Run:
         """Note outcomes one by one, keeping the tapped record's changes (``explain``) and the
         pupils whose consent or stays changed (incremental runs)."""
         note, sink, tap = self.result.plan.note, self.sink, self.options.tap
+        refuses = self.refuses(mapping.entity)
         dirtying = self.options.incremental and mapping.entity in DIRTYING
         watched = tap[1] if tap is not None and tap[0] == mapping.entity else None
         for outcome in outcomes:
-            withheld = note(mapping.entity, outcome, self.closes)
+            withheld = note(mapping.entity, outcome, self.closes, refuses)
             if watched is not None and outcome.__class__ is Change and outcome.key == watched:
                 self.result.tapped.append(outcome)
             if outcome.__class__ is Change:
