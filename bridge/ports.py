@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from bridge.core.matching import Match, Settled
 from bridge.core.model import Change, EntryView, StateEntry, Value
 from bridge.core.support import PortalSupport
 
@@ -324,6 +325,27 @@ class RangedState(StateStore, Protocol):
 
     def after_fork(self) -> None:
         """Called in a forked process before it reads: drop inherited connections, unclosed."""
+        ...
+
+
+@runtime_checkable
+class MatchState(StateStore, Protocol):
+    """A state store that keeps the matching of the school's contingent with the portal's."""
+
+    def record_matches(self, entity: str, found: Sequence[Match]) -> None:
+        """Replace the last matching of ``entity``."""
+        ...
+
+    def matches(self, entity: str | None = None) -> list[Match]:
+        """The last matching, of one entity or all, by entity and key."""
+        ...
+
+    def settlements(self, entity: str) -> dict[str, Settled]:
+        """Key → the admin's decision (confirmed or rejected), final."""
+        ...
+
+    def settle(self, decision: Settled, by: str) -> None:
+        """Remember the admin's decision on one record."""
         ...
 
 

@@ -17,6 +17,7 @@ from datetime import date
 from bridge import logs
 from bridge.cli import admin as cli_admin
 from bridge.cli import demo as cli_demo
+from bridge.cli import match as cli_match
 from bridge.cli.common import Subparsers, command, load, say, tty_progress, wait_flags
 from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.core.errors import BridgeError, ConfigError, ExitCode, Problem
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(sub)
     _add_sync(sub)
     cli_admin.add_all(sub)
+    cli_match.add_match(sub)
     _add_approve(sub)
     _add_check(sub)
     cli_demo.add_demo_db(sub)

@@ -14,7 +14,7 @@ from bridge.adapters.portal_client import REFERENCE_SUPPORT, PortalClient, Porta
 from bridge.adapters.source import SqlSource, open_source
 from bridge.adapters.state import SqlStateStore, open_state, utc_now
 from bridge.core.errors import ConfigError, Problem
-from bridge.core.support import PortalSupport
+from bridge.core.support import PortalSupport, is_matched
 from bridge.service.config import Config
 from bridge.service.engine import RunOptions, resolve_workers
 from bridge.service.runs import Erasures
@@ -91,6 +91,12 @@ def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOption
         support=portal_support(config),
         **given,
     )
+
+
+def matched_entities(config: Config) -> frozenset[str]:
+    """The entities the configured portal owns and the bridge matches (``match``)."""
+    support = portal_support(config)
+    return frozenset(e for e in support if is_matched(support, e))
 
 
 def portal_support(config: Config) -> PortalSupport:

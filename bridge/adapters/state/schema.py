@@ -163,6 +163,28 @@ gate_cache = sa.Table(  # a new table: create_all adds it to an existing store (
     sa.Column("snapshot", sa.Text, nullable=False),
 )
 
+portal_match = sa.Table(  # a new table: create_all adds it to an existing store
+    "portal_match",
+    metadata,  # the last matching of the school's records with the portal's contingent
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # bridge.core.matching.MatchStatus
+    sa.Column("portal_id", sa.String(100)),
+    sa.Column("candidates", sa.Text, nullable=False),  # portal ids, space-separated
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("matched_at", sa.DateTime(timezone=True), nullable=False),
+)
+match_settlement = sa.Table(  # a new table: create_all adds it to an existing store
+    "match_settlement",
+    metadata,  # the admin's decisions (``asiou-bridge match confirm | reject``): final
+    sa.Column("entity", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # "confirmed" | "rejected"
+    sa.Column("portal_id", sa.String(100)),
+    sa.Column("settled_by", sa.String(100), nullable=False),
+    sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def _add_held_plans(conn: sa.Connection) -> None:
     """Version 2: held plans are remembered, and only they can be approved. An approval of

@@ -13,6 +13,7 @@ from bridge.adapters.state.admin import AdminTables
 from bridge.adapters.state.delivery import Deliveries
 from bridge.adapters.state.gatecache import GateCaches
 from bridge.adapters.state.helpers import utc_now
+from bridge.adapters.state.matches import MatchTables
 from bridge.adapters.state.records import RecordReads
 from bridge.adapters.state.schema import MIGRATIONS, SCHEMA_VERSION, meta, metadata
 from bridge.core.errors import FatalError
@@ -20,7 +21,7 @@ from bridge.ports import Clock
 
 
 @state_errors
-class SqlStateStore(RecordReads, Deliveries, AdminTables, GateCaches):
+class SqlStateStore(RecordReads, Deliveries, AdminTables, GateCaches, MatchTables):
     """The state store on any SQLAlchemy database (SQLite, PostgreSQL)."""
 
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now) -> None:

@@ -1,0 +1,108 @@
+"""``match``: how the school's contingent stands with the portal's, and the admin's decisions.
+
+``match list`` shows the last matching (by default only what waits for a decision: ambiguous
+and missing records), ``match confirm ENTITY KEY PORTAL_ID`` and ``match reject ENTITY KEY``
+settle one record for good. Keys and portal ids only: the names compared stay in memory."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+
+from bridge.cli.common import Subparsers, command, load, say
+from bridge.core.errors import ExitCode
+from bridge.core.matching import Match, MatchStatus, Settled
+from bridge.service.runner import Service
+from bridge.service.wiring import matched_entities
+
+UNDECIDED = frozenset({MatchStatus.AMBIGUOUS, MatchStatus.MISSING})
+
+
+def add_match(sub: Subparsers) -> None:
+    """Register ``match`` and its three actions."""
+    cmd = command(
+        sub,
+        "match",
+        "The school's pupils and classes matched with the portal's; settle them.",
+        cmd_match,
+        "examples:\n  asiou-bridge match list            what waits for a decision\n"
+        "  asiou-bridge match list --all --json\n"
+        "  asiou-bridge match confirm pupil 77 1000000000000123\n"
+        "  asiou-bridge match reject pupil 78\n\n"
+        "A pupil without a match (missing, ambiguous or rejected) is never sent: settle it,\n"
+        "and the next sync sends what is theirs.",
+    )
+    actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the last matching (default: the undecided)")
+    listing.add_argument("--entity", help="one entity only (pupil, class, group, subject, ...)")
+    listing.add_argument("--all", action="store_true", help="every record, matched ones too")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    confirm = actions.add_parser("confirm", help="this record is that portal record")
+    confirm.add_argument("entity")
+    confirm.add_argument("key", help="the record's ASIOU key")
+    confirm.add_argument("portal_id", help="the portal's id of the record")
+    reject = actions.add_parser("reject", help="this record has no portal record: never match it")
+    reject.add_argument("entity")
+    reject.add_argument("key", help="the record's ASIOU key")
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """``match list | confirm | reject``."""
+    config, mappings = load(args)
+    matched = matched_entities(config)
+    entity = getattr(args, "entity", None)
+    if entity is not None and entity not in matched:
+        what = ", ".join(sorted(matched)) or "nothing: it takes the school's records as they are"
+        say(f"match: the configured portal does not match {entity}; it matches {what}.")
+        return ExitCode.USAGE
+    with Service(config, mappings).state_store() as state:
+        if args.action == "list":
+            found = [m for m in state.matches(entity) if args.all or m.status in UNDECIDED]
+            print(_as_json(found) if args.json else _as_text(found, args.all))
+            return ExitCode.OK
+        status = MatchStatus.CONFIRMED if args.action == "confirm" else MatchStatus.REJECTED
+        portal_id = args.portal_id if args.action == "confirm" else None
+        state.settle(Settled(str(entity), args.key, status, portal_id), getpass.getuser())
+    say(
+        f"{entity} {args.key}: {status.value}"
+        + (f" as portal record {portal_id}" if portal_id else "")
+        + ". The next sync uses it."
+    )
+    return ExitCode.OK
+
+
+def _as_text(found: list[Match], every: bool) -> str:
+    if not found:
+        return "Every record is matched." if not every else "Nothing matched yet (run a sync)."
+    lines = [f"{'entity':<10}{'key':<12}{'status':<11}{'portal id':<22}candidates / rule"]
+    for m in found:
+        hint = " ".join(m.candidates) or "-"
+        shown = f"{m.entity:<10}{m.key:<12}{m.status.value:<11}{m.portal_id or '-':<22}"
+        lines.append(f"{shown}{hint} ({m.rule})")
+    undecided = sum(m.status in UNDECIDED for m in found)
+    if undecided:
+        lines += [
+            "",
+            f"{undecided} waiting for a decision: nothing of these is sent. "
+            "`asiou-bridge match confirm ENTITY KEY PORTAL_ID` or `match reject ENTITY KEY`.",
+        ]
+    return "\n".join(lines)
+
+
+def _as_json(found: list[Match]) -> str:
+    return json.dumps(
+        [
+            {
+                "entity": m.entity,
+                "key": m.key,
+                "status": m.status.value,
+                "portal_id": m.portal_id,
+                "candidates": list(m.candidates),
+                "rule": m.rule,
+            }
+            for m in found
+        ],
+        ensure_ascii=False,
+        indent=2,
+    )
