@@ -84,11 +84,13 @@ class PortalPerson:
 
 @dataclass(frozen=True, slots=True)
 class PortalNamed:
-    """A portal class, subject or period: id, name, and a study year where it has one."""
+    """A portal class, subgroup, subject or period: id, name, a study year where it has one,
+    and for a subgroup the portal class it is part of."""
 
     id: str
     name: str
     year: int | None = None
+    parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +108,26 @@ class SchoolPupil:
 
 @dataclass(frozen=True, slots=True)
 class SchoolNamed:
-    """A school class, subject or period: key, name, study year where it has one, and the
-    portal's id if the school keeps one."""
+    """A school class, subgroup, subject or period: key, name, study year where it has one,
+    the portal's id if the school keeps one, and for a subgroup the class it is part of."""
 
     key: str
     name: str
     year: int | None = None
     portal_id: str | None = None
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class Contingent:
+    """What the portal owns, as read from it: its persons (pupils) with their groups, its
+    classes, subgroups, subjects and periods."""
+
+    persons: tuple[PortalPerson, ...] = ()
+    classes: tuple[PortalNamed, ...] = ()
+    groups: tuple[PortalNamed, ...] = ()
+    subjects: tuple[PortalNamed, ...] = ()
+    periods: tuple[PortalNamed, ...] = ()
 
 
 @dataclass
@@ -200,6 +215,41 @@ def match_named(
         ]
         found.append(_by_rule(entity, ours.key, candidates, f"{folding} name"))
     return _unique(found)
+
+
+def match_groups(
+    groups: Sequence[SchoolNamed],
+    portal: Sequence[PortalNamed],
+    classes: Mapping[str, str],
+    settled: Mapping[str, Settled],
+) -> list[Match]:
+    """Subgroups by name within the portal class matched to their class (``classes``: school
+    class key → portal class id); a subgroup of an unmatched class is missing."""
+    known = {g.id for g in portal}
+    found = []
+    for ours in groups:
+        decided = _settled_or_stored("group", ours.key, ours.portal_id, settled, known)
+        if decided is not None:
+            found.append(decided)
+            continue
+        parent = classes.get(ours.parent) if ours.parent is not None else None
+        if parent is None:
+            found.append(Match("group", ours.key, MatchStatus.MISSING, rule="class not matched"))
+            continue
+        candidates = [
+            g.id for g in portal if g.parent == parent and fold(g.name) == fold(ours.name)
+        ]
+        found.append(_by_rule("group", ours.key, candidates, "name in class"))
+    return _unique(found)
+
+
+def class_on(stays: Sequence[tuple[str, str, str | None]], day: str) -> str | None:
+    """The class of the stay (class, first day, last day or None) open on ``day``, else of the
+    latest stay begun by then; None without one."""
+    begun = sorted((s for s in stays if s[1] <= day), key=lambda s: s[1])
+    open_then = [s for s in begun if s[2] is None or day <= s[2]]
+    chosen = open_then or begun
+    return chosen[-1][0] if chosen else None
 
 
 def match_pupils(
