@@ -409,6 +409,19 @@ class OperationResult(NamedTuple):
     portal_id: str | None = None
 
 
+class PartialDelivery(Exception):  # noqa: N818 - an outcome: what was done, and why no more
+    """A batch of single writes stopped partway (retries ran out, a fatal answer, a stop):
+    ``results`` answer the first operations, in order, each done or refused for good; the
+    rest were not sent, or their outcome is unknown. The engine records ``results`` and then
+    raises ``cause``. A portal that writes one record per request raises this, never
+    ``cause`` alone, once any operation of the batch took effect: else what it wrote would be
+    left unrecorded and written again."""
+
+    def __init__(self, results: list[OperationResult], cause: Exception) -> None:
+        super().__init__(f"{len(results)} operations answered, then: {cause}")
+        self.results, self.cause = results, cause
+
+
 class Portal(Protocol):
     """The port every portal adapter implements."""
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import structlog
 
@@ -33,6 +34,7 @@ from bridge.ports import (
     Delivered,
     Operation,
     OperationResult,
+    PartialDelivery,
     Portal,
     Refusal,
     StateStore,
@@ -135,6 +137,7 @@ class Deliverer:
         self.run_id, self.max_attempts, self.progress = run_id, max_attempts, progress
         self.stop, self.deadline = stop, deadline
         self.buffer: list[Change] = []
+        self._sending: list[Change] = []  # the batch being sent from this thread
         self.report = DeliveryReport()
         self.dead = (
             {} if send_dead else {k: v for k, v in state.dead_letters().items() if v.is_dead}
@@ -213,12 +216,13 @@ class Deliverer:
             sent = bool(self.buffer)
             if sent:
                 batch, self.buffer = self.buffer, []
+                self._sending = batch
                 self.report.batches += 1
                 number = self.report.batches
                 self.state.open_batch(self.run_id, number, len(batch))
                 operations = [to_operation(i, c) for i, c in enumerate(batch)]
                 if self._flight is None:
-                    self._record_later(number, batch, self.portal.send(operations))
+                    self._record_later(number, batch, self._answer(self.portal.send, operations))
                 else:
                     self._send_overlapping(number, batch, operations)
             if self.stop is not None and self.stop.is_set():
@@ -259,7 +263,35 @@ class Deliverer:
         """Take the answer of the batch sent first of those in flight, and record it."""
         assert self._flight is not None
         sent = self._flight.oldest()
-        self._record_later(sent.number, sent.batch, sent.answer.result())
+        try:
+            results = sent.answer.result()
+        except PartialDelivery as partial:
+            self._record_partial(sent.number, sent.batch, partial)
+        self._record_later(sent.number, sent.batch, results)
+
+    def _answer(
+        self,
+        send: Callable[[Sequence[Operation]], list[OperationResult]],
+        operations: list[Operation],
+    ) -> list[OperationResult]:
+        """``send``'s results; a batch that stopped partway has its answered part recorded,
+        then its cause raised (``PartialDelivery``)."""
+        try:
+            return send(operations)
+        except PartialDelivery as partial:
+            self._record_partial(self.report.batches, self._sending, partial)
+
+    def _record_partial(
+        self, number: int, batch: list[Change], partial: PartialDelivery
+    ) -> NoReturn:
+        """Record what a batch stopped partway answered, then raise why it stopped (a failure
+        to record the batch before is only logged: the stop's cause is the one raised)."""
+        answered = partial.results[: len(batch)]
+        try:
+            self._record_later(number, batch[: len(answered)], answered)
+        except Exception as earlier:  # noqa: BLE001 - logged; the cause below is raised
+            log.warning("delivery.also_failed", error=type(earlier).__name__)
+        raise partial.cause
 
     def _record_later(
         self, number: int, batch: list[Change], results: list[OperationResult]
