@@ -217,6 +217,11 @@ class StateStore(Protocol):
         ``keys`` (keys, not sort keys) that have one (portals that assign ids)."""
         ...
 
+    def holders(self, entity: str, portal_ids: Sequence[str]) -> dict[str, str]:
+        """Portal id → the key of the live entry of ``entity`` that holds it, among
+        ``portal_ids`` (a record found on the portal is another record's when it is held)."""
+        ...
+
     def count(self, entity: str) -> int:
         """How many live entries ``entity`` has."""
         ...

@@ -161,6 +161,15 @@ class MemoryStateStore:
             if r.entity == entity and r.is_live and r.key in wanted and r.portal_id is not None
         }
 
+    def holders(self, entity: str, portal_ids: Sequence[str]) -> dict[str, str]:
+        """Portal id → key of the live entry of ``entity`` holding it."""
+        wanted = set(portal_ids)
+        return {
+            r.portal_id: r.key
+            for r in self.rows.values()
+            if r.entity == entity and r.is_live and r.portal_id in wanted
+        }
+
     def record(self, delivered: Sequence[Delivered]) -> None:
         """Record acknowledged changes, all or nothing: upserts first, then tombstones."""
         now = self.clock()

@@ -116,6 +116,19 @@ class TestStateStoreContract:
         assert store.watermark("pupil") is None
         assert not store.is_approved("abc")
 
+    def test_the_portals_ids_are_kept_and_found_both_ways(self, store: StateStore) -> None:
+        """An acknowledgement's portal id is kept beside the key, through an update that gives
+        none; found by key and by id, for live entries only."""
+        first = [delivery(Op.CREATE, k, entity="mark") for k in (1, 2, 3)]
+        store.record([d._replace(portal_id=f"P{k}") for k, d in zip((1, 2, 3), first, strict=True)])
+        store.record([delivery(Op.UPDATE, 1, "f2", entity="mark")])  # no id: P1 stays
+        store.record([delivery(Op.DELETE, 3, entity="mark")])
+        assert store.portal_ids("mark", ["1", "2", "3", "9"]) == {"1": "P1", "2": "P2"}
+        assert store.holders("mark", ["P1", "P2", "P3", "P9"]) == {"P1": "1", "P2": "2"}
+        assert store.portal_ids("pupil", ["1"]) == {}
+        store.record([delivery(Op.UPDATE, 2, "f3", entity="mark")._replace(portal_id="Q2")])
+        assert store.portal_ids("mark", ["2"]) == {"2": "Q2"}
+
     def test_regate_marks_stay_until_a_complete_run_clears_them(self, store: StateStore) -> None:
         """Re-gating marks are kept until cleared (some, or all after a full run), and the
         day the last complete run gated for is remembered."""
@@ -546,6 +559,23 @@ class TestSqlStateStore:
             assert again.schema_version() == SCHEMA_VERSION
             assert not again.is_approved("deadbeef0000")
             assert again.held_plan("deadbeef0000") is None
+            assert keys_of(again) == ["1"]
+        finally:
+            again.close()
+
+    def test_version_3_store_gains_the_index_of_portal_ids(self, sql_url: str) -> None:
+        """A version 3 store gets the partial index of the portal's ids; its records stay."""
+        store = open_state(sql_url, clock)
+        store.record([delivery(Op.CREATE, 1, "kept")])
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP INDEX ix_record_state_portal_id"))
+        set_schema_version(store, 3)
+        store.close()
+        again = open_state(sql_url, clock)
+        try:
+            assert again.schema_version() == SCHEMA_VERSION
+            names = {i["name"] for i in sa.inspect(again.engine).get_indexes("record_state")}
+            assert "ix_record_state_portal_id" in names
             assert keys_of(again) == ["1"]
         finally:
             again.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from tenacity import (
     RetryCallState,
@@ -12,7 +13,6 @@ from tenacity import (
 from tenacity.wait import wait_exponential
 
 from bridge.adapters.portal_client.answers import Disposition, Verdict
-from bridge.adapters.portal_client.settings import PortalSettings
 from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
 
 
@@ -36,8 +36,17 @@ def raise_unless_ok(verdict: Verdict, retry_after: float | None = None) -> None:
     raise PortalFatalError(verdict.status, verdict.kind, verdict.detail)
 
 
+class Backoff(Protocol):
+    """The settings a backoff is built from (a portal client's, whichever portal)."""
+
+    @property
+    def backoff_initial(self) -> float: ...
+    @property
+    def backoff_max(self) -> float: ...
+
+
 def jittered_backoff(
-    settings: PortalSettings, random: Callable[[], float]
+    settings: Backoff, random: Callable[[], float]
 ) -> Callable[[RetryCallState], float]:
     """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**(attempt - 1)))."""
     ceiling = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max)

@@ -133,6 +133,18 @@ class RecordReads:
                 found.update((str(k), str(p)) for k, p in conn.execute(query))
         return found
 
+    def holders(self, entity: str, portal_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(portal_ids, LOOKUP_CHUNK):
+                query = sa.select(record_state.c.portal_id, record_state.c.key).where(
+                    record_state.c.entity == entity,
+                    record_state.c.portal_id.in_(chunk),
+                    record_state.c.status != DELETED,
+                )
+                found.update((str(p), str(k)) for p, k in conn.execute(query))
+        return found
+
     def count(self, entity: str) -> int:
         query = (
             sa.select(sa.func.count())

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DELETED = "deleted"  # the status of a record deleted from the portal (a tombstone)
 
 metadata = sa.MetaData()
@@ -49,6 +49,15 @@ record_state = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_record_state_key", "entity", "key"),
     sa.Index("ix_record_state_pupil", "pupil_key"),
+    # Which record holds a portal's id (version 4): partial, so a portal that gives no ids
+    # (the reference import API) writes nothing to it.
+    sa.Index(
+        "ix_record_state_portal_id",
+        "entity",
+        "portal_id",
+        sqlite_where=sa.text("portal_id IS NOT NULL"),
+        postgresql_where=sa.text("portal_id IS NOT NULL"),
+    ),
     sqlite_with_rowid=False,
 )
 watermark = sa.Table(
@@ -199,5 +208,16 @@ def _add_portal_checks(conn: sa.Connection) -> None:
     portal_checked.create(conn, checkfirst=True)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _add_held_plans, 3: _add_portal_checks}
+def _index_portal_ids(conn: sa.Connection) -> None:
+    """Version 4: an index of the portal's ids (portals that assign them)."""
+    for index in record_state.indexes:
+        if index.name == "ix_record_state_portal_id":
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    2: _add_held_plans,
+    3: _add_portal_checks,
+    4: _index_portal_ids,
+}
 """Schema version → the step that brings the version before it up to it."""
