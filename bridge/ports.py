@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from bridge.core.matching import Match, Settled
+from bridge.core.matching import Contingent, Match, Matches, Settled
 from bridge.core.model import Change, EntryView, StateEntry, Value
 from bridge.core.support import PortalSupport
 
@@ -121,6 +121,25 @@ class KeyedSource(Source, Protocol):
         """(how many rows have a key, the sum of the keys, how many rows have no watermark) of
         the mapping's table, filters applied: a row gone or added unseen changes the first two;
         rows without a watermark cannot be read as changed."""
+        ...
+
+
+@runtime_checkable
+class ContingentPortal(Protocol):
+    """A portal that owns the school's contingent (``Capability.MATCH``): the bridge reads it
+    and matches the school's records with it before a run plans anything."""
+
+    @property
+    def names(self) -> Mapping[str, Mapping[str, str]]:
+        """Entity → the school's name → the portal's (names spelled otherwise there)."""
+        ...
+
+    def contingent(self) -> Contingent:
+        """The school's contingent as the portal holds it."""
+        ...
+
+    def use_matches(self, matches: Matches) -> None:
+        """The run's matches, from which the portal's ids of matched records come."""
         ...
 
 

@@ -68,6 +68,9 @@ class HoldReason(StrEnum):
     AFTER_WITHDRAWAL = "after_withdrawal"
     NOT_ENROLLED = "not_enrolled"
     GRADE_1_MARK = "grade_1_mark"
+    NOT_MATCHED = "not_matched"
+    """The portal owns the contingent and has no record this pupil is matched with (missing,
+    ambiguous, or rejected by the admin): nothing of theirs can go, and nothing is guessed."""
 
 
 @dataclass(slots=True)

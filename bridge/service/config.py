@@ -47,6 +47,7 @@ from bridge.service.settings import (
 )
 
 SYSTEM_CONFIG = Path("/etc/asiou-bridge/bridge.toml")
+PORTAL_KINDS = ("reference", "dnevnik")
 CONFIG_ENV = "ASIOU_BRIDGE_CONFIG"
 DB_PASSWORD_ENV = "ASIOU_BRIDGE_DB_PASSWORD"  # noqa: S105 - a variable name, not a secret
 PORTAL_SECRET_ENV = "ASIOU_BRIDGE_PORTAL_SECRET"  # noqa: S105 - a variable name
@@ -156,6 +157,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         raise ConfigError(problems)
     base = path.parent
     portal = {**values["portal"], "url": values["portal"]["url"].rstrip("/")}
+    if portal["names_file"]:
+        portal["names_file"] = str((base / portal["names_file"]).resolve())
     return Config(
         file=str(path),
         source=SourceSettings(
@@ -256,6 +259,9 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
+    if values["portal"]["kind"] not in PORTAL_KINDS:
+        kinds = " or ".join(PORTAL_KINDS)
+        problems.append(Problem(file, "portal.kind", f"must be {kinds}"))
     if not 1 <= values["portal"]["concurrency"] <= MAX_CONCURRENCY:
         problems.append(Problem(file, "portal.concurrency", f"must be from 1 to {MAX_CONCURRENCY}"))
     _check_schedule(values["schedule"], file, problems)

@@ -22,6 +22,7 @@ import structlog
 from bridge.adapters.state import SqlStateStore
 from bridge.core.errors import ExitCode
 from bridge.core.mapping import MappingSet
+from bridge.core.matching import Matches
 from bridge.core.scope import Scope
 from bridge.ports import ENTITIES as PORTAL_ENTITIES
 from bridge.service.config import Config
@@ -35,9 +36,10 @@ from bridge.service.engine import (
     read_back,
     run_sync,
 )
+from bridge.service.engine.contingent import stored_matches
 from bridge.service.metrics import MetricsSink, summary_from
 from bridge.service.runs import RunLog, SyncLock
-from bridge.service.wiring import Adapters, open_adapters, run_options
+from bridge.service.wiring import Adapters, matched_entities, open_adapters, run_options
 
 Say = Callable[[str], None]
 
@@ -91,6 +93,8 @@ class Service:
             with self.adapters() as mine:
                 return self.preview(request, mine)
         options = self._options(io, request)
+        if matched_entities(self.config):  # the last matching: a preview reads no portal
+            options = replace(options, matches=stored_matches(io.state) or Matches())
         if request.reconcile:
             entities = [e for e in self.mappings.entities if e in PORTAL_ENTITIES]
             options = replace(options, drift=read_back(io.portal.fingerprints, io.state, entities))

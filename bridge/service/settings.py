@@ -72,6 +72,12 @@ class MappingsSettings:
 class PortalSection:
     """``[portal]``: the diary import API and how patient to be with it."""
 
+    kind: str = key(
+        "reference",
+        "which portal: reference (the bundled import API) or dnevnik (the dnevnik.ru "
+        "partner API v2; url is then its /v2/ root, school the portal's school id, and "
+        "the secret the Access-Token)",
+    )
     url: str = key("http://127.0.0.1:8400", "base URL of the diary import API")
     school: str = key("demo", "the school's id on the portal")
     client_id: str = key("asiou-bridge", "OAuth2 client id")
@@ -102,6 +108,11 @@ class PortalSection:
         "each other are never sent together)",
     )
     ca_bundle: str = key("", "CA bundle for TLS verification (default: the system's)")
+    names_file: str = key(
+        "",
+        "dnevnik: a TOML file of names the portal spells otherwise, per entity "
+        '([subject] "Русский язык" = "Русский язык и литература"), relative to this file',
+    )
 
 
 EVERY = re.compile(r"(\d+)\s*([smh])")

@@ -5,11 +5,14 @@ options a configuration implies. Every command and the daemon get their adapters
 
 from __future__ import annotations
 
+import tomllib
 from contextlib import ExitStack
 from datetime import date
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bridge.adapters.dnevnik import DNEVNIK_SUPPORT, DnevnikPortal, DnevnikSettings
 from bridge.adapters.portal_client import REFERENCE_SUPPORT, PortalClient, PortalSettings
 from bridge.adapters.source import SqlSource, open_source
 from bridge.adapters.state import SqlStateStore, open_state, utc_now
@@ -28,7 +31,7 @@ class Adapters:
         self.config = config
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
-        self._portal: PortalClient | None = None
+        self._portal: PortalClient | DnevnikPortal | None = None
         self._opened = ExitStack()  # what was opened, closed in reverse order
 
     @property
@@ -50,10 +53,19 @@ class Adapters:
         return self._state
 
     @property
-    def portal(self) -> PortalClient:
-        """The portal client (``[portal]``, the secret from env, file or credential)."""
+    def portal(self) -> PortalClient | DnevnikPortal:
+        """The portal adapter of ``portal.kind`` (the secret from env, file or credential)."""
         if self._portal is None:
-            self._portal = PortalClient(portal_settings(self.config))
+            if self.config.portal.kind == "dnevnik":
+                state = self.state
+                self._portal = DnevnikPortal(
+                    dnevnik_settings(self.config),
+                    state.portal_ids,
+                    state.holders,
+                    careful=lambda: state.batches_in_doubt() > 0,
+                )
+            else:
+                self._portal = PortalClient(portal_settings(self.config))
             self._opened.callback(self._portal.close)
         return self._portal
 
@@ -102,12 +114,50 @@ def matched_entities(config: Config) -> frozenset[str]:
 def portal_support(config: Config) -> PortalSupport:
     """What the configured portal receives, per entity (known without connecting to it, so
     that a preview says it too)."""
-    del config  # one kind of portal so far: the reference import API
-    return REFERENCE_SUPPORT
+    return DNEVNIK_SUPPORT if config.portal.kind == "dnevnik" else REFERENCE_SUPPORT
 
 
-def portal_settings(config: Config) -> PortalSettings:
-    """Client settings from the configuration (the secret from env, file or credential)."""
+def dnevnik_settings(config: Config) -> DnevnikSettings:
+    """The dnevnik.ru adapter's settings (the secret is the Access-Token)."""
+    portal = config.portal
+    try:
+        return DnevnikSettings(
+            base_url=portal.url,
+            school=portal.school,
+            token=_secret(config),
+            connect_timeout=portal.connect_timeout,
+            read_timeout=portal.read_timeout,
+            request_deadline=portal.request_deadline,
+            batch_size=portal.batch_size,
+            max_attempts=portal.retries,
+            max_retry_after=portal.max_retry_after,
+            max_batch_wait=portal.max_batch_wait,
+            rate_limit=portal.rate_limit,
+            concurrency=portal.concurrency,
+            verify=portal.ca_bundle or True,
+            names=load_names(portal.names_file) if portal.names_file else {},
+        )
+    except ValueError as exc:
+        raise ConfigError([Problem(config.file, "portal", str(exc))]) from exc
+
+
+def load_names(path: str) -> dict[str, dict[str, str]]:
+    """``[entity] "school's name" = "portal's name"`` tables; ConfigError naming the file."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(path, "", f"cannot read the names file: {exc}")]) from exc
+    problems = [
+        Problem(path, str(entity), "must be a table of text = text")
+        for entity, table in data.items()
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values())
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return {str(e): {str(k): str(v) for k, v in t.items()} for e, t in data.items()}
+
+
+def _secret(config: Config) -> str:
     secret = config.portal_secret()
     if secret is None:
         raise ConfigError(
@@ -121,6 +171,12 @@ def portal_settings(config: Config) -> PortalSettings:
                 )
             ]
         )
+    return secret
+
+
+def portal_settings(config: Config) -> PortalSettings:
+    """Client settings from the configuration (the secret from env, file or credential)."""
+    secret = _secret(config)
     return PortalSettings(
         base_url=config.portal.url,
         school=config.portal.school,

@@ -57,6 +57,11 @@ class Refused(Exception):  # noqa: N818 - an answer, not a failure of the adapte
         super().__init__(verdict.reason)
         self.status, self.kind, self.detail = verdict.status, verdict.kind, verdict.detail
 
+    @classmethod
+    def of(cls, status: int, kind: str, detail: str) -> Refused:
+        """A refusal the adapter decides itself (a value the school's tables do not map)."""
+        return cls(Verdict(Disposition.REJECTED, status, kind, detail))
+
 
 class OutcomeUnknown(Exception):  # noqa: N818 - a state of knowledge, as the name says
     """A create was sent and no answer says whether it took effect."""
@@ -139,10 +144,8 @@ class DnevnikHttp:
         if status == 401 or verdict.kind == "authorizationFailed":
             raise PortalAuthError(status, f"{verdict.kind}: {verdict.detail}")
         if verdict.disposition is Disposition.RETRIABLE:
-            prefix = "HTTP 429" if status == 429 else "HTTP"
-            raise _TransientError(
-                f"{prefix} {status} {verdict.kind}: {verdict.detail}"[:300], retry_after
-            )
+            transient = _UnappliedError if status == 429 else _TransientError
+            raise transient(verdict.reason, retry_after)
         if status in REFUSALS:
             raise Refused(verdict)
         raise PortalFatalError(status, verdict.kind, verdict.detail)

@@ -54,8 +54,8 @@ class DnevnikSettings:
     concurrency: int = 1
     verify: bool | str = True
     user_agent: str = f"asiou-bridge/{__version__}"
-    work_types: Mapping[str, str] = WORK_TYPES
-    statuses: Mapping[str, str] = LOG_STATUSES
+    work_types: Mapping[str, str] = field(default_factory=lambda: WORK_TYPES)
+    statuses: Mapping[str, str] = field(default_factory=lambda: LOG_STATUSES)
     mark_system: str = "mark5"
     names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Entity → the school's name → the portal's (subjects, classes, periods called otherwise)."""

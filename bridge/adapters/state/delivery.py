@@ -127,6 +127,18 @@ class Deliveries:
                 conn.execute(watermark.delete().where(watermark.c.entity == entity))
                 conn.execute(watermark.insert().values(entity=entity, value=value, updated_at=now))
 
+    def batches_in_doubt(self) -> int:
+        """Batches sent and never answered (a run that ended uncleanly): their outcome is
+        unknown, so a portal that only creates looks its records up before creating again."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(delivery_batch)
+                    .where(delivery_batch.c.status == "sent")
+                ).scalar_one()
+            )
+
     def open_batch(self, run_id: str, batch: int, operations: int) -> None:
         row = {
             "run_id": run_id,

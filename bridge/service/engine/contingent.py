@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import structlog
+
 from bridge.core.builder import RowRejected
 from bridge.core.mapping import CompiledMapping, MappingSet
 from bridge.core.matching import (
@@ -27,7 +29,9 @@ from bridge.core.matching import (
     match_pupils,
 )
 from bridge.core.model import Record, Value
-from bridge.ports import Source
+from bridge.ports import ContingentPortal, MatchState, Source, StateStore
+
+log = structlog.get_logger()
 
 Settlements = Callable[[str], Mapping[str, Settled]]
 """Entity → key → the admin's decision (the state store's ``settlements``)."""
@@ -100,6 +104,37 @@ def match_school(
     ):
         matches.add(match_named(entity, ours, theirs, settlements(entity), names.get(entity)))
     matches.add(match_pupils(side.pupils, contingent.persons, class_ids, settlements("pupil")))
+    return matches
+
+
+def match_run(
+    mappings: MappingSet, source: Source, state: StateStore, portal: ContingentPortal, as_of: str
+) -> Matches:
+    """The matching phase of one run: read both sides, match them (the admin's decisions
+    first), keep the result in the state store for ``match list``, give it to the portal."""
+    contingent = portal.contingent()
+    side = read_school(mappings, source, as_of)
+    keeps = isinstance(state, MatchState)
+    matches = match_school(
+        side,
+        contingent,
+        state.settlements if isinstance(state, MatchState) else (lambda _: {}),
+        portal.names,
+    )
+    if isinstance(state, MatchState):
+        for entity, found in matches.by_entity.items():
+            state.record_matches(entity, list(found.values()))
+    portal.use_matches(matches)
+    log.info("contingent.matched", kept=keeps, **{e: dict(c) for e, c in matches.counts().items()})
+    return matches
+
+
+def stored_matches(state: StateStore) -> Matches | None:
+    """The last matching the state store keeps (a preview uses it: it reads no portal)."""
+    if not isinstance(state, MatchState):
+        return None
+    matches = Matches()
+    matches.add(state.matches())
     return matches
 
 

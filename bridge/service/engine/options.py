@@ -12,6 +12,7 @@ from bridge.core.errors import (
     SourceError,
 )
 from bridge.core.guard import GuardHold, Thresholds
+from bridge.core.matching import Matches
 from bridge.core.model import Change
 from bridge.core.plan import (
     Item,
@@ -67,6 +68,9 @@ class RunOptions:
     drift: Drift | None = None
     """The portal read back (``read_back``): a reconciling run, whose state view is corrected
     by what the portal holds (``bridge.core.reconcile``). Planned in one process."""
+    matches: Matches | None = None
+    """The run's matching of the school's contingent with the portal's (a portal that owns
+    it): a pupil without a usable match is held, everything of theirs with them."""
     support: PortalSupport | None = None
     """What the portal receives, entity by entity (``Portal.support``); the changes it does
     not take are counted in ``Plan.not_supported`` and never sent. None: everything."""

@@ -25,10 +25,12 @@ from bridge.core.errors import (
 from bridge.core.mapping import MappingSet
 from bridge.ports import ENTITIES as PORTAL_ENTITIES
 from bridge.ports import (
+    ContingentPortal,
     Portal,
     Source,
     StateStore,
 )
+from bridge.service.engine.contingent import match_run
 from bridge.service.engine.deliver import Deadline, Deliverer, DeliveryReport, Progress
 from bridge.service.engine.options import PlanResult, RunOptions
 from bridge.service.engine.planning import plan_run, read_back
@@ -79,6 +81,9 @@ def run_sync(
     ``reconcile`` run first reads the portal back (``bridge.core.reconcile``)."""
     if options.support is None:
         options = replace(options, support=portal.support)
+    if isinstance(portal, ContingentPortal):
+        matches = match_run(mappings, source, state, portal, options.as_of.isoformat())
+        options = replace(options, matches=matches)
     if reconcile:
         entities = [e for e in mappings.entities if e in PORTAL_ENTITIES]
         options = replace(options, drift=read_back(portal.fingerprints, state, entities))

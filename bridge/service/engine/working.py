@@ -10,7 +10,7 @@ from datetime import datetime
 from bridge.core import gate, reconcile
 from bridge.core.gate import Context
 from bridge.core.mapping import CompiledMapping, MappingSet
-from bridge.core.model import Change, Hold, Record
+from bridge.core.model import Change, Hold, HoldReason, Record
 from bridge.core.plan import (
     Item,
     Plan,
@@ -65,6 +65,9 @@ class _Run:
         self.mappings, self.source, self.state, self.options = mappings, source, state, options
         self.sink = sink
         self.ctx = Context(as_of=options.as_of.isoformat(), erased=options.erased)
+        if options.matches is not None:
+            for pupil in options.matches.unusable("pupil"):
+                self.ctx.close(pupil, HoldReason.NOT_MATCHED)
         self.result = PlanResult(Plan(mode="incremental" if options.incremental else "full"))
         self.watermarks: dict[str, str] = {}
         self.dirty_pupils: set[str] = set()

@@ -1,0 +1,325 @@
+"""The journal on dnevnik.ru, one record per request: what each canonical operation becomes.
+
+* lesson: found by group, subject, date and number, else ``POST lessons`` (the topic as its
+  ``title``; its homework as a ``Homework`` work); no update, no delete (the API has neither);
+* work: ``POST works`` (the work type from the school's table), ``PUT works/{id}``,
+  ``DELETE works/{id}``;
+* mark: ``POST persons/{p}/works/{w}/mark``; no correction, no retraction (none in the API);
+* absence: a lesson log entry, ``POST``, ``PUT`` and ``DELETE lessons/{l}/log-entries`` (the
+  status from the school's table); its id on the portal is ``lesson/person``.
+
+References are translated at send time: a mark needs its pupil's matched person and its work's
+id. A create whose outcome is unknown (an answer lost) is followed by a lookup of the record on
+the portal by its natural key, and so is every create of a run that starts after one that did
+not end cleanly (``careful``): a record found there, and held by no other record of the bridge,
+is the one sent. A refusal for good becomes the operation's result (the portal's type and
+description); anything else is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge.adapters.dnevnik.http import DnevnikHttp, OutcomeUnknown, Refused
+from bridge.adapters.dnevnik.ids import IdBook
+from bridge.adapters.dnevnik.settings import DnevnikSettings
+from bridge.core.errors import PortalUnavailable
+from bridge.ports import Operation, OperationResult
+
+HOMEWORK = "homework"
+Found = Callable[[], str | None]
+"""A lookup of a record on the portal by its natural key: its id, or None."""
+
+
+class NotOnPortal(Exception):  # noqa: N818 - a state of a reference, reported as a refusal
+    """A record this one refers to has no id on the portal (unmatched, or not sent)."""
+
+    def __init__(self, entity: str, key: str) -> None:
+        super().__init__(f"its {entity} {key} has no record on the portal")
+        self.entity, self.key = entity, key
+
+
+class Journal:
+    """Writes one operation at a time (thread-safe: the state is the id book's)."""
+
+    def __init__(
+        self, http: DnevnikHttp, settings: DnevnikSettings, ids: IdBook, *, careful: bool
+    ) -> None:
+        self.http, self.settings, self.ids, self.careful = http, settings, ids, careful
+        self._work_types: dict[str, str] | None = None
+
+    def apply(self, op: Operation) -> OperationResult:
+        """One operation's result: done (with the portal's id), or refused for good."""
+        write = WRITERS.get((op.entity, op.method))
+        try:
+            if write is None:
+                return _refused(op, 0, "notSupported", f"no {op.method} of {op.entity} here")
+            return OperationResult(op.op_id, True, 200, portal_id=write(self, op))
+        except Refused as refusal:
+            return _refused(op, refusal.status, refusal.kind, refusal.detail)
+        except NotOnPortal as missing:
+            return _refused(op, 0, "notOnPortal", str(missing))
+
+    # --- lessons ----------------------------------------------------------------------------
+
+    def put_lesson(self, op: Operation) -> str:
+        data = _data(op)
+        group = self._group_of(data)
+        subject = self._matched("subject", data.get("subject"))
+        day, number = str(data["date"]), int(str(data["number"]))
+
+        def found() -> str | None:
+            lessons = self.http.get(f"edu-groups/{group}/lessons/{day}/{day}")
+            for lesson in lessons if isinstance(lessons, list) else []:
+                if _id(lesson.get("subject") or {}) == subject and lesson.get("number") == number:
+                    return _id(lesson)
+            return None
+
+        body = {"group": group, "subject": subject, "date": day, "number": number}
+        body["title"] = str(data.get("topic") or "")
+        lesson = self._create("lesson", op.sourced_id, "lessons", body, found, always=True)
+        homework = data.get("homework")
+        if homework:
+            self._homework(lesson, str(homework), day)
+        return lesson
+
+    def _homework(self, lesson: str, text: str, day: str) -> None:
+        """The lesson's homework as a ``Homework`` work, unless the lesson has one already."""
+
+        def found() -> str | None:
+            for work in _works(self.http.get("works", {"lesson": lesson})):
+                if work.get("type") == "Homework" and work.get("text") == text:
+                    return _id(work)
+            return None
+
+        body = {
+            "lesson": lesson,
+            "type": "Homework",
+            "workType": self._work_type(HOMEWORK),
+            "markType": None,
+            "text": text,
+            "targetDate": day,
+            "displayInJournal": True,
+        }
+        self._post_once("works", body, found, always=True)
+
+    # --- works ------------------------------------------------------------------------------
+
+    def put_work(self, op: Operation) -> str:
+        data = _data(op)
+        lesson = self._written("lesson", data.get("lesson"))
+        kind = str(data.get("kind") or "")
+        work_type = self._work_type(kind)
+        body = {
+            "lesson": lesson,
+            "type": "Homework" if kind == HOMEWORK else "CommonWork",
+            "workType": work_type,
+            "markType": self.settings.mark_system,
+            "displayInJournal": True,
+        }
+        own = self.ids.get("work", op.sourced_id)
+        if own is not None:
+            self.http.put(f"works/{own}", body)
+            return own
+
+        def found() -> str | None:
+            for work in _works(self.http.get("works", {"lesson": lesson})):
+                marked = work.get("markType") is not None  # not a lesson's homework text
+                if (
+                    marked
+                    and str(work.get("workType")) == work_type
+                    and self._free("work", _id(work))
+                ):
+                    return _id(work)
+            return None
+
+        return self._create("work", op.sourced_id, "works", body, found)
+
+    def delete_work(self, op: Operation) -> str | None:
+        own = self.ids.get("work", op.sourced_id)
+        if own is None:
+            return None  # never on the portal: nothing to delete
+        try:
+            self.http.delete(f"works/{own}")
+        except Refused:
+            if self._exists(f"works/{own}"):
+                raise
+        self.ids.note("work", op.sourced_id, None)
+        return None
+
+    # --- marks ------------------------------------------------------------------------------
+
+    def put_mark(self, op: Operation) -> str:
+        data = _data(op)
+        person = self._matched("pupil", data.get("pupil"))
+        work = self._written("work", data.get("work"))
+        path = f"persons/{person}/works/{work}/mark"
+
+        def found() -> str | None:
+            for mark in _works(self.http.get(f"persons/{person}/works/{work}/marks")):
+                if self._free("mark", _id(mark)):
+                    return _id(mark)
+            return None
+
+        body = {"value": str(data.get("value")), "mood": None}
+        return self._create("mark", op.sourced_id, path, body, found)
+
+    # --- absences (lesson log entries) ------------------------------------------------------
+
+    def put_absence(self, op: Operation) -> str:
+        data = _data(op)
+        person = self._matched("pupil", data.get("pupil"))
+        lesson = self._written("lesson", data.get("lesson"))
+        code = str(data.get("code") or "")
+        status = self.settings.statuses.get(code)
+        if status is None:
+            raise Refused.of(0, "notMapped", f"absence code {code!r} has no log-entry status")
+        entry = {"person": person, "lesson": lesson, "status": status}
+        path = f"lessons/{lesson}/log-entries"
+        own = f"{lesson}/{person}"  # a log entry is the lesson's and the person's: its id
+        if self._log_entry(lesson, person) is not None:
+            self.http.put(path, {"person": person, "lessonLogEntry": entry})
+            return own
+        try:
+            self.http.post(path, {"lessonLogEntry": entry})
+        except (OutcomeUnknown, Refused):
+            if self._log_entry(lesson, person) is None:
+                raise
+            self.http.put(path, {"person": person, "lessonLogEntry": entry})
+        return own
+
+    def delete_absence(self, op: Operation) -> None:
+        own = self.ids.get("absence", op.sourced_id)
+        if own is None:
+            return  # never on the portal: nothing to delete
+        lesson, person = own.split("/")
+        if self._log_entry(lesson, person) is not None:
+            self.http.delete(f"lessons/{lesson}/log-entries", {"person": person})
+        self.ids.note("absence", op.sourced_id, None)
+
+    def _log_entry(self, lesson: str, person: str) -> Mapping[str, Any] | None:
+        for entry in _works(self.http.get(f"lessons/{lesson}/log-entries")):
+            if _id(entry, "person") == person:
+                return entry
+        return None
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def _create(
+        self,
+        entity: str,
+        key: str,
+        path: str,
+        body: Mapping[str, Any],
+        found: Found,
+        *,
+        always: bool = False,
+    ) -> str:
+        """Create one record (or find it, when a lookup is due) and note its id."""
+        portal_id = self._post_once(path, body, found, always=always)
+        self.ids.note(entity, key, portal_id)
+        return portal_id
+
+    def _post_once(self, path: str, body: Mapping[str, Any], found: Found, *, always: bool) -> str:
+        """POST unless the record is already there; after an unknown outcome, look before
+        posting again. Gives up as PortalUnavailable after ``max_attempts`` unknown outcomes."""
+        if always or self.careful:
+            there = found()
+            if there is not None:
+                return there
+        reason = "unknown"
+        for _ in range(self.settings.max_attempts):
+            try:
+                return _id(self.http.post(path, body))
+            except OutcomeUnknown as unknown:
+                reason = unknown.reason
+                there = found()
+                if there is not None:
+                    return there
+        raise PortalUnavailable(self.settings.max_attempts, f"outcome unknown: {reason}")
+
+    def _free(self, entity: str, portal_id: str) -> bool:
+        """True when no record of the bridge holds ``portal_id`` (it may be this one's)."""
+        return self.ids.holder(entity, portal_id) is None
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.http.get(path)
+        except Refused:
+            return False
+        return True
+
+    def _group_of(self, data: Mapping[str, Any]) -> str:
+        """The portal group of a lesson: its subgroup's match, else its class's."""
+        if data.get("group") not in (None, ""):
+            return self._matched("group", data.get("group"))
+        return self._matched("class", data.get("class"))
+
+    def _matched(self, entity: str, key: object) -> str:
+        found = None if key is None else self.ids.matched(entity, str(key))
+        if found is None:
+            raise NotOnPortal(entity, str(key))
+        return found
+
+    def _written(self, entity: str, key: object) -> str:
+        found = None if key is None else self.ids.get(entity, str(key))
+        if found is None:
+            raise NotOnPortal(entity, str(key))
+        return found
+
+    def _work_type(self, kind: str) -> str:
+        """The portal's id of the school's work type for a canonical work kind."""
+        if self._work_types is None:
+            listed = _works(self.http.get(f"work-types/{self.settings.school}"))
+            self._work_types = {str(t.get("abbr")): _id(t) for t in listed}
+        abbr = self.settings.work_types.get(kind)
+        found = self._work_types.get(abbr or "")
+        if found is None:
+            raise Refused.of(0, "notMapped", f"work kind {kind!r} has no work type on the portal")
+        return found
+
+
+def _matched_only(journal: Journal, op: Operation) -> str | None:
+    """A record the portal owns: 'delivered' when it is matched (its id recorded); a delete
+    drops it from the state only (the portal's record is the school's, not the bridge's)."""
+    if op.method == "DELETE":
+        return None
+    return journal._matched(op.entity, op.sourced_id)
+
+
+WRITERS: dict[tuple[str, str], Callable[[Journal, Operation], str | None]] = {
+    ("lesson", "PUT"): Journal.put_lesson,
+    ("work", "PUT"): Journal.put_work,
+    ("work", "DELETE"): Journal.delete_work,
+    ("mark", "PUT"): Journal.put_mark,
+    ("absence", "PUT"): Journal.put_absence,
+    ("absence", "DELETE"): Journal.delete_absence,
+    **{
+        (entity, method): _matched_only
+        for entity in ("class", "group", "subject", "period", "pupil")
+        for method in ("PUT", "DELETE")
+    },
+}
+"""(entity, method) → the write; anything else is refused as not supported."""
+
+
+def _refused(op: Operation, status: int, kind: str, detail: str) -> OperationResult:
+    return OperationResult(op.op_id, False, status, kind, detail[:300])
+
+
+def _data(op: Operation) -> Mapping[str, Any]:
+    if op.data is None:
+        raise ValueError(f"a {op.method} of {op.entity} carries its record")
+    return op.data
+
+
+def _works(answer: object) -> list[Mapping[str, Any]]:
+    return [x for x in answer if isinstance(x, dict)] if isinstance(answer, list) else []
+
+
+def _id(obj: Mapping[str, Any] | object, name: str = "id") -> str:
+    if not isinstance(obj, dict):
+        raise ValueError("the portal answered a write with something other than the record")
+    text = obj.get(f"{name}_str")
+    return str(text) if text is not None else str(obj.get(name))
