@@ -204,7 +204,8 @@ class Journal:
 
     def create_lesson(self, body: Mapping[str, Any]) -> tuple[Obj, list[Change]]:
         """A new lesson (a second identical one is a second lesson, as in a real diary)."""
-        group = self.get("group", parse_id(body.get("eduGroup", body.get("group")), "eduGroup"))
+        group_id = parse_id(body.get("eduGroup", body.get("group")), "eduGroup")
+        group = self.get("group", group_id, "eduGroup")
         subject_id = parse_id(_first(body, "subject", "subjectId"), "subject")
         self.get("subject", subject_id)
         if subject_id not in group["subjects"]:
