@@ -91,6 +91,8 @@ class Journal:
         self._marks_of: dict[int, list[int]] = defaultdict(list)
         self._log_of: dict[int, dict[int, int]] = defaultdict(dict)
         self._stays: dict[tuple[int, int], list[Obj]] = defaultdict(list)
+        self._members_of: dict[int, set[int]] = defaultdict(set)
+        self._lessons_of: dict[int, list[int]] = defaultdict(list)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -106,6 +108,9 @@ class Journal:
             self._log_of[obj["lesson"]][obj["person"]] = obj["id"]
         elif kind == "membership":
             self._stays[obj["group"], obj["person"]].append(obj)
+            self._members_of[obj["group"]].add(obj["person"])
+        elif kind == "lesson":
+            self._lessons_of[obj["group"]].append(obj["id"])
 
     def new_id(self) -> int:
         """The next id the portal assigns."""
@@ -122,6 +127,7 @@ class Journal:
         self._works_of.clear()
         self._marks_of.clear()
         self._log_of.clear()
+        self._lessons_of.clear()
         return changes
 
     # --- reads ------------------------------------------------------------------------------
@@ -162,9 +168,8 @@ class Journal:
         """(person, ``Active`` | ``Archive``) of the group: a person with an open stay is
         Active; one whose stays are all closed is Archive (listed only with the archive)."""
         found: list[tuple[Obj, str]] = []
-        for (group, person_id), stays in sorted(self._stays.items()):
-            if group != group_id:
-                continue
+        for person_id in sorted(self._members_of.get(group_id, ())):
+            stays = self._stays[group_id, person_id]
             status = "Active" if any(s["finish"] is None for s in stays) else "Archive"
             if status == "Active" or include_archive:
                 found.append((self.objects["person"][person_id], status))
@@ -182,10 +187,11 @@ class Journal:
         """The group's lessons dated from ``first`` to ``last`` (both included), by date and
         number."""
         low, high = first.isoformat(), last.isoformat()
+        lessons = self.objects["lesson"]
         found = [
-            lesson
-            for lesson in self.objects["lesson"].values()
-            if lesson["group"] == group_id and low <= lesson["date"] <= high
+            lessons[i]
+            for i in self._lessons_of.get(group_id, [])
+            if low <= lessons[i]["date"] <= high
         ]
         return sorted(found, key=lambda x: (x["date"], x["number"], x["id"]))
 
@@ -276,9 +282,7 @@ class Journal:
 
     def _edit_work(self, work: Obj, body: Mapping[str, Any], *, creating: bool) -> None:
         if "type" in body:
-            if body["type"] not in WORK_KINDS:
-                raise ParameterInvalidError(f"type must be one of {', '.join(WORK_KINDS)}")
-            work["type"] = body["type"]
+            work["type"] = _work_kind(body["type"])
         if "workType" in body or creating:
             work["workType"] = self._work_type(body.get("workType"))
         if "markType" in body and body["markType"] != work["markType"]:
@@ -432,11 +436,21 @@ def _listed(value: object) -> Iterable[object]:
     return value if isinstance(value, list) else [value]
 
 
+def _work_kind(value: object) -> str:
+    """A work's kind by name, or by its index in :data:`WORK_KINDS` (pydnevnikruapi's example
+    work has ``"type": 0``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(WORK_KINDS):
+        return WORK_KINDS[value]
+    if value not in WORK_KINDS:
+        raise ParameterInvalidError(f"type must be one of {', '.join(WORK_KINDS)}")
+    return str(value)
+
+
 def _mark_count(value: object) -> int:
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-        raise ParameterInvalidError("markCount must be from 1 to 5")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 5:
+        raise ParameterInvalidError("markCount must be from 0 to 5")
     return value
 
 

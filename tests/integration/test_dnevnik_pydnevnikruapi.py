@@ -177,3 +177,31 @@ def _script(emulator: DnevnikEmulator, *kinds: str) -> None:
         f"{emulator.url}/_emulator/faults", json={"script": list(kinds)}, timeout=10
     )
     assert response.status_code == 200
+
+
+def test_the_client_s_example_work_is_accepted(
+    diary: Any, emulator: DnevnikEmulator, journal: dict[str, Any]
+) -> None:
+    """The work of pydnevnikruapi's docstring (every field, ``type`` 0, zero ids, a task),
+    with a real lesson and mark system, is created; the portal's own fields win."""
+    lesson = Api(emulator).lesson(journal["group"], "2025-09-11", 4)["id"]
+    example = {
+        "id": 0, "id_str": "string", "type": 0, "workType": 0, "markType": "mark5",
+        "markCount": 0, "lesson": lesson, "lesson_str": "string", "displayInJournal": True,
+        "status": "string", "eduGroup": 0, "eduGroup_str": "string",
+        "tasks": [{"id": 0, "person": 0, "work": 0, "status": "string",
+                   "targetDate": "2019-09-15T16:35:54.384Z"}],
+        "text": "string", "periodNumber": 0, "periodType": "string", "subjectId": 0,
+        "isImportant": True, "targetDate": "2025-09-11T16:35:54.384Z",
+        "sentDate": "2019-09-15T16:35:54.384Z", "createdBy": 0, "files": [0],
+        "oneDriveLinks": [0],
+    }  # fmt: skip
+    work = diary.create_lesson_work(json.dumps(example))
+    assert work["id"] > 2**53
+    assert (work["type"], work["eduGroup"], work["periodType"]) == (
+        "CommonWork",
+        journal["group"],
+        "Quarter",
+    )
+    assert work["targetDate"] == "2025-09-11T00:00:00"
+    assert work["isImportant"] is True
