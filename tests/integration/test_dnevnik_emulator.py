@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -698,6 +699,29 @@ def test_restart_keeps_exactly_what_was_acknowledged(
         assert second.mismatches() == mismatches
         again = Api(second).lesson(group)
         assert again["id"] > gone["id"]
+
+
+def test_concurrent_writes_get_distinct_ids_and_all_persist(
+    tmp_path: Path, school: tuple[Path, dict[str, Any]]
+) -> None:
+    """Marks posted from eight threads at once all succeed, with distinct ids, and all of
+    them are in the file after a restart."""
+    path = tmp_path / "emu.sqlite"
+    with DnevnikEmulator(data_path=path, seed_school=school[0]) as emulator:
+        api = Api(emulator)
+        group = api.klass(1)
+        work = api.work(api.lesson(group)["id"])["id"]
+        pupils = _active_pupils(api, group)
+
+        def post(index: int) -> int:
+            client = Api(emulator)
+            return int(client.mark(pupils[index % len(pupils)], work)["id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(post, range(80)))
+    assert len(set(ids)) == 80
+    with DnevnikEmulator(data_path=path) as again:
+        assert {m["id"] for m in again.state()["objects"]["mark"]} == set(ids)
 
 
 def test_state_and_reset(api: Api, emulator: DnevnikEmulator) -> None:
