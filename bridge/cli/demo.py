@@ -1,4 +1,5 @@
-"""The demo and reference-portal commands: ``demo-db``, ``demo``, ``portal``."""
+"""The demo and bundled-portal commands: ``demo-db``, ``demo``, ``portal``,
+``dnevnik-emulator``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bridge.cli.render import sync_text
 from bridge.core.errors import ExitCode
 from bridge.core.mapping import load_mappings
 from bridge.demo.changes import change_journal
+from bridge.dnevnik import server as dnevnik_server
 from bridge.refportal.server import DEMO_CLIENT, serve
 from bridge.service.config import load_config
 from bridge.service.runner import Request, Service
@@ -78,6 +80,28 @@ def add_portal(sub: Subparsers) -> None:
     cmd.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
     cmd.add_argument("--clients", help="JSON file of schools and their client credentials")
     cmd.add_argument("--token-ttl", type=int, default=3600, help="token lifetime in seconds")
+
+
+def add_dnevnik_emulator(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "dnevnik-emulator",
+        "Run the bundled dnevnik.ru partner API v2 emulator (demos, tests).",
+        cmd_dnevnik_emulator,
+        "example:\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
+        " --seed-school school.sqlite\n(docs/dnevnik-emulator.md)",
+    )
+    dnevnik_server.add_arguments(cmd)
+
+
+def cmd_dnevnik_emulator(args: argparse.Namespace) -> int:
+    """``dnevnik-emulator``: serve the dnevnik.ru emulator until interrupted."""
+    Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"dnevnik.ru emulator on http://{args.host}:{args.port}/v2/ (data {args.data})",
+        flush=True,
+    )
+    return dnevnik_server.serve(args)
 
 
 def cmd_portal(args: argparse.Namespace) -> int:

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_demo.add_demo_db(sub)
     cli_demo.add_demo(sub)
     cli_demo.add_portal(sub)
+    cli_demo.add_dnevnik_emulator(sub)
     return parser
 
 

@@ -11,13 +11,24 @@ import struct
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Protocol
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from bridge.refportal.service import PortalService
 from bridge.refportal.wire import Reply, Request, error
 
 MAX_BODY = 64 * 1024 * 1024
+
+
+class Service(Protocol):
+    """What the HTTP layer needs of a service: ``handle(request) -> reply`` and a logger.
+    :class:`~bridge.refportal.service.PortalService` is one; the dnevnik.ru emulator's service
+    (:mod:`bridge.dnevnik.service`) is another, with a request of its own."""
+
+    log: Any
+
+    def handle(self, request: Any) -> Reply:
+        """Answer one request."""
+        ...
 
 
 class PortalHandler(BaseHTTPRequestHandler):
@@ -52,20 +63,13 @@ class PortalHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         url = urlsplit(self.path)
-        request = Request(
-            self.command,
-            url.path,
-            dict(parse_qsl(url.query)),
-            self.headers.get("Authorization"),
-            body,
-        )
         try:
-            reply = self.server.service.handle(request)
+            reply = self.server.service.handle(self.build_request(url, body))
         except Exception as exc:  # noqa: BLE001 - any failure must still get a JSON 500
             self.server.service.log.error(
                 "request failed", path=url.path.split("/")[1:3], error=type(exc).__name__
             )
-            reply = error(500, "internalError", "the portal failed on this request")
+            reply = self.failure_reply()
         if reply.drop is not None:
             self._drop(reply.drop)
             return
@@ -73,6 +77,17 @@ class PortalHandler(BaseHTTPRequestHandler):
             self._write(reply)
         except OSError:
             self.close_connection = True  # the client went away (after a slow answer, say)
+
+    def build_request(self, url: SplitResult, body: bytes) -> Any:
+        """The service's request for this HTTP request (a subclass builds its own kind)."""
+        return Request(
+            self.command, url.path, dict(parse_qsl(url.query)), self.headers.get("Authorization"),
+            body,
+        )  # fmt: skip
+
+    def failure_reply(self) -> Reply:
+        """The 500 answered when the service raised."""
+        return error(500, "internalError", "the portal failed on this request")
 
     def _read_body(self) -> bytes | None:
         """The request body, or None after answering 411/413 (and closing)."""
@@ -137,8 +152,13 @@ class PortalHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], service: PortalService) -> None:
-        super().__init__(address, PortalHandler)
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: Service,
+        handler: type[PortalHandler] | None = None,
+    ) -> None:
+        super().__init__(address, handler or PortalHandler)
         self.service = service
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()

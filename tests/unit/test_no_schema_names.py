@@ -6,7 +6,10 @@ import re
 import tomllib
 from pathlib import Path
 
-CODE = [p for p in Path("bridge").rglob("*.py") if "demo" not in p.parts]
+SEEDS = {Path("bridge/dnevnik/seed.py")}
+"""Modules of the programs beside the bridge that read the demo school's reference schema by
+name, as bridge/demo writes it: the dnevnik.ru emulator seeds its contingent from it."""
+CODE = [p for p in Path("bridge").rglob("*.py") if "demo" not in p.parts and p not in SEEDS]
 
 
 def _names() -> set[str]:
@@ -53,7 +56,8 @@ def _names() -> set[str]:
 
 
 def test_no_source_table_or_column_name_appears_in_code() -> None:
-    """No Python module outside bridge/demo quotes a source table or column name."""
+    """No Python module outside bridge/demo (and the emulator's seeding) quotes a source table
+    or column name."""
     names = _names()
     assert names, "the mappings should name some tables and columns"
     offenders = []
