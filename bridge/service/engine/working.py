@@ -20,7 +20,7 @@ from bridge.core.plan import (
     may_close,
     pair_by_lookup,
 )
-from bridge.core.support import Refuser, refuser
+from bridge.core.support import Refuser, is_matched, refuser
 from bridge.ports import (
     Rescan,
     Row,
@@ -316,7 +316,7 @@ class _Run:
         highest watermark."""
         track = Watermark() if mapping.watermark else None
         try:
-            yield from to_items(
+            items = to_items(
                 mapping,
                 rows,
                 self.ctx,
@@ -324,10 +324,24 @@ class _Run:
                 indexed=mapping.entity in self.referenced,
                 read=self.result.plan.records_read,
             )
+            yield from self._matched_only(mapping.entity, items)
         finally:
             mark = track.text() if track is not None else None
             if mark is not None:
                 self.watermarks[mapping.entity] = mark
+
+    def _matched_only(self, entity: str, items: Iterator[Item]) -> Iterator[Item]:
+        """On a portal that owns ``entity``, a record without a usable match is held: the
+        bridge never guesses which of the portal's records it is."""
+        matches = self.options.matches
+        if matches is None or not is_matched(self.options.support, entity):
+            yield from items
+            return
+        for item in items:
+            if item.__class__ is Record and matches.portal_id(entity, item.key) is None:
+                yield Hold(item, HoldReason.NOT_MATCHED)
+            else:
+                yield item
 
     def _prepass(self, mapping: CompiledMapping) -> None:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
