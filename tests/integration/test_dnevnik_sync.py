@@ -44,6 +44,8 @@ class Rig:
             token=DEMO_TOKEN,
             batch_size=7,
             concurrency=self.concurrency,
+            backoff_initial=0.01,
+            backoff_max=0.05,
         )
         return DnevnikPortal(
             settings,
@@ -154,3 +156,37 @@ def test_pydnevnikruapi_reads_back_what_the_bridge_wrote(rig: Rig) -> None:
 
 def _live(state: SqlStateStore, entity: str) -> list[Any]:
     return list(state.lookup(entity, [s for s, *_ in state.entries(entity)]).values())
+
+
+FAULTS = {"rates": {"lost": 0.06, "500": 0.03, "429": 0.03, "reset": 0.03}, "retry_after": 0}
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_lost_answers_and_failures_leave_the_portal_exact(tmp_path: Path, concurrency: int) -> None:
+    """Writes committed whose answer is lost, resets, 500s and 429s: the runs that follow
+    finish the sync with every record on the portal exactly once."""
+    school = tmp_path / "school.sqlite"
+    write_school(school)
+    engine = sa.create_engine(f"sqlite:///{school}")
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    emulator = DnevnikEmulator(
+        data_path=tmp_path / "emu.sqlite", seed_school=school, faults=FAULTS, seed=3
+    )
+    with emulator:
+        rig = Rig(school, engine, emulator, state, concurrency)
+        runs = [rig.sync(f"r{n}") for n in range(1, 7)]
+        faults = emulator.service.stats.faults
+        final = rig.emulator.state()
+    state.close()
+    engine.dispose()
+    assert faults["lost"] > 0, faults
+    assert runs[-1].delivery.complete, runs[-1].delivery.failure
+    assert all(not found for found in final["duplicates"].values()), final["duplicates"]
+    created = Counter[str]()
+    for run in runs:
+        for entity, ops in run.delivery.delivered.items():
+            created[entity] += ops.get("create", 0)
+    counts = final["counts"]
+    assert counts["mark"] == created["mark"] > 0
+    assert counts["lesson"] == created["lesson"] > 0
+    assert counts["logentry"] == created["absence"] > 0

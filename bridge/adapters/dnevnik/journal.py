@@ -60,6 +60,8 @@ class Journal:
             return _refused(op, refusal.status, refusal.kind, refusal.detail)
         except NotOnPortal as missing:
             return _refused(op, 0, "notOnPortal", str(missing))
+        except OutcomeUnknown as unknown:  # a write with no lookup to settle it: stop here
+            raise PortalUnavailable(1, f"outcome unknown: {unknown.reason}") from unknown
 
     # --- lessons ----------------------------------------------------------------------------
 
@@ -181,12 +183,16 @@ class Journal:
         if self._log_entry(lesson, person) is not None:
             self.http.put(path, {"person": person, "lessonLogEntry": entry})
             return own
+
+        def found() -> str | None:
+            return own if self._log_entry(lesson, person) is not None else None
+
         try:
-            self.http.post(path, {"lessonLogEntry": entry})
-        except (OutcomeUnknown, Refused):
-            if self._log_entry(lesson, person) is None:
+            self._post_once(path, {"lessonLogEntry": entry}, found, always=False)
+        except Refused:
+            if found() is None:
                 raise
-            self.http.put(path, {"person": person, "lessonLogEntry": entry})
+            self.http.put(path, {"person": person, "lessonLogEntry": entry})  # there after all
         return own
 
     def delete_absence(self, op: Operation) -> None:
