@@ -548,6 +548,12 @@ def test_a_missing_or_unknown_token_is_401(emulator: DnevnikEmulator) -> None:
         assert body["type"] == "authorizationFailed"
 
 
+def test_v2_0_is_an_alias_of_v2(api: Api, emulator: DnevnikEmulator) -> None:
+    """``/v2.0/`` (where pydnevnikruapi calls marks/values) serves the same API as ``/v2/``."""
+    response = api.session.get(f"{emulator.url}/v2.0/marks/values", timeout=10)
+    assert response.json() == api.ok("GET", "marks/values")
+
+
 def test_tokens_are_configurable(tmp_path: Path, school: tuple[Path, dict[str, Any]]) -> None:
     """Given tokens replace the demo token."""
     with DnevnikEmulator(
