@@ -19,12 +19,12 @@ WITHDRAWN_ON = "2025-09-15"
 """The first day out of the pupil this school withdraws (see :func:`write_school`)."""
 
 
-def write_school(path: Path) -> dict[str, Any]:
+def write_school(path: Path, days: int = 20) -> dict[str, Any]:
     """The demo school of 60 pupils and 20 days in SQLite at ``path``, then the last pupil of
     the last class withdrawn on :data:`WITHDRAWN_ON` (from the class and its subgroups); facts
     the tests need: the withdrawn pupil's id and class."""
     engine = sa.create_engine(f"sqlite:///{path}")
-    generate(engine, SchoolSpec(pupils=60, seed=1, days=20))
+    generate(engine, SchoolSpec(pupils=60, seed=1, days=days))
     engine.dispose()
     db = sqlite3.connect(path)
     with db:

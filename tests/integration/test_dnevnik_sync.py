@@ -23,10 +23,15 @@ from bridge.core.matching import MatchStatus
 from bridge.dnevnik.emulator import DnevnikEmulator
 from bridge.dnevnik.service import DEMO_TOKEN
 from bridge.service.engine import RunOptions, SyncResult, run_sync
-from tests.dnevnik import write_school
+from tests import dnevnik
 
 MAPPINGS = load_mappings(Path("mappings"))
-AS_OF = date(2025, 9, 26)
+AS_OF = date(2025, 9, 12)
+DAYS = 10  # the first ten days of the year: every kind of record, in a third of the time
+
+
+def write_school(path: Path) -> None:
+    dnevnik.write_school(path, days=DAYS)
 
 
 @dataclass
@@ -124,6 +129,9 @@ def test_a_full_sync_writes_the_journal_once_and_nothing_of_unmatched_pupils(rig
         first.plan.plan.not_supported
     )
 
+    # An independent client reads back what the bridge wrote.
+    _read_back_with_pydnevnikruapi(rig)
+
     # Again: nothing new is written.
     again = rig.sync("r2")
     assert again.delivery.total == 0 or set(again.delivery.delivered) <= {
@@ -133,8 +141,7 @@ def test_a_full_sync_writes_the_journal_once_and_nothing_of_unmatched_pupils(rig
     assert len(rig.objects("lesson")) == delivered["lesson"]["create"]
 
 
-def test_pydnevnikruapi_reads_back_what_the_bridge_wrote(rig: Rig) -> None:
-    rig.sync("r1")
+def _read_back_with_pydnevnikruapi(rig: Rig) -> None:
     diary = DiaryAPI(token=DEMO_TOKEN)
     diary.host = rig.emulator.api_url
     try:
@@ -190,3 +197,80 @@ def test_lost_answers_and_failures_leave_the_portal_exact(tmp_path: Path, concur
     assert counts["mark"] == created["mark"] > 0
     assert counts["lesson"] == created["lesson"] > 0
     assert counts["logentry"] == created["absence"] > 0
+
+
+def test_edits_and_consent_withdrawn_go_where_the_api_allows_and_are_reported(
+    tmp_path: Path,
+) -> None:
+    """An edited mark cannot be corrected on dnevnik.ru: counted, reported, not sent. A pupil
+    whose consent is withdrawn: their log entries are deleted, their marks cannot be retracted
+    (reported), and nothing new of theirs goes; consent given again sends what is theirs."""
+    from datetime import datetime
+
+    from bridge.demo import schema
+
+    school = tmp_path / "school.sqlite"
+    write_school(school)
+    engine = sa.create_engine(f"sqlite:///{school}")
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    with DnevnikEmulator(data_path=tmp_path / "emu.sqlite", seed_school=school) as emulator:
+        rig = Rig(school, engine, emulator, state)
+        rig.sync("r1")
+        person_of = {m.key: m.portal_id for m in state.matches("pupil") if m.portal_id}
+        entries = rig.objects("logentry")
+        marked = {str(m["person"]) for m in rig.objects("mark")}
+        absent = {str(e["person"]) for e in entries}
+        pupil = next(k for k, p in sorted(person_of.items()) if p in marked & absent)
+        person = person_of[pupil]
+        later = datetime(2025, 9, 12, 18, 0)
+        with engine.begin() as conn:
+            sent = [int(e.key) for e in _live(state, "mark")]
+            edited = conn.execute(
+                sa.select(schema.mark.c.id)
+                .where(schema.mark.c.pupil_id != int(pupil), schema.mark.c.id.in_(sent))
+                .limit(1)
+            ).scalar_one()
+            conn.execute(
+                schema.mark.update()
+                .where(schema.mark.c.id == edited)
+                .values(
+                    mark_value=sa.case((schema.mark.c.mark_value == "2", "3"), else_="2"),
+                    modified_at=later,
+                )
+            )
+        marks_before = len(rig.objects("mark"))
+        edit = rig.sync("r2", incremental=True)
+        assert edit.plan.plan.not_supported["mark"] == {
+            "cannot update on this portal: the API has no mark correction or retraction": 1
+        }
+        assert len(rig.objects("mark")) == marks_before
+
+        with engine.begin() as conn:
+            conn.execute(
+                schema.pupil.update()
+                .where(schema.pupil.c.id == int(pupil))
+                .values(pd_consent=0, modified_at=later)
+            )
+        withdrawn = rig.sync("r3")
+        theirs = sum(str(m["person"]) == person for m in rig.objects("mark"))
+        assert not [e for e in rig.objects("logentry") if str(e["person"]) == person]
+        refused = withdrawn.plan.plan.not_supported["mark"]
+        retract = "cannot retract on this portal: the API has no mark correction or retraction"
+        assert refused[retract] == theirs > 0
+        assert withdrawn.delivery.delivered["absence"]["delete"] > 0
+        assert withdrawn.delivery.complete
+
+        with engine.begin() as conn:
+            conn.execute(
+                schema.pupil.update()
+                .where(schema.pupil.c.id == int(pupil))
+                .values(pd_consent=1, modified_at=later)
+            )
+        back = rig.sync("r4")
+        assert back.delivery.complete
+        assert [e for e in rig.objects("logentry") if str(e["person"]) == person]
+        duplicates = rig.emulator.state()["duplicates"]
+        assert all(not found for found in duplicates.values()), duplicates
+        assert sum(str(m["person"]) == person for m in rig.objects("mark")) == theirs
+    state.close()
+    engine.dispose()
