@@ -274,3 +274,29 @@ def test_edits_and_consent_withdrawn_go_where_the_api_allows_and_are_reported(
         assert sum(str(m["person"]) == person for m in rig.objects("mark")) == theirs
     state.close()
     engine.dispose()
+
+
+def test_a_lesson_of_a_subject_without_a_match_is_held_and_none_of_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    """The admin rejects a subject's match: its lessons are held (not_matched), and what refers
+    to them is refused at send time (their lesson is not on the portal): nothing of it leaves."""
+    from bridge.core.matching import Settled
+
+    school = tmp_path / "school.sqlite"
+    write_school(school)
+    engine = sa.create_engine(f"sqlite:///{school}")
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    subject = dnevnik.asiou_rows(school, "SELECT subject_id FROM lesson LIMIT 1")[0]["subject_id"]
+    state.settle(Settled("subject", str(subject), MatchStatus.REJECTED), "admin")
+    with DnevnikEmulator(data_path=tmp_path / "emu.sqlite", seed_school=school) as emulator:
+        rig = Rig(school, engine, emulator, state)
+        done = rig.sync("r1")
+        portal_subject = str(emulator.portal_id("subject", subject))
+        lessons = rig.objects("lesson")
+    state.close()
+    engine.dispose()
+    assert done.plan.plan.holds["lesson"]["not_matched"] > 0
+    assert lessons
+    assert not [x for x in lessons if str(x["subject"]) == portal_subject]
+    assert set(done.delivery.refused) <= {"work", "mark", "absence"}

@@ -10,6 +10,7 @@ from datetime import datetime
 from bridge.core import gate, reconcile
 from bridge.core.gate import Context
 from bridge.core.mapping import CompiledMapping, MappingSet
+from bridge.core.matching import Matches
 from bridge.core.model import Change, Hold, HoldReason, Record
 from bridge.core.plan import (
     Item,
@@ -324,21 +325,25 @@ class _Run:
                 indexed=mapping.entity in self.referenced,
                 read=self.result.plan.records_read,
             )
-            yield from self._matched_only(mapping.entity, items)
+            yield from self.portal_holds(mapping, items)
         finally:
             mark = track.text() if track is not None else None
             if mark is not None:
                 self.watermarks[mapping.entity] = mark
 
-    def _matched_only(self, entity: str, items: Iterator[Item]) -> Iterator[Item]:
-        """On a portal that owns ``entity``, a record without a usable match is held: the
-        bridge never guesses which of the portal's records it is."""
-        matches = self.options.matches
-        if matches is None or not is_matched(self.options.support, entity):
+    def portal_holds(self, mapping: CompiledMapping, items: Iterator[Item]) -> Iterator[Item]:
+        """On a portal that owns the contingent, a record is held (``not_matched``) when it is
+        a matched entity's without a usable match, or refers to one (a lesson of a class or
+        subject the portal has no record of): the bridge never guesses the portal's record."""
+        matches, support = self.options.matches, self.options.support
+        entity = mapping.entity
+        own = is_matched(support, entity)
+        refs = [(n, t) for n, t in mapping.refs.items() if is_matched(support, t)]
+        if matches is None or not (own or refs):
             yield from items
             return
         for item in items:
-            if item.__class__ is Record and matches.portal_id(entity, item.key) is None:
+            if item.__class__ is Record and not _placed(item, own, refs, matches):
                 yield Hold(item, HoldReason.NOT_MATCHED)
             else:
                 yield item
@@ -384,6 +389,18 @@ class _Run:
                     self.ctx.close(entry.pupil_key, reason)
         if self.options.incremental:
             self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
+
+
+def _placed(record: Record, own: bool, refs: list[tuple[str, str]], matches: Matches) -> bool:
+    """True when the portal has a record for ``record`` (``own``) and for everything matched
+    it refers to."""
+    if own and matches.portal_id(record.entity, record.key) is None:
+        return False
+    for name, target in refs:
+        value = record.payload.get(name)
+        if value is not None and matches.portal_id(target, str(value)) is None:
+            return False
+    return True
 
 
 def _newer(record: Record, than: datetime) -> bool:
