@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -23,6 +24,7 @@ from bridge.core.errors import ExitCode
 from bridge.core.mapping import load_mappings
 from bridge.demo.changes import change_journal
 from bridge.dnevnik import server as dnevnik_server
+from bridge.dnevnik.service import DEMO_TOKEN
 from bridge.refportal.server import DEMO_CLIENT, serve
 from bridge.service.config import load_config
 from bridge.service.runner import Request, Service
@@ -61,8 +63,15 @@ def add_demo(sub: Subparsers) -> None:
         cmd_demo,
     )
     cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
+    cmd.add_argument(
+        "--portal",
+        choices=["reference", "dnevnik"],
+        default="reference",
+        help="the bundled reference portal, or the dnevnik.ru emulator (one record a request: "
+        "a school of 60 pupils and 20 days unless --pupils and --days say otherwise)",
+    )
     _school_options(cmd)
-    cmd.set_defaults(pupils=300)
+    cmd.set_defaults(pupils=None)
 
 
 def add_portal(sub: Subparsers) -> None:
@@ -163,14 +172,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     school = folder / "school.sqlite"
+    dnevnik = args.portal == "dnevnik"
+    if args.pupils is None:
+        args.pupils = 60 if dnevnik else 300
+    if dnevnik and args.days is None:
+        args.days = 20
     print(f"1. Generating a demo school of {args.pupils} pupils into {school} ...")
     args.out, args.url = str(school), None
     cmd_demo_db(args)
     print(f"   ({_since(started)})")
-    for stale in ("state.sqlite", "portal.sqlite"):
+    for stale in ("state.sqlite", "portal.sqlite", "dnevnik.sqlite"):
         (folder / stale).unlink(missing_ok=True)
-    with _portal_process(folder) as url:
-        code = _demo_syncs(folder, school, url)
+    if dnevnik:
+        with _emulator_process(folder, school) as (url, school_id):
+            code = _demo_syncs(folder, school, url, dnevnik_school=school_id)
+    else:
+        with _portal_process(folder) as url:
+            code = _demo_syncs(folder, school, url)
     print(f"\nThe demo took {_since(started)} in all.")
     return code
 
@@ -205,29 +223,72 @@ def _portal_process(folder: Path) -> Iterator[str]:
                 process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+@contextmanager
+def _emulator_process(folder: Path, school: Path) -> Iterator[tuple[str, str]]:
+    """The dnevnik.ru emulator in a process of its own, seeded from the demo school, its log
+    in ``dnevnik.log``; its /v2/ URL and the portal's id of the school."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "bridge", "dnevnik-emulator", "--port", str(port)]
+    command += ["--data", str(folder / "dnevnik.sqlite"), "--seed-school", str(school)]
+    with (folder / "dnevnik.log").open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 - our own program
+        try:
+            _wait_until_up(f"{url}/_emulator/stats", process, what="the dnevnik.ru emulator")
+            school_id = requests.get(f"{url}/_emulator/state", timeout=30).json()["school"]
+            yield f"{url}/v2/", str(school_id)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(
+    url: str,
+    process: subprocess.Popen[bytes],
+    seconds: float = 30.0,
+    what: str = "the reference portal",
+) -> None:
+    """Wait until ``url`` answers (a health read of the portal)."""
+    probe = url if "/_" in url else f"{url}/_portal/counts"
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise RuntimeError(f"the reference portal exited at start ({process.returncode})")
+            raise RuntimeError(f"{what} exited at start ({process.returncode})")
         try:
-            requests.get(f"{url}/_portal/counts", timeout=1).raise_for_status()
+            requests.get(probe, timeout=1).raise_for_status()
             return
         except requests.RequestException:
             time.sleep(0.05)
-    raise RuntimeError(f"the reference portal did not answer at {url} within {seconds:g} s")
+    raise RuntimeError(f"{what} did not answer at {url} within {seconds:g} s")
 
 
-def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
-    config = load_config(_write_demo_config(folder, school, portal_url))
+def _demo_syncs(
+    folder: Path, school: Path, portal_url: str, *, dnevnik_school: str | None = None
+) -> int:
+    written = (
+        _write_demo_config(folder, school, portal_url)
+        if dnevnik_school is None
+        else _write_dnevnik_config(folder, school, portal_url, dnevnik_school)
+    )
+    config = load_config(written)
     mappings = load_mappings(config.mappings_dir)
-    print(f"2. Reference portal on {portal_url}; config {config.file}\n")
+    counts = _portal_counts if dnevnik_school is None else _emulator_counts
+    name = "Reference portal" if dnevnik_school is None else "dnevnik.ru emulator"
+    print(f"2. {name} on {portal_url}; config {config.file}\n")
     print("3. Full sync\n")
     service = Service(config, mappings)
     started = time.monotonic()
     first = service.sync(Request(command="demo"))
-    print(sync_text(first, mappings.entities) + "\n" + _portal_counts(portal_url))
+    print(sync_text(first, mappings.entities) + "\n" + counts(portal_url))
     print(f"(the full sync took {_since(started)})")
+    if dnevnik_school is not None:
+        print("\n" + _matching_report(service))
     engine = sa.create_engine(f"sqlite:///{school}")
     changes = change_journal(engine, datetime.now())
     engine.dispose()
@@ -239,7 +300,7 @@ def _demo_syncs(folder: Path, school: Path, portal_url: str) -> int:
     )
     started = time.monotonic()
     second = service.sync(Request(command="demo", incremental=True))
-    print(sync_text(second, mappings.entities) + "\n" + _portal_counts(portal_url))
+    print(sync_text(second, mappings.entities) + "\n" + counts(portal_url))
     print(f"(the incremental sync took {_since(started)})")
     return max(first.exit_code, second.exit_code)
 
@@ -250,6 +311,56 @@ def _portal_counts(url: str) -> str:
     for school, entities in counts.items():
         lines.append(f"  school {school}: " + ", ".join(f"{e} {n}" for e, n in entities.items()))
     return "\n".join(lines)
+
+
+def _emulator_counts(url: str) -> str:
+    root = url.removesuffix("/v2/")
+    counts = requests.get(f"{root}/_emulator/state", timeout=30).json()["counts"]
+    shown = ", ".join(f"{k} {counts[k]}" for k in ("lesson", "work", "mark", "logentry"))
+    return f"The emulator's own counts: {shown}"
+
+
+def _matching_report(service: Service) -> str:
+    """The contingent's matching, as ``asiou-bridge match list`` shows it (keys and ids)."""
+    with service.state_store() as state:
+        found = state.matches()
+    counts: dict[str, Counter[str]] = {}
+    for m in found:
+        counts.setdefault(m.entity, Counter())[m.status.value] += 1
+    lines = ["The contingent matched with the portal's (`asiou-bridge match list`):"]
+    lines += [
+        f"  {entity:<10}" + ", ".join(f"{s} {n}" for s, n in sorted(c.items()))
+        for entity, c in counts.items()
+    ]
+    undecided = [m for m in found if not m.status.usable]
+    lines += [
+        f"  waiting: {m.entity} {m.key} {m.status.value}"
+        + (f", candidates {' '.join(m.candidates)}" if m.candidates else "")
+        + f" ({m.rule})"
+        for m in undecided
+    ]
+    if undecided:
+        lines.append("  nothing of these is sent until `asiou-bridge match confirm|reject`")
+    return "\n".join(lines)
+
+
+def _write_dnevnik_config(folder: Path, school: Path, api_url: str, school_id: str) -> Path:
+    path = folder / "bridge.toml"
+    secret = folder / "dnevnik-token"
+    secret.write_text(DEMO_TOKEN, encoding="utf-8")
+    os.chmod(secret, 0o600)
+    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    path.write_text(
+        "# Written by `asiou-bridge demo --portal dnevnik`.\n"
+        f'[source]\nurl = "sqlite:///{school}"\n\n'
+        f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n\n'
+        f'[mappings]\ndir = "{mappings}"\n\n'
+        f'[portal]\nkind = "dnevnik"\nurl = "{api_url}"\nschool = "{school_id}"\n'
+        f'secret_file = "{secret}"\nbatch_size = 20\nconcurrency = 4\n',
+        encoding="utf-8",
+    )
+    os.chmod(path, 0o600)
+    return path
 
 
 def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:

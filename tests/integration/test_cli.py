@@ -233,6 +233,26 @@ def test_demo_runs_a_full_and_an_incremental_sync(tmp_path: Path) -> None:
         assert re.search(re.escape(step) + r"\d+\.\d s", result.stdout), step  # how long
 
 
+def test_demo_against_the_dnevnik_emulator(tmp_path: Path) -> None:
+    """`demo --portal dnevnik`: the emulator in its own process, the matching report (what
+    waits for a decision, ids only), a full and an incremental sync, what the portal could not
+    take, the emulator's own counts."""
+    result = run("demo", "--portal", "dnevnik", "--dir", str(tmp_path), "--days", "10")
+    assert result.returncode == ExitCode.OK, result.stderr[-2000:]
+    out = result.stdout
+    assert out.count("OK: every planned change was delivered.") == 2
+    assert "dnevnik.ru emulator on http://127.0.0.1:" in out
+    assert "The contingent matched with the portal's" in out
+    assert re.search(r"waiting: pupil \d+ ambiguous, candidates \d+ \d+", out)
+    assert re.search(r"waiting: pupil \d+ missing", out)
+    incremental = out.split("5. Incremental sync")[1]
+    assert "Not sent: this portal does not take them" in incremental
+    assert "not supported by this portal: the portal keeps its own" in incremental
+    counts = re.findall(r"The emulator's own counts: lesson (\d+), work \d+, mark (\d+)", out)
+    assert len(counts) == 2
+    assert int(counts[0][1]) > 0
+
+
 def test_status_says_when_the_approval_of_the_held_plan_expired(tmp_path: Path) -> None:
     """`status` shows the held plan with when it was held and its summary, and says that its
     approval expired once guard.approval_valid_hours have passed since it."""
