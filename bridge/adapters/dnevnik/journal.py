@@ -180,12 +180,19 @@ class Journal:
         entry = {"person": person, "lesson": lesson, "status": status}
         path = f"lessons/{lesson}/log-entries"
         own = f"{lesson}/{person}"  # a log entry is the lesson's and the person's: its id
-        if self._log_entry(lesson, person) is not None:
-            self.http.put(path, {"person": person, "lessonLogEntry": entry})
-            return own
 
         def found() -> str | None:
             return own if self._log_entry(lesson, person) is not None else None
+
+        recorded = self.ids.get("absence", op.sourced_id) is not None
+        if recorded or (self.careful and found() is not None):  # an update, or there already
+            try:
+                self.http.put(path, {"person": person, "lessonLogEntry": entry})
+                return own
+            except Refused:
+                if found() is not None:
+                    raise  # it is there, and the portal will not take the change
+            # gone from the portal meanwhile: created again below
 
         try:
             self._post_once(path, {"lessonLogEntry": entry}, found, always=False)
