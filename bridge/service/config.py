@@ -157,8 +157,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         raise ConfigError(problems)
     base = path.parent
     portal = {**values["portal"], "url": values["portal"]["url"].rstrip("/")}
-    if portal["names_file"]:
-        portal["names_file"] = str((base / portal["names_file"]).resolve())
+    if portal["tables_file"]:
+        portal["tables_file"] = str((base / portal["tables_file"]).resolve())
     return Config(
         file=str(path),
         source=SourceSettings(

@@ -108,10 +108,10 @@ class PortalSection:
         "each other are never sent together)",
     )
     ca_bundle: str = key("", "CA bundle for TLS verification (default: the system's)")
-    names_file: str = key(
+    tables_file: str = key(
         "",
-        "dnevnik: a TOML file of names the portal spells otherwise, per entity "
-        '([subject] "Русский язык" = "Русский язык и литература"), relative to this file',
+        "dnevnik: the school's tables (log-entry statuses, work types, names the portal "
+        "spells otherwise), relative to this file; config/dnevnik-tables.toml is the example",
     )
 
 

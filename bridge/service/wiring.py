@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
@@ -117,6 +118,19 @@ def portal_support(config: Config) -> PortalSupport:
     return DNEVNIK_SUPPORT if config.portal.kind == "dnevnik" else REFERENCE_SUPPORT
 
 
+def _tables(path: str) -> dict[str, Any]:
+    """The adapter's settings a tables file gives (none without one: the defaults)."""
+    if not path:
+        return {}
+    tables = load_tables(path)
+    given: dict[str, Any] = {"names": tables.names}
+    if tables.log_status is not None:
+        given["statuses"] = tables.log_status
+    if tables.work_type is not None:
+        given["work_types"] = tables.work_type
+    return given
+
+
 def dnevnik_settings(config: Config) -> DnevnikSettings:
     """The dnevnik.ru adapter's settings (the secret is the Access-Token)."""
     portal = config.portal
@@ -135,26 +149,52 @@ def dnevnik_settings(config: Config) -> DnevnikSettings:
             rate_limit=portal.rate_limit,
             concurrency=portal.concurrency,
             verify=portal.ca_bundle or True,
-            names=load_names(portal.names_file) if portal.names_file else {},
+            **_tables(portal.tables_file),
         )
     except ValueError as exc:
         raise ConfigError([Problem(config.file, "portal", str(exc))]) from exc
 
 
-def load_names(path: str) -> dict[str, dict[str, str]]:
-    """``[entity] "school's name" = "portal's name"`` tables; ConfigError naming the file."""
+def load_tables(path: str) -> Tables:
+    """The school's dnevnik.ru tables (``config/dnevnik-tables.toml``): ``[log_status]``,
+    ``[work_type]`` and ``[names.ENTITY]``, each of text = text; ConfigError naming the file
+    and every table that is not."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(path, "", f"cannot read the names file: {exc}")]) from exc
-    problems = [
-        Problem(path, str(entity), "must be a table of text = text")
-        for entity, table in data.items()
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values())
-    ]
+        raise ConfigError([Problem(path, "", f"cannot read the tables: {exc}")]) from exc
+    problems: list[Problem] = []
+    names = data.pop("names", {})
+    tables = {"log_status": data.pop("log_status", None), "work_type": data.pop("work_type", None)}
+    problems += [Problem(path, str(k), "unknown table") for k in data]
+    if not isinstance(names, dict):
+        problems.append(Problem(path, "names", "must hold one table per entity"))
+        names = {}
+    for where, table in [*tables.items(), *((f"names.{e}", t) for e, t in names.items())]:
+        if table is not None and not _text_table(table):
+            problems.append(Problem(path, where, "must be a table of text = text"))
     if problems:
         raise ConfigError(problems)
-    return {str(e): {str(k): str(v) for k, v in t.items()} for e, t in data.items()}
+    return Tables(
+        log_status=tables["log_status"],
+        work_type=tables["work_type"],
+        names={str(e): dict(t) for e, t in names.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The school's dnevnik.ru tables (None: the adapter's defaults)."""
+
+    log_status: dict[str, str] | None
+    work_type: dict[str, str] | None
+    names: dict[str, dict[str, str]]
+
+
+def _text_table(table: object) -> bool:
+    return isinstance(table, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    )
 
 
 def _secret(config: Config) -> str:
