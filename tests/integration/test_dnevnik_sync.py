@@ -300,3 +300,72 @@ def test_a_lesson_of_a_subject_without_a_match_is_held_and_none_of_it_is_sent(
     assert lessons
     assert not [x for x in lessons if str(x["subject"]) == portal_subject]
     assert set(done.delivery.refused) <= {"work", "mark", "absence"}
+
+
+def test_a_withdrawal_and_a_readmission_on_dnevnik(tmp_path: Path) -> None:
+    """A pupil withdrawn on 5 September: their log entries after it are deleted, their marks
+    after it cannot be retracted (reported), nothing new after it goes. Re-admitted on the
+    9th: what is theirs from then on goes again, nothing twice."""
+    from datetime import datetime
+
+    from bridge.demo import schema
+
+    school = tmp_path / "school.sqlite"
+    write_school(school)
+    engine = sa.create_engine(f"sqlite:///{school}")
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    with DnevnikEmulator(data_path=tmp_path / "emu.sqlite", seed_school=school) as emulator:
+        rig = Rig(school, engine, emulator, state)
+        rig.sync("r1")
+        person_of = {m.key: m.portal_id for m in state.matches("pupil") if m.portal_id}
+        lessons = {x["id"]: x["date"] for x in rig.objects("lesson")}
+
+        def after(kind: str, person: str, day: str) -> list[dict[str, Any]]:
+            return [
+                x
+                for x in rig.objects(kind)
+                if str(x["person"]) == person and lessons[x["lesson"]] > day
+            ]
+
+        pupil = next(
+            k
+            for k, p in sorted(person_of.items())
+            if after("mark", p, "2025-09-05") and after("logentry", p, "2025-09-08")
+        )
+        person = person_of[pupil]
+        marks_after = len(after("mark", person, "2025-09-05"))
+        later = datetime(2025, 9, 12, 18, 0)
+        with engine.begin() as conn:
+            stay = conn.execute(
+                sa.select(schema.pupil_move).where(schema.pupil_move.c.pupil_id == int(pupil))
+            ).one()
+            conn.execute(
+                schema.pupil_move.update()
+                .where(schema.pupil_move.c.id == stay.id)
+                .values(date_out=date(2025, 9, 5), modified_at=later)
+            )
+        gone = rig.sync("r2", incremental=True)
+        assert gone.delivery.complete, gone.delivery.failure
+        assert not after("logentry", person, "2025-09-05")
+        retract = "cannot retract on this portal: the API has no mark correction or retraction"
+        assert gone.plan.plan.not_supported["mark"][retract] == marks_after
+        with engine.begin() as conn:
+            conn.execute(
+                schema.pupil_move.insert().values(
+                    id=999_001,
+                    pupil_id=int(pupil),
+                    class_id=stay.class_id,
+                    date_in=date(2025, 9, 9),
+                    modified_at=later,
+                )
+            )
+        back = rig.sync("r3", incremental=True)
+        assert back.delivery.complete, back.delivery.failure
+        duplicates = rig.emulator.state()["duplicates"]
+        assert all(not found for found in duplicates.values()), duplicates
+    state.close()
+    engine.dispose()
+    assert after("logentry", person, "2025-09-08")  # theirs again from the 9th
+    assert not [
+        x for x in after("logentry", person, "2025-09-05") if lessons[x["lesson"]] < "2025-09-09"
+    ]
