@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.adapters.source import SqlSource
+from bridge.adapters.source import SqlSource, build_select
 from bridge.adapters.state import SqlStateStore, open_state
 from bridge.core.guard import Thresholds
 from bridge.core.mapping import MappingSet, load_mappings
@@ -265,3 +265,34 @@ def test_a_no_change_run_reads_only_the_changed_rows(school: Path, tmp_path: Pat
     assert read["lesson"] < tables["lesson"] / 10
     assert read["work"] < tables["work"] / 10
     assert outcome(*lazy) == outcome(*whole)
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    """Every statement ``engine`` sends from now on (appended as they go)."""
+    sent: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    return sent
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_enrolments_and_guardian_links_are_read_whole_once(
+    school: Path, tmp_path: Path, incremental: bool
+) -> None:
+    """A run reads enrolments and guardian links whole once, for both the scan for rejected
+    rows and the pre-pass that learns stays and links (a full run reads them once more, for
+    their own plan)."""
+    for name in ("school.sqlite", "state.sqlite"):
+        _copy(school / name, tmp_path / name)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'school.sqlite'}")
+    sent = _statements(engine)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    _sync(SqlSource(engine), state, incremental)
+    for entity in ("enrollment", "guardian_link"):
+        whole = str(build_select(MAPPINGS[entity]).compile(engine))
+        assert sent.count(whole) == (1 if incremental else 2), entity
+    state.close()
+    engine.dispose()

@@ -69,6 +69,7 @@ class _Run:
         self.dirty_pupils: set[str] = set()
         self.marked: set[str] = set()  # dirty pupils whose re-gating mark is in the state store
         self.last_as_of: str | None = None
+        self.whole: dict[str, list[Row]] = {}  # see _whole_rows
         if options.incremental:
             # Marks left by a run that did not deliver everything (a crash, a portal outage):
             # what follows from their gate-relevant change is planned again.
@@ -320,10 +321,9 @@ class _Run:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
         In an incremental run a changed stay makes its pupil dirty before pupils are planned,
         so a withdrawal archives the pupil in the same run."""
+        rows = self._whole_rows(mapping)
         records = [
-            r
-            for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
-            if isinstance(r, Record)
+            r for r in to_items(mapping, rows, Context(), gated=False) if isinstance(r, Record)
         ]
         if mapping.entity == "enrollment":
             self._dirty_from_stays(mapping, records)
@@ -331,6 +331,15 @@ class _Run:
             return
         links = [(str(r.payload["pupil"]), str(r.payload["guardian"])) for r in records]
         self.ctx.allow_guardians(links)
+
+    def _whole_rows(self, mapping: CompiledMapping) -> list[Row]:
+        """Every row of an entity the gate reads before pupils and guardians (enrolments,
+        guardian links), read once per run: the scan for rejected rows and the pre-pass take
+        the same rows (one read, so they also agree on what the source held)."""
+        rows = self.whole.get(mapping.entity)
+        if rows is None:
+            rows = self.whole[mapping.entity] = list(self.source.read(mapping))
+        return rows
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
@@ -341,7 +350,7 @@ class _Run:
         reason = gate.ROW_REJECTED[mapping.entity]
         pupil_at, guardian_at = _column_of(mapping, PUPIL_FIELD), _column_of(mapping, "guardian")
         unread: list[str] = []
-        for row, sort_key in rejected_rows(mapping, self.source.read(mapping)):
+        for row, sort_key in rejected_rows(mapping, self._whole_rows(mapping)):
             pupil = _raw_key(row, pupil_at)
             if pupil is None:
                 unread.append(sort_key)
