@@ -241,9 +241,24 @@ class SqlSource:
             raise SourceError("inspecting the source database", describe(exc)) from exc
 
 
-def open_source(url: str) -> SqlSource:
-    """A source on a SQLAlchemy URL (read-only by how it is used; never writes)."""
+def _odbc_disconnect(context: sa.engine.ExceptionContext) -> None:
+    """Take an ODBC connection exception (SQLSTATE class 08: "Lost connection to server", a
+    link failure) for a lost connection, as SQLAlchemy's pyodbc dialects for MariaDB do not:
+    the pool then replaces the connection (``pre_ping`` tests it before use) instead of
+    failing every run until a restart."""
+    args = getattr(context.original_exception, "args", ())
+    if args and isinstance(args[0], str) and args[0].startswith("08"):
+        context.is_disconnect = True
+
+
+def open_source(url: str, *, pre_ping: bool = False) -> SqlSource:
+    """A source on a SQLAlchemy URL (read-only by how it is used; never writes). ``pre_ping``:
+    each pooled connection is tested before use and replaced if the database dropped it (a
+    source kept open between runs outlives a restart of the database)."""
     try:
-        return SqlSource(sa.create_engine(url, hide_parameters=True))
+        engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+        if engine.dialect.driver == "pyodbc":
+            sa.event.listen(engine, "handle_error", _odbc_disconnect)
+        return SqlSource(engine)
     except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise SourceError("opening the source database", f"{type(exc).__name__}: {exc}") from exc
