@@ -35,6 +35,7 @@ from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.ports import Rescan, Row, Table
 from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
+from bridge.service.engine.lazy import Snapshot
 
 AS_OF = date(2025, 10, 1)
 DAY0 = date(2025, 9, 1)
@@ -296,3 +297,19 @@ def test_enrolments_and_guardian_links_are_read_whole_once(
         assert sent.count(whole) == (1 if incremental else 2), entity
     state.close()
     engine.dispose()
+
+
+def test_a_snapshot_read_again_is_decoded_once() -> None:
+    """The same snapshot text decodes to the same, immutable snapshot (the daemon's runs
+    share it); a changed text is decoded afresh."""
+    snapshot = Snapshot("d", "2025-11-01 09:00:00", frozenset({1, 2, 5}), frozenset({5}))
+    text = snapshot.encode()
+    first, again = Snapshot.decode(text), Snapshot.decode(str(text))
+    assert first == snapshot
+    assert again is first
+    with pytest.raises(AttributeError):
+        first.keys = frozenset()  # type: ignore[misc]
+    other = Snapshot.decode(text.replace('"d"', '"e"'))
+    assert other is not None
+    assert other.digest == "e"
+    assert other.keys == snapshot.keys
