@@ -46,12 +46,18 @@ class BuiltRows:
     """Rows read whole, each built by the mapping once: ``build`` gives again the record a row
     was built into, or raises its rejection again (for the passes that take the same rows)."""
 
-    def __init__(self, mapping: CompiledMapping, rows: Iterable[Row]) -> None:
+    def __init__(
+        self,
+        mapping: CompiledMapping,
+        rows: Iterable[Row],
+        build: Callable[[Row], Record] | None = None,
+    ) -> None:
         self.rows = list(rows)
         self._built: dict[int, Record | RowRejected] = {}
+        build = mapping.build if build is None else build
         for row in self.rows:
             try:
-                self._built[id(row)] = mapping.build(row)
+                self._built[id(row)] = build(row)
             except RowRejected as exc:
                 self._built[id(row)] = exc
 

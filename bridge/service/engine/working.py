@@ -26,7 +26,7 @@ from bridge.ports import (
     Source,
     StateStore,
 )
-from bridge.service.engine import lazy
+from bridge.service.engine import lazy, memo
 from bridge.service.engine.keys import ChangeSink
 from bridge.service.engine.lazy import Lazy
 from bridge.service.engine.options import (
@@ -312,6 +312,7 @@ class _Run:
                 track=track,
                 indexed=mapping.entity in self.referenced,
                 read=self.result.plan.records_read,
+                build=self._builder(mapping),
             )
         finally:
             mark = track.text() if track is not None else None
@@ -338,8 +339,15 @@ class _Run:
         pre-pass take the same rows (one read, so they also agree on what the source held)."""
         whole = self.whole.get(mapping.entity)
         if whole is None:
-            whole = self.whole[mapping.entity] = BuiltRows(mapping, self.source.read(mapping))
+            rows = self.source.read(mapping)
+            whole = self.whole[mapping.entity] = BuiltRows(mapping, rows, self._builder(mapping))
         return whole
+
+    def _builder(self, mapping: CompiledMapping) -> Callable[[Row], Record] | None:
+        """How an incremental run builds records: giving again those built of the same rows
+        in this process's last read of the entity (``bridge.service.engine.memo``: the
+        daemon's runs read the small entities whole each time); None: ``mapping.build``."""
+        return memo.builder(mapping) if self.options.incremental else None
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
