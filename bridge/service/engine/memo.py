@@ -33,42 +33,58 @@ EQUAL = frozenset({str, int, bool, bytes, dt.date, type(None)})
 BY_REPR = frozenset({float, Decimal, dt.datetime, dt.time})
 """Types whose equal values may build different records: compared by ``repr`` as well."""
 
-_KEPT: dict[int, tuple[CompiledMapping, dict[tuple[Any, ...], Record]]] = {}
+_KEPT: dict[tuple[int, str], tuple[CompiledMapping, dict[tuple[Any, ...], Record]]] = {}
+_PLANS: dict[tuple[type, ...], tuple[int, ...] | None] = {}  # see _plan
 _LOCK = threading.Lock()
 
 
+def _plan(kinds: tuple[type, ...]) -> tuple[int, ...] | None:
+    """The places of a row with these value types whose values are compared by ``repr``;
+    None when a type is not known to build alike when equal."""
+    if any(k not in EQUAL and k not in BY_REPR for k in kinds):
+        return None
+    return tuple(at for at, k in enumerate(kinds) if k in BY_REPR)
+
+
 def row_key(row: Row) -> tuple[Any, ...] | None:
-    """What identifies ``row``'s values for building (types, and values or their repr); None
-    when a value is of a type not known to build alike when equal."""
-    kinds = tuple(v.__class__ for v in row)
-    values = []
-    for kind, value in zip(kinds, row, strict=True):
-        if kind in EQUAL:
-            values.append(value)
-        elif kind in BY_REPR:
-            values.append(repr(value))
-        else:
-            return None
-    return kinds, *values
+    """What identifies ``row``'s values for building (their types, and the values or their
+    repr); None when a value is of a type not known to build alike when equal."""
+    kinds = tuple(map(type, row))
+    try:
+        plan = _PLANS[kinds]
+    except KeyError:
+        plan = _plan(kinds)
+        if len(_PLANS) < MAX_KEPT:
+            _PLANS[kinds] = plan
+    if plan is None:
+        return None
+    if not plan:
+        return kinds, tuple(row)
+    values = list(row)
+    for at in plan:
+        values[at] = repr(values[at])
+    return kinds, tuple(values)
 
 
-def builder(mapping: CompiledMapping) -> Callable[[Row], Record]:
-    """``mapping.build`` for one read, giving the records built in the last read of the
-    mapping in this process again for rows with the same values."""
+def builder(mapping: CompiledMapping, read: str = "own") -> Callable[[Row], Record]:
+    """``mapping.build`` for one read, giving the records built in the last such ``read`` of
+    the mapping in this process (its own read, or the engine's pre-pass) again for rows with
+    the same values."""
     fresh: dict[tuple[Any, ...], Record] = {}
     with _LOCK:
-        kept = _KEPT.get(id(mapping))
+        kept = _KEPT.get((id(mapping), read))
         before = kept[1] if kept is not None and kept[0] is mapping else {}
-        _KEPT[id(mapping)] = (mapping, fresh)  # the mapping kept with it: its id stays its own
-    build = mapping.build
+        # The mapping kept with its records: its id stays its own while they are kept.
+        _KEPT[id(mapping), read] = (mapping, fresh)
+    build, earlier, later = mapping.build, before.get, fresh.get
 
     def built(row: Row) -> Record:
-        if len(fresh) >= MAX_KEPT:
+        if len(fresh) >= MAX_KEPT:  # a big read: built as before, at no cost more
             return build(row)
         key = row_key(row)
         if key is None:
             return build(row)
-        record = before.get(key) or fresh.get(key)
+        record = earlier(key) or later(key)
         if record is None:
             record = build(row)  # a rejection is raised here, and nothing kept
         fresh[key] = record
@@ -81,3 +97,4 @@ def forget() -> None:
     """Drop every record kept (tests; a process that wants its memory back)."""
     with _LOCK:
         _KEPT.clear()
+        _PLANS.clear()

@@ -340,14 +340,17 @@ class _Run:
         whole = self.whole.get(mapping.entity)
         if whole is None:
             rows = self.source.read(mapping)
-            whole = self.whole[mapping.entity] = BuiltRows(mapping, rows, self._builder(mapping))
+            built = self._builder(mapping, "whole")
+            whole = self.whole[mapping.entity] = BuiltRows(mapping, rows, built)
         return whole
 
-    def _builder(self, mapping: CompiledMapping) -> Callable[[Row], Record] | None:
+    def _builder(
+        self, mapping: CompiledMapping, read: str = "own"
+    ) -> Callable[[Row], Record] | None:
         """How an incremental run builds records: giving again those built of the same rows
         in this process's last read of the entity (``bridge.service.engine.memo``: the
         daemon's runs read the small entities whole each time); None: ``mapping.build``."""
-        return memo.builder(mapping) if self.options.incremental else None
+        return memo.builder(mapping, read) if self.options.incremental else None
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
