@@ -1,7 +1,8 @@
 """Benchmark: the no-change incremental run beside its own SQL replayed bare.
 
     .venv/bin/python bench/incremental_benchmark.py --pupils 1100 [--seed 1] [--dir var/bench]
-                                                    [--rounds 5] [--json]
+                                                    [--rounds 5] [--json] [--phases a,b,...]
+                                                    [--before TREE]
 
 Uses the school of ``bench/plan_benchmark.py`` (``var/bench/school-PUPILS-SEED/school.sqlite``,
 generated if missing) and a state of its own (``incremental-state.sqlite``): a full sync
@@ -20,12 +21,17 @@ Then, in ``--rounds`` interleaved rounds, each phase in a fresh interpreter:
   whole-plan  ``plan`` with a source that can only read whole tables (no reads by key): the
               path from before, reading every lesson and work
   daemon      what the daemon does every few minutes: in one interpreter, ``sync`` run
-              ``DAEMON_RUNS`` times, the source and the state store opened as the daemon opens
-              them (kept open between runs, ``bridge.service.wiring.KeptEngines``; on a tree
-              without it, opened and closed for every run, as the daemon did before); the
-              seconds are the mean of the runs after the first
+              ``DAEMON_RUNS`` times (4, or ``$BENCH_DAEMON_RUNS``), the source and the state
+              store opened as the daemon opens them (kept open between runs,
+              ``bridge.service.wiring.KeptEngines``; on a tree without it, opened and closed
+              for every run, as the daemon did before); the seconds are the mean of the runs
+              after the first
   bare-daemon the SQL of the daemon's last run, replayed twice on the same open connections;
               the seconds are the second replay's (a long-running bare client's)
+
+With ``--before TREE`` (``git archive REV bridge | tar -x -C TREE``) every round runs the
+phases on that tree's package too (``PYTHONPATH``), before this tree's, and prints after ÷
+before per phase and round: the same round, the same load on a shared machine.
 
 Each phase's seconds exclude the interpreter's start and the mappings' loading (both the same
 for every phase) and include opening the adapters. Prints each round's seconds and ratios
