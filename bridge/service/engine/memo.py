@@ -24,8 +24,9 @@ from bridge.core.mapping import CompiledMapping
 from bridge.core.model import Record
 from bridge.ports import Row
 
-MAX_KEPT = 20_000
-"""Rows kept per entity; the rows of a bigger read beyond these are built as before."""
+MAX_KEPT = 10_000
+"""Rows kept per entity and read; the rows of a bigger read beyond these are built as before
+(a whole read of a big entity in an incremental run keeps no more: about 10 MB)."""
 
 EQUAL = frozenset({str, int, bool, bytes, dt.date, type(None)})
 """Types whose equal values (of the same type) build the same record."""
