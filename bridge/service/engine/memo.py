@@ -26,7 +26,7 @@ from bridge.ports import Row
 
 MAX_KEPT = 10_000
 """Rows kept per entity and read; the rows of a bigger read beyond these are built as before
-(a whole read of a big entity in an incremental run keeps no more: about 10 MB)."""
+(a whole read of a big entity in an incremental run keeps no more: some 10-20 MB)."""
 
 EQUAL = frozenset({str, int, bool, bytes, dt.date, type(None)})
 """Types whose equal values (of the same type) build the same record."""
