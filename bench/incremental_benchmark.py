@@ -43,6 +43,7 @@ Target (#11): the no-change run ≤ 1 s and ≤ 1.5 × its own SQL replayed bare
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -177,9 +178,12 @@ def _daemon(folder: Path, sql_file: Path) -> dict[str, float]:
 
 
 def _sync_once(mappings: Any, source: Any, state: Any) -> Any:
-    """One incremental sync with a sink, its outcome recorded as a delivering run does."""
+    """One incremental sync with a sink, its outcome recorded as a delivering run does (with
+    the daemon's options: its builds kept for the next run, on a tree that keeps them)."""
     sent: list[Change] = []
     options = RunOptions(as_of=AS_OF, incremental=True, thresholds=NO_GUARD)
+    if "keep_builds" in {f.name for f in dataclasses.fields(RunOptions)}:
+        options = dataclasses.replace(options, keep_builds=True)  # type: ignore[call-arg]
     result = plan_run(mappings, source, state, options, sent.append)
     state.record([delivered(c, mappings) for c in [*sent, *result.plan.destructive()]])
     state.set_watermarks(result.watermarks)

@@ -129,6 +129,7 @@ class Service:
             incremental=request.incremental,
             resend=request.resend,
             tap=request.tap,
+            keep_builds=self.kept is not None,
         )
 
     def _locked(self, io: Adapters, request: Request, progress: Progress | None) -> SyncResult:

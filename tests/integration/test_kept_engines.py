@@ -119,7 +119,8 @@ def test_kept_engines_compile_nothing_again(
     tmp_path: Path, portal: ReferencePortal, mappings: MappingSet
 ) -> None:
     """With the engines kept, the second run's statements all come from SQLAlchemy's cache
-    of compiled statements, and it plans what the first planned."""
+    of compiled statements, and it plans what the first planned; only runs within
+    ``kept_open`` keep their builds for the next run."""
     asiou = make_school(tmp_path, pupils=20, days=10)
     service = Service(load_config(write_config(tmp_path, asiou, portal.url)), mappings)
     service.sync(Request())
@@ -132,6 +133,10 @@ def test_kept_engines_compile_nothing_again(
             sa.event.remove(sa.engine.Engine, "after_cursor_execute", note)
     assert missed == []
     assert second.plan.counts == first.plan.counts
+    with service.adapters() as io:
+        assert not service._options(io, PREVIEW).keep_builds  # a one-shot run keeps nothing
+    with service.kept_open(), service.adapters() as io:
+        assert service._options(io, PREVIEW).keep_builds  # the daemon's runs keep their builds
     assert second.plan.records_read == first.plan.records_read
 
 

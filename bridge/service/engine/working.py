@@ -347,10 +347,12 @@ class _Run:
     def _builder(
         self, mapping: CompiledMapping, read: str = "own"
     ) -> Callable[[Row], Record] | None:
-        """How an incremental run builds records: giving again those built of the same rows
-        in this process's last read of the entity (``bridge.service.engine.memo``: the
-        daemon's runs read the small entities whole each time); None: ``mapping.build``."""
-        return memo.builder(mapping, read) if self.options.incremental else None
+        """How an incremental run of a long-running process builds records: giving again
+        those built of the same rows in its last read of the entity
+        (``bridge.service.engine.memo``: the daemon's runs read the small entities whole each
+        time); None: ``mapping.build``."""
+        keeps = self.options.incremental and self.options.keep_builds
+        return memo.builder(mapping, read) if keeps else None
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
