@@ -58,13 +58,19 @@ def build_select(
     for rule in mapping.filters:
         query = query.where(_condition(sa.column(rule.column), rule))
     if since is not None and mapping.watermark:
-        query = query.where(_changed(sa.column, mapping, since, rescan))
+        query = query.where(_changed(sa.column, mapping, since, _named(rescan)))
     if key_range is not None:
         query = query.where(_in_range(sa.column(key_range.column), key_range))
     return query.order_by(*(_ordered(table.c[k], mapping) for k in mapping.key_columns))
 
 
 Column = Callable[[str], sa.ColumnElement[Any]]
+Keys = list[int | str] | sa.BindParameter[Any]
+"""Keys for an IN list: the values, or an expanding parameter standing for them."""
+Since = datetime | sa.BindParameter[Any]
+"""A watermark's lower bound: the value, or a parameter standing for it."""
+
+SINCE: sa.BindParameter[Any] = sa.bindparam("since", type_=sa.DateTime)
 
 
 def _rescan_keys(rescan: Rescan) -> list[int | str]:
@@ -72,36 +78,64 @@ def _rescan_keys(rescan: Rescan) -> list[int | str]:
     return [int(k) if k.isdigit() else k for k in rescan.keys]
 
 
+def _named(rescan: Rescan | None) -> tuple[str, list[int | str]] | None:
+    """The column and keys ``rescan`` names, or None when it names none."""
+    return None if rescan is None or not rescan.keys else (rescan.column, _rescan_keys(rescan))
+
+
 def _changed(
-    column: Column, mapping: Table, since: datetime, rescan: Rescan | None
+    column: Column, mapping: Table, since: Since, rescan: tuple[str, Keys] | None
 ) -> sa.ColumnElement[bool]:
-    """Rows whose watermark is at or after ``since``, or that ``rescan`` names."""
-    condition = column(mapping.watermark or "") >= sa.literal(since, sa.DateTime)
-    if rescan is not None and rescan.keys:
-        condition = sa.or_(condition, column(rescan.column).in_(_rescan_keys(rescan)))
+    """Rows whose watermark is at or after ``since``, or whose ``rescan`` column holds one of
+    its keys."""
+    mark = since if isinstance(since, sa.BindParameter) else sa.literal(since, sa.DateTime)
+    condition = column(mapping.watermark or "") >= mark
+    if rescan is not None:
+        condition = sa.or_(condition, column(rescan[0]).in_(rescan[1]))
     return condition
 
 
 def changed_by_key(mapping: Table, since: datetime, rescan: Rescan | None) -> sa.Select[Any]:
     """The rows whose key is among the changed rows' keys (found by the watermark's index and
     the rescan column's), in key order."""
+    return _changed_by_key(mapping, since, _named(rescan))
+
+
+def _changed_by_key(
+    mapping: Table, since: Since, rescan: tuple[str, Keys] | None
+) -> sa.Select[Any]:
     key = mapping.key_columns[0]
-    names = dict.fromkeys(
-        (key, mapping.watermark or "", *([] if rescan is None else [rescan.column]))
-    )
+    names = dict.fromkeys((key, mapping.watermark or "", *([] if rescan is None else [rescan[0]])))
     inner = sa.table(mapping.table, *(sa.column(c) for c in names), schema=mapping.schema).alias()
     keys = sa.select(inner.c[key]).where(_changed(inner.c.__getitem__, mapping, since, None))
-    if rescan is not None and rescan.keys:
-        named = inner.c[rescan.column].in_(_rescan_keys(rescan))
+    if rescan is not None:
+        named = inner.c[rescan[0]].in_(rescan[1])
         keys = sa.union(keys, sa.select(inner.c[key]).where(named))  # type: ignore[assignment]
     return build_select(mapping).where(sa.column(key).in_(keys))
 
 
 def changed_without_key(mapping: Table, since: datetime, rescan: Rescan | None) -> sa.Select[Any]:
     """The changed rows whose key is NULL (rejections: no key, no place in the order)."""
+    return _changed_without_key(mapping, since, _named(rescan))
+
+
+def _changed_without_key(
+    mapping: Table, since: Since, rescan: tuple[str, Keys] | None
+) -> sa.Select[Any]:
     key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
     changed = _changed(sa.column, mapping, since, rescan)
     return build_select(mapping).order_by(None).where(key.is_(None), changed)
+
+
+def _keys_param(name: str, keys: list[int | str]) -> sa.BindParameter[Any]:
+    """An expanding parameter for ``keys``, typed as SQLAlchemy types a list of values: as
+    its first value (a whole number, text, or text beyond ASCII: NVARCHAR on MS SQL)."""
+    return sa.bindparam(name, expanding=True, type_=sa.literal(keys[0]).type)
+
+
+def _key_kind(keys: list[int | str]) -> str:
+    """The name of the type ``_keys_param`` gives ``keys`` (a query is built once per type)."""
+    return type(sa.literal(keys[0]).type).__name__
 
 
 def _in_range(column: sa.ColumnClause[Any], key_range: KeyRange) -> sa.ColumnElement[bool]:
@@ -112,6 +146,22 @@ def _in_range(column: sa.ColumnClause[Any], key_range: KeyRange) -> sa.ColumnEle
         below = column < key_range.high
         conditions.append(below if key_range.low is not None else sa.or_(below, column.is_(None)))
     return sa.and_(sa.true(), *conditions)
+
+
+def _key_totals(mapping: Table) -> sa.Select[Any]:
+    """The count and sum of the keys of the rows a whole read reads, and how many of them
+    have no watermark."""
+    rows = build_select(mapping).order_by(None)
+    if mapping.watermark and mapping.watermark not in mapping.columns:
+        rows = rows.add_columns(sa.column(mapping.watermark))
+    keyed = rows.subquery()
+    column = keyed.c[mapping.key_columns[0]]
+    unmarked = (  # CASE, not FILTER: MariaDB and MS SQL have no FILTER
+        sa.func.sum(sa.case((keyed.c[mapping.watermark].is_(None), 1), else_=0))
+        if mapping.watermark
+        else sa.literal(0)
+    )
+    return sa.select(sa.func.count(column), sa.func.coalesce(sa.func.sum(column), 0), unmarked)
 
 
 def whole_key(raw: object) -> int | None:
@@ -129,21 +179,41 @@ def _ordered(column: sa.ColumnClause[Any], mapping: Table) -> sa.ColumnElement[A
 
 
 class SqlSource:
-    """The source on any SQLAlchemy URL: SQLite, ``mysql+pyodbc``, ``mssql+pyodbc``, PostgreSQL."""
+    """The source on any SQLAlchemy URL: SQLite, ``mysql+pyodbc``, ``mssql+pyodbc``, PostgreSQL.
+
+    Each query is built once per mapping and kind, with parameters for what varies (the
+    watermark's bound, keys): building a ``Select`` and its cache key costs more than running
+    a small query, and SQLAlchemy compiles the same object once per engine."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
+        self._queries: dict[tuple[Any, ...], tuple[Table, sa.Select[Any]]] = {}
 
     @property
     def dialect(self) -> str:
         """The SQLAlchemy dialect name of the source database."""
         return self.engine.dialect.name
 
+    def _query(
+        self, mapping: Table, kind: tuple[Any, ...], build: Callable[[], sa.Select[Any]]
+    ) -> sa.Select[Any]:
+        """The query of ``kind`` for ``mapping``, built once (the mapping is kept with it, so
+        no other object can take its id while the query is cached)."""
+        key = (id(mapping), *kind)
+        found = self._queries.get(key)
+        if found is None or found[0] is not mapping:
+            found = self._queries[key] = (mapping, build())
+        return found[1]
+
     def read(
         self, mapping: Table, since: datetime | None = None, rescan: Rescan | None = None
     ) -> Iterator[Row]:
-        if since is None or not mapping.watermark or len(mapping.key_columns) != 1:
+        if since is None or not mapping.watermark:
+            return self._read(
+                mapping, self._query(mapping, ("all",), lambda: build_select(mapping))
+            )
+        if len(mapping.key_columns) != 1:
             return self._read(mapping, build_select(mapping, since, rescan))
         return self._read_changed(mapping, since, rescan)
 
@@ -155,33 +225,47 @@ class SqlSource:
         a key (they become rejections). A database asked for ``watermark >= ? ORDER BY key``
         at once often scans the whole table in key order instead of using the watermark's
         index (SQLite does)."""
-        yield from self._read(mapping, changed_by_key(mapping, since, rescan))
-        yield from self._read(mapping, changed_without_key(mapping, since, rescan))
+        named = _named(rescan)
+        params: dict[str, Any] = {"since": since}
+        bound: tuple[str, Keys] | None = None
+        kind: tuple[Any, ...] = ()
+        if named is not None:
+            params["rescan"] = named[1]
+            bound = (named[0], _keys_param("rescan", named[1]))
+            kind = (named[0], _key_kind(named[1]))
+        by_key = self._query(
+            mapping, ("changed", *kind), lambda: _changed_by_key(mapping, SINCE, bound)
+        )
+        without = self._query(
+            mapping, ("changed-keyless", *kind), lambda: _changed_without_key(mapping, SINCE, bound)
+        )
+        yield from self._read(mapping, by_key, params)
+        yield from self._read(mapping, without, params)
 
     def read_range(self, mapping: Table, key_range: KeyRange) -> Iterator[Row]:
         return self._read(mapping, build_select(mapping, key_range=key_range))
 
     def read_keys(self, mapping: Table, keys: Sequence[str]) -> Iterator[Row]:
-        key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
         bound = _rescan_keys(Rescan(mapping.key_columns[0], keys))
-        return self._read(mapping, build_select(mapping).where(key.in_(bound)))
+        if not bound:
+            return iter(())
+        key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
+        query = self._query(
+            mapping,
+            ("keys", _key_kind(bound)),
+            lambda: build_select(mapping).where(key.in_(_keys_param("keys", bound))),
+        )
+        return self._read(mapping, query, {"keys": bound})
 
     def read_keyless(self, mapping: Table) -> Iterator[Row]:
         key: sa.ColumnClause[Any] = sa.column(mapping.key_columns[0])
-        return self._read(mapping, build_select(mapping).order_by(None).where(key.is_(None)))
+        query = self._query(
+            mapping, ("keyless",), lambda: build_select(mapping).order_by(None).where(key.is_(None))
+        )
+        return self._read(mapping, query)
 
     def key_totals(self, mapping: Table) -> tuple[int, int, int]:
-        rows = build_select(mapping).order_by(None)
-        if mapping.watermark and mapping.watermark not in mapping.columns:
-            rows = rows.add_columns(sa.column(mapping.watermark))
-        keyed = rows.subquery()
-        column = keyed.c[mapping.key_columns[0]]
-        unmarked = (  # CASE, not FILTER: MariaDB and MS SQL have no FILTER
-            sa.func.sum(sa.case((keyed.c[mapping.watermark].is_(None), 1), else_=0))
-            if mapping.watermark
-            else sa.literal(0)
-        )
-        query = sa.select(sa.func.count(column), sa.func.coalesce(sa.func.sum(column), 0), unmarked)
+        query = self._query(mapping, ("totals",), lambda: _key_totals(mapping))
         try:
             with self.engine.connect() as conn:
                 count, total, without = conn.execute(query).one()
@@ -192,10 +276,12 @@ class SqlSource:
             ) from exc
         return int(count), int(total), int(without or 0)
 
-    def _read(self, mapping: Table, query: sa.Select[Any]) -> Iterator[Row]:
+    def _read(
+        self, mapping: Table, query: sa.Select[Any], params: dict[str, Any] | None = None
+    ) -> Iterator[Row]:
         try:
             with self.engine.connect() as conn:
-                result = conn.execution_options(yield_per=STREAM_BATCH).execute(query)
+                result = conn.execution_options(yield_per=STREAM_BATCH).execute(query, params)
                 for partition in result.partitions():
                     yield from partition
         except sa.exc.SQLAlchemyError as exc:
@@ -241,9 +327,24 @@ class SqlSource:
             raise SourceError("inspecting the source database", describe(exc)) from exc
 
 
-def open_source(url: str) -> SqlSource:
-    """A source on a SQLAlchemy URL (read-only by how it is used; never writes)."""
+def _odbc_disconnect(context: sa.engine.ExceptionContext) -> None:
+    """Take an ODBC connection exception (SQLSTATE class 08: "Lost connection to server", a
+    link failure) for a lost connection, as SQLAlchemy's pyodbc dialects for MariaDB do not:
+    the pool then replaces the connection (``pre_ping`` tests it before use) instead of
+    failing every run until a restart."""
+    args = getattr(context.original_exception, "args", ())
+    if args and isinstance(args[0], str) and args[0].startswith("08"):
+        context.is_disconnect = True
+
+
+def open_source(url: str, *, pre_ping: bool = False) -> SqlSource:
+    """A source on a SQLAlchemy URL (read-only by how it is used; never writes). ``pre_ping``:
+    each pooled connection is tested before use and replaced if the database dropped it (a
+    source kept open between runs outlives a restart of the database)."""
     try:
-        return SqlSource(sa.create_engine(url, hide_parameters=True))
+        engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+        if engine.dialect.driver == "pyodbc":
+            sa.event.listen(engine, "handle_error", _odbc_disconnect)
+        return SqlSource(engine)
     except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise SourceError("opening the source database", f"{type(exc).__name__}: {exc}") from exc

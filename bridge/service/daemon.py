@@ -129,16 +129,18 @@ class Daemon:
         )
 
     def serve(self, stop: threading.Event) -> int:
-        """Run until ``stop`` is set; then finish the run in flight and shut down."""
-        self.add_jobs()
-        self.scheduler.start()
-        self.notifier.ready()
-        log.info("daemon.started", jobs=[j.id for j in self.scheduler.get_jobs()])
-        while not stop.wait(1.0):
-            pass
-        self.notifier.stopping()
-        log.info("daemon.stopping")
-        self.scheduler.shutdown(wait=True)
+        """Run until ``stop`` is set; then finish the run in flight and shut down. The source
+        and the state store stay open between runs and are closed last."""
+        with self.service.kept_open():
+            self.add_jobs()
+            self.scheduler.start()
+            self.notifier.ready()
+            log.info("daemon.started", jobs=[j.id for j in self.scheduler.get_jobs()])
+            while not stop.wait(1.0):
+                pass
+            self.notifier.stopping()
+            log.info("daemon.stopping")
+            self.scheduler.shutdown(wait=True)
         log.info("daemon.stopped")
         return 0
 

@@ -39,7 +39,13 @@ from bridge.service.engine import (
 from bridge.service.engine.contingent import stored_matches
 from bridge.service.metrics import MetricsSink, summary_from
 from bridge.service.runs import RunLog, SyncLock
-from bridge.service.wiring import Adapters, matched_entities, open_adapters, run_options
+from bridge.service.wiring import (
+    Adapters,
+    KeptEngines,
+    matched_entities,
+    open_adapters,
+    run_options,
+)
 
 Say = Callable[[str], None]
 
@@ -75,10 +81,23 @@ class Service:
         self.config, self.mappings, self.metrics = config, mappings, metrics
         self.stop = stop or threading.Event()
         self.last: SyncResult | None = None
+        self.kept: KeptEngines | None = None
 
     def adapters(self) -> Adapters:
-        """This school's adapters (``bridge.service.wiring``), for a ``with`` block."""
-        return open_adapters(self.config)
+        """This school's adapters (``bridge.service.wiring``), for a ``with`` block; inside
+        ``kept_open`` the source and the state store are the kept ones."""
+        return open_adapters(self.config, self.kept)
+
+    @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """Keep the source and the state store open between the runs of the block (the
+        daemon's: ``bridge.service.wiring.KeptEngines``); closed when it ends."""
+        kept = self.kept = KeptEngines(self.config)
+        try:
+            yield
+        finally:
+            self.kept = None
+            kept.close()
 
     @contextmanager
     def state_store(self) -> Iterator[SqlStateStore]:
@@ -120,6 +139,7 @@ class Service:
             incremental=request.incremental,
             resend=request.resend,
             tap=request.tap,
+            keep_builds=self.kept is not None,
         )
 
     def _locked(self, io: Adapters, request: Request, progress: Progress | None) -> SyncResult:

@@ -1,10 +1,17 @@
 """The one place that builds adapters from configuration: the ASIOU source, the state store of
 this school and the portal client, each opened on first use and closed together; and the run
 options a configuration implies. Every command and the daemon get their adapters here.
+
+A command opens its adapters for its one run. The daemon keeps the source and the state store
+open between its runs (``KeptEngines``): their connection pools, and SQLAlchemy's cache of
+compiled statements, serve every run, so a run after the first compiles nothing and connects
+to nothing anew. The portal client is still opened and closed per run (a fresh token, and
+nothing idle towards the portal between runs).
 """
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,12 +31,56 @@ from bridge.service.engine import RunOptions, resolve_workers
 from bridge.service.runs import Erasures
 
 
-class Adapters:
-    """The adapters of one configured school, opened when first asked for; ``close`` (or the
-    end of a ``with`` block) closes those that were opened, the last opened first."""
+class KeptEngines:
+    """The source and the state store of one school kept open between runs (the daemon's),
+    each opened when first asked for, its connections tested before use (``pre_ping``: a
+    database restarted between runs has dropped them), closed by ``close``. The source is
+    opened again when its URL changes (a new password in the credential file)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._lock = threading.Lock()  # the daemon's jobs run on one thread; this is cheap
+        self._source: tuple[str, SqlSource] | None = None
+        self._state: SqlStateStore | None = None
+
+    def source(self) -> SqlSource:
+        """The ASIOU database, open (again, if ``source.url`` or its password changed)."""
+        url = self.config.source_url_with_password().render_as_string(False)
+        with self._lock:
+            if self._source is not None and self._source[0] != url:
+                self._source[1].engine.dispose()
+                self._source = None
+            if self._source is None:
+                self._source = (url, open_source(url, pre_ping=True))
+            return self._source[1]
+
+    def state(self) -> SqlStateStore:
+        """The state store of this school, open."""
+        with self._lock:
+            if self._state is None:
+                config = self.config
+                self._state = open_state(
+                    config.state.url, utc_now, school=config.portal.school, pre_ping=True
+                )
+            return self._state
+
+    def close(self) -> None:
+        """Close both (their pools' connections); a later use opens them again."""
+        with self._lock:
+            source, state, self._source, self._state = self._source, self._state, None, None
+        if state is not None:
+            state.close()
+        if source is not None:
+            source[1].engine.dispose()
+
+
+class Adapters:
+    """The adapters of one configured school, opened when first asked for; ``close`` (or the
+    end of a ``with`` block) closes those that were opened, the last opened first. With
+    ``kept``, the source and the state store are the kept ones, left open by ``close``."""
+
+    def __init__(self, config: Config, kept: KeptEngines | None = None) -> None:
+        self.config, self.kept = config, kept
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
         self._portal: PortalClient | DnevnikPortal | None = None
@@ -38,6 +89,8 @@ class Adapters:
     @property
     def source(self) -> SqlSource:
         """The ASIOU database (``source.url``)."""
+        if self._source is None and self.kept is not None:
+            self._source = self.kept.source()
         if self._source is None:
             url = self.config.source_url_with_password().render_as_string(False)
             self._source = open_source(url)
@@ -47,6 +100,8 @@ class Adapters:
     @property
     def state(self) -> SqlStateStore:
         """The state store of this school (``state.url``, the school's own schema)."""
+        if self._state is None and self.kept is not None:
+            self._state = self.kept.state()
         if self._state is None:
             config = self.config
             self._state = open_state(config.state.url, utc_now, school=config.portal.school)
@@ -87,9 +142,10 @@ class Adapters:
         self.close()
 
 
-def open_adapters(config: Config) -> Adapters:
-    """The adapters of ``config``'s school (nothing is opened until it is used)."""
-    return Adapters(config)
+def open_adapters(config: Config, kept: KeptEngines | None = None) -> Adapters:
+    """The adapters of ``config``'s school (nothing is opened until it is used), the source
+    and the state store taken from ``kept`` if given."""
+    return Adapters(config, kept)
 
 
 def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:

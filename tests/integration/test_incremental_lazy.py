@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.adapters.source import SqlSource
+from bridge.adapters.source import SqlSource, build_select
 from bridge.adapters.state import SqlStateStore, open_state
 from bridge.core.guard import Thresholds
 from bridge.core.mapping import MappingSet, load_mappings
@@ -35,6 +35,7 @@ from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
 from bridge.ports import Rescan, Row, Table
 from bridge.service.engine import PlanResult, RunOptions, delivered, plan_run
+from bridge.service.engine.lazy import Snapshot
 
 AS_OF = date(2025, 10, 1)
 DAY0 = date(2025, 9, 1)
@@ -76,10 +77,15 @@ def _copy(source: Path, target: Path) -> None:
         src.backup(dst)
 
 
-def _sync(source: Any, state: SqlStateStore, incremental: bool) -> tuple[PlanResult, list[Change]]:
-    """Plan a sync and record everything it would deliver, as an acknowledged run does."""
+def _sync(
+    source: Any, state: SqlStateStore, incremental: bool, keep_builds: bool = False
+) -> tuple[PlanResult, list[Change]]:
+    """Plan a sync and record everything it would deliver, as an acknowledged run does
+    (``keep_builds``: as the daemon does, with the records built kept for the next run)."""
     sent: list[Change] = []
-    options = RunOptions(as_of=AS_OF, incremental=incremental, thresholds=NO_GUARD)
+    options = RunOptions(
+        as_of=AS_OF, incremental=incremental, thresholds=NO_GUARD, keep_builds=keep_builds
+    )
     result = plan_run(MAPPINGS, source, state, options, sent.append)
     assert result.error is None
     state.record([delivered(c, MAPPINGS) for c in [*sent, *result.plan.destructive()]])
@@ -242,7 +248,9 @@ def test_lazy_incremental_plans_what_the_whole_read_plans(
             _apply(engine, drawn, T0 + timedelta(hours=number))
             _copy(folder / "state.sqlite", folder / f"whole-{number}.sqlite")
             whole_state = open_state(f"sqlite:///{folder / f'whole-{number}.sqlite'}")
-            lazy = _sync(source, state, incremental=True)
+            # The lazy path as the daemon runs it (builds kept across runs and examples), the
+            # whole read as a one-shot command: the memo must change nothing either.
+            lazy = _sync(source, state, incremental=True, keep_builds=True)
             whole = _sync(WholeTables(source), whole_state, incremental=True)
             whole_state.close()
             read, tables = lazy[0].plan.records_read, whole[0].plan.records_read
@@ -265,3 +273,50 @@ def test_a_no_change_run_reads_only_the_changed_rows(school: Path, tmp_path: Pat
     assert read["lesson"] < tables["lesson"] / 10
     assert read["work"] < tables["work"] / 10
     assert outcome(*lazy) == outcome(*whole)
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    """Every statement ``engine`` sends from now on (appended as they go)."""
+    sent: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    return sent
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_enrolments_and_guardian_links_are_read_whole_once(
+    school: Path, tmp_path: Path, incremental: bool
+) -> None:
+    """A run reads enrolments and guardian links whole once, for both the scan for rejected
+    rows and the pre-pass that learns stays and links (a full run reads them once more, for
+    their own plan)."""
+    for name in ("school.sqlite", "state.sqlite"):
+        _copy(school / name, tmp_path / name)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'school.sqlite'}")
+    sent = _statements(engine)
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    _sync(SqlSource(engine), state, incremental)
+    for entity in ("enrollment", "guardian_link"):
+        whole = str(build_select(MAPPINGS[entity]).compile(engine))
+        assert sent.count(whole) == (1 if incremental else 2), entity
+    state.close()
+    engine.dispose()
+
+
+def test_a_snapshot_read_again_is_decoded_once() -> None:
+    """The same snapshot text decodes to the same, immutable snapshot (the daemon's runs
+    share it); a changed text is decoded afresh."""
+    snapshot = Snapshot("d", "2025-11-01 09:00:00", frozenset({1, 2, 5}), frozenset({5}))
+    text = snapshot.encode()
+    first, again = Snapshot.decode(text), Snapshot.decode(str(text))
+    assert first == snapshot
+    assert again is first
+    with pytest.raises(AttributeError):
+        first.keys = frozenset()  # type: ignore[misc]
+    other = Snapshot.decode(text.replace('"d"', '"e"'))
+    assert other is not None
+    assert other.digest == "e"
+    assert other.keys == snapshot.keys

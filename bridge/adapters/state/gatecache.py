@@ -7,6 +7,10 @@ import sqlalchemy as sa
 
 from bridge.adapters.state.schema import gate_cache
 
+_SNAPSHOT = sa.select(gate_cache.c.snapshot).where(  # built once: see records._LOOKUP
+    gate_cache.c.entity == sa.bindparam("entity", type_=gate_cache.c.entity.type)
+)
+
 
 class GateCaches:
     """The ``gate_cache`` table (a part of SqlStateStore)."""
@@ -16,9 +20,7 @@ class GateCaches:
     def gate_cache(self, entity: str) -> str | None:
         """The snapshot last kept for ``entity``, if any."""
         with self.engine.connect() as conn:
-            found = conn.execute(
-                sa.select(gate_cache.c.snapshot).where(gate_cache.c.entity == entity)
-            ).scalar()
+            found = conn.execute(_SNAPSHOT, {"entity": entity}).scalar()
         return None if found is None else str(found)
 
     def set_gate_cache(self, entity: str, snapshot: str) -> None:

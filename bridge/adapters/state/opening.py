@@ -20,16 +20,20 @@ from bridge.core.errors import StateError
 from bridge.ports import Clock
 
 
-def open_state(url: str, clock: Clock = utc_now, school: str | None = None) -> SqlStateStore:
+def open_state(
+    url: str, clock: Clock = utc_now, school: str | None = None, *, pre_ping: bool = False
+) -> SqlStateStore:
     """Open (creating or migrating) the state store at a SQLAlchemy URL. On PostgreSQL, shared
     by the instances of many schools, each ``school`` keeps its tables in a schema of its own
     (:func:`schema_name`), so no two schools ever see each other's state; the school id is
-    stored in the state and checked on every open."""
+    stored in the state and checked on every open. ``pre_ping``: each pooled connection is
+    tested before use and replaced if the database dropped it (a store kept open between runs
+    outlives a restart of PostgreSQL)."""
     parsed = sa.make_url(url)
     try:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _create_private_file(Path(str(parsed.database)))
-        engine = namespaced(_create_engine(parsed), school)
+        engine = namespaced(_create_engine(parsed, pre_ping), school)
         store = SqlStateStore(engine, clock)
         try:
             _opening_retry(store.migrate)(school)
@@ -60,14 +64,16 @@ def _opening_retry(step: Callable[[str | None], None]) -> Callable[[str | None],
     )(step)
 
 
-def _create_engine(url: sa.URL) -> sa.Engine:
+def _create_engine(url: sa.URL, pre_ping: bool = False) -> sa.Engine:
     """An engine for the state store. SQLite runs in WAL mode with a generous busy timeout, so
     a long read (a merge) never blocks the batch commits, and the daemon and a manual command
     can share the file."""
     # hide_parameters: a failed statement's message must not carry payloads (names, marks).
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, hide_parameters=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
+        return sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": 60}, hide_parameters=True, pool_pre_ping=pre_ping
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _wal(dbapi_connection: Any, _record: Any) -> None:

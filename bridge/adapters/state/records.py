@@ -30,6 +30,23 @@ _ENTRY_COLUMNS = (
 )
 
 
+# Lookups built once, with parameters (building a Select and its cache key each time costs
+# more than a small lookup itself; SQLAlchemy compiles the same object once per engine).
+_ENTITY = sa.bindparam("entity", type_=record_state.c.entity.type)
+_LOOKUP = sa.select(*_ENTRY_COLUMNS).where(
+    record_state.c.entity == _ENTITY,
+    record_state.c.sort_key.in_(sa.bindparam("keys", expanding=True)),
+    record_state.c.status != DELETED,
+)
+_PAYLOADS = sa.select(record_state.c.sort_key, record_state.c.payload).where(
+    record_state.c.entity == _ENTITY,
+    record_state.c.sort_key.in_(sa.bindparam("keys", expanding=True)),
+)
+_WATERMARK = sa.select(watermark.c.value).where(
+    watermark.c.entity == sa.bindparam("entity", type_=watermark.c.entity.type)
+)
+
+
 def _entry(row: Sequence[Any]) -> StateEntry:
     return StateEntry(row[0], row[1], row[2], row[3], row[4], None, row[5], row[6])
 
@@ -90,22 +107,16 @@ class RecordReads:
         found: dict[str, StateEntry] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(sort_keys, LOOKUP_CHUNK):
-                query = sa.select(*_ENTRY_COLUMNS).where(
-                    record_state.c.entity == entity,
-                    record_state.c.sort_key.in_(chunk),
-                    record_state.c.status != DELETED,
-                )
-                found.update((row[2], _entry(row)) for row in conn.execute(query))
+                rows = conn.execute(_LOOKUP, {"entity": entity, "keys": list(chunk)})
+                found.update((row[2], _entry(row)) for row in rows)
         return found
 
     def payloads(self, entity: str, sort_keys: Sequence[str]) -> dict[str, Mapping[str, Value]]:
         found: dict[str, Mapping[str, Value]] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(sort_keys, LOOKUP_CHUNK):
-                query = sa.select(record_state.c.sort_key, record_state.c.payload).where(
-                    record_state.c.entity == entity, record_state.c.sort_key.in_(chunk)
-                )
-                found.update((k, json.loads(p)) for k, p in conn.execute(query) if p)
+                rows = conn.execute(_PAYLOADS, {"entity": entity, "keys": list(chunk)})
+                found.update((k, json.loads(p)) for k, p in rows if p)
         return found
 
     def tombstones(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
@@ -182,7 +193,5 @@ class RecordReads:
 
     def watermark(self, entity: str) -> str | None:
         with self.engine.connect() as conn:
-            value = conn.execute(
-                sa.select(watermark.c.value).where(watermark.c.entity == entity)
-            ).scalar()
+            value = conn.execute(_WATERMARK, {"entity": entity}).scalar()
         return None if value is None else str(value)

@@ -34,7 +34,7 @@ import json
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate, islice
@@ -53,16 +53,22 @@ CHUNK = 500
 MAX_CHANGED = 50_000
 """Rows a lazy read holds before it is checked; with more changed, the entity is read whole."""
 
+DECODED_KEPT = 8
+"""Decoded snapshots a process keeps, by their text (``Snapshot.decode``)."""
 
-@dataclass
+_DECODED: dict[str, Snapshot] = {}
+
+
+@dataclass(frozen=True, eq=True)
 class Snapshot:
-    """What the last read of an entity taught the gate (see the module docstring)."""
+    """What the last read of an entity taught the gate (see the module docstring). Immutable:
+    a decoded one may serve several runs of one process (``decode``)."""
 
     digest: str
     mark: str
-    keys: set[int]
-    rejected: set[int]
-    parents: dict[str, str] = field(default_factory=dict)
+    keys: frozenset[int]
+    rejected: frozenset[int]
+    parents: Mapping[str, str] = field(default_factory=dict)
     """Lazily read parent entity → the generation of its snapshot this one was taken with."""
 
     def encode(self) -> str:
@@ -83,9 +89,22 @@ class Snapshot:
 
     @staticmethod
     def decode(text: str | None) -> Snapshot | None:
-        """The snapshot ``encode`` wrote; None for nothing or anything else."""
+        """The snapshot ``encode`` wrote; None for nothing or anything else. A process that
+        reads the same text again (the daemon, run after run) gets the snapshot decoded the
+        first time (decoding tens of thousands of keys takes milliseconds)."""
         if text is None:
             return None
+        found = _DECODED.get(text)
+        if found is None:
+            found = Snapshot._decode(text)
+            if len(_DECODED) >= DECODED_KEPT:
+                _DECODED.clear()
+            if found is not None:
+                _DECODED[text] = found
+        return found
+
+    @staticmethod
+    def _decode(text: str) -> Snapshot | None:
         try:
             found = json.loads(text)
             deltas = array("q")
@@ -93,8 +112,8 @@ class Snapshot:
             return Snapshot(
                 str(found["digest"]),
                 str(found["mark"]),
-                set(accumulate(deltas)),
-                {int(k) for k in found["rejected"]},
+                frozenset(accumulate(deltas)),
+                frozenset(int(k) for k in found["rejected"]),
                 {str(k): str(v) for k, v in found["parents"].items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError, zlib.error):
@@ -276,8 +295,9 @@ class Lazy:
             if run.keys is None:
                 self.lost[entity], self.current[entity] = None, None
                 return mark
-            keys, rejected = run.keys, {k for k in run.keys if str(k) not in known}
-            ok_before = set() if before is None else before.keys - before.rejected
+            keys = frozenset(run.keys)
+            rejected = frozenset(k for k in run.keys if str(k) not in known)
+            ok_before = set() if before is None else set(before.keys - before.rejected)
         self.lost[entity] = (
             None if before is None else {k for k in ok_before if str(k) not in known}
         )

@@ -65,6 +65,10 @@ class RunOptions:
     workers: int = 1
     """Processes that plan a full read of a large entity, each a range of its keys
     (``bridge.service.engine.ranges``); 1 plans everything in this process."""
+    keep_builds: bool = False
+    """Records built are kept for this process's next incremental run, which gives them again
+    for rows read unchanged (``bridge.service.engine.memo``): for a long-running process (the
+    daemon); a one-shot command would only pay for keeping them."""
     drift: Drift | None = None
     """The portal read back (``read_back``): a reconciling run, whose state view is corrected
     by what the portal holds (``bridge.core.reconcile``). Planned in one process."""

@@ -5,7 +5,7 @@ rows named; which stays came due since the last run."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -42,13 +42,43 @@ def due_stays(records: Iterable[Record], last_as_of: str | None, as_of: str) -> 
     return due
 
 
-def rejected_rows(mapping: CompiledMapping, rows: Iterable[Row]) -> Iterator[tuple[Row, str]]:
+class BuiltRows:
+    """Rows read whole, each built by the mapping once: ``build`` gives again the record a row
+    was built into, or raises its rejection again (for the passes that take the same rows)."""
+
+    def __init__(
+        self,
+        mapping: CompiledMapping,
+        rows: Iterable[Row],
+        build: Callable[[Row], Record] | None = None,
+    ) -> None:
+        self.rows = list(rows)
+        self._built: dict[int, Record | RowRejected] = {}
+        build = mapping.build if build is None else build
+        for row in self.rows:
+            try:
+                self._built[id(row)] = build(row)
+            except RowRejected as exc:
+                self._built[id(row)] = exc
+
+    def build(self, row: Row) -> Record:
+        """What the mapping built of ``row`` (one of ``rows``)."""
+        built = self._built[id(row)]
+        if isinstance(built, RowRejected):
+            raise built
+        return built
+
+
+def rejected_rows(
+    mapping: CompiledMapping, rows: Iterable[Row], build: Callable[[Row], Record] | None = None
+) -> Iterator[tuple[Row, str]]:
     """(row, sort key or "") of every row the mapping rejects (a bad value, or a key that
-    repeats an earlier row's)."""
+    repeats an earlier row's); ``build``: the mapping's, or rows already built."""
     seen: set[str] = set()
+    build = mapping.build if build is None else build
     for row in rows:
         try:
-            record = mapping.build(row)
+            record = build(row)
         except RowRejected as exc:
             yield row, exc.sort_key
             continue
@@ -101,12 +131,15 @@ def to_items(
     indexed: bool = True,
     read: Counter[str] | None = None,
     key_range: KeyRange | None = None,
+    build: Callable[[Row], Record] | None = None,
 ) -> Iterator[Item]:
     """Map (and unless ``gated`` is false, gate) rows that come in key order. A duplicate key is
     rejected (the first row with that key is kept); rows out of order mean the merge cannot be
     trusted: fatal, as is a row outside ``key_range`` (a database comparing keys otherwise than
-    the sort keys do would pair it with the wrong state entries). ``read`` counts rows."""
-    entity, build, previous, count = mapping.entity, mapping.build, "", 0
+    the sort keys do would pair it with the wrong state entries). ``read`` counts rows;
+    ``build``: the mapping's, or rows already built (``BuiltRows``)."""
+    entity, previous, count = mapping.entity, "", 0
+    build = mapping.build if build is None else build
     check = gate.compile_check(entity, mapping.refs, ctx)
     remember = gate.compile_remember(entity, indexed, ctx)
     derive = gate.derive if entity in gate.DERIVED else None
@@ -204,11 +237,11 @@ def _dangling(
 
 
 def _as_datetime(raw: object) -> datetime | None:
-    if isinstance(raw, datetime):
-        return raw.replace(tzinfo=None)
     if isinstance(raw, str) and raw:
         try:
-            return datetime.fromisoformat(raw).replace(tzinfo=None)
+            raw = datetime.fromisoformat(raw)
         except ValueError:
             return None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo is None else raw.replace(tzinfo=None)
     return None

@@ -28,7 +28,7 @@ from bridge.ports import (
     Source,
     StateStore,
 )
-from bridge.service.engine import lazy
+from bridge.service.engine import lazy, memo
 from bridge.service.engine.keys import ChangeSink
 from bridge.service.engine.lazy import Lazy
 from bridge.service.engine.options import (
@@ -42,6 +42,7 @@ from bridge.service.engine.options import (
 )
 from bridge.service.engine.ranges import RangePlanner
 from bridge.service.engine.reading import (
+    BuiltRows,
     Watermark,
     _as_datetime,
     _column_of,
@@ -74,6 +75,7 @@ class _Run:
         self.dirty_pupils: set[str] = set()
         self.marked: set[str] = set()  # dirty pupils whose re-gating mark is in the state store
         self.last_as_of: str | None = None
+        self.whole: dict[str, BuiltRows] = {}  # see _whole_rows
         if options.incremental:
             # Marks left by a run that did not deliver everything (a crash, a portal outage):
             # what follows from their gate-relevant change is planned again.
@@ -324,6 +326,7 @@ class _Run:
                 track=track,
                 indexed=mapping.entity in self.referenced,
                 read=self.result.plan.records_read,
+                build=self._builder(mapping),
             )
             yield from self.portal_holds(mapping, items)
         finally:
@@ -352,17 +355,36 @@ class _Run:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
         In an incremental run a changed stay makes its pupil dirty before pupils are planned,
         so a withdrawal archives the pupil in the same run."""
-        records = [
-            r
-            for r in to_items(mapping, self.source.read(mapping), Context(), gated=False)
-            if isinstance(r, Record)
-        ]
+        whole = self._whole_rows(mapping)
+        items = to_items(mapping, whole.rows, Context(), gated=False, build=whole.build)
+        records = [r for r in items if isinstance(r, Record)]
         if mapping.entity == "enrollment":
             self._dirty_from_stays(mapping, records)
             self.ctx.learn_stays(records)
             return
         links = [(str(r.payload["pupil"]), str(r.payload["guardian"])) for r in records]
         self.ctx.allow_guardians(links)
+
+    def _whole_rows(self, mapping: CompiledMapping) -> BuiltRows:
+        """Every row of an entity the gate reads before pupils and guardians (enrolments,
+        guardian links), read and built once per run: the scan for rejected rows and the
+        pre-pass take the same rows (one read, so they also agree on what the source held)."""
+        whole = self.whole.get(mapping.entity)
+        if whole is None:
+            rows = self.source.read(mapping)
+            built = self._builder(mapping, "whole")
+            whole = self.whole[mapping.entity] = BuiltRows(mapping, rows, built)
+        return whole
+
+    def _builder(
+        self, mapping: CompiledMapping, read: str = "own"
+    ) -> Callable[[Row], Record] | None:
+        """How an incremental run of a long-running process builds records: giving again
+        those built of the same rows in its last read of the entity
+        (``bridge.service.engine.memo``: the daemon's runs read the small entities whole each
+        time); None: ``mapping.build``."""
+        keeps = self.options.incremental and self.options.keep_builds
+        return memo.builder(mapping, read) if keeps else None
 
     def _close_for_rejected(self, mapping: CompiledMapping) -> None:
         """Fail closed for the pupil of every rejected row of an entity the gate reads (an
@@ -373,7 +395,8 @@ class _Run:
         reason = gate.ROW_REJECTED[mapping.entity]
         pupil_at, guardian_at = _column_of(mapping, PUPIL_FIELD), _column_of(mapping, "guardian")
         unread: list[str] = []
-        for row, sort_key in rejected_rows(mapping, self.source.read(mapping)):
+        whole = self._whole_rows(mapping)
+        for row, sort_key in rejected_rows(mapping, whole.rows, whole.build):
             pupil = _raw_key(row, pupil_at)
             if pupil is None:
                 unread.append(sort_key)
