@@ -1,0 +1,169 @@
+"""A mapping from keys to a few distinct values that holds whole-number keys in four bytes each.
+
+The gate's index of lessons and works (``bridge.core.gate``) maps every lesson and work of the
+journal to its (day, class) pair: tens of thousands of keys a year, a few thousand distinct
+values. A dict keeps a key string, a slot and a value pointer per key (~170 bytes); this keeps
+a key that is the canonical text of a whole number (``str(int)``, no sign, no leading zero:
+what the builder gives ASIOU's integer ids) as an offset from the lowest such key into an
+``array('I')`` of value numbers (0: no value), each distinct value once in a table, and any
+other key (text, a leading zero, one too far from the rest) in a plain dict.
+
+The hot paths of the gate read the fields directly instead of calling a method per mark:
+``slots[int(key) - index.low]`` gives the value number of a canonical key (0 if it has none),
+``table[number]`` the value; ``other`` holds every key that is not in ``slots`` and is looked
+up first. The fields are shared with such readers and changed only in place (``low`` is read
+from the index each time: it moves down when a lower key comes).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import TypeVar, cast
+
+V = TypeVar("V")
+
+SLACK = 65_536
+"""Offsets a key may lie beyond the array (besides twice its length) and still be kept in it."""
+
+
+def is_canonical(key: str) -> bool:
+    """True when ``key`` is the canonical text of a positive whole number (``str(int)``)."""
+    return key.isdigit() and key.isascii() and key[0] != "0"
+
+
+class DenseIndex(MutableMapping[str, V]):
+    """A ``MutableMapping[str, V]`` that stores canonical whole-number keys densely (see the
+    module docstring); it behaves as a dict but for the order of iteration."""
+
+    __slots__ = ("count", "low", "numbers", "other", "slots", "table")
+
+    def __init__(self, items: Iterable[tuple[str, V]] = ()) -> None:
+        self.low = 0
+        """The key at offset 0 of ``slots``."""
+        self.slots = array("I")
+        """Value numbers by offset from ``low``; 0: no value."""
+        self.table: list[V] = cast("list[V]", [None])
+        """Each distinct value once; number 0 is no value."""
+        self.numbers: dict[V, int] = {}
+        """Value → its number in ``table``."""
+        self.other: dict[str, V] = {}
+        """Every key not kept in ``slots``."""
+        self.count = 0
+        """How many keys ``slots`` holds."""
+        self.update(items)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _number(self, key: str) -> int:
+        """The value number of a key kept in ``slots`` (0 if it is not)."""
+        if not is_canonical(key):
+            return 0
+        at = int(key) - self.low
+        return self.slots[at] if 0 <= at < len(self.slots) else 0
+
+    def __getitem__(self, key: str) -> V:
+        other = self.other
+        if other and key in other:
+            return other[key]
+        number = self._number(key) if key.__class__ is str else 0
+        if not number:
+            raise KeyError(key)
+        return self.table[number]
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.other:
+            return True
+        return isinstance(key, str) and self._number(key) != 0
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self.other)
+        low = self.low
+        for at, number in enumerate(self.slots):
+            if number:
+                yield str(low + at)
+
+    def __len__(self) -> int:
+        return self.count + len(self.other)
+
+    def __repr__(self) -> str:
+        return f"DenseIndex({dict(self.items())!r})"
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _value_number(self, value: V) -> int:
+        number = self.numbers.get(value)
+        if number is None:
+            number = self.numbers[value] = len(self.table)
+            self.table.append(value)
+        return number
+
+    def __setitem__(self, key: str, value: V) -> None:
+        if key in self.other or not is_canonical(key) or not self._reach(int(key)):
+            self.other[key] = value
+            return
+        at = int(key) - self.low
+        if not self.slots[at]:
+            self.count += 1
+        self.slots[at] = self._value_number(value)
+
+    def _reach(self, number: int) -> bool:
+        """Make room in ``slots`` for ``number`` if it is near enough; False if it is not."""
+        slots = self.slots
+        room = 2 * len(slots) + SLACK
+        if not self.count:  # empty (or emptied): start afresh at this key
+            del slots[:]
+            self.low = number
+        at = number - self.low
+        if at < 0:
+            if -at > room:
+                return False
+            grow = max(-at, len(slots) // 2)  # room below too, so keys coming down cost little
+            slots[0:0] = array("I", bytes(4 * grow))
+            self.low -= grow
+        elif at >= len(slots):
+            if at - len(slots) > room:
+                return False
+            slots.frombytes(bytes(4 * (at + 1 - len(slots))))
+        return True
+
+    def __delitem__(self, key: str) -> None:
+        if key in self.other:
+            del self.other[key]
+            return
+        if not self._number(key):
+            raise KeyError(key)
+        self.slots[int(key) - self.low] = 0
+        self.count -= 1
+
+    def clear(self) -> None:
+        """Remove every key (in place: readers holding the fields see it)."""
+        del self.slots[:]
+        del self.table[1:]
+        self.numbers.clear()
+        self.other.clear()
+        self.count = self.low = 0
+
+    def copy(self) -> DenseIndex[V]:
+        """A shallow copy (the values are shared)."""
+        copied: DenseIndex[V] = DenseIndex()
+        copied.low, copied.count = self.low, self.count
+        copied.slots = array("I", self.slots)
+        copied.table = list(self.table)
+        copied.numbers = dict(self.numbers)
+        copied.other = dict(self.other)
+        return copied
+
+    # --- pickling (to and from planning workers): the arrays as bytes, no key strings -------
+
+    def __getstate__(self) -> tuple[int, bytes, list[V], dict[str, V]]:
+        return self.low, self.slots.tobytes(), self.table[1:], self.other
+
+    def __setstate__(self, state: tuple[int, bytes, list[V], dict[str, V]]) -> None:
+        low, slots, values, other = state
+        self.low, self.other = low, other
+        self.slots = array("I")
+        self.slots.frombytes(slots)
+        self.table = cast("list[V]", [None, *values])
+        self.numbers = {v: n for n, v in enumerate(self.table) if n}
+        self.count = len(self.slots) - self.slots.count(0)
