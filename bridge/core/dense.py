@@ -6,7 +6,9 @@ values. A dict keeps a key string, a slot and a value pointer per key (~170 byte
 a key that is the canonical text of a whole number (``str(int)``, no sign, no leading zero:
 what the builder gives ASIOU's integer ids) as an offset from the lowest such key into an
 ``array('I')`` of value numbers (0: no value), each distinct value once in a table, and any
-other key (text, a leading zero, one too far from the rest) in a plain dict.
+other key (text, a leading zero, one too far from the rest) in a plain dict. Two indexes may
+share one table of values (``DenseIndex(sharing=...)``): the gate's lessons and works do, so a
+work's lesson's pair is one number in both.
 
 The hot paths of the gate read the fields directly instead of calling a method per mark:
 ``slots[int(key) - index.low]`` gives the value number of a canonical key (0 if it has none),
@@ -38,14 +40,17 @@ class DenseIndex(MutableMapping[str, V]):
 
     __slots__ = ("count", "low", "numbers", "other", "slots", "table")
 
-    def __init__(self, items: Iterable[tuple[str, V]] = ()) -> None:
+    def __init__(
+        self, items: Iterable[tuple[str, V]] = (), *, sharing: DenseIndex[V] | None = None
+    ) -> None:
         self.low = 0
         """The key at offset 0 of ``slots``."""
         self.slots = array("I")
         """Value numbers by offset from ``low``; 0: no value."""
-        self.table: list[V] = cast("list[V]", [None])
-        """Each distinct value once; number 0 is no value."""
-        self.numbers: dict[V, int] = {}
+        self.table: list[V] = cast("list[V]", [None]) if sharing is None else sharing.table
+        """Each distinct value once, the first one given (number 0 is no value); it only grows,
+        and may be shared with other indexes."""
+        self.numbers: dict[V, int] = {} if sharing is None else sharing.numbers
         """Value → its number in ``table``."""
         self.other: dict[str, V] = {}
         """Every key not kept in ``slots``."""
@@ -137,15 +142,14 @@ class DenseIndex(MutableMapping[str, V]):
         self.count -= 1
 
     def clear(self) -> None:
-        """Remove every key (in place: readers holding the fields see it)."""
+        """Remove every key (in place: readers holding the fields see it); the table of values
+        stays (it may be shared, and holds each distinct value once)."""
         del self.slots[:]
-        del self.table[1:]
-        self.numbers.clear()
         self.other.clear()
         self.count = self.low = 0
 
     def copy(self) -> DenseIndex[V]:
-        """A shallow copy (the values are shared)."""
+        """A shallow copy with a table of its own (the values themselves are shared)."""
         copied: DenseIndex[V] = DenseIndex()
         copied.low, copied.count = self.low, self.count
         copied.slots = array("I", self.slots)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
+from sys import intern
 from typing import Any, Protocol
 
 from bridge.core.dense import DenseIndex
@@ -48,13 +49,13 @@ class Context:
     consent: dict[str, bool] = field(default_factory=dict)
     stays: dict[str, list[Stay]] = field(default_factory=dict)
     grade: dict[str, int] = field(default_factory=dict)
-    lesson: DenseIndex[Pair] = field(default_factory=DenseIndex)
-    """lesson → its (day, class)."""
-    pairs: dict[Pair, Pair] = field(default_factory=dict)
-    """One (day, class) tuple per distinct pair, shared by every lesson of that class that day:
-    a school year has ~170 days and a few dozen classes, and tens of thousands of lessons."""
-    work_lesson: DenseIndex[Pair | None] = field(default_factory=DenseIndex)
-    """work → its lesson's (day, class) (None: its lesson was not known when it was learnt)."""
+    lesson: DenseIndex[Pair | None] = field(default_factory=DenseIndex)
+    """lesson → its (day, class) (never None: the type of the table it shares with works)."""
+    work_lesson: DenseIndex[Pair | None] = field(init=False)
+    """work → its lesson's (day, class) (None: its lesson was not known when it was learnt).
+    Both indexes share one table: one (day, class) tuple per distinct pair, shared by every
+    lesson of that class that day and their works (a school year has ~170 days and a few
+    dozen classes, and tens of thousands of lessons), its texts interned."""
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
     guardian_of: dict[str, set[str]] = field(default_factory=dict)
@@ -64,6 +65,14 @@ class Context:
     closed: dict[str, HoldReason] = field(default_factory=dict)
     """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
     guardian_reason: dict[str, HoldReason] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work_lesson = DenseIndex(sharing=self.lesson)
+
+    @property
+    def pairs(self) -> dict[Pair | None, int]:
+        """The distinct (day, class) pairs of the lessons and works known, numbered."""
+        return self.lesson.numbers
 
     def knows(self, entity: str, key: str) -> bool:
         """True when a record of ``entity`` with ``key`` was mapped in this run."""
@@ -203,8 +212,9 @@ def _learn_class(ctx: Context, record: Record) -> None:
 
 
 def _learn_lesson(ctx: Context, record: Record) -> None:
-    pair = (_text(record, "date"), _text(record, "class"))
-    ctx.lesson[record.key] = ctx.pairs.setdefault(pair, pair)
+    # The index keeps the first tuple of each pair; its texts interned, so that the few
+    # hundred days and classes are kept once each, whatever the number of pairs.
+    ctx.lesson[record.key] = (intern(_text(record, "date")), intern(_text(record, "class")))
 
 
 def _learn_work(ctx: Context, record: Record) -> None:
@@ -279,13 +289,10 @@ def teach(ctx: Context, lesson: Learnt) -> None:
     if lesson.rejected:
         ctx.rejected.setdefault(lesson.entity, set()).update(lesson.rejected)
     index = _index(ctx, lesson.entity)
-    if lesson.entity in INDEXED:  # one tuple per (day, class), as _learn_lesson keeps them
-        pairs = ctx.pairs
-        shared = ((k, v if v is None else pairs.setdefault(v, v)) for k, v in lesson.index.items())
-        if lesson.entity == "lesson":
-            ctx.lesson.update(shared)  # type: ignore[arg-type]  # a lesson's pair is never None
-        else:
-            ctx.work_lesson.update(shared)
+    if lesson.entity in INDEXED:  # the shared table keeps one tuple per (day, class)
+        _dense(ctx, lesson.entity).update(
+            (k, v if v is None else (intern(v[0]), intern(v[1]))) for k, v in lesson.index.items()
+        )
     elif index is not None:
         index.update(lesson.index)
     for pupil, reason in lesson.closed.items():
@@ -515,10 +522,11 @@ def _compiled_absence(
         if not consent.get(pupil, False):
             return held_for(pupil)
         lesson = payload["lesson"]
+        # (a lesson's pair is never None: the index's type is that of the table it shares)
         if not checked or (other and lesson in other):
-            day, class_key = lessons[lesson]
+            day, class_key = lessons[lesson]  # type: ignore[misc]
         else:
-            day, class_key = table[slots[int(lesson) - lessons.low]]
+            day, class_key = table[slots[int(lesson) - lessons.low]]  # type: ignore[misc]
         for stay_class, start, end in stays.get(pupil, ()):
             if stay_class == class_key and start <= day and (end is None or day <= end):
                 return None
