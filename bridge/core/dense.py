@@ -10,11 +10,13 @@ other key (text, a leading zero, one too far from the rest) in a plain dict. Two
 share one table of values (``DenseIndex(sharing=...)``): the gate's lessons and works do, so a
 work's lesson's pair is one number in both.
 
-The hot paths of the gate read the fields directly instead of calling a method per mark:
-``slots[int(key) - index.low]`` gives the value number of a canonical key (0 if it has none),
-``table[number]`` the value; ``other`` holds every key that is not in ``slots`` and is looked
-up first. The fields are shared with such readers and changed only in place (``low`` is read
-from the index each time: it moves down when a lower key comes).
+Finding a key's value takes more than a dict's lookup (the text is checked and parsed), so
+the keys found last are remembered with their value's number in ``recent`` (at most
+``RECENT`` of them, forgotten all at once when it is full, and each when its key is set or
+deleted): the gate's hot path, which looks up the same work for a few dozen marks in a row,
+reads ``table[recent.get(key) or index.find(key)]``, a dict's lookup and a list's, and calls
+``find`` only for a key not seen lately. The fields are shared with such readers and changed
+only in place.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ V = TypeVar("V")
 SLACK = 65_536
 """Offsets a key may lie beyond the array (besides twice its length) and still be kept in it."""
 
+RECENT = 1024
+"""Keys found lately that an index remembers (``DenseIndex.recent``)."""
+
 
 def is_canonical(key: str) -> bool:
     """True when ``key`` is the canonical text of a positive whole number (``str(int)``)."""
@@ -38,7 +43,7 @@ class DenseIndex(MutableMapping[str, V]):
     """A ``MutableMapping[str, V]`` that stores canonical whole-number keys densely (see the
     module docstring); it behaves as a dict but for the order of iteration."""
 
-    __slots__ = ("count", "low", "numbers", "other", "slots", "table")
+    __slots__ = ("count", "low", "numbers", "other", "recent", "slots", "table")
 
     def __init__(
         self, items: Iterable[tuple[str, V]] = (), *, sharing: DenseIndex[V] | None = None
@@ -56,6 +61,8 @@ class DenseIndex(MutableMapping[str, V]):
         """Every key not kept in ``slots``."""
         self.count = 0
         """How many keys ``slots`` holds."""
+        self.recent: dict[str, int] = {}
+        """Keys found lately → their value's number (see the module docstring)."""
         self.update(items)
 
     # --- reading --------------------------------------------------------------------------
@@ -67,11 +74,26 @@ class DenseIndex(MutableMapping[str, V]):
         at = int(key) - self.low
         return self.slots[at] if 0 <= at < len(self.slots) else 0
 
-    def __getitem__(self, key: str) -> V:
+    def find(self, key: str) -> int:
+        """The number of ``key``'s value in ``table``, 0 if it has none; a key found is
+        remembered in ``recent``."""
         other = self.other
         if other and key in other:
-            return other[key]
-        number = self._number(key) if key.__class__ is str else 0
+            number = self.numbers[other[key]]
+        elif key.__class__ is str:
+            number = self._number(key)
+            if not number:
+                return 0
+        else:
+            return 0
+        recent = self.recent
+        if len(recent) >= RECENT:
+            recent.clear()
+        recent[key] = number
+        return number
+
+    def __getitem__(self, key: str) -> V:
+        number = self.recent.get(key) or self.find(key)
         if not number:
             raise KeyError(key)
         return self.table[number]
@@ -104,8 +126,10 @@ class DenseIndex(MutableMapping[str, V]):
         return number
 
     def __setitem__(self, key: str, value: V) -> None:
+        if self.recent:
+            self.recent.pop(key, None)
         if key in self.other or not is_canonical(key) or not self._reach(int(key)):
-            self.other[key] = value
+            self.other[key] = self.table[self._value_number(value)]
             return
         at = int(key) - self.low
         if not self.slots[at]:
@@ -133,6 +157,7 @@ class DenseIndex(MutableMapping[str, V]):
         return True
 
     def __delitem__(self, key: str) -> None:
+        self.recent.pop(key, None)
         if key in self.other:
             del self.other[key]
             return
@@ -146,6 +171,7 @@ class DenseIndex(MutableMapping[str, V]):
         stays (it may be shared, and holds each distinct value once)."""
         del self.slots[:]
         self.other.clear()
+        self.recent.clear()
         self.count = self.low = 0
 
     def copy(self) -> DenseIndex[V]:
@@ -165,7 +191,7 @@ class DenseIndex(MutableMapping[str, V]):
 
     def __setstate__(self, state: tuple[int, bytes, list[V], dict[str, V]]) -> None:
         low, slots, values, other = state
-        self.low, self.other = low, other
+        self.low, self.other, self.recent = low, other, {}
         self.slots = array("I")
         self.slots.frombytes(slots)
         self.table = cast("list[V]", [None, *values])

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from sys import intern
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.core.dense import DenseIndex
 from bridge.core.mapping import fingerprint
@@ -324,7 +324,7 @@ Verdict = HoldReason | MissingReference | None
 def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
     """``check`` for one entity with its references and rule bound once (the hot path)."""
     compiled = COMPILED_RULES.get(entity)
-    rule = compiled(ctx, refs) if compiled is not None else _bound(RULES.get(entity), ctx)
+    rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
     if INDEXED.isdisjoint(refs.values()):
         return _checked_by_sets(refs, ctx, rule)
     return _checked_by_indexes(refs, ctx, rule)
@@ -363,19 +363,21 @@ def _checked_by_indexes(
     refs: dict[str, str], ctx: Context, rule: Callable[[Record], Verdict] | None
 ) -> Callable[[Record], Verdict]:
     """As ``_checked_by_sets``, with a reference to a lesson or work looked up in its
-    ``DenseIndex`` inline (``is_canonical`` and ``DenseIndex._number`` written out: a method
-    call per mark costs more than the lookup)."""
-    empty: set[str] = set()
-    known: list[tuple[str, str, Container[str], DenseIndex[Any] | None]] = []
+    ``DenseIndex``: a key found lately is in its ``recent`` dict (marks name the same work a
+    few dozen times in a row), any other is found by ``DenseIndex.find``."""
+    no_keys: set[str] = set()
+    no_recent: dict[str, int] = {}
+    known: list[tuple[str, str, Container[str], dict[str, int], DenseIndex[Any] | None]] = []
     for name, target in refs.items():
         if target in INDEXED:
-            known.append((name, target, empty, _dense(ctx, target)))
+            dense = _dense(ctx, target)
+            known.append((name, target, no_keys, dense.recent, dense))
         else:
-            known.append((name, target, ctx.keys.setdefault(target, set()), None))
+            known.append((name, target, ctx.keys.setdefault(target, set()), no_recent, None))
 
     def checked(record: Record) -> Verdict:
         payload = record.payload
-        for name, target, keys, dense in known:
+        for name, target, keys, recent, dense in known:
             value = payload.get(name)
             if value is None:
                 value = record.attrs.get(name)
@@ -384,14 +386,7 @@ def _checked_by_indexes(
             if dense is None:
                 if value in keys:
                     continue
-            elif value in dense.other or (
-                value.__class__ is str
-                and value.isdigit()
-                and value.isascii()
-                and value[0] != "0"
-                and 0 <= (at := int(value) - dense.low) < len(dense.slots)
-                and dense.slots[at]
-            ):
+            elif value in recent or dense.find(value):
                 continue
             return _missing(ctx, name, target, value)
         return None if rule is None else rule(record)
@@ -475,16 +470,13 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
 
 # The mark and absence rules run a million times a run: each is one frame with the context's
 # indexes bound (a helper call per record costs more than these few repeated lines). A mark's
-# work and an absence's lesson are looked up in their ``DenseIndex`` inline; where the reference
-# check ran before the rule (``checked``: the field refers to that entity), the key is known, so
-# a key not in ``other`` is a canonical one in ``slots``; otherwise the index is asked.
+# work and an absence's lesson are looked up in their ``DenseIndex`` inline: in ``recent``
+# (where the reference check has just put it), else by ``find``.
 
 
-def _compiled_mark(ctx: Context, refs: dict[str, str] | None = None) -> Callable[[Record], Verdict]:
+def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
     consent, grade, stays, works = ctx.consent, ctx.grade, ctx.stays, ctx.work_lesson
-    other, slots, table = works.other, works.slots, works.table
-    checked = refs is not None and refs.get("work") == "work"
-    held_for = ctx.held_for
+    recent, find, table, held_for = works.recent, works.find, works.table, ctx.held_for
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
@@ -492,12 +484,9 @@ def _compiled_mark(ctx: Context, refs: dict[str, str] | None = None) -> Callable
         if not consent.get(pupil, False):
             return held_for(pupil)
         work = payload["work"]
-        if not checked or (other and work in other):
-            pair = works[work]
-        else:
-            pair = table[slots[int(work) - works.low]]
-        if pair is None:
-            raise KeyError(work)  # its lesson was unknown: as a lesson key missing would be
+        pair = table[recent.get(work) or find(work)]
+        if pair is None:  # no such work, or its lesson was unknown: as a missing key did
+            raise KeyError(work)
         day, class_key = pair
         if grade.get(class_key) == 1:
             return HoldReason.GRADE_1_MARK
@@ -509,12 +498,9 @@ def _compiled_mark(ctx: Context, refs: dict[str, str] | None = None) -> Callable
     return rule
 
 
-def _compiled_absence(
-    ctx: Context, refs: dict[str, str] | None = None
-) -> Callable[[Record], Verdict]:
-    consent, lessons, stays, held_for = ctx.consent, ctx.lesson, ctx.stays, ctx.held_for
-    other, slots, table = lessons.other, lessons.slots, lessons.table
-    checked = refs is not None and refs.get("lesson") == "lesson"
+def _compiled_absence(ctx: Context) -> Callable[[Record], Verdict]:
+    consent, stays, held_for = ctx.consent, ctx.stays, ctx.held_for
+    recent, find, table = ctx.lesson.recent, ctx.lesson.find, ctx.lesson.table
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
@@ -522,11 +508,10 @@ def _compiled_absence(
         if not consent.get(pupil, False):
             return held_for(pupil)
         lesson = payload["lesson"]
-        # (a lesson's pair is never None: the index's type is that of the table it shares)
-        if not checked or (other and lesson in other):
-            day, class_key = lessons[lesson]  # type: ignore[misc]
-        else:
-            day, class_key = table[slots[int(lesson) - lessons.low]]  # type: ignore[misc]
+        pair = table[recent.get(lesson) or find(lesson)]
+        if pair is None:  # no such lesson
+            raise KeyError(lesson)
+        day, class_key = pair
         for stay_class, start, end in stays.get(pupil, ()):
             if stay_class == class_key and start <= day and (end is None or day <= end):
                 return None
@@ -537,15 +522,7 @@ def _compiled_absence(
 
 # Rules compiled against the context, for the entities with a million rows a year. They read
 # the gate's fields from the payload directly: mapping.py requires those fields be exported.
-class RuleCompiler(Protocol):
-    """Compiles an entity's rule against the context (and the references its check tests)."""
-
-    def __call__(
-        self, ctx: Context, refs: dict[str, str] | None = None
-    ) -> Callable[[Record], Verdict]: ...
-
-
-COMPILED_RULES: dict[str, RuleCompiler] = {
+COMPILED_RULES: dict[str, Callable[[Context], Callable[[Record], Verdict]]] = {
     "mark": _compiled_mark,
     "absence": _compiled_absence,
 }
