@@ -8,7 +8,8 @@ what the builder gives ASIOU's integer ids) as an offset from the lowest such ke
 ``array('I')`` of value numbers (0: no value), each distinct value once in a table, and any
 other key (text, a leading zero, one too far from the rest) in a plain dict. Two indexes may
 share one table of values (``DenseIndex(sharing=...)``): the gate's lessons and works do, so a
-work's lesson's pair is one number in both.
+work's lesson's pair is one number in both; ``keep`` may replace each new distinct value by the
+one to keep (the gate's interns the texts of a (day, class) pair).
 
 Finding a key's value takes more than a dict's lookup (the text is checked and parsed), so
 the keys found last are remembered with their value's number in ``recent`` (at most
@@ -22,7 +23,7 @@ only in place.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TypeVar, cast
 
 V = TypeVar("V")
@@ -43,11 +44,17 @@ class DenseIndex(MutableMapping[str, V]):
     """A ``MutableMapping[str, V]`` that stores canonical whole-number keys densely (see the
     module docstring); it behaves as a dict but for the order of iteration."""
 
-    __slots__ = ("count", "low", "numbers", "other", "recent", "slots", "table")
+    __slots__ = ("count", "keep", "low", "numbers", "other", "recent", "slots", "table")
 
     def __init__(
-        self, items: Iterable[tuple[str, V]] = (), *, sharing: DenseIndex[V] | None = None
+        self,
+        items: Iterable[tuple[str, V]] = (),
+        *,
+        sharing: DenseIndex[V] | None = None,
+        keep: Callable[[V], V] | None = None,
     ) -> None:
+        self.keep: Callable[[V], V] | None = keep if sharing is None else sharing.keep
+        """Gives the value to keep for a new distinct value (None: the value itself)."""
         self.low = 0
         """The key at offset 0 of ``slots``."""
         self.slots = array("I")
@@ -80,8 +87,9 @@ class DenseIndex(MutableMapping[str, V]):
         other = self.other
         if other and key in other:
             number = self.numbers[other[key]]
-        elif key.__class__ is str:
-            number = self._number(key)
+        elif key.__class__ is str and key.isdigit() and key.isascii() and key[0] != "0":
+            at, slots = int(key) - self.low, self.slots  # is_canonical and _number, inline
+            number = slots[at] if 0 <= at < len(slots) else 0
             if not number:
                 return 0
         else:
@@ -121,20 +129,32 @@ class DenseIndex(MutableMapping[str, V]):
     def _value_number(self, value: V) -> int:
         number = self.numbers.get(value)
         if number is None:
-            number = self.numbers[value] = len(self.table)
-            self.table.append(value)
+            kept = value if self.keep is None else self.keep(value)  # equal to it, to be kept
+            number = self.numbers[kept] = len(self.table)
+            self.table.append(kept)
         return number
 
     def __setitem__(self, key: str, value: V) -> None:
+        # Run once per lesson and work learnt: the usual case (the next key up, or one within
+        # the array, of a value seen before) takes no other call.
         if self.recent:
             self.recent.pop(key, None)
-        if key in self.other or not is_canonical(key) or not self._reach(int(key)):
-            self.other[key] = self.table[self._value_number(value)]
+        number = self.numbers.get(value) or self._value_number(value)
+        other, slots = self.other, self.slots
+        if (other and key in other) or not (key.isdigit() and key.isascii() and key[0] != "0"):
+            other[key] = self.table[number]  # (is_canonical, inline)
             return
         at = int(key) - self.low
-        if not self.slots[at]:
+        if at == len(slots) and self.count:
+            slots.append(0)
+        elif not 0 <= at < len(slots):
+            if not self._reach(int(key)):
+                other[key] = self.table[number]
+                return
+            at = int(key) - self.low
+        if not slots[at]:
             self.count += 1
-        self.slots[at] = self._value_number(value)
+        slots[at] = number
 
     def _reach(self, number: int) -> bool:
         """Make room in ``slots`` for ``number`` if it is near enough; False if it is not."""
@@ -177,7 +197,7 @@ class DenseIndex(MutableMapping[str, V]):
     def copy(self) -> DenseIndex[V]:
         """A shallow copy with a table of its own (the values themselves are shared)."""
         copied: DenseIndex[V] = DenseIndex()
-        copied.low, copied.count = self.low, self.count
+        copied.low, copied.count, copied.keep = self.low, self.count, self.keep
         copied.slots = array("I", self.slots)
         copied.table = list(self.table)
         copied.numbers = dict(self.numbers)
@@ -191,7 +211,7 @@ class DenseIndex(MutableMapping[str, V]):
 
     def __setstate__(self, state: tuple[int, bytes, list[V], dict[str, V]]) -> None:
         low, slots, values, other = state
-        self.low, self.other, self.recent = low, other, {}
+        self.low, self.other, self.recent, self.keep = low, other, {}, None
         self.slots = array("I")
         self.slots.frombytes(slots)
         self.table = cast("list[V]", [None, *values])

@@ -49,7 +49,7 @@ class Context:
     consent: dict[str, bool] = field(default_factory=dict)
     stays: dict[str, list[Stay]] = field(default_factory=dict)
     grade: dict[str, int] = field(default_factory=dict)
-    lesson: DenseIndex[Pair | None] = field(default_factory=DenseIndex)
+    lesson: DenseIndex[Pair | None] = field(default_factory=lambda: DenseIndex(keep=_interned))
     """lesson → its (day, class) (never None: the type of the table it shares with works)."""
     work_lesson: DenseIndex[Pair | None] = field(init=False)
     """work → its lesson's (day, class) (None: its lesson was not known when it was learnt).
@@ -212,15 +212,20 @@ def _learn_class(ctx: Context, record: Record) -> None:
 
 
 def _learn_lesson(ctx: Context, record: Record) -> None:
-    # The index keeps the first tuple of each pair; its texts interned, so that the few
-    # hundred days and classes are kept once each, whatever the number of pairs.
-    ctx.lesson[record.key] = (intern(_text(record, "date")), intern(_text(record, "class")))
+    ctx.lesson[record.key] = (_text(record, "date"), _text(record, "class"))
+
+
+def _interned(pair: Pair | None) -> Pair | None:
+    """The (day, class) pair the index keeps: its texts interned, so that the few hundred days
+    and classes are kept once each, whatever the number of pairs."""
+    return None if pair is None else (intern(pair[0]), intern(pair[1]))
 
 
 def _learn_work(ctx: Context, record: Record) -> None:
     # The lesson's pair itself, not its key: a mark is gated with one lookup, and no work
     # keeps a copy of a lesson key.
-    ctx.work_lesson[record.key] = ctx.lesson.get(_text(record, "lesson"))
+    lessons, lesson = ctx.lesson, _text(record, "lesson")
+    ctx.work_lesson[record.key] = lessons.table[lessons.recent.get(lesson) or lessons.find(lesson)]
 
 
 def _learn_period(ctx: Context, record: Record) -> None:
@@ -290,9 +295,7 @@ def teach(ctx: Context, lesson: Learnt) -> None:
         ctx.rejected.setdefault(lesson.entity, set()).update(lesson.rejected)
     index = _index(ctx, lesson.entity)
     if lesson.entity in INDEXED:  # the shared table keeps one tuple per (day, class)
-        _dense(ctx, lesson.entity).update(
-            (k, v if v is None else (intern(v[0]), intern(v[1]))) for k, v in lesson.index.items()
-        )
+        _dense(ctx, lesson.entity).update(lesson.index.items())
     elif index is not None:
         index.update(lesson.index)
     for pupil, reason in lesson.closed.items():
