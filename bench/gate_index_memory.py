@@ -1,18 +1,16 @@
-"""Benchmark: what the gate's index of lessons and works costs, and what compact forms would.
+"""Benchmark: what the gate's index of lessons and works costs, against the dicts it replaced.
 
     .venv/bin/python bench/gate_index_memory.py [--dir var/bench/school-1100-1]
 
 The one structure of a plan that grows with the journal (docs/benchmarks.md, "Memory: what
 grows with the journal") is what the gate learns of lessons and works so that every mark and
-absence can be gated: ``Context.keys['lesson']`` and ``['work']`` (sets of keys),
-``Context.lesson`` (key → (day, class)) and ``Context.work_lesson`` (key → lesson key). This reads
-the lessons and works of a generated school (bench/plan_benchmark.py writes them) through the
-mappings and the gate as a plan does, measures that index with tracemalloc, and builds from the
-same data the two compact forms the section proposes, measured the same way:
-
-  shared   dicts only (the dict is the key set), one (day, class) tuple per distinct pair,
-           and each work mapped to its lesson's pair rather than to the lesson's key;
-  dense    whole-number keys as offsets into ``array('I')`` of pair numbers (0: unknown).
+absence can be gated: ``Context.lesson`` (lesson → (day, class)) and ``Context.work_lesson``
+(work → its lesson's (day, class)), two ``DenseIndex`` (``bridge/core/dense.py``) that also
+stand for the keys of lessons and works. This reads the lessons and works of a generated school
+(bench/plan_benchmark.py writes them) through the mappings and the gate as a plan does, and
+measures what the context holds afterwards with tracemalloc ("now"); then builds from the same
+records, measured the same way, the dicts the gate kept before ("dicts": a key set per entity,
+lesson → a shared (day, class) tuple, work → its lesson's key).
 
 Prints MB and bytes per lesson or work for each.
 """
@@ -22,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gc
 import tracemalloc
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,13 +28,14 @@ import sqlalchemy as sa
 
 from bridge.adapters.source import SqlSource
 from bridge.core.gate import Context
-from bridge.core.mapping import load_mappings
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.model import Record
 from bridge.service.engine.reading import to_items
 
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = ("period", "subject", "teacher", "class", "group")  # what lessons refer to
 
-Pairs = dict[str, tuple[str, str]]
+Rows = list[tuple[str, str, str]]
 
 
 def traced_mb(build: Callable[[], Any]) -> tuple[Any, float]:
@@ -52,24 +50,32 @@ def traced_mb(build: Callable[[], Any]) -> tuple[Any, float]:
     return kept, held / 2**20
 
 
-def shared(lessons: Pairs, works: dict[str, str]) -> tuple[Pairs, Pairs]:
+def dicts(lessons: Rows, works: Rows) -> tuple[Any, ...]:
+    """The gate's index before the ``DenseIndex``: key sets, and dicts with shared pairs."""
     canon: dict[tuple[str, str], tuple[str, str]] = {}
-    by_lesson = {str(int(k)): canon.setdefault(pair, pair) for k, pair in lessons.items()}
-    by_work = {str(int(k)): by_lesson[lesson] for k, lesson in works.items()}
-    return by_lesson, by_work
+    by_lesson = {}
+    for key, day, class_key in lessons:
+        pair = (fresh(day), fresh(class_key))
+        by_lesson[fresh(key)] = canon.setdefault(pair, pair)
+    by_work = {fresh(key): fresh(lesson) for key, lesson, _ in works}
+    return set(by_lesson), set(by_work), by_lesson, by_work
 
 
-def dense(lessons: Pairs, works: dict[str, str]) -> tuple[array[int], array[int], list[Any]]:
-    numbers: dict[tuple[str, str], int] = {}
-    low, high = min(map(int, lessons)), max(map(int, lessons))
-    by_lesson = array("I", bytes(4 * (high - low + 1)))
-    for key, pair in lessons.items():
-        by_lesson[int(key) - low] = numbers.setdefault(pair, len(numbers)) + 1
-    first, last = min(map(int, works)), max(map(int, works))
-    by_work = array("I", bytes(4 * (last - first + 1)))
-    for key, lesson in works.items():
-        by_work[int(key) - first] = by_lesson[int(lesson) - low]
-    return by_lesson, by_work, list(numbers)
+def fresh(text: str) -> str:
+    """A copy of ``text`` of its own, as each record's fields are."""
+    return (text + " ")[:-1]
+
+
+def records(mappings: MappingSet, source: SqlSource, entity: str, ctx: Context) -> Rows:
+    """(key, day, class) of each lesson, or (key, lesson key, "") of each work, read as the
+    texts a fresh read gives (strings of their own)."""
+    rows: Rows = []
+    for item in to_items(mappings[entity], source.read(mappings[entity]), ctx, gated=False):
+        if isinstance(item, Record):
+            p = item.payload
+            fields = (p["date"], p["class"]) if entity == "lesson" else (p["lesson"], "")
+            rows.append((item.key, str(fields[0]), str(fields[1])))
+    return rows
 
 
 def main() -> int:
@@ -89,14 +95,10 @@ def main() -> int:
                 pass
 
     _, now = traced_mb(learn)
-    lessons, works = dict(ctx.lesson), dict(ctx.work_lesson)
-    count = len(lessons) + len(works)
-    print(f"{len(lessons):,} lessons, {len(works):,} works")
-    for name, held in (
-        ("now", now),
-        ("shared", traced_mb(lambda: shared(lessons, works))[1]),
-        ("dense", traced_mb(lambda: dense(lessons, works))[1]),
-    ):
+    count = len(ctx.lesson) + len(ctx.work_lesson)
+    print(f"{len(ctx.lesson):,} lessons, {len(ctx.work_lesson):,} works")
+    lessons, works = (records(mappings, source, e, Context()) for e in ("lesson", "work"))
+    for name, held in (("now", now), ("dicts", traced_mb(lambda: dicts(lessons, works))[1])):
         print(f"{name:<8}{held:>8.2f} MB{held * 2**20 / count:>6.0f} B a lesson or work")
     return 0
 

@@ -17,20 +17,30 @@ Pure decisions over a :class:`Context` that remembers what earlier entities of t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Container, Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
+from sys import intern
 from typing import Any
 
+from bridge.core.dense import DenseIndex
 from bridge.core.mapping import fingerprint
 from bridge.core.model import HoldReason, Record
 
 Stay = tuple[str, str, str | None]
 """(class key, first day, last day or None while open): one stay of a pupil in a class."""
 
+Pair = tuple[str, str]
+"""(day, class key) of a lesson."""
+
+INDEXED = frozenset({"lesson", "work"})
+"""Entities whose index holds every key remembered (``Context.lesson``, ``Context.work_lesson``):
+their keys are known by the index, kept in no set of their own (``Context.known``)."""
+
 
 @dataclass
 class Context:
-    """What the run has learnt so far; indexes hold small entities only (never marks)."""
+    """What the run has learnt so far; indexes hold small entities only (never marks). The
+    index of lessons and works, the one that grows with the journal, is a ``DenseIndex``."""
 
     as_of: str = "9999-12-31"
     erased: frozenset[str] = frozenset()
@@ -39,11 +49,13 @@ class Context:
     consent: dict[str, bool] = field(default_factory=dict)
     stays: dict[str, list[Stay]] = field(default_factory=dict)
     grade: dict[str, int] = field(default_factory=dict)
-    lesson: dict[str, tuple[str, str]] = field(default_factory=dict)
-    pairs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    """One (day, class) tuple per distinct pair, shared by every lesson of that class that day:
-    a school year has ~170 days and a few dozen classes, and tens of thousands of lessons."""
-    work_lesson: dict[str, str] = field(default_factory=dict)
+    lesson: DenseIndex[Pair | None] = field(default_factory=lambda: DenseIndex(keep=_interned))
+    """lesson → its (day, class) (never None: the type of the table it shares with works)."""
+    work_lesson: DenseIndex[Pair | None] = field(init=False)
+    """work → its lesson's (day, class) (None: its lesson was not known when it was learnt).
+    Both indexes share one table: one (day, class) tuple per distinct pair, shared by every
+    lesson of that class that day and their works (a school year has ~170 days and a few
+    dozen classes, and tens of thousands of lessons), its texts interned."""
     period_end: dict[str, str] = field(default_factory=dict)
     guardians_allowed: set[str] = field(default_factory=set)
     guardian_of: dict[str, set[str]] = field(default_factory=dict)
@@ -54,9 +66,25 @@ class Context:
     """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
     guardian_reason: dict[str, HoldReason] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.work_lesson = DenseIndex(sharing=self.lesson)
+
+    @property
+    def pairs(self) -> dict[Pair | None, int]:
+        """The distinct (day, class) pairs of the lessons and works known, numbered."""
+        return self.lesson.numbers
+
     def knows(self, entity: str, key: str) -> bool:
         """True when a record of ``entity`` with ``key`` was mapped in this run."""
-        return key in self.keys.get(entity, ())
+        return key in self.known(entity)
+
+    def known(self, entity: str) -> Container[str]:
+        """The keys of ``entity`` remembered in this run (for lessons and works, their index)."""
+        if entity == "lesson":
+            return self.lesson
+        if entity == "work":
+            return self.work_lesson
+        return self.keys.get(entity, set())
 
     def forget(self, entity: str, key: str) -> None:
         """Note a rejected record, so references to it are told apart from dangling ones."""
@@ -111,11 +139,16 @@ class Context:
         value = record.payload.get("class")
         if value is not None:
             return str(value)
-        lesson = record.payload.get("lesson")
-        if lesson is None and record.payload.get("work") is not None:
-            lesson = self.work_lesson.get(str(record.payload["work"]))
-        found = self.lesson.get(str(lesson)) if lesson is not None else None
+        found = self._lesson_pair(record)
         return None if found is None else found[1]
+
+    def _lesson_pair(self, record: Record) -> Pair | None:
+        """The (day, class) of a record's lesson, or of its work's lesson; None if unknown."""
+        lesson = record.payload.get("lesson")
+        if lesson is not None:
+            return self.lesson.get(str(lesson))
+        work = record.payload.get("work")
+        return None if work is None else self.work_lesson.get(str(work))
 
     def record_day(self, record: Record) -> str | None:
         """The date a journal record is about (a lesson's, a work's or mark's lesson's, a
@@ -123,10 +156,7 @@ class Context:
         for name in ("date", "date_from"):
             if record.payload.get(name) is not None:
                 return str(record.payload[name])
-        lesson = record.payload.get("lesson")
-        if lesson is None and record.payload.get("work") is not None:
-            lesson = self.work_lesson.get(str(record.payload["work"]))
-        found = self.lesson.get(str(lesson)) if lesson is not None else None
+        found = self._lesson_pair(record)
         if found is not None:
             return found[0]
         period = record.payload.get("period")
@@ -182,12 +212,20 @@ def _learn_class(ctx: Context, record: Record) -> None:
 
 
 def _learn_lesson(ctx: Context, record: Record) -> None:
-    pair = (_text(record, "date"), _text(record, "class"))
-    ctx.lesson[record.key] = ctx.pairs.setdefault(pair, pair)
+    ctx.lesson[record.key] = (_text(record, "date"), _text(record, "class"))
+
+
+def _interned(pair: Pair | None) -> Pair | None:
+    """The (day, class) pair the index keeps: its texts interned, so that the few hundred days
+    and classes are kept once each, whatever the number of pairs."""
+    return None if pair is None else (intern(pair[0]), intern(pair[1]))
 
 
 def _learn_work(ctx: Context, record: Record) -> None:
-    ctx.work_lesson[record.key] = _text(record, "lesson")
+    # The lesson's pair itself, not its key: a mark is gated with one lookup, and no work
+    # keeps a copy of a lesson key.
+    lessons, lesson = ctx.lesson, _text(record, "lesson")
+    ctx.work_lesson[record.key] = lessons.table[lessons.recent.get(lesson) or lessons.find(lesson)]
 
 
 def _learn_period(ctx: Context, record: Record) -> None:
@@ -216,7 +254,8 @@ class Learnt:
     entity: str
     keys: set[str]
     rejected: set[str]
-    index: dict[str, Any]
+    index: MutableMapping[str, Any]
+    """A dict, or for lessons and works a ``DenseIndex`` (pickled as arrays, no key strings)."""
     closed: dict[str, HoldReason] = field(default_factory=dict)
 
 
@@ -238,21 +277,25 @@ def learnt(ctx: Context, entity: str) -> Learnt:
     what it forgets.)"""
     keys, rejected = ctx.keys.pop(entity, set()), ctx.rejected.pop(entity, set())
     index = _index(ctx, entity)
-    taught = {} if index is None else dict(index)
+    taught: MutableMapping[str, Any] = {}
+    if isinstance(index, DenseIndex):
+        taught = index.copy()
+    elif index is not None:
+        taught = dict(index)
     if index is not None:
-        index.clear()
+        index.clear()  # in place: the rules compiled in this process hold it
     return Learnt(entity, keys, rejected, taught, dict(ctx.closed))
 
 
 def teach(ctx: Context, lesson: Learnt) -> None:
     """Add what another process learnt of one entity to this context."""
-    ctx.keys.setdefault(lesson.entity, set()).update(lesson.keys)
+    if lesson.entity not in INDEXED:  # a lesson's or work's key is known by its index
+        ctx.keys.setdefault(lesson.entity, set()).update(lesson.keys)
     if lesson.rejected:
         ctx.rejected.setdefault(lesson.entity, set()).update(lesson.rejected)
     index = _index(ctx, lesson.entity)
-    if lesson.entity == "lesson":  # one tuple per (day, class), as _learn_lesson keeps them
-        pairs = ctx.pairs
-        ctx.lesson.update((k, pairs.setdefault(v, v)) for k, v in lesson.index.items())
+    if lesson.entity in INDEXED:  # the shared table keeps one tuple per (day, class)
+        _dense(ctx, lesson.entity).update(lesson.index.items())
     elif index is not None:
         index.update(lesson.index)
     for pupil, reason in lesson.closed.items():
@@ -283,11 +326,28 @@ Verdict = HoldReason | MissingReference | None
 
 def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
     """``check`` for one entity with its references and rule bound once (the hot path)."""
+    compiled = COMPILED_RULES.get(entity)
+    rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
+    if INDEXED.isdisjoint(refs.values()):
+        return _checked_by_sets(refs, ctx, rule)
+    return _checked_by_indexes(refs, ctx, rule)
+
+
+def _missing(ctx: Context, name: str, target: str, value: object) -> Verdict:
+    """The verdict on a record whose ``name`` refers to no known record of ``target``."""
+    key = str(value)
+    closed = ctx.closed.get(key) if target == "pupil" else None
+    if closed is not None:
+        return closed  # its pupil's row was rejected: held, so it goes if published
+    return MissingReference(name, target, key, key in ctx.rejected.get(target, ()))
+
+
+def _checked_by_sets(
+    refs: dict[str, str], ctx: Context, rule: Callable[[Record], Verdict] | None
+) -> Callable[[Record], Verdict]:
     known = tuple(
         (name, target, ctx.keys.setdefault(target, set())) for name, target in refs.items()
     )
-    compiled = COMPILED_RULES.get(entity)
-    rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
 
     def checked(record: Record) -> Verdict:
         payload = record.payload
@@ -296,14 +356,49 @@ def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[
             if value is None:
                 value = record.attrs.get(name)
             if value is not None and value not in keys:
-                key = str(value)
-                closed = ctx.closed.get(key) if target == "pupil" else None
-                if closed is not None:
-                    return closed  # its pupil's row was rejected: held, so it goes if published
-                return MissingReference(name, target, key, key in ctx.rejected.get(target, ()))
+                return _missing(ctx, name, target, value)
         return None if rule is None else rule(record)
 
     return checked
+
+
+def _checked_by_indexes(
+    refs: dict[str, str], ctx: Context, rule: Callable[[Record], Verdict] | None
+) -> Callable[[Record], Verdict]:
+    """As ``_checked_by_sets``, with a reference to a lesson or work looked up in its
+    ``DenseIndex``: a key found lately is in its ``recent`` dict (marks name the same work a
+    few dozen times in a row), any other is found by ``DenseIndex.find``."""
+    no_keys: set[str] = set()
+    no_recent: dict[str, int] = {}
+    known: list[tuple[str, str, Container[str], dict[str, int], DenseIndex[Any] | None]] = []
+    for name, target in refs.items():
+        if target in INDEXED:
+            dense = _dense(ctx, target)
+            known.append((name, target, no_keys, dense.recent, dense))
+        else:
+            known.append((name, target, ctx.keys.setdefault(target, set()), no_recent, None))
+
+    def checked(record: Record) -> Verdict:
+        payload = record.payload
+        for name, target, keys, recent, dense in known:
+            value = payload.get(name)
+            if value is None:
+                value = record.attrs.get(name)
+                if value is None:
+                    continue
+            if dense is None:
+                if value in keys:
+                    continue
+            elif value in recent or dense.find(value):
+                continue
+            return _missing(ctx, name, target, value)
+        return None if rule is None else rule(record)
+
+    return checked
+
+
+def _dense(ctx: Context, entity: str) -> DenseIndex[Any]:
+    return ctx.lesson if entity == "lesson" else ctx.work_lesson
 
 
 def _bound(
@@ -313,9 +408,10 @@ def _bound(
 
 
 def compile_remember(entity: str, indexed: bool, ctx: Context) -> Callable[[Record], None] | None:
-    """``Context.remember`` for one entity: keys only where other entities refer to it; None
-    when there is nothing to remember (marks, absences)."""
-    keys = ctx.keys.setdefault(entity, set()) if indexed else None
+    """``Context.remember`` for one entity: keys only where other entities refer to it (and
+    for lessons and works, which their index knows, never); None when there is nothing to
+    remember (marks, absences)."""
+    keys = ctx.keys.setdefault(entity, set()) if indexed and entity not in INDEXED else None
     learn = LEARNERS.get(entity)
     if keys is None and learn is None:
         return None
@@ -376,25 +472,25 @@ def _period_mark(record: Record, ctx: Context) -> Verdict:
 
 
 # The mark and absence rules run a million times a run: each is one frame with the context's
-# indexes bound (a helper call per record costs more than these few repeated lines).
+# indexes bound (a helper call per record costs more than these few repeated lines). A mark's
+# work and an absence's lesson are looked up in their ``DenseIndex`` inline: in ``recent``
+# (where the reference check has just put it), else by ``find``.
 
 
 def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
-    consent, lessons, grade, stays, work_lesson = (
-        ctx.consent,
-        ctx.lesson,
-        ctx.grade,
-        ctx.stays,
-        ctx.work_lesson,
-    )
-    held_for = ctx.held_for
+    consent, grade, stays, works = ctx.consent, ctx.grade, ctx.stays, ctx.work_lesson
+    recent, find, table, held_for = works.recent, works.find, works.table, ctx.held_for
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
         pupil = payload["pupil"]
         if not consent.get(pupil, False):
             return held_for(pupil)
-        day, class_key = lessons[work_lesson[payload["work"]]]
+        work = payload["work"]
+        pair = table[recent.get(work) or find(work)]
+        if pair is None:  # no such work, or its lesson was unknown: as a missing key did
+            raise KeyError(work)
+        day, class_key = pair
         if grade.get(class_key) == 1:
             return HoldReason.GRADE_1_MARK
         for stay_class, start, end in stays.get(pupil, ()):
@@ -406,14 +502,19 @@ def _compiled_mark(ctx: Context) -> Callable[[Record], Verdict]:
 
 
 def _compiled_absence(ctx: Context) -> Callable[[Record], Verdict]:
-    consent, lessons, stays, held_for = ctx.consent, ctx.lesson, ctx.stays, ctx.held_for
+    consent, stays, held_for = ctx.consent, ctx.stays, ctx.held_for
+    recent, find, table = ctx.lesson.recent, ctx.lesson.find, ctx.lesson.table
 
     def rule(record: Record) -> Verdict:
         payload = record.payload
         pupil = payload["pupil"]
         if not consent.get(pupil, False):
             return held_for(pupil)
-        day, class_key = lessons[payload["lesson"]]
+        lesson = payload["lesson"]
+        pair = table[recent.get(lesson) or find(lesson)]
+        if pair is None:  # no such lesson
+            raise KeyError(lesson)
+        day, class_key = pair
         for stay_class, start, end in stays.get(pupil, ()):
             if stay_class == class_key and start <= day and (end is None or day <= end):
                 return None

@@ -48,7 +48,7 @@ def test_only_a_clear_yes_is_consent(consent: object, want: HoldReason | None) -
     assert gate.RULES["pupil"](pupil, ctx) == want
     gate.LEARNERS["pupil"](ctx, pupil)
     assert ctx.consent["7"] is (want is None)
-    ctx.lesson["1"], ctx.work_lesson["1"] = ("2025-09-02", "5"), "1"
+    ctx.lesson["1"] = ctx.work_lesson["1"] = ("2025-09-02", "5")  # work → its lesson's pair
     ctx.stays["7"] = [("5", "2025-09-01", None)]
     mark = record("mark", "9", work="1", pupil="7", value="5")
     assert gate.COMPILED_RULES["mark"](ctx)(mark) == want
@@ -62,7 +62,7 @@ def test_a_rejected_row_of_an_entity_the_gate_reads_closes(entity: str) -> None:
     reason = gate.reject_row(ctx, entity, "7")
     assert reason == gate.ROW_REJECTED[entity]
     check = compile_check("absence", {"pupil": "pupil", "lesson": "lesson"}, ctx)
-    ctx.keys["lesson"].add("1")
+    ctx.lesson["1"] = ("2025-09-02", "5")
     verdict = check(record("absence", "3", lesson="1", pupil="7", code="н"))
     if entity == "pupil":
         assert verdict is HoldReason.PUPIL_ROW_REJECTED

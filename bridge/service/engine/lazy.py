@@ -280,7 +280,7 @@ class Lazy:
         facts looked up by key from now on. Returns the entity's watermark reached (a lazy
         read's is the snapshot's where no row read is newer)."""
         entity, run = mapping.entity, self.passes.pop(mapping.entity)
-        known, before = self.ctx.keys.get(entity, set()), run.before
+        known, before = self.ctx.known(entity), run.before
         if run.lazy:
             assert before is not None
             assert run.keys is not None
