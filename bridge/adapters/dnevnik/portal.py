@@ -68,12 +68,15 @@ class DnevnikPortal:
     ) -> None:
         """``lookup`` and ``holders`` are the state store's ``portal_ids`` and ``holders``;
         ``careful`` says whether the last run ended uncleanly (batches sent, never answered),
-        so that every create first looks for its record on the portal."""
+        so that every create first looks for its record on the portal: asked once, here,
+        before the run sends anything (one adapter a run)."""
         self.settings = settings
         self.batch_size, self.concurrency = settings.batch_size, settings.concurrency
         self.http = http if http is not None else DnevnikHttp(settings)
         self.ids = IdBook(lookup, holders)
-        self._careful = careful
+        # Asked now, before this run opens a batch of its own (which stays "sent" until
+        # answered, and would make every run look like one after an unclean end).
+        self._careful = careful()
         self._journal: Journal | None = None
 
     @property
@@ -121,7 +124,7 @@ class DnevnikPortal:
 
     def _journal_now(self) -> Journal:
         if self._journal is None:
-            self._journal = Journal(self.http, self.settings, self.ids, careful=self._careful())
+            self._journal = Journal(self.http, self.settings, self.ids, careful=self._careful)
         return self._journal
 
     def _prefetch(self, operations: Sequence[Operation]) -> None:

@@ -19,6 +19,7 @@ from bridge.adapters.state.schema import (
     dead_letter,
     delivery_batch,
     record_state,
+    run_history,
     watermark,
 )
 from bridge.core.model import Change, HoldReason, Op
@@ -128,16 +129,24 @@ class Deliveries:
                 conn.execute(watermark.insert().values(entity=entity, value=value, updated_at=now))
 
     def batches_in_doubt(self) -> int:
-        """Batches sent and never answered (a run that ended uncleanly): their outcome is
+        """Batches sent and never answered since the last run that ended OK (a run killed or
+        cut off: still "sent", or "lost" once the next run closed it): their outcome is
         unknown, so a portal that only creates looks its records up before creating again."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(delivery_batch)
-                    .where(delivery_batch.c.status == "sent")
-                ).scalar_one()
+        last_ok = (
+            sa.select(sa.func.max(run_history.c.started_at))
+            .where(run_history.c.outcome == "ok")
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(delivery_batch)
+            .where(
+                delivery_batch.c.status.in_(["sent", "lost"]),
+                sa.or_(last_ok.is_(None), delivery_batch.c.opened_at > last_ok),
             )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def open_batch(self, run_id: str, batch: int, operations: int) -> None:
         row = {
