@@ -120,3 +120,17 @@ def test_a_post_that_never_reached_the_portal_is_sent_again() -> None:
     assert http.post("works", {"lesson": 1}) == {"id": 3, "id_str": "3"}
     assert len(responses.calls) == 2
     assert len(slept) == 1
+
+
+def test_the_environment_is_read_once_proxy_and_ca_bundle_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.school.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/regional-ca.pem")
+    http, _ = client()
+    session = http._session
+    assert session.proxies["https"] == "http://proxy.school.test:3128"
+    assert session.verify == "/etc/ssl/regional-ca.pem"
+    assert session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "api.example.test")
+    assert "https" not in client()[0]._session.proxies

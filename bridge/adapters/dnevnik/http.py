@@ -10,6 +10,7 @@ before it creates anything again."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -87,7 +88,7 @@ class DnevnikHttp:
     ) -> None:
         self.settings = settings
         self._owns_session = session is None
-        self._session = session if session is not None else _pooled_session(settings.concurrency)
+        self._session = session if session is not None else _settled_session(settings)
         self._sleep, self._clock, self._now, self._random = sleep, clock, now, random
         self._pacer = _Pacer(settings.rate_limit, clock, sleep)
         self._lock = threading.Lock()
@@ -181,7 +182,7 @@ class DnevnikHttp:
                 data=data,
                 headers=headers,
                 timeout=(settings.connect_timeout, settings.read_timeout),
-                verify=settings.verify,
+                verify=self._session.verify if settings.verify is True else settings.verify,
                 allow_redirects=False,
                 stream=True,
             ) as response:
@@ -228,6 +229,19 @@ class DnevnikHttp:
             wait=round(state.upcoming_sleep, 3),
             reason=failure.reason if isinstance(failure, _TransientError) else None,
         )
+
+
+def _settled_session(settings: DnevnikSettings) -> requests.Session:
+    """A pooled session with the environment read once: the proxy for the API's host (and
+    ``NO_PROXY``) and a CA bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, instead of
+    on every request (one record a request: that lookup cost more than the request)."""
+    session = _pooled_session(settings.concurrency)
+    session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and settings.verify is True:
+        session.verify = bundle
+    return session
 
 
 class _UnappliedError(_TransientError):
