@@ -342,9 +342,11 @@ class _Run:
         entity = mapping.entity
         own = is_matched(support, entity)
         refs = [(n, t) for n, t in mapping.refs.items() if is_matched(support, t)]
-        if matches is None or not (own or refs):
+        if not (own or refs):
             yield from items
             return
+        if matches is None:  # a portal that matches, and no matching: nothing is matched
+            matches = Matches()
         for item in items:
             if item.__class__ is Record and not _placed(item, own, refs, matches):
                 yield Hold(item, HoldReason.NOT_MATCHED)
