@@ -18,11 +18,24 @@ import sqlalchemy as sa
 
 from bridge.core.mapping import MappingSet, load_mappings
 from tests.school import write_school
+from tests.tiers import only_long
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 MARIADB_DRIVER = "MariaDB Unicode"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test whose every case is a long trial: the fast tier must meet each test once
+    (tests/tiers.py). Runs before ``-m`` deselects anything."""
+    never_fast = only_long(items)
+    if never_fast:
+        raise pytest.UsageError(
+            "tests with no case in the fast tier (mark only some cases long): "
+            + ", ".join(never_fast)
+        )
 
 
 def unavailable(what: str) -> NoReturn:

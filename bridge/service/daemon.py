@@ -132,6 +132,7 @@ class Daemon:
         """Run until ``stop`` is set; then finish the run in flight and shut down. The source
         and the state store stay open between runs and are closed last."""
         with self.service.kept_open():
+            self.service.seed_metrics()
             self.add_jobs()
             self.scheduler.start()
             self.notifier.ready()

@@ -12,11 +12,14 @@ never personal data: :class:`RunSummary` refuses anything else when it is built.
 
     asiou_bridge_runs_total{trigger,mode,outcome}            counter (outcome: ok, partial, held,
                                                              failed, source_unavailable,
-                                                             auth_failed, interrupted)
+                                                             auth_failed, interrupted); a run
+                                                             that raised counts too
     asiou_bridge_records_delivered_total{entity,op}          counter
     asiou_bridge_records_refused_total{entity}               counter
-    asiou_bridge_records_held_back_total{entity,reason}      counter
-    asiou_bridge_records_rejected_total{entity}              counter
+    asiou_bridge_records_held_back{entity,reason}            gauge (the last run's; the same rows
+                                                             are held again every run)
+    asiou_bridge_records_rejected{entity}                    gauge (the last run's)
+    asiou_bridge_records_not_supported{entity}               gauge (the last run's)
     asiou_bridge_dead_letters                                gauge (current total)
     asiou_bridge_pending_changes                             gauge
     asiou_bridge_last_run_timestamp_seconds{mode}            gauge (when the last run ended)
@@ -24,10 +27,16 @@ never personal data: :class:`RunSummary` refuses anything else when it is built.
     asiou_bridge_last_run_duration_seconds{mode}             gauge
     asiou_bridge_run_duration_seconds{mode}                  histogram, seconds to hours
     asiou_bridge_up                                          gauge, 1 while the daemon runs
+    asiou_bridge_build_info{version,python}                  gauge, always 1
+
+The two timestamps survive a restart: the daemon seeds them from the run history
+(:meth:`Metrics.seed`) before its first run, so an alert on ``last_success`` does not fire
+just because the service was restarted.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 import threading
 from collections.abc import Mapping
@@ -42,10 +51,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     start_http_server,
     write_to_textfile,
 )
 
+import bridge
 from bridge.core.errors import Outcome
 
 if TYPE_CHECKING:
@@ -82,8 +93,8 @@ class RunSummary:
     Contract: ``trigger``, ``mode`` and ``outcome`` are among their literals; every entity,
     operation and reason is a lower-case word (``LABEL_WORD``); every count is ≥ 0. A summary
     breaking it is refused with ``ValueError``, so no label can ever carry personal data.
-    A run that failed before it had a ``SyncResult`` (bad credentials) is built directly, with
-    the record counts left empty.
+    A run that raised before it had a ``SyncResult`` (a missing secret, refused credentials,
+    an unreachable source) is built by :func:`failed_summary`: ``planned`` False, no counts.
     """
 
     trigger: Trigger
@@ -95,8 +106,10 @@ class RunSummary:
     refused: Mapping[str, int] = field(default_factory=dict)
     held_back: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
+    not_supported: Mapping[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     pending: int = 0
+    planned: bool = True
 
     def __post_init__(self) -> None:
         _require_choice("trigger", self.trigger, Trigger)
@@ -108,6 +121,7 @@ class RunSummary:
                 _require_counts(f"{name}[{entity!r}]", counts)
         _require_counts("refused", self.refused)
         _require_counts("rejected", self.rejected)
+        _require_counts("not_supported", self.not_supported)
         _require_counts("totals", {"dead_letters": self.dead_letters, "pending": self.pending})
 
     @property
@@ -163,8 +177,19 @@ def summary_from(
         refused=dict(delivery.refused),
         held_back=_nested_copy(plan.holds),
         rejected=dict(plan.rejection_counts),
+        not_supported={e: sum(c.values()) for e, c in plan.not_supported.items()},
         dead_letters=dead_letters,
         pending=pending,
+    )
+
+
+def failed_summary(
+    outcome: Outcome, trigger: Trigger, mode: Mode, *, started: float, ended: float
+) -> RunSummary:
+    """The summary of a run that raised before it had a result: it counts as a run with its
+    ``outcome`` (from the error's exit code), and says nothing of records."""
+    return RunSummary(
+        trigger=trigger, mode=mode, outcome=outcome, started=started, ended=ended, planned=False
     )
 
 
@@ -252,18 +277,6 @@ class Metrics:
             ["entity"],
             registry=reg,
         )
-        self.held_back = Counter(
-            "asiou_bridge_records_held_back_total",
-            "Valid records held back from the portal, by reason.",
-            ["entity", "reason"],
-            registry=reg,
-        )
-        self.rejected = Counter(
-            "asiou_bridge_records_rejected_total",
-            "Source rows rejected as invalid.",
-            ["entity"],
-            registry=reg,
-        )
         self.duration = Histogram(
             "asiou_bridge_run_duration_seconds",
             "How long runs take.",
@@ -274,6 +287,24 @@ class Metrics:
 
     def _define_gauges(self) -> None:
         reg = self.registry
+        self.held_back = Gauge(
+            "asiou_bridge_records_held_back",
+            "Valid records the last run held back from the portal, by reason.",
+            ["entity", "reason"],
+            registry=reg,
+        )
+        self.rejected = Gauge(
+            "asiou_bridge_records_rejected",
+            "Source rows the last run rejected as invalid.",
+            ["entity"],
+            registry=reg,
+        )
+        self.not_supported = Gauge(
+            "asiou_bridge_records_not_supported",
+            "Changes the last run found that this portal does not take (do them by hand).",
+            ["entity"],
+            registry=reg,
+        )
         self.dead_letters = Gauge(
             "asiou_bridge_dead_letters",
             "Dead letters in the state store after the last run.",
@@ -305,27 +336,49 @@ class Metrics:
         self.up = Gauge(
             "asiou_bridge_up", "1 while the daemon runs, 0 once it stopped.", registry=reg
         )
+        Info("asiou_bridge_build", "The bridge's version and Python.", registry=reg).info(
+            {"version": bridge.__version__, "python": platform.python_version()}
+        )
 
     def observe(self, summary: RunSummary) -> None:
         """Fold one finished run in: counters add up, gauges are replaced, the last-success
-        timestamp moves only when the outcome is "ok"."""
+        timestamp moves only when the outcome is "ok". A run that failed before it had a plan
+        (``planned=False``) counts in ``runs_total`` and its timings, and leaves the last
+        plan's gauges as they were."""
         self.runs.labels(summary.trigger, summary.mode, summary.outcome).inc()
         self._count_records(summary)
         self._set_timings(summary)
-        self.dead_letters.set(summary.dead_letters)
-        self.pending.set(summary.pending)
+        if summary.planned:
+            self._set_last_plan(summary)
+            self.dead_letters.set(summary.dead_letters)
+            self.pending.set(summary.pending)
+
+    def seed(self, mode: Mode, *, last_run: float | None, last_success: float | None) -> None:
+        """Set the two timestamps of ``mode`` from the run history (when the daemon starts)."""
+        if last_run is not None:
+            self.last_run.labels(mode).set(last_run)
+        if last_success is not None:
+            self.last_success.labels(mode).set(last_success)
 
     def _count_records(self, summary: RunSummary) -> None:
         for entity, ops in summary.delivered.items():
             for op, number in ops.items():
                 self.delivered.labels(entity, op).inc(number)
-        for entity, reasons in summary.held_back.items():
-            for reason, number in reasons.items():
-                self.held_back.labels(entity, reason).inc(number)
         for entity, number in summary.refused.items():
             self.refused.labels(entity).inc(number)
+
+    def _set_last_plan(self, summary: RunSummary) -> None:
+        """The last run's held-back, rejected and not-supported counts replace the ones
+        before: the same rows are found again every run, so adding them would overcount."""
+        for gauge in (self.held_back, self.rejected, self.not_supported):
+            gauge.clear()
+        for entity, reasons in summary.held_back.items():
+            for reason, number in reasons.items():
+                self.held_back.labels(entity, reason).set(number)
         for entity, number in summary.rejected.items():
-            self.rejected.labels(entity).inc(number)
+            self.rejected.labels(entity).set(number)
+        for entity, number in summary.not_supported.items():
+            self.not_supported.labels(entity).set(number)
 
     def _set_timings(self, summary: RunSummary) -> None:
         self.duration.labels(summary.mode).observe(summary.duration)
@@ -391,6 +444,10 @@ class MetricsSink:
     def after_run(self, summary: RunSummary) -> None:
         """Observe one finished run and rewrite the textfile if configured."""
         self.metrics.observe(summary)
+        self._write()
+
+    def refresh(self) -> None:
+        """Rewrite the textfile (after the metrics were changed outside a run)."""
         self._write()
 
     def close(self) -> None:

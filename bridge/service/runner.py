@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
 from bridge.adapters.state import SqlStateStore
-from bridge.core.errors import ExitCode
+from bridge.core.errors import BridgeError, ExitCode, LockBusy, outcome_of
 from bridge.core.mapping import MappingSet
 from bridge.core.matching import Matches
 from bridge.core.scope import Scope
@@ -37,7 +37,7 @@ from bridge.service.engine import (
     run_sync,
 )
 from bridge.service.engine.contingent import stored_matches
-from bridge.service.metrics import MetricsSink, summary_from
+from bridge.service.metrics import MetricsSink, failed_summary, summary_from
 from bridge.service.runs import RunLog, SyncLock
 from bridge.service.wiring import (
     Adapters,
@@ -125,11 +125,39 @@ class Service:
     def sync(
         self, request: Request, say: Say | None = None, progress: Progress | None = None
     ) -> SyncResult:
-        """One sync under the lock, with history, a summary log line and metrics."""
-        with self.adapters() as io:
-            lock = SyncLock(io.state.engine, f"sync:{self.config.portal.school}")
-            with lock.held(wait=request.wait, say=say):
-                return self._locked(io, request, progress)
+        """One sync under the lock, with history, a summary log line and metrics. A run that
+        raises counts in the metrics too (with the outcome of its exit code); one that found
+        another sync holding the lock did not run, and does not count."""
+        wall = time.time()
+        try:
+            with self.adapters() as io:
+                lock = SyncLock(io.state.engine, f"sync:{self.config.portal.school}")
+                with lock.held(wait=request.wait, say=say):
+                    return self._locked(io, request, progress)
+        except LockBusy:
+            raise
+        except Exception as exc:
+            self._observe_failure(exc, request, wall)
+            raise
+
+    def seed_metrics(self) -> None:
+        """Set the metrics' last-run and last-success times from the run history, so that a
+        restarted daemon does not look as if it had never succeeded."""
+        if self.metrics is None:
+            return
+        try:
+            with self.state_store() as state:
+                history = RunLog(state.engine)
+                for mode in ("full", "incremental"):
+                    last = history.last_ended(mode)
+                    success = history.last_ended(mode, outcome="ok")
+                    self.metrics.metrics.seed(
+                        mode, last_run=_unix(last), last_success=_unix(success)
+                    )
+        except BridgeError as exc:  # the first run will say what is wrong; metrics stay unset
+            structlog.get_logger().warning("metrics.not_seeded", error_type=type(exc).__name__)
+            return
+        self.metrics.refresh()
 
     def _options(self, io: Adapters, request: Request) -> RunOptions:
         return run_options(
@@ -166,6 +194,7 @@ class Service:
                 run_id=run_id,
                 mode=mode,
                 outcome="failed",
+                exit_code=getattr(exc, "exit_code", ExitCode.FAILURE),
                 error=type(exc).__name__,
                 seconds=round(time.monotonic() - started, 2),
             )
@@ -230,6 +259,27 @@ class Service:
                 pending=len(letters) - dead,
             )
         )
+
+    def _observe_failure(self, exc: Exception, request: Request, started: float) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.after_run(
+            failed_summary(
+                outcome_of(getattr(exc, "exit_code", ExitCode.FAILURE)),
+                "schedule" if request.trigger == "schedule" else "manual",
+                "incremental" if request.incremental else "full",
+                started=started,
+                ended=time.time(),
+            )
+        )
+
+
+def _unix(moment: datetime | None) -> float | None:
+    """UNIX seconds of a history time (stored in UTC, naive or aware), or None."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.timestamp()
 
 
 def _deadline(minutes: float) -> Deadline | None:

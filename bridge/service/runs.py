@@ -122,6 +122,16 @@ class RunLog:
         log.warning("runs.closed_interrupted", runs=len(dead), run_ids=dead)
         return len(dead)
 
+    def last_ended(self, mode: str, outcome: str | None = None) -> datetime | None:
+        """When the last run of ``mode`` ended (with ``outcome``, if given); None if none did."""
+        c = run_history.c
+        query = sa.select(sa.func.max(c.ended_at)).where(c.mode == mode, c.ended_at.is_not(None))
+        if outcome is not None:
+            query = query.where(c.outcome == outcome)
+        with self.engine.connect() as conn:
+            value: datetime | None = conn.execute(query).scalar()
+        return value
+
     def last(self, count: int = 10) -> list[RunRecord]:
         """The most recent runs, newest first."""
         query = sa.select(run_history).order_by(run_history.c.started_at.desc()).limit(count)

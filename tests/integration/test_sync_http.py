@@ -28,6 +28,7 @@ from tests.e2e import (
     set_faults,
     snapshot,
 )
+from tests.tiers import one_fast_each
 
 
 @pytest.fixture
@@ -91,11 +92,11 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("concurrency", [1, 4])
-@pytest.mark.parametrize("kind", list(FAULTS))
+@pytest.mark.parametrize(("kind", "concurrency"), one_fast_each(list(FAULTS), [1, 4]))
 def test_each_fault_kind_is_recovered_from(bridge: Bridge, kind: str, concurrency: int) -> None:
     """Under each injected fault the sync still delivers everything, exactly once, with one
-    batch request at a time and with four in flight."""
+    batch request at a time and with four in flight (the fast tier takes each kind once, the
+    concurrencies in turn; the long tier the other half)."""
     set_faults(bridge.url, FAULTS[kind])
     bridge.read_timeout, bridge.concurrency = 1.0, concurrency
     outcome = bridge.sync()

@@ -32,8 +32,10 @@ from tests.e2e import (
     snapshot,
     write_config,
 )
+from tests.tiers import first_fast, one_fast_each
 
-TRIALS = int(os.environ.get("ASIOU_BRIDGE_CRASH_TRIALS", "4"))
+TRIALS = int(os.environ.get("ASIOU_BRIDGE_CRASH_TRIALS", "10"))
+"""Trials drawn: the first two in the fast tier (concurrency 1, then 4), the rest long."""
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def _sync(config: Path) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("trial", range(TRIALS))
+@pytest.mark.parametrize("trial", first_fast(range(TRIALS), 2))
 def test_sigkill_at_a_random_instant_then_rerun_leaves_the_portal_exact(
     trial: int, tmp_path: Path, school: Path, portal: ReferencePortal, batches: int
 ) -> None:
@@ -126,18 +128,23 @@ def _acked(state: Path) -> int:
         )
 
 
-@pytest.mark.parametrize("change", small.GATE_CHANGES)
+@pytest.mark.parametrize(("change", "first"), one_fast_each(small.GATE_CHANGES, [1, 2]))
 def test_sigkill_of_an_incremental_run_after_a_gate_change_at_every_batch_boundary(
-    change: str, tmp_path: Path
+    change: str, first: int, tmp_path: Path
 ) -> None:
     """An incremental run after a withdrawal or a consent withdrawal (batches of 3), killed
-    with SIGKILL once its first, second, … batch was acknowledged, up to its last boundary:
-    after each kill the next incremental run leaves nothing on the portal the change forbids."""
-    killed = 0
-    while _kill_after_batches(change, killed + 1, tmp_path / f"cut-{killed + 1}"):
-        killed += 1
-    print(f"\n{change}: killed after each of {killed} batch boundaries")
-    assert killed >= 5  # the run has that many boundaries; fewer means the trial broke
+    with SIGKILL once its first, third, … (or second, fourth, …) batch was acknowledged, up to
+    its last boundary: after each kill the next incremental run leaves nothing on the portal
+    the change forbids. The fast tier cuts each change at every other boundary (withdrawal at
+    the odd ones, consent at the even ones); the long tier cuts the rest, so the two tiers
+    together cut each change at every boundary."""
+    cut = first
+    while _kill_after_batches(change, cut, tmp_path / f"cut-{cut}"):
+        cut += 2
+    killed = (cut - first) // 2
+    print(f"\n{change}: killed after {killed} batch boundaries, from boundary {first} in twos")
+    assert cut > 5  # the run has at least five boundaries; fewer means the trial broke
+    assert killed >= 2
 
 
 def _kill_after_batches(change: str, batches: int, folder: Path) -> bool:

@@ -3,15 +3,17 @@ in prometheus_client's format, and every label value is a plain word."""
 
 from __future__ import annotations
 
+import platform
 import urllib.error
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import bridge
 from bridge.core.errors import ExitCode, Interrupted, PortalUnavailable, SourceError
 from bridge.core.guard import GuardHold
 from bridge.core.plan import Plan
@@ -22,6 +24,7 @@ from bridge.service.metrics import (
     MetricsServer,
     MetricsSink,
     RunSummary,
+    failed_summary,
     summary_from,
 )
 
@@ -136,10 +139,65 @@ def test_counters_add_up_across_runs(tmp_path: Path) -> None:
     assert samples[key(delivered, entity="mark", op="create")] == 101.0
     assert samples[key(delivered, entity="mark", op="delete")] == 0.0
     assert samples[key("asiou_bridge_records_refused_total", entity="mark")] == 3.0
-    held = "asiou_bridge_records_held_back_total"
-    assert samples[key(held, entity="pupil", reason="no_consent")] == 4.0
+
+
+def test_held_back_rejected_and_not_supported_are_the_last_runs_counts(tmp_path: Path) -> None:
+    """The same rows are held or rejected again every run: the gauges say what the last run
+    found, never a sum over runs, and a label the last run did not find is gone."""
+    first = replace(first_run(), rejected={"lesson": 4, "mark": 2}, not_supported={"mark": 9})
+    samples = observed(tmp_path, first, second_run())
+    held = "asiou_bridge_records_held_back"
+    assert samples[key(held, entity="pupil", reason="no_consent")] == 1.0
     assert samples[key(held, entity="mark", reason="grade_1_mark")] == 6.0
-    assert samples[key("asiou_bridge_records_rejected_total", entity="lesson")] == 5.0
+    assert samples[key("asiou_bridge_records_rejected", entity="lesson")] == 1.0
+    assert key("asiou_bridge_records_rejected", entity="mark") not in samples
+    assert key("asiou_bridge_records_not_supported", entity="mark") not in samples
+    only_first = observed(tmp_path, first)
+    assert only_first[key("asiou_bridge_records_rejected", entity="mark")] == 2.0
+    assert only_first[key("asiou_bridge_records_not_supported", entity="mark")] == 9.0
+    assert not any(name.endswith("held_back_total") for name, _ in samples)
+
+
+def test_a_run_that_raised_counts_and_leaves_the_last_plans_gauges(tmp_path: Path) -> None:
+    """A run that failed before it had a plan (refused credentials) counts in runs_total with
+    its outcome and moves the last-run time, not the last success; the held-back, rejected,
+    dead-letter and pending gauges stay those of the last run that planned."""
+    failed = failed_summary(
+        "auth_failed", "schedule", "full", started=T0 + 7200.0, ended=T0 + 7201.0
+    )
+    samples = observed(tmp_path, first_run(), failed)
+    runs = "asiou_bridge_runs_total"
+    assert samples[key(runs, trigger="schedule", mode="full", outcome="auth_failed")] == 1.0
+    assert samples[key(runs, trigger="schedule", mode="full", outcome="ok")] == 1.0
+    assert samples[key("asiou_bridge_last_run_timestamp_seconds", mode="full")] == T0 + 7201.0
+    assert samples[key("asiou_bridge_last_success_timestamp_seconds", mode="full")] == T0 + 120.0
+    assert samples[key("asiou_bridge_records_rejected", entity="lesson")] == 4.0
+    assert samples[key("asiou_bridge_dead_letters")] == 1.0
+
+
+def test_seeded_timestamps_are_there_before_any_run(tmp_path: Path) -> None:
+    """A restarted daemon seeds the last-run and last-success times from the run history."""
+    metrics = Metrics()
+    metrics.seed("incremental", last_run=T0 + 60.0, last_success=T0)
+    metrics.seed("full", last_run=None, last_success=None)
+    target = tmp_path / "bridge.prom"
+    metrics.write_textfile(target)
+    samples = parse(target.read_text(encoding="utf-8"))
+    assert samples[key("asiou_bridge_last_success_timestamp_seconds", mode="incremental")] == T0
+    assert samples[key("asiou_bridge_last_run_timestamp_seconds", mode="incremental")] == (
+        T0 + 60.0
+    )
+    assert key("asiou_bridge_last_success_timestamp_seconds", mode="full") not in samples
+
+
+def test_build_info_names_the_version(tmp_path: Path) -> None:
+    """``asiou_bridge_build_info`` is 1, labelled with the bridge's and Python's versions."""
+    samples = observed(tmp_path)
+    info = {labels: v for (name, labels), v in samples.items() if name == "asiou_bridge_build_info"}
+    assert list(info.values()) == [1.0]
+    labels = dict(next(iter(info)))
+    assert labels["version"] == bridge.__version__
+    assert labels["python"] == platform.python_version()
 
 
 def test_last_success_moves_only_on_ok(tmp_path: Path) -> None:
@@ -347,9 +405,14 @@ def test_summary_from_copies_the_counts() -> None:
 
 def test_label_values_are_words_only(tmp_path: Path) -> None:
     """Every label value exposed is an entity, operation, reason, mode, trigger or outcome word
-    (bucket bounds aside)."""
+    (bucket bounds and the build's version numbers aside)."""
     samples = observed(tmp_path, first_run(), second_run())
-    values = {value for _, labels in samples for name, value in labels if name != "le"}
+    values = {
+        value
+        for metric, labels in samples
+        for name, value in labels
+        if name != "le" and metric != "asiou_bridge_build_info"
+    }
     assert values
     assert values <= VOCABULARY
     assert all(LABEL_WORD.fullmatch(value) for value in values)
