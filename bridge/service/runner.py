@@ -86,7 +86,7 @@ class Service:
     def adapters(self) -> Adapters:
         """This school's adapters (``bridge.service.wiring``), for a ``with`` block; inside
         ``kept_open`` the source and the state store are the kept ones."""
-        return open_adapters(self.config, self.kept)
+        return open_adapters(self.config, self.kept, self.stop)
 
     @contextmanager
     def kept_open(self) -> Iterator[None]:
@@ -203,7 +203,8 @@ class Service:
             structlog.contextvars.unbind_contextvars("run_id")
         summary = _summary(outcome)
         history.finish(run_id, outcome.outcome, outcome.exit_code, summary)
-        log.info(
+        say_summary = getattr(log, SUMMARY_LEVEL.get(outcome.outcome, "error"))
+        say_summary(
             "run.summary",
             run_id=run_id,
             mode=mode,
@@ -280,6 +281,19 @@ def _unix(moment: datetime | None) -> float | None:
         return None
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     return aware.timestamp()
+
+
+SUMMARY_LEVEL = {
+    "ok": "info",
+    "interrupted": "warning",
+    "held": "warning",
+    "partial": "warning",
+    "source_unavailable": "error",
+    "auth_failed": "error",
+    "failed": "error",
+}
+"""The level of a run's summary line by its outcome: anything short of ok is a warning at
+least, so ``journalctl -p warning`` lists every run that needs a look."""
 
 
 def _deadline(minutes: float) -> Deadline | None:

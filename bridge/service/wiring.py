@@ -12,7 +12,9 @@ nothing idle towards the portal between runs).
 from __future__ import annotations
 
 import threading
+import time
 import tomllib
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
@@ -21,10 +23,11 @@ from types import TracebackType
 from typing import Any
 
 from bridge.adapters.dnevnik import DNEVNIK_SUPPORT, DnevnikPortal, DnevnikSettings
+from bridge.adapters.dnevnik.http import DnevnikHttp
 from bridge.adapters.portal_client import REFERENCE_SUPPORT, PortalClient, PortalSettings
 from bridge.adapters.source import SqlSource, open_source
 from bridge.adapters.state import SqlStateStore, open_state, utc_now
-from bridge.core.errors import ConfigError, Problem
+from bridge.core.errors import ConfigError, Interrupted, Problem
 from bridge.core.support import PortalSupport, is_matched
 from bridge.service.config import Config
 from bridge.service.engine import RunOptions, resolve_workers
@@ -79,8 +82,14 @@ class Adapters:
     end of a ``with`` block) closes those that were opened, the last opened first. With
     ``kept``, the source and the state store are the kept ones, left open by ``close``."""
 
-    def __init__(self, config: Config, kept: KeptEngines | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        kept: KeptEngines | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.config, self.kept = config, kept
+        self.sleep = interruptible(stop)  # the portal's retry and rate-limit waits
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
         self._portal: PortalClient | DnevnikPortal | None = None
@@ -114,14 +123,16 @@ class Adapters:
         if self._portal is None:
             if self.config.portal.kind == "dnevnik":
                 state = self.state
+                settings = dnevnik_settings(self.config)
                 self._portal = DnevnikPortal(
-                    dnevnik_settings(self.config),
+                    settings,
                     state.portal_ids,
                     state.holders,
+                    http=DnevnikHttp(settings, sleep=self.sleep),
                     careful=lambda: state.batches_in_doubt() > 0,
                 )
             else:
-                self._portal = PortalClient(portal_settings(self.config))
+                self._portal = PortalClient(portal_settings(self.config), sleep=self.sleep)
             self._opened.callback(self._portal.close)
         return self._portal
 
@@ -142,10 +153,26 @@ class Adapters:
         self.close()
 
 
-def open_adapters(config: Config, kept: KeptEngines | None = None) -> Adapters:
+def interruptible(stop: threading.Event | None) -> Callable[[float], None]:
+    """The sleep of the portal adapters' retry and rate-limit waits: a stop (SIGTERM) ends
+    it at once with ``Interrupted`` instead of letting a Retry-After of minutes run out, so
+    the run ends after recording what was acknowledged, as after any batch."""
+    if stop is None:
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(max(0.0, seconds)):
+            raise Interrupted
+
+    return sleep
+
+
+def open_adapters(
+    config: Config, kept: KeptEngines | None = None, stop: threading.Event | None = None
+) -> Adapters:
     """The adapters of ``config``'s school (nothing is opened until it is used), the source
-    and the state store taken from ``kept`` if given."""
-    return Adapters(config, kept)
+    and the state store taken from ``kept`` if given; ``stop`` ends the portal's waits."""
+    return Adapters(config, kept, stop)
 
 
 def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:
