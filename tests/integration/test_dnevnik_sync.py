@@ -276,17 +276,23 @@ def test_edits_and_consent_withdrawn_go_where_the_api_allows_and_are_reported(
     engine.dispose()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_lesson_of_a_subject_without_a_match_is_held_with_all_that_refers_to_it(
-    tmp_path: Path,
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The admin rejects a subject's match: its lessons, their works, the marks on those works
-    and the lessons' absences are all held (not_matched) in the plan, in a full run and in an
-    incremental one that reads only a changed mark (its work and lesson read by key): none of
-    them is sent, so the portal refuses nothing for a lesson it lacks."""
+    and the lessons' absences are all held (not_matched) in the plan, in a full run (planned in
+    key ranges on two processes too), in a preview, and in an incremental run that reads only
+    a changed mark (its work and lesson read by key): none of them is sent, so the portal
+    refuses nothing for a lesson it lacks."""
     from datetime import datetime
 
     from bridge.core.matching import Settled
     from bridge.demo import schema
+    from bridge.service.engine import keys, plan_run
+    from bridge.service.engine.contingent import stored_matches
+
+    monkeypatch.setattr(keys, "MIN_KEYS_PER_RANGE", 10)  # this small school in ranges too
 
     school = tmp_path / "school.sqlite"
     write_school(school)
@@ -297,7 +303,13 @@ def test_a_lesson_of_a_subject_without_a_match_is_held_with_all_that_refers_to_i
     state.settle(Settled("subject", str(subject), MatchStatus.REJECTED), "admin")
     with DnevnikEmulator(data_path=tmp_path / "emu.sqlite", seed_school=school) as emulator:
         rig = Rig(school, engine, emulator, state)
-        full = rig.sync("r1")
+        full = rig.sync("r1", workers=workers)
+        preview = plan_run(
+            MAPPINGS,
+            SqlSource(engine),
+            state,
+            RunOptions(as_of=AS_OF, support=DnevnikPortal.support, matches=stored_matches(state)),
+        )
         portal_subject = str(emulator.portal_id("subject", subject))
         lessons = rig.objects("lesson")
         rig.sync("r2", incremental=True)  # reads lessons and works whole: their snapshot
@@ -319,6 +331,7 @@ def test_a_lesson_of_a_subject_without_a_match_is_held_with_all_that_refers_to_i
     assert holds["mark"]["not_matched"] >= 1
     assert holds["absence"]["not_matched"] >= 1
     assert full.delivery.refused == Counter(), full.delivery.failure
+    assert preview.plan.holds == holds
     assert lessons
     assert not [x for x in lessons if str(x["subject"]) == portal_subject]
     assert all(not sent[e] & set(theirs[e]) for e in theirs), "nothing of the subject is sent"
