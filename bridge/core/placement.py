@@ -48,7 +48,7 @@ class Placement:
     held of the entities others refer to (see the module docstring)."""
 
     def __init__(self, support: PortalSupport, matches: Matches, references: References) -> None:
-        self.support, self.matches, self.references = support, matches, references
+        self.support, self.matches = support, matches
         self.held: dict[str, DenseIndex[bool]] = {}
         """Entity → the keys held ``not_matched`` in this run (only entities others refer
         to, which may be held: see ``tracked``)."""
