@@ -25,6 +25,7 @@ from typing import Any
 from bridge.core.dense import DenseIndex
 from bridge.core.mapping import fingerprint
 from bridge.core.model import HoldReason, Record
+from bridge.core.placement import Check, Placement
 
 Stay = tuple[str, str, str | None]
 """(class key, first day, last day or None while open): one stay of a pupil in a class."""
@@ -65,6 +66,9 @@ class Context:
     closed: dict[str, HoldReason] = field(default_factory=dict)
     """Pupils the gate fails closed for, with the cause: every record of theirs is held."""
     guardian_reason: dict[str, HoldReason] = field(default_factory=dict)
+    placement: Placement | None = None
+    """On a portal that owns the contingent: what it has no place for (``not_matched``,
+    ``bridge.core.placement``), checked after every other rule; None: everything is placed."""
 
     def __post_init__(self) -> None:
         self.work_lesson = DenseIndex(sharing=self.lesson)
@@ -257,6 +261,8 @@ class Learnt:
     index: MutableMapping[str, Any]
     """A dict, or for lessons and works a ``DenseIndex`` (pickled as arrays, no key strings)."""
     closed: dict[str, HoldReason] = field(default_factory=dict)
+    held: DenseIndex[bool] | None = None
+    """The keys held ``not_matched`` (``Placement.handover``), None when none was."""
 
 
 def _index(ctx: Context, entity: str) -> MutableMapping[str, Any] | None:
@@ -284,7 +290,8 @@ def learnt(ctx: Context, entity: str) -> Learnt:
         taught = dict(index)
     if index is not None:
         index.clear()  # in place: the rules compiled in this process hold it
-    return Learnt(entity, keys, rejected, taught, dict(ctx.closed))
+    held = None if ctx.placement is None else ctx.placement.handover(entity)
+    return Learnt(entity, keys, rejected, taught, dict(ctx.closed), held)
 
 
 def teach(ctx: Context, lesson: Learnt) -> None:
@@ -300,6 +307,8 @@ def teach(ctx: Context, lesson: Learnt) -> None:
         index.update(lesson.index)
     for pupil, reason in lesson.closed.items():
         ctx.close(pupil, reason)
+    if lesson.held is not None and ctx.placement is not None:
+        ctx.placement.take(lesson.entity, lesson.held)
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -325,12 +334,26 @@ Verdict = HoldReason | MissingReference | None
 
 
 def compile_check(entity: str, refs: dict[str, str], ctx: Context) -> Callable[[Record], Verdict]:
-    """``check`` for one entity with its references and rule bound once (the hot path)."""
+    """``check`` for one entity with its references and rule bound once (the hot path); on
+    a portal that owns the contingent, what passes them is then placed (``ctx.placement``)."""
     compiled = COMPILED_RULES.get(entity)
     rule = compiled(ctx) if compiled is not None else _bound(RULES.get(entity), ctx)
     if INDEXED.isdisjoint(refs.values()):
-        return _checked_by_sets(refs, ctx, rule)
-    return _checked_by_indexes(refs, ctx, rule)
+        checked = _checked_by_sets(refs, ctx, rule)
+    else:
+        checked = _checked_by_indexes(refs, ctx, rule)
+    place = None if ctx.placement is None else ctx.placement.compile(entity, refs)
+    return checked if place is None else _then_placed(checked, place)
+
+
+def _then_placed(checked: Callable[[Record], Verdict], place: Check) -> Callable[[Record], Verdict]:
+    """``checked``, and for a record it lets through, the placement's verdict."""
+
+    def check(record: Record) -> Verdict:
+        verdict = checked(record)
+        return place(record) if verdict is None else verdict
+
+    return check
 
 
 def _missing(ctx: Context, name: str, target: str, value: object) -> Verdict:

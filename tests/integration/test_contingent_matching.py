@@ -11,16 +11,19 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.adapters.source import SqlSource
+from bridge.adapters.state import open_state
 from bridge.core.mapping import load_mappings
 from bridge.core.matching import (
     Contingent,
+    Matches,
     MatchStatus,
     PortalNamed,
     PortalPerson,
     Settled,
 )
 from bridge.demo import schema
-from bridge.service.engine.contingent import match_school, read_school
+from bridge.service.engine.contingent import match_run, match_school, read_school
+from bridge.testing.fakes import MemoryStateStore
 from tests import school
 
 MAPPINGS = load_mappings(Path("mappings"))
@@ -122,3 +125,49 @@ def test_a_pupil_row_that_cannot_be_read_has_no_match(source: SqlSource) -> None
     assert found.portal_id("pupil", "1") is None
     assert "5" not in found.by_entity["pupil"]  # the row is rejected: no record, no match
     assert found.get("pupil", "1").status is MatchStatus.MISSING
+
+
+class Portal:
+    """A portal that owns its contingent (``ContingentPortal``), remembering the matches it
+    was given."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, dict[str, str]] = {}
+        self.given: Matches | None = None
+
+    def contingent(self) -> Contingent:
+        return CONTINGENT
+
+    def use_matches(self, matches: Matches) -> None:
+        self.given = matches
+
+
+def test_a_state_store_that_keeps_matchings_settles_and_keeps_the_runs(
+    source: SqlSource, tmp_path: Path
+) -> None:
+    """The admin's decision in the state store is final for the run, the run's matching is
+    kept there for ``match list``, and the portal is given it."""
+    state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        state.settle(Settled("pupil", "1", MatchStatus.REJECTED), "admin")
+        portal = Portal()
+        found = match_run(MAPPINGS, source, state, portal, AS_OF)
+        kept = {m.key: m.status for m in state.matches("pupil")}
+    finally:
+        state.close()
+    assert portal.given is found
+    assert found.get("pupil", "1").status is MatchStatus.REJECTED
+    assert kept["1"] is MatchStatus.REJECTED
+    assert kept["5"] is MatchStatus.MATCHED
+
+
+def test_a_state_store_that_keeps_no_matchings_matches_by_the_rules_alone(
+    source: SqlSource,
+) -> None:
+    """A state store without matchings (the in-memory one): nothing is settled, the rules
+    decide, and the portal is still given the matches."""
+    portal = Portal()
+    found = match_run(MAPPINGS, source, MemoryStateStore(), portal, AS_OF)
+    assert portal.given is found
+    assert found.portal_id("pupil", "1") == "p1"
+    assert found.get("pupil", "4").status is MatchStatus.AMBIGUOUS

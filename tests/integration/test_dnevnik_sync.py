@@ -276,30 +276,90 @@ def test_edits_and_consent_withdrawn_go_where_the_api_allows_and_are_reported(
     engine.dispose()
 
 
-def test_a_lesson_of_a_subject_without_a_match_is_held_and_none_of_it_is_sent(
-    tmp_path: Path,
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lesson_of_a_subject_without_a_match_is_held_with_all_that_refers_to_it(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The admin rejects a subject's match: its lessons are held (not_matched), and what refers
-    to them is refused at send time (their lesson is not on the portal): nothing of it leaves."""
+    """The admin rejects a subject's match: its lessons, their works, the marks on those works
+    and the lessons' absences are all held (not_matched) in the plan, in a full run (planned in
+    key ranges on two processes too), in a preview, and in an incremental run that reads only
+    a changed mark (its work and lesson read by key): none of them is sent, so the portal
+    refuses nothing for a lesson it lacks."""
+    from datetime import datetime
+
     from bridge.core.matching import Settled
+    from bridge.demo import schema
+    from bridge.service.engine import keys, plan_run
+    from bridge.service.engine.contingent import stored_matches
+
+    monkeypatch.setattr(keys, "MIN_KEYS_PER_RANGE", 10)  # this small school in ranges too
 
     school = tmp_path / "school.sqlite"
     write_school(school)
     engine = sa.create_engine(f"sqlite:///{school}")
     state = open_state(f"sqlite:///{tmp_path / 'state.sqlite'}")
     subject = dnevnik.asiou_rows(school, "SELECT subject_id FROM lesson LIMIT 1")[0]["subject_id"]
+    theirs = _of_subject(school, subject)
     state.settle(Settled("subject", str(subject), MatchStatus.REJECTED), "admin")
     with DnevnikEmulator(data_path=tmp_path / "emu.sqlite", seed_school=school) as emulator:
         rig = Rig(school, engine, emulator, state)
-        done = rig.sync("r1")
+        full = rig.sync("r1", workers=workers)
+        preview = plan_run(
+            MAPPINGS,
+            SqlSource(engine),
+            state,
+            RunOptions(as_of=AS_OF, support=DnevnikPortal.support, matches=stored_matches(state)),
+        )
         portal_subject = str(emulator.portal_id("subject", subject))
         lessons = rig.objects("lesson")
+        rig.sync("r2", incremental=True)  # reads lessons and works whole: their snapshot
+        placed = {p.key for p in _live(state, "pupil")}
+        mark = next(m for m in sorted(theirs["mark"]) if theirs["mark"][m] in placed)
+        with engine.begin() as conn:
+            conn.execute(
+                schema.mark.update()
+                .where(schema.mark.c.id == int(mark))
+                .values(modified_at=datetime(2025, 9, 12, 18, 0))
+            )
+        changed = rig.sync("r3", incremental=True)
+        sent = {e: {x.key for x in _live(state, e)} for e in theirs}
     state.close()
     engine.dispose()
-    assert done.plan.plan.holds["lesson"]["not_matched"] > 0
+    holds = full.plan.plan.holds
+    assert holds["lesson"]["not_matched"] == len(theirs["lesson"]) > 0
+    assert holds["work"]["not_matched"] == len(theirs["work"]) > 0
+    assert holds["mark"]["not_matched"] >= 1
+    assert holds["absence"]["not_matched"] >= 1
+    assert full.delivery.refused == Counter(), full.delivery.failure
+    assert preview.plan.holds == holds
     assert lessons
     assert not [x for x in lessons if str(x["subject"]) == portal_subject]
-    assert set(done.delivery.refused) <= {"work", "mark", "absence"}
+    assert all(not sent[e] & set(theirs[e]) for e in theirs), "nothing of the subject is sent"
+    # The incremental run read the changed mark, its work and lesson by key, and held it.
+    assert changed.plan.plan.records_read["lesson"] < len(lessons)
+    assert changed.plan.plan.holds["mark"]["not_matched"] >= 1
+    assert changed.delivery.refused == Counter(), changed.delivery.failure
+    assert changed.delivery.delivered.get("mark", Counter())["create"] == 0
+
+
+def _of_subject(school: Path, subject: int) -> dict[str, dict[str, str]]:
+    """The keys of the subject's lessons, their works, the marks on those and the lessons'
+    absences, each with its pupil (\"\" for a lesson or work)."""
+    lessons = "SELECT id FROM lesson WHERE subject_id = ?"
+    works = f"SELECT id FROM lesson_work WHERE lesson_id IN ({lessons})"
+    rows = {
+        "lesson": ("SELECT id AS k, '' AS p FROM lesson WHERE subject_id = ?"),
+        "work": f"SELECT id AS k, '' AS p FROM lesson_work WHERE lesson_id IN ({lessons})",
+        "mark": f"SELECT id AS k, pupil_id AS p FROM mark WHERE work_id IN ({works})",
+        "absence": (
+            "SELECT lesson_id || '-' || pupil_id AS k, pupil_id AS p FROM absence"
+            f" WHERE lesson_id IN ({lessons})"
+        ),
+    }
+    return {
+        entity: {str(r["k"]): str(r["p"]) for r in dnevnik.asiou_rows(school, query, subject)}
+        for entity, query in rows.items()
+    }
 
 
 def test_a_withdrawal_and_a_readmission_on_dnevnik(tmp_path: Path) -> None:

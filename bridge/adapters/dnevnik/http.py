@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
 from bridge import logs
 from bridge.adapters.dnevnik.settings import DnevnikSettings
@@ -37,14 +37,7 @@ from bridge.adapters.portal_client.client import (
     _read_body,
     _translate,
 )
-from bridge.adapters.portal_client.retries import (
-    _give_up,
-    _Pacer,
-    _TransientError,
-    honour_retry_after,
-    jittered_backoff,
-    waited_for,
-)
+from bridge.adapters.portal_client.retries import _Pacer, _TransientError, log_retry, retrying
 from bridge.core.errors import PortalAuthError, PortalFatalError
 
 REFUSALS = frozenset({400, 403, 404, 405, 409, 410, 413, 422})
@@ -203,32 +196,15 @@ class DnevnikHttp:
         )
 
     def _retried(self, attempt: Callable[[], Any]) -> Any:
-        settings = self.settings
-        budget = settings.max_batch_wait
-        wait = honour_retry_after(
-            jittered_backoff(settings, self._random), settings.max_retry_after
+        policy = retrying(
+            self.settings, random=self._random, sleep=self._sleep, before_sleep=self._note_retry
         )
-        attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
-        retrying = Retrying(
-            stop=lambda state: attempts(state) or waited(state),
-            wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
-            retry=retry_if_exception_type(_TransientError),
-            sleep=self._sleep,
-            before_sleep=self._note_retry,
-            retry_error_callback=_give_up,
-        )
-        return retrying(attempt)
+        return policy(attempt)
 
     def _note_retry(self, state: RetryCallState) -> None:
         with self._lock:
             self.retries += 1
-        failure = state.outcome.exception() if state.outcome is not None else None
-        self._log.warning(
-            "portal_retry",
-            attempt=state.attempt_number,
-            wait=round(state.upcoming_sleep, 3),
-            reason=failure.reason if isinstance(failure, _TransientError) else None,
-        )
+        log_retry(self._log, state)
 
 
 def _settled_session(settings: DnevnikSettings) -> requests.Session:

@@ -269,6 +269,14 @@ class Journal:
             return self._matched("group", data.get("group"))
         return self._matched("class", data.get("class"))
 
+    def put_matched(self, op: Operation) -> str | None:
+        """A record the portal owns: 'delivered' when it is matched (its id recorded); a
+        delete drops it from the state only (the portal's record is the school's, not the
+        bridge's)."""
+        if op.method == "DELETE":
+            return None
+        return self._matched(op.entity, op.sourced_id)
+
     def _matched(self, entity: str, key: object) -> str:
         found = None if key is None else self.ids.matched(entity, str(key))
         if found is None:
@@ -293,14 +301,6 @@ class Journal:
         return found
 
 
-def _matched_only(journal: Journal, op: Operation) -> str | None:
-    """A record the portal owns: 'delivered' when it is matched (its id recorded); a delete
-    drops it from the state only (the portal's record is the school's, not the bridge's)."""
-    if op.method == "DELETE":
-        return None
-    return journal._matched(op.entity, op.sourced_id)
-
-
 WRITERS: dict[tuple[str, str], Callable[[Journal, Operation], str | None]] = {
     ("lesson", "PUT"): Journal.put_lesson,
     ("work", "PUT"): Journal.put_work,
@@ -309,7 +309,7 @@ WRITERS: dict[tuple[str, str], Callable[[Journal, Operation], str | None]] = {
     ("absence", "PUT"): Journal.put_absence,
     ("absence", "DELETE"): Journal.delete_absence,
     **{
-        (entity, method): _matched_only
+        (entity, method): Journal.put_matched
         for entity in ("class", "group", "subject", "period", "pupil")
         for method in ("PUT", "DELETE")
     },

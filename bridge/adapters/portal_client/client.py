@@ -17,23 +17,16 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState
 
 from bridge import logs
 from bridge.adapters.portal_client.answers import Verdict, _utc_now, classify, parse_retry_after
 from bridge.adapters.portal_client.retries import (
-    _give_up,
     _Pacer,
     _TransientError,
-    honour_retry_after,
-    jittered_backoff,
+    log_retry,
     raise_unless_ok,
-    waited_for,
+    retrying,
 )
 from bridge.adapters.portal_client.settings import PortalSettings
 from bridge.adapters.portal_client.wire import (
@@ -148,35 +141,18 @@ class PortalClient:
         self.close()
 
     def _with_retries(self, attempt: Callable[[], T]) -> T:
-        """Run ``attempt`` under a Retrying built from the settings now (never frozen). The
-        waits of one request add up to at most ``max_batch_wait``."""
-        settings = self._settings
-        budget = settings.max_batch_wait
-        wait = honour_retry_after(
-            jittered_backoff(settings, self._random), settings.max_retry_after
+        """Run ``attempt`` under the retries of ``retries.retrying`` (the settings now)."""
+        policy = retrying(
+            self._settings, random=self._random, sleep=self._sleep, before_sleep=self._note_retry
         )
-        attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
-        retrying = Retrying(
-            stop=lambda state: attempts(state) or waited(state),
-            wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
-            retry=retry_if_exception_type(_TransientError),
-            sleep=self._sleep,
-            before_sleep=self._note_retry,
-            retry_error_callback=_give_up,
-        )
-        return retrying(attempt)
+        result: T = policy(attempt)
+        return result
 
     def _note_retry(self, state: RetryCallState) -> None:
-        """Count and log a retry: attempt, wait, reason (never the token, secret or data)."""
+        """Count and log a retry."""
         with self._stats_lock:
             self._stats.retries += 1
-        failure = state.outcome.exception() if state.outcome is not None else None
-        self._log.warning(
-            "portal_retry",
-            attempt=state.attempt_number,
-            wait=round(state.upcoming_sleep, 3),
-            reason=failure.reason if isinstance(failure, _TransientError) else None,
-        )
+        log_retry(self._log, state)
 
     def _call_api(self, method: str, url: str, body: bytes | None = None) -> object:
         """One /api exchange with a valid token; on 401 one fresh token and one resend. Returns

@@ -1,15 +1,14 @@
 """Retrying: full-jitter exponential backoff never shorter than the portal's ``Retry-After``,
-a budget on the time one batch may spend waiting, and the client-side rate limit."""
+a budget on the time one batch may spend waiting, and the client-side rate limit; one policy
+(``retrying``) and one retry log line (``log_retry``) for every portal client."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from tenacity import (
-    RetryCallState,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
 from bridge.adapters.portal_client.answers import Disposition, Verdict
@@ -51,6 +50,52 @@ def jittered_backoff(
     """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**(attempt - 1)))."""
     ceiling = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max)
     return lambda state: random() * ceiling(state)
+
+
+class RetryPolicy(Backoff, Protocol):
+    """The settings a request's retries are built from (a portal client's, whichever portal)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def max_batch_wait(self) -> float: ...
+    @property
+    def max_retry_after(self) -> float: ...
+
+
+def retrying(
+    settings: RetryPolicy,
+    *,
+    random: Callable[[], float],
+    sleep: Callable[[float], None],
+    before_sleep: Callable[[RetryCallState], None],
+) -> Retrying:
+    """The retries of one request, built from the settings now (never frozen): a transient
+    failure is retried with jittered backoff (never earlier than ``Retry-After`` asks, capped
+    at ``max_retry_after``), at most ``max_attempts`` times and until the waits of the request
+    add up to ``max_batch_wait``; then PortalUnavailable. ``before_sleep`` notes each retry."""
+    budget = settings.max_batch_wait
+    wait = honour_retry_after(jittered_backoff(settings, random), settings.max_retry_after)
+    attempts, waited = stop_after_attempt(settings.max_attempts), waited_for(budget)
+    return Retrying(
+        stop=lambda state: attempts(state) or waited(state),
+        wait=lambda state: min(wait(state), max(0.0, budget - state.idle_for)),
+        retry=retry_if_exception_type(_TransientError),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        retry_error_callback=_give_up,
+    )
+
+
+def log_retry(log: Any, state: RetryCallState) -> None:
+    """The log line of one retry: attempt, wait, reason (never the token, secret or data)."""
+    failure = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "portal_retry",
+        attempt=state.attempt_number,
+        wait=round(state.upcoming_sleep, 3),
+        reason=failure.reason if isinstance(failure, _TransientError) else None,
+    )
 
 
 def waited_for(budget: float) -> Callable[[RetryCallState], bool]:

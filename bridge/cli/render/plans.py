@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bridge.core.model import Change, Op, changed_fields
@@ -41,26 +41,27 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
     return "\n".join(lines)
 
 
-def _holds(result: PlanResult) -> list[str]:
-    holds = result.plan.holds
-    if not holds:
+def reason_table(heading: str, by_entity: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """A blank line, ``heading`` and a line per entity with each reason and its count (in the
+    order of the reasons); nothing when there is nothing to count."""
+    if not by_entity:
         return []
-    lines = ["", "Held back (never exported):"]
-    for entity, reasons in holds.items():
+    lines = ["", heading]
+    for entity, reasons in by_entity.items():
         text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
         lines.append(f"  {entity:<14}{text}")
     return lines
+
+
+def _holds(result: PlanResult) -> list[str]:
+    return reason_table("Held back (never exported):", result.plan.holds)
 
 
 def _not_supported(result: PlanResult) -> list[str]:
-    refused = result.plan.not_supported
-    if not refused:
-        return []
-    lines = ["", "Not sent: this portal does not take them (planned and counted again each run):"]
-    for entity, reasons in refused.items():
-        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
-        lines.append(f"  {entity:<14}{text}")
-    return lines
+    return reason_table(
+        "Not sent: this portal does not take them (planned and counted again each run):",
+        result.plan.not_supported,
+    )
 
 
 def _rejections(result: PlanResult, detail: bool) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from bridge.cli.render.plans import reason_table
+
 if TYPE_CHECKING:
     from bridge.service.admin import Status
 
@@ -56,13 +58,10 @@ def _not_supported(found: Status) -> list[str]:
     correction or retraction on a diary that allows neither): it stays to be done by hand."""
     last = next((r for r in found.runs if r.command in {"sync", "resync", "retry"}), None)
     refused = last.summary.get("not_supported") if last is not None else None
-    if not refused:
-        return []
-    lines = ["", "Not sent by the last sync: this portal does not take them (do them by hand):"]
-    for entity, reasons in refused.items():
-        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
-        lines.append(f"  {entity:<14}{text}")
-    return lines
+    return reason_table(
+        "Not sent by the last sync: this portal does not take them (do them by hand):",
+        refused or {},
+    )
 
 
 def _erasures_due(found: Status) -> list[str]:

@@ -10,8 +10,9 @@ rejects the row itself). Names are compared in memory; nothing but keys, ids and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -19,6 +20,7 @@ from bridge.core.builder import RowRejected
 from bridge.core.mapping import CompiledMapping, MappingSet
 from bridge.core.matching import (
     Contingent,
+    Match,
     Matches,
     SchoolNamed,
     SchoolPupil,
@@ -114,19 +116,40 @@ def match_run(
     first), keep the result in the state store for ``match list``, give it to the portal."""
     contingent = portal.contingent()
     side = read_school(mappings, source, as_of)
-    keeps = isinstance(state, MatchState)
-    matches = match_school(
-        side,
-        contingent,
-        state.settlements if isinstance(state, MatchState) else (lambda _: {}),
-        portal.names,
-    )
-    if isinstance(state, MatchState):
-        for entity, found in matches.by_entity.items():
-            state.record_matches(entity, list(found.values()))
+    book = _book_of(state)
+    matches = match_school(side, contingent, book.settlements, portal.names)
+    for entity, found in matches.by_entity.items():
+        book.record_matches(entity, list(found.values()))
     portal.use_matches(matches)
-    log.info("contingent.matched", kept=keeps, **{e: dict(c) for e, c in matches.counts().items()})
+    kept = book is not _UNKEPT
+    log.info("contingent.matched", kept=kept, **{e: dict(c) for e, c in matches.counts().items()})
     return matches
+
+
+class _Book(Protocol):
+    """What matching asks of the state store: the admin's decisions, and a place to keep the
+    matching for ``match list`` (``MatchState``)."""
+
+    def settlements(self, entity: str) -> Mapping[str, Settled]: ...
+    def record_matches(self, entity: str, found: Sequence[Match]) -> None: ...
+
+
+class _Unkept:
+    """The book of a state store that keeps no matching: nothing settled, nothing kept."""
+
+    def settlements(self, entity: str) -> Mapping[str, Settled]:
+        return {}
+
+    def record_matches(self, entity: str, found: Sequence[Match]) -> None:
+        """Nothing to keep the matching in: each run matches afresh."""
+
+
+_UNKEPT = _Unkept()
+
+
+def _book_of(state: StateStore) -> _Book:
+    """The state store itself when it keeps matchings, else a book that keeps nothing."""
+    return state if isinstance(state, MatchState) else _UNKEPT
 
 
 def stored_matches(state: StateStore) -> Matches | None:

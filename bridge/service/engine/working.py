@@ -10,8 +10,8 @@ from datetime import datetime
 from bridge.core import gate, reconcile
 from bridge.core.gate import Context
 from bridge.core.mapping import CompiledMapping, MappingSet
-from bridge.core.matching import Matches
 from bridge.core.model import Change, Hold, HoldReason, Record
+from bridge.core.placement import Placement
 from bridge.core.plan import (
     Item,
     Plan,
@@ -21,7 +21,7 @@ from bridge.core.plan import (
     may_close,
     pair_by_lookup,
 )
-from bridge.core.support import Refuser, is_matched, refuser
+from bridge.core.support import Refuser, refuser
 from bridge.ports import (
     Rescan,
     Row,
@@ -66,7 +66,12 @@ class _Run:
     ) -> None:
         self.mappings, self.source, self.state, self.options = mappings, source, state, options
         self.sink = sink
-        self.ctx = Context(as_of=options.as_of.isoformat(), erased=options.erased)
+        placement = Placement.for_run(
+            options.support, options.matches, {m.entity: m.refs for m in mappings.mappings}
+        )
+        self.ctx = Context(
+            as_of=options.as_of.isoformat(), erased=options.erased, placement=placement
+        )
         if options.matches is not None:
             for pupil in options.matches.unusable("pupil"):
                 self.ctx.close(pupil, HoldReason.NOT_MATCHED)
@@ -328,30 +333,11 @@ class _Run:
                 read=self.result.plan.records_read,
                 build=self._builder(mapping),
             )
-            yield from self.portal_holds(mapping, items)
+            yield from items
         finally:
             mark = track.text() if track is not None else None
             if mark is not None:
                 self.watermarks[mapping.entity] = mark
-
-    def portal_holds(self, mapping: CompiledMapping, items: Iterator[Item]) -> Iterator[Item]:
-        """On a portal that owns the contingent, a record is held (``not_matched``) when it is
-        a matched entity's without a usable match, or refers to one (a lesson of a class or
-        subject the portal has no record of): the bridge never guesses the portal's record."""
-        matches, support = self.options.matches, self.options.support
-        entity = mapping.entity
-        own = is_matched(support, entity)
-        refs = [(n, t) for n, t in mapping.refs.items() if is_matched(support, t)]
-        if not (own or refs):
-            yield from items
-            return
-        if matches is None:  # a portal that matches, and no matching: nothing is matched
-            matches = Matches()
-        for item in items:
-            if item.__class__ is Record and not _placed(item, own, refs, matches):
-                yield Hold(item, HoldReason.NOT_MATCHED)
-            else:
-                yield item
 
     def _prepass(self, mapping: CompiledMapping) -> None:
         """Learn stays (before pupils) or guardian links (before guardians) from a full read.
@@ -414,18 +400,6 @@ class _Run:
                     self.ctx.close(entry.pupil_key, reason)
         if self.options.incremental:
             self.dirty_pupils.update(p for p, r in self.ctx.closed.items() if r is reason)
-
-
-def _placed(record: Record, own: bool, refs: list[tuple[str, str]], matches: Matches) -> bool:
-    """True when the portal has a record for ``record`` (``own``) and for everything matched
-    it refers to."""
-    if own and matches.portal_id(record.entity, record.key) is None:
-        return False
-    for name, target in refs:
-        value = record.payload.get(name)
-        if value is not None and matches.portal_id(target, str(value)) is None:
-            return False
-    return True
 
 
 def _newer(record: Record, than: datetime) -> bool:
