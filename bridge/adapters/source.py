@@ -189,6 +189,7 @@ class SqlSource:
         self.engine = engine
         self.inherited: sa.Pool | None = None  # a parent's pool, kept after a fork
         self._queries: dict[tuple[Any, ...], tuple[Table, sa.Select[Any]]] = {}
+        self.beat: Callable[[], None] | None = None  # told per chunk of rows read
 
     @property
     def dialect(self) -> str:
@@ -282,7 +283,10 @@ class SqlSource:
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(yield_per=STREAM_BATCH).execute(query, params)
+                beat = self.beat
                 for partition in result.partitions():
+                    if beat is not None:
+                        beat()
                     yield from partition
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(
@@ -337,12 +341,40 @@ def _odbc_disconnect(context: sa.engine.ExceptionContext) -> None:
         context.is_disconnect = True
 
 
-def open_source(url: str, *, pre_ping: bool = False) -> SqlSource:
+def _query_timeout(engine: sa.Engine, seconds: float) -> None:
+    """Every connection of ``engine`` stops a query after ``seconds``, waiting on a lock
+    included (MariaDB's ``max_statement_time``, PostgreSQL's ``statement_timeout``, the ODBC
+    query timeout for SQL Server): a query that never returns fails the run instead of
+    hanging the daemon. SQLite reads a file and has nothing to wait on but its own locks."""
+    dialect, driver = engine.dialect.name, engine.dialect.driver
+    if seconds <= 0 or dialect == "sqlite":
+        return
+    if dialect in ("mysql", "mariadb"):
+        statement = f"SET SESSION max_statement_time = {float(seconds)}"
+    elif dialect == "postgresql":
+        statement = f"SET statement_timeout = {int(seconds * 1000)}"
+    else:
+        statement = ""
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        if statement:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+        elif driver == "pyodbc":
+            dbapi_connection.timeout = max(1, int(seconds))
+
+    sa.event.listen(engine, "connect", on_connect)
+
+
+def open_source(url: str, *, pre_ping: bool = False, query_timeout: float = 0) -> SqlSource:
     """A source on a SQLAlchemy URL (read-only by how it is used; never writes). ``pre_ping``:
     each pooled connection is tested before use and replaced if the database dropped it (a
-    source kept open between runs outlives a restart of the database)."""
+    source kept open between runs outlives a restart of the database). ``query_timeout``:
+    seconds a query may run (0: no limit)."""
     try:
         engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+        _query_timeout(engine, query_timeout)
         if engine.dialect.driver == "pyodbc":
             sa.event.listen(engine, "handle_error", _odbc_disconnect)
         return SqlSource(engine)

@@ -46,6 +46,7 @@ class Daemon:
             notifier,
             service,
         )
+        self._stalled = False
         grace = config.schedule.misfire_grace_seconds
         self.scheduler = BackgroundScheduler(
             executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
@@ -72,11 +73,27 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(
-                self.notifier.watchdog,
+                self.watchdog,
                 IntervalTrigger(seconds=interval),
+                args=[2 * interval],
                 id="watchdog",
                 next_run_time=datetime.now(),
             )
+
+    def watchdog(self, stall_after: float) -> None:
+        """Ping systemd while the daemon is idle or its run's work moves (rows read, batches
+        recorded, retry waits); a run quiet for ``stall_after`` seconds (the unit's
+        ``WatchdogSec``: a driver hung, a query that never returns) gets no ping, so systemd
+        kills the service and starts it again."""
+        quiet = self.service.liveness.quiet_for()
+        if quiet is None or quiet < stall_after:
+            self.notifier.watchdog()
+            self._stalled = False
+            return
+        if not self._stalled:  # once per stall
+            log.error("watchdog.stalled", quiet_seconds=round(quiet, 1))
+            self.notifier.status(f"stuck: no progress for {round(quiet)} s")
+            self._stalled = True
 
     def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
         schedule = self.config.schedule

@@ -37,6 +37,7 @@ from bridge.service.engine import (
     run_sync,
 )
 from bridge.service.engine.contingent import stored_matches
+from bridge.service.liveness import Liveness
 from bridge.service.metrics import MetricsSink, failed_summary, summary_from
 from bridge.service.runs import RunLog, SyncLock
 from bridge.service.wiring import (
@@ -79,6 +80,7 @@ class Service:
         stop: threading.Event | None = None,
     ) -> None:
         self.config, self.mappings, self.metrics = config, mappings, metrics
+        self.liveness = Liveness()  # the watchdog's: beats as the runs' work moves
         self.stop = stop or threading.Event()
         self.last: SyncResult | None = None
         self.kept: KeptEngines | None = None
@@ -86,7 +88,7 @@ class Service:
     def adapters(self) -> Adapters:
         """This school's adapters (``bridge.service.wiring``), for a ``with`` block; inside
         ``kept_open`` the source and the state store are the kept ones."""
-        return open_adapters(self.config, self.kept, self.stop)
+        return open_adapters(self.config, self.kept, self.stop, self.liveness.beat)
 
     @contextmanager
     def kept_open(self) -> Iterator[None]:
@@ -130,15 +132,26 @@ class Service:
         another sync holding the lock did not run, and does not count."""
         wall = time.time()
         try:
-            with self.adapters() as io:
+            with self.liveness.working(), self.adapters() as io:
                 lock = SyncLock(io.state.engine, f"sync:{self.config.portal.school}")
                 with lock.held(wait=request.wait, say=say):
-                    return self._locked(io, request, progress)
+                    return self._locked(io, request, self._beating(progress))
         except LockBusy:
             raise
         except Exception as exc:
             self._observe_failure(exc, request, wall)
             raise
+
+    def _beating(self, progress: Progress | None) -> Progress:
+        """``progress`` (per batch recorded), beating the liveness first."""
+        beat = self.liveness.beat
+
+        def told(entity: str, delivered: int) -> None:
+            beat()
+            if progress is not None:
+                progress(entity, delivered)
+
+        return told
 
     def seed_metrics(self) -> None:
         """Set the metrics' last-run and last-success times from the run history, so that a

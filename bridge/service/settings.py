@@ -49,6 +49,12 @@ class SourceSettings:
         dataclasses.MISSING, "SQLAlchemy URL of the ASIOU database, without a password", str
     )
     password_file: str = key("", "file holding the database password")
+    query_timeout: float = key(
+        300.0,
+        "seconds one source query may run (waiting on a lock included) before the database "
+        "stops it and the run fails as source_unavailable; 0: no limit",
+        NUMBER,
+    )
 
 
 @dataclass(frozen=True)

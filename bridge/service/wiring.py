@@ -31,6 +31,7 @@ from bridge.core.errors import ConfigError, Interrupted, Problem
 from bridge.core.support import PortalSupport, is_matched
 from bridge.service.config import Config
 from bridge.service.engine import RunOptions, resolve_workers
+from bridge.service.liveness import sliced
 from bridge.service.runs import Erasures
 
 
@@ -54,7 +55,8 @@ class KeptEngines:
                 self._source[1].engine.dispose()
                 self._source = None
             if self._source is None:
-                self._source = (url, open_source(url, pre_ping=True))
+                timeout = self.config.source.query_timeout
+                self._source = (url, open_source(url, pre_ping=True, query_timeout=timeout))
             return self._source[1]
 
     def state(self) -> SqlStateStore:
@@ -87,9 +89,10 @@ class Adapters:
         config: Config,
         kept: KeptEngines | None = None,
         stop: threading.Event | None = None,
+        beat: Callable[[], None] | None = None,
     ) -> None:
-        self.config, self.kept = config, kept
-        self.sleep = interruptible(stop)  # the portal's retry and rate-limit waits
+        self.config, self.kept, self.beat = config, kept, beat
+        self.sleep = interruptible(stop, beat)  # the portal's retry and rate-limit waits
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
         self._portal: PortalClient | DnevnikPortal | None = None
@@ -102,8 +105,9 @@ class Adapters:
             self._source = self.kept.source()
         if self._source is None:
             url = self.config.source_url_with_password().render_as_string(False)
-            self._source = open_source(url)
+            self._source = open_source(url, query_timeout=self.config.source.query_timeout)
             self._opened.callback(self._source.engine.dispose)
+        self._source.beat = self.beat
         return self._source
 
     @property
@@ -153,26 +157,34 @@ class Adapters:
         self.close()
 
 
-def interruptible(stop: threading.Event | None) -> Callable[[float], None]:
+def interruptible(
+    stop: threading.Event | None, beat: Callable[[], None] | None = None
+) -> Callable[[float], None]:
     """The sleep of the portal adapters' retry and rate-limit waits: a stop (SIGTERM) ends
     it at once with ``Interrupted`` instead of letting a Retry-After of minutes run out, so
-    the run ends after recording what was acknowledged, as after any batch."""
+    the run ends after recording what was acknowledged, as after any batch. ``beat`` is told
+    every few seconds of the wait (the watchdog's liveness: waiting is not being stuck)."""
     if stop is None:
         return time.sleep
+    wait = stop.wait if beat is None else sliced(stop.wait, beat)
 
     def sleep(seconds: float) -> None:
-        if stop.wait(max(0.0, seconds)):
+        if wait(max(0.0, seconds)):
             raise Interrupted
 
     return sleep
 
 
 def open_adapters(
-    config: Config, kept: KeptEngines | None = None, stop: threading.Event | None = None
+    config: Config,
+    kept: KeptEngines | None = None,
+    stop: threading.Event | None = None,
+    beat: Callable[[], None] | None = None,
 ) -> Adapters:
     """The adapters of ``config``'s school (nothing is opened until it is used), the source
-    and the state store taken from ``kept`` if given; ``stop`` ends the portal's waits."""
-    return Adapters(config, kept, stop)
+    and the state store taken from ``kept`` if given; ``stop`` ends the portal's waits, and
+    ``beat`` is told as the work moves (rows read, retry waits: the watchdog's liveness)."""
+    return Adapters(config, kept, stop, beat)
 
 
 def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:
