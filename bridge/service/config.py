@@ -259,6 +259,7 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
+    _check_limits(values, file, problems)
     if values["portal"]["kind"] not in PORTAL_KINDS:
         kinds = " or ".join(PORTAL_KINDS)
         problems.append(Problem(file, "portal.kind", f"must be {kinds}"))
@@ -280,6 +281,16 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         value = values[section][key]
         if isinstance(value, int | float) and value <= 0:
             problems.append(Problem(file, f"{section}.{key}", "must be greater than 0"))
+
+
+def _check_limits(values: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    """The region's settings: the nightly spread, the state connections, the query timeout."""
+    if not 0 <= values["schedule"]["spread_minutes"] <= 720:
+        problems.append(Problem(file, "schedule.spread_minutes", "must be from 0 to 720"))
+    if values["state"]["max_connections"] < 2:
+        problems.append(Problem(file, "state.max_connections", "must be at least 2"))
+    if float(values["source"]["query_timeout"]) < 0:
+        problems.append(Problem(file, "source.query_timeout", "must be 0 (no limit) or more"))
 
 
 def _anchor(url: str, base: Path) -> str:

@@ -30,6 +30,7 @@ from bridge.core.mapping import MappingSet
 from bridge.service.config import Config
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
+from bridge.service.spread import offset_minutes, shifted, shifted_days
 
 log = structlog.get_logger()
 
@@ -47,6 +48,8 @@ class Daemon:
             service,
         )
         self._stalled = False
+        # The nightly jobs' minutes late, this school's own (bridge.service.spread).
+        self.offset = offset_minutes(config.portal.school, config.schedule.spread_minutes)
         grace = config.schedule.misfire_grace_seconds
         self.scheduler = BackgroundScheduler(
             executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
@@ -63,11 +66,11 @@ class Daemon:
             executor="sync",
             next_run_time=datetime.now(),
         )
-        self.scheduler.add_job(self.full, _cron(schedule.full_time), id="full", executor="sync")
-        self.scheduler.add_job(
-            self.revive, _cron(schedule.dead_letters_time), id="dead_letters", executor="sync"
-        )
-        reconciling = _reconcile_trigger(schedule.reconcile)
+        late = self.offset
+        full, revive = _cron(schedule.full_time, late), _cron(schedule.dead_letters_time, late)
+        self.scheduler.add_job(self.full, full, id="full", executor="sync")
+        self.scheduler.add_job(self.revive, revive, id="dead_letters", executor="sync")
+        reconciling = _reconcile_trigger(schedule.reconcile, late)
         if reconciling is not None:
             self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
         interval = self.notifier.watchdog_interval()
@@ -178,26 +181,30 @@ def next_runs(daemon: Daemon) -> dict[str, Any]:
     """When each job runs next (for ``status``), without starting the scheduler."""
     now = datetime.now().astimezone()
     found: dict[str, Any] = {}
+    schedule, late = daemon.config.schedule, daemon.offset
     for job_id, trigger in (
         ("incremental", daemon._incremental_trigger()),
-        ("full", _cron(daemon.config.schedule.full_time)),
-        ("dead_letters", _cron(daemon.config.schedule.dead_letters_time)),
+        ("full", _cron(schedule.full_time, late)),
+        ("dead_letters", _cron(schedule.dead_letters_time, late)),
     ):
         fire: Callable[..., Any] = trigger.get_next_fire_time
         found[job_id] = fire(None, now)
-    reconciling = _reconcile_trigger(daemon.config.schedule.reconcile)
+    reconciling = _reconcile_trigger(schedule.reconcile, late)
     found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
     return found
 
 
-def _reconcile_trigger(when: tuple[str, int, int] | None) -> CronTrigger | None:
-    """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
+def _reconcile_trigger(when: tuple[str, int, int] | None, late: int = 0) -> CronTrigger | None:
+    """The trigger of ``schedule.reconcile_at`` (days and a time) ``late`` minutes later (past
+    midnight: on the next days); None when it is off."""
     if when is None:
         return None
     days, hour, minute = when
-    return CronTrigger(day_of_week=days, hour=hour, minute=minute)
+    later, hour, minute = shifted(hour, minute, late)
+    return CronTrigger(day_of_week=shifted_days(days, later), hour=hour, minute=minute)
 
 
-def _cron(at: tuple[int, int]) -> CronTrigger:
-    hour, minute = at
+def _cron(at: tuple[int, int], late: int = 0) -> CronTrigger:
+    """Every day at ``at``, ``late`` minutes later (a daily job past midnight is still daily)."""
+    _, hour, minute = shifted(*at, late)
     return CronTrigger(hour=hour, minute=minute)

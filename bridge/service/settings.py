@@ -65,6 +65,11 @@ class StateSettings:
         "sqlite:////var/lib/asiou-bridge/state.sqlite",
         "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)",
     )
+    max_connections: int = key(
+        4,
+        "on PostgreSQL, at most this many connections of this instance to the state store at "
+        "once (planning workers open one more each); docs/operations.md, 'Several schools'",
+    )
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,12 @@ class Schedule:
     full_at: str = key("02:30", "the nightly full run (HH:MM, local time)")
     dead_letters_at: str = key("02:15", "dead letters get another chance (before full_at)")
     misfire_grace_seconds: int = key(300, "a run missed by less than this still runs")
+    spread_minutes: int = key(
+        60,
+        "the nightly jobs (dead_letters_at, full_at, reconcile_at) of this school start up to "
+        "this many minutes late, at an offset derived from portal.school, so that the "
+        "schools of a region do not all start at the same minute (0: exactly on time)",
+    )
     # reconciliation (bridge.core.reconcile): the portal read back and repaired
     reconcile_at: str = key(
         "sun 03:00",

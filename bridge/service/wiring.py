@@ -65,7 +65,11 @@ class KeptEngines:
             if self._state is None:
                 config = self.config
                 self._state = open_state(
-                    config.state.url, utc_now, school=config.portal.school, pre_ping=True
+                    config.state.url,
+                    utc_now,
+                    school=config.portal.school,
+                    pre_ping=True,
+                    max_connections=config.state.max_connections,
                 )
             return self._state
 
@@ -117,7 +121,12 @@ class Adapters:
             self._state = self.kept.state()
         if self._state is None:
             config = self.config
-            self._state = open_state(config.state.url, utc_now, school=config.portal.school)
+            self._state = open_state(
+                config.state.url,
+                utc_now,
+                school=config.portal.school,
+                max_connections=config.state.max_connections,
+            )
             self._opened.callback(self._state.close)
         return self._state
 
