@@ -26,6 +26,7 @@ from bridge.demo.changes import change_journal
 from bridge.dnevnik import server as dnevnik_server
 from bridge.dnevnik.service import DEMO_TOKEN
 from bridge.refportal.server import DEMO_CLIENT, serve
+from bridge.resources import default_mappings
 from bridge.service.config import load_config
 from bridge.service.runner import Request, Service
 
@@ -349,7 +350,7 @@ def _write_dnevnik_config(folder: Path, school: Path, api_url: str, school_id: s
     secret = folder / "dnevnik-token"
     secret.write_text(DEMO_TOKEN, encoding="utf-8")
     os.chmod(secret, 0o600)
-    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    mappings = default_mappings()
     path.write_text(
         "# Written by `asiou-bridge demo --portal dnevnik`.\n"
         f'[source]\nurl = "sqlite:///{school}"\n\n'
@@ -368,7 +369,7 @@ def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:
     secret = folder / "portal-secret"
     secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
     os.chmod(secret, 0o600)
-    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    mappings = default_mappings()
     path.write_text(
         "# Written by `asiou-bridge demo`.\n"
         f'[source]\nurl = "sqlite:///{school}"\n\n'

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from bridge import logs
+from bridge import __version__, logs
 from bridge.cli import admin as cli_admin
 from bridge.cli import demo as cli_demo
 from bridge.cli import match as cli_match
@@ -22,6 +22,7 @@ from bridge.cli.common import Subparsers, command, load, say, tty_progress, wait
 from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.core.errors import BridgeError, ConfigError, ExitCode, Problem
 from bridge.core.mapping import MappingSet
+from bridge.resources import SHIPPED, shipped
 from bridge.service.config import Config
 from bridge.service.engine import PlanResult
 from bridge.service.runner import Request, Service
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(sub)
     _add_sync(sub)
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_match.add_match(sub)
     _add_approve(sub)
     _add_check(sub)
+    _add_files(sub)
     cli_demo.add_demo_db(sub)
     cli_demo.add_demo(sub)
     cli_demo.add_portal(sub)
@@ -143,6 +146,19 @@ def _add_check(sub: Subparsers) -> None:
     command(sub, "check", "Check configuration, mappings and the ASIOU connection.", cmd_check)
 
 
+def _add_files(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "files",
+        "Where the installed bridge keeps the files it ships (example config, mappings, units).",
+        cmd_files,
+        "examples:\n  asiou-bridge files                  every shipped file and where it is\n"
+        '  sudo cp "$(asiou-bridge files config)" /etc/asiou-bridge/bridge.toml\n'
+        '  sudo cp -r "$(asiou-bridge files mappings)" /etc/asiou-bridge/mappings',
+    )
+    cmd.add_argument("name", nargs="?", choices=list(SHIPPED), help="print only this one's path")
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -211,6 +227,17 @@ def cmd_approve(args: argparse.Namespace) -> int:
         f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
         "same; then the approval expires (guard.approval_valid_hours)."
     )
+    return ExitCode.OK
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    """``files``: the installed paths of the shipped files (no configuration needed)."""
+    if args.name is not None:
+        print(shipped(args.name))
+        return ExitCode.OK
+    width = max(map(len, SHIPPED))
+    for name in SHIPPED:
+        print(f"{name:<{width}}  {shipped(name)}")
     return ExitCode.OK
 
 

@@ -14,13 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from bridge.adapters.portal_client import PortalSettings
 from bridge.core.guard import Thresholds
+from bridge.resources import default_mappings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Kinds = type | tuple[type, ...]
 NUMBER = (float, int)
 
@@ -65,7 +64,10 @@ class StateSettings:
 class MappingsSettings:
     """``[mappings]``: the declarative mappings."""
 
-    dir: str = key(str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)")
+    dir: str = key(
+        str(default_mappings()),
+        "directory of the mapping files (*.toml); by default the mappings the bridge ships",
+    )
 
 
 @dataclass(frozen=True)
