@@ -22,7 +22,6 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.core.errors import BridgeError, LockBusy
@@ -30,6 +29,8 @@ from bridge.core.mapping import MappingSet
 from bridge.service.config import Config
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
+from bridge.service.schedule import Triggers, build_triggers
+from bridge.service.wiring import require_portal_settings
 
 log = structlog.get_logger()
 
@@ -52,23 +53,23 @@ class Daemon:
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace},
         )
 
-    def add_jobs(self) -> None:
-        """The three sync jobs, and the watchdog ping when systemd asks for one."""
-        schedule = self.config.schedule
+    def add_jobs(self, triggers: Triggers) -> None:
+        """The sync jobs on ``triggers``, and the watchdog ping when systemd asks for one."""
         self.scheduler.add_job(
             self.incremental,
-            self._incremental_trigger(),
+            triggers.incremental,
             id="incremental",
             executor="sync",
             next_run_time=datetime.now(),
         )
-        self.scheduler.add_job(self.full, _cron(schedule.full_time), id="full", executor="sync")
+        self.scheduler.add_job(self.full, triggers.full, id="full", executor="sync")
         self.scheduler.add_job(
-            self.revive, _cron(schedule.dead_letters_time), id="dead_letters", executor="sync"
+            self.revive, triggers.dead_letters, id="dead_letters", executor="sync"
         )
-        reconciling = _reconcile_trigger(schedule.reconcile)
-        if reconciling is not None:
-            self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
+        if triggers.reconcile is not None:
+            self.scheduler.add_job(
+                self.reconcile, triggers.reconcile, id="reconcile", executor="sync"
+            )
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(
@@ -78,14 +79,9 @@ class Daemon:
                 next_run_time=datetime.now(),
             )
 
-    def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
-        schedule = self.config.schedule
-        if not schedule.windowed:
-            return IntervalTrigger(seconds=schedule.every)
-        minutes = max(1, int(schedule.every // 60))
-        return CronTrigger(
-            minute=f"*/{minutes}", hour=schedule.hours or "*", day_of_week=schedule.days
-        )
+    def triggers(self) -> Triggers:
+        """The jobs' triggers (ConfigError naming the ``[schedule]`` key that cannot be run)."""
+        return build_triggers(self.config.schedule, self.config.file)
 
     def incremental(self) -> None:
         """The frequent job."""
@@ -128,11 +124,21 @@ class Daemon:
             f"{report.total} delivered, {sum(report.refused.values())} refused"
         )
 
-    def serve(self, stop: threading.Event) -> int:
+    def serve(self, stop: threading.Event, *, prepared: Callable[[], None] = lambda: None) -> int:
         """Run until ``stop`` is set; then finish the run in flight and shut down. The source
-        and the state store stay open between runs and are closed last."""
+        and the state store stay open between runs and are closed last.
+
+        Everything that can fail for a reason no restart fixes happens before systemd hears
+        READY=1: the triggers are built, the portal's settings with its secret are read
+        (ConfigError otherwise), and
+        ``prepared`` runs (the metrics endpoint is opened there). A failure there ends the
+        daemon with its error (exit 3 for a configuration error, which systemd does not
+        restart)."""
+        triggers = self.triggers()
+        require_portal_settings(self.config)
+        prepared()
         with self.service.kept_open():
-            self.add_jobs()
+            self.add_jobs(triggers)
             self.scheduler.start()
             self.notifier.ready()
             log.info("daemon.started", jobs=[j.id for j in self.scheduler.get_jobs()])
@@ -159,27 +165,15 @@ def install_signals(stop: threading.Event) -> None:
 def next_runs(daemon: Daemon) -> dict[str, Any]:
     """When each job runs next (for ``status``), without starting the scheduler."""
     now = datetime.now().astimezone()
-    found: dict[str, Any] = {}
-    for job_id, trigger in (
-        ("incremental", daemon._incremental_trigger()),
-        ("full", _cron(daemon.config.schedule.full_time)),
-        ("dead_letters", _cron(daemon.config.schedule.dead_letters_time)),
-    ):
-        fire: Callable[..., Any] = trigger.get_next_fire_time
-        found[job_id] = fire(None, now)
-    reconciling = _reconcile_trigger(daemon.config.schedule.reconcile)
+    triggers = daemon.triggers()
+    found: dict[str, Any] = {
+        job_id: trigger.get_next_fire_time(None, now)
+        for job_id, trigger in (
+            ("incremental", triggers.incremental),
+            ("full", triggers.full),
+            ("dead_letters", triggers.dead_letters),
+        )
+    }
+    reconciling = triggers.reconcile
     found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
     return found
-
-
-def _reconcile_trigger(when: tuple[str, int, int] | None) -> CronTrigger | None:
-    """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
-    if when is None:
-        return None
-    days, hour, minute = when
-    return CronTrigger(day_of_week=days, hour=hour, minute=minute)
-
-
-def _cron(at: tuple[int, int]) -> CronTrigger:
-    hour, minute = at
-    return CronTrigger(hour=hour, minute=minute)

@@ -47,7 +47,7 @@ class SourceSettings:
     url: str = key(
         dataclasses.MISSING, "SQLAlchemy URL of the ASIOU database, without a password", str
     )
-    password_file: str = key("", "file holding the database password")
+    password_file: str = key("", "file holding the database password (relative to the config file)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ class PortalSection:
     url: str = key("http://127.0.0.1:8400", "base URL of the diary import API")
     school: str = key("demo", "the school's id on the portal")
     client_id: str = key("asiou-bridge", "OAuth2 client id")
-    secret_file: str = key("", "file holding the OAuth2 client secret")
+    secret_file: str = key(
+        "", "file holding the OAuth2 client secret (relative to the config file)"
+    )
     batch_size: int = key(_portal("batch_size"), "operations per batch request")
     connect_timeout: float = key(
         _portal("connect_timeout"), "seconds to wait for a connection", NUMBER

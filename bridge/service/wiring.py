@@ -187,6 +187,16 @@ def _tables(path: str) -> dict[str, Any]:
     return given
 
 
+def require_portal_settings(config: Config) -> None:
+    """Build the configured portal's settings without connecting: the secret is read and a
+    dnevnik.ru tables file parsed, so that a daemon missing either stops before it is ready
+    (ConfigError naming the key)."""
+    if config.portal.kind == "dnevnik":
+        dnevnik_settings(config)
+    else:
+        portal_settings(config)
+
+
 def dnevnik_settings(config: Config) -> DnevnikSettings:
     """The dnevnik.ru adapter's settings (the secret is the Access-Token)."""
     portal = config.portal
