@@ -47,6 +47,7 @@ def add_demo_db(sub: Subparsers) -> None:
         "The demo's tables have the names of a real ASIOU journal's, and are replaced: it writes "
         "only\ninto an empty database or one it wrote before, and refuses any other unless "
         "--replace.",
+        configured=False,
     )
     where = cmd.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="SQLite file to create (or one the demo wrote before)")
@@ -75,6 +76,7 @@ def add_demo(sub: Subparsers) -> None:
         "demo",
         "Demo: a school in SQLite, the reference portal, a full and an incremental sync.",
         cmd_demo,
+        configured=False,
     )
     cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
     cmd.add_argument(
@@ -95,6 +97,7 @@ def add_portal(sub: Subparsers) -> None:
         "Run the bundled reference diary portal (demos, tests).",
         cmd_portal,
         "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+        configured=False,
     )
     cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
@@ -113,6 +116,7 @@ def add_dnevnik_emulator(sub: Subparsers) -> None:
         cmd_dnevnik_emulator,
         "example:\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
         " --seed-school school.sqlite\n(docs/dnevnik-emulator.md)",
+        configured=False,
     )
     dnevnik_server.add_arguments(cmd)
 

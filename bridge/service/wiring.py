@@ -11,6 +11,7 @@ nothing idle towards the portal between runs).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import tomllib
 from contextlib import ExitStack
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.adapters.dnevnik import DNEVNIK_SUPPORT, DnevnikPortal, DnevnikSettings
 from bridge.adapters.portal_client import REFERENCE_SUPPORT, PortalClient, PortalSettings
@@ -79,8 +80,10 @@ class Adapters:
     end of a ``with`` block) closes those that were opened, the last opened first. With
     ``kept``, the source and the state store are the kept ones, left open by ``close``."""
 
-    def __init__(self, config: Config, kept: KeptEngines | None = None) -> None:
-        self.config, self.kept = config, kept
+    def __init__(
+        self, config: Config, kept: KeptEngines | None = None, *, probe: bool = False
+    ) -> None:
+        self.config, self.kept, self.probe = config, kept, probe
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
         self._portal: PortalClient | DnevnikPortal | None = None
@@ -114,14 +117,16 @@ class Adapters:
         if self._portal is None:
             if self.config.portal.kind == "dnevnik":
                 state = self.state
+                dnevnik = dnevnik_settings(self.config)
                 self._portal = DnevnikPortal(
-                    dnevnik_settings(self.config),
+                    impatient(dnevnik) if self.probe else dnevnik,
                     state.portal_ids,
                     state.holders,
                     careful=lambda: state.batches_in_doubt() > 0,
                 )
             else:
-                self._portal = PortalClient(portal_settings(self.config))
+                settings = portal_settings(self.config)
+                self._portal = PortalClient(impatient(settings) if self.probe else settings)
             self._opened.callback(self._portal.close)
         return self._portal
 
@@ -142,10 +147,31 @@ class Adapters:
         self.close()
 
 
-def open_adapters(config: Config, kept: KeptEngines | None = None) -> Adapters:
+def open_adapters(
+    config: Config, kept: KeptEngines | None = None, *, probe: bool = False
+) -> Adapters:
     """The adapters of ``config``'s school (nothing is opened until it is used), the source
-    and the state store taken from ``kept`` if given."""
-    return Adapters(config, kept)
+    and the state store taken from ``kept`` if given. ``probe``: the portal is only asked
+    whether it answers (``check``), so it gets one attempt and short timeouts (``impatient``)."""
+    return Adapters(config, kept, probe=probe)
+
+
+PROBE_CONNECT_TIMEOUT = 3.05
+PROBE_READ_TIMEOUT = 10.0
+PROBE_DEADLINE = 15.0
+Patient = TypeVar("Patient", PortalSettings, DnevnikSettings)
+
+
+def impatient(settings: Patient) -> Patient:
+    """``settings`` for a probe: one attempt, at most 3 s to connect, 10 s to answer, 15 s in
+    all (a portal that does not answer is reported at once, not after a run's retries)."""
+    return dataclasses.replace(
+        settings,
+        max_attempts=1,
+        connect_timeout=min(settings.connect_timeout, PROBE_CONNECT_TIMEOUT),
+        read_timeout=min(settings.read_timeout, PROBE_READ_TIMEOUT),
+        request_deadline=min(settings.request_deadline, PROBE_DEADLINE),
+    )
 
 
 def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:
