@@ -30,7 +30,7 @@ from bridge.service.config import Config
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
 from bridge.service.schedule import Triggers, build_triggers
-from bridge.service.wiring import require_portal_settings
+from bridge.service.wiring import require_secrets
 
 log = structlog.get_logger()
 
@@ -129,13 +129,13 @@ class Daemon:
         and the state store stay open between runs and are closed last.
 
         Everything that can fail for a reason no restart fixes happens before systemd hears
-        READY=1: the triggers are built, the portal's settings with its secret are read
+        READY=1: the triggers are built, the secrets and the portal's settings are read
         (ConfigError otherwise), and
         ``prepared`` runs (the metrics endpoint is opened there). A failure there ends the
         daemon with its error (exit 3 for a configuration error, which systemd does not
         restart)."""
         triggers = self.triggers()
-        require_portal_settings(self.config)
+        require_secrets(self.config)
         prepared()
         with self.service.kept_open():
             self.add_jobs(triggers)

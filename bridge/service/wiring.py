@@ -213,10 +213,11 @@ def _tables(path: str) -> dict[str, Any]:
     return given
 
 
-def require_portal_settings(config: Config) -> None:
-    """Build the configured portal's settings without connecting: the secret is read and a
-    dnevnik.ru tables file parsed, so that a daemon missing either stops before it is ready
-    (ConfigError naming the key)."""
+def require_secrets(config: Config) -> None:
+    """Read the secrets and build the configured portal's settings without connecting: the
+    database password (if one is configured), the portal secret and a dnevnik.ru tables file,
+    so that a daemon missing any stops before it is ready (ConfigError naming the key)."""
+    config.source_url_with_password()
     if config.portal.kind == "dnevnik":
         dnevnik_settings(config)
     else:

@@ -127,6 +127,19 @@ def test_a_named_secret_file_that_is_not_there_stops_the_daemon(tmp_path: Path) 
     _refused_at_start(*_daemon(config, tmp_path), str(tmp_path / "portal-secret"))
 
 
+def test_a_named_database_password_file_that_is_not_there_stops_the_daemon(
+    tmp_path: Path,
+) -> None:
+    """source.password_file naming no file: exit 3 before READY=1 (it used to be passed over,
+    and the first run connected without a password)."""
+    text = _config(tmp_path).read_text(encoding="utf-8")
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        text.replace("[state]", 'password_file = "db-password"\n[state]', 1), encoding="utf-8"
+    )
+    _refused_at_start(*_daemon(config, tmp_path), str(tmp_path / "db-password"))
+
+
 def test_an_hourly_run_within_hours_is_scheduled_on_the_hour(tmp_path: Path) -> None:
     """``incremental_every = "1h"`` with ``hours = "7-19"`` (it used to pass `check`, then kill
     the daemon): the daemon starts and reports ready, and the runs fall on the hour."""
