@@ -1,9 +1,14 @@
 """``asiou-bridge run``: the daemon. APScheduler 3 jobs, systemd notify, graceful stop.
 
-Jobs (``[schedule]`` in the config): an incremental sync every ``incremental_every`` (first one
-at start; optionally only in ``hours`` on ``days``), the nightly full run at ``full_at``, dead
-letters given another chance at ``dead_letters_at``, and the reconciliation (a full run that
-reads the portal back and repairs it) at ``reconcile_at``, weekly by default. Syncs run one at a
+Start-up (``serve``): whatever no restart can fix is done before READY=1 (the triggers, the
+secrets, the metrics endpoint), so a bad setting ends the daemon with exit 3 rather than a
+restart loop or a daemon that reports ready and then fails every run.
+
+Jobs (``[schedule]`` in the config, their triggers built by ``bridge.service.schedule``): an
+incremental sync every ``incremental_every`` (first one at start; optionally only in ``hours``
+on ``days``), the nightly full run at ``full_at``, dead letters given another chance at
+``dead_letters_at``, and the reconciliation (a full run that reads the portal back and repairs
+it) at ``reconcile_at``, weekly by default. Syncs run one at a
 time on a single worker (``max_instances=1``, coalesced, with a misfire grace), and under the
 same database lock as manual commands: a scheduled run that finds a manual one running skips its
 turn. SIGTERM or SIGINT stops the run in flight after its current batch (acknowledged changes
@@ -129,11 +134,9 @@ class Daemon:
         and the state store stay open between runs and are closed last.
 
         Everything that can fail for a reason no restart fixes happens before systemd hears
-        READY=1: the triggers are built, the secrets and the portal's settings are read
-        (ConfigError otherwise), and
-        ``prepared`` runs (the metrics endpoint is opened there). A failure there ends the
-        daemon with its error (exit 3 for a configuration error, which systemd does not
-        restart)."""
+        READY=1: the triggers are built, the secrets and the portal's settings are read, and
+        ``prepared`` runs (the CLI opens the metrics endpoint and textfile there). A failure
+        there ends the daemon with its ConfigError (exit 3, which the units do not restart)."""
         triggers = self.triggers()
         require_secrets(self.config)
         prepared()

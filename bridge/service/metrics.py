@@ -391,7 +391,6 @@ class MetricsSink:
         the daemon calls this before it tells systemd it is ready, and neither heals by itself.
         """
         self.metrics.set_up(True)
-        self._started = True
         if self.listen is not None and self.server is None:
             host, port = self.listen
             try:
@@ -411,6 +410,7 @@ class MetricsSink:
                 f"cannot write {self.textfile}: {exc.strerror}; the folder must exist and the "
                 "service may write there (ReadWritePaths=, docs/operations.md, Metrics)",
             ) from exc
+        self._started = True
 
     def after_run(self, summary: RunSummary) -> None:
         """Observe one finished run and rewrite the textfile if configured."""
@@ -418,16 +418,15 @@ class MetricsSink:
         self._write()
 
     def close(self) -> None:
-        """Mark the daemon down (written to the textfile) and close the HTTP endpoint; nothing
-        if it never started."""
-        if not self._started:
-            return
-        self._started = False
-        self.metrics.set_up(False)
+        """Close the HTTP endpoint and mark the daemon down in the textfile (not written when
+        ``start`` did not get that far)."""
         if self.server is not None:
             self.server.close()
             self.server = None
-        self._write()
+        if self._started:
+            self._started = False
+            self.metrics.set_up(False)
+            self._write()
 
     def _unusable(self, key: str, message: str) -> ConfigError:
         return ConfigError([Problem(self.config_file, key, message)])

@@ -108,6 +108,14 @@ def test_a_busy_metrics_port_stops_the_daemon_before_it_is_ready(tmp_path: Path)
         _refused_at_start(*_daemon(config, tmp_path), "metrics.listen")
 
 
+def test_a_metrics_textfile_that_cannot_be_written_stops_the_daemon(tmp_path: Path) -> None:
+    """metrics.textfile in a folder that is not there: exit 3 before READY=1, naming the key
+    (and no traceback from writing "up 0" on the way out)."""
+    textfile = tmp_path / "no-such-folder" / "asiou_bridge.prom"
+    config = _config(tmp_path, f'[metrics]\ntextfile = "{textfile}"\n')
+    _refused_at_start(*_daemon(config, tmp_path), "metrics.textfile")
+
+
 def test_a_missing_portal_secret_stops_the_daemon_before_it_is_ready(tmp_path: Path) -> None:
     """No portal secret anywhere: exit 3 before READY=1 (it used to report ready, then fail
     every run)."""
