@@ -1,13 +1,15 @@
 """The files the bridge ships beside its code, found where the package is installed.
 
-In the repository these are links to the top-level folders people edit and read
-(``mappings/``, ``config/``, ``systemd/``); a built wheel holds copies of them, so an installed
-bridge finds its default mappings and the example configuration without the repository:
+In the repository these are links to the top-level files and folders people edit and read
+(``mappings/``, ``config/``, ``systemd/``, ``CHANGELOG.md``); a built wheel holds copies of them,
+so an installed bridge finds its default mappings and the example configuration without the
+repository:
 
     mappings/*.toml               the default mappings (``[mappings] dir`` when not set)
     config/bridge.toml            the commented example configuration
     config/dnevnik-tables.toml    the example tables of a dnevnik.ru school
     systemd/*.service             the systemd units
+    CHANGELOG.md                  what changed in each release, with upgrade notes
 
 ``asiou-bridge files`` prints where they are, so an admin can copy them to ``/etc``.
 """
@@ -23,6 +25,7 @@ SHIPPED: dict[str, str] = {
     "dnevnik-tables": "config/dnevnik-tables.toml",
     "unit": "systemd/asiou-bridge.service",
     "unit-template": "systemd/asiou-bridge@.service",
+    "changelog": "CHANGELOG.md",
 }
 """A shipped file's name (as ``asiou-bridge files NAME`` takes it) → its place in here."""
 

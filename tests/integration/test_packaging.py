@@ -82,7 +82,14 @@ def test_installed_wheel_knows_its_version_and_ships_its_files(
     assert version.stdout.split() == ["asiou-bridge", _project_version()]
     listed = _run([str(installed / "asiou-bridge"), "files"], tmp_path).stdout.splitlines()
     paths = {line.split()[0]: Path(line.split()[1]) for line in listed}
-    assert set(paths) == {"mappings", "config", "dnevnik-tables", "unit", "unit-template"}
+    assert set(paths) == {
+        "mappings",
+        "config",
+        "dnevnik-tables",
+        "unit",
+        "unit-template",
+        "changelog",
+    }
     for path in paths.values():
         assert path.exists(), path
         assert path.is_relative_to(installed.parent), path
