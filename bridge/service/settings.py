@@ -14,13 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from bridge.adapters.portal_client import PortalSettings
 from bridge.core.guard import Thresholds
+from bridge.resources import default_mappings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Kinds = type | tuple[type, ...]
 NUMBER = (float, int)
 
@@ -48,7 +47,7 @@ class SourceSettings:
     url: str = key(
         dataclasses.MISSING, "SQLAlchemy URL of the ASIOU database, without a password", str
     )
-    password_file: str = key("", "file holding the database password")
+    password_file: str = key("", "file holding the database password (relative to the config file)")
     query_timeout: float = key(
         300.0,
         "seconds one source query may run (waiting on a lock included) before the database "
@@ -76,7 +75,10 @@ class StateSettings:
 class MappingsSettings:
     """``[mappings]``: the declarative mappings."""
 
-    dir: str = key(str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)")
+    dir: str = key(
+        str(default_mappings()),
+        "directory of the mapping files (*.toml); by default the mappings the bridge ships",
+    )
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ class PortalSection:
     url: str = key("http://127.0.0.1:8400", "base URL of the diary import API")
     school: str = key("demo", "the school's id on the portal")
     client_id: str = key("asiou-bridge", "OAuth2 client id")
-    secret_file: str = key("", "file holding the OAuth2 client secret")
+    secret_file: str = key(
+        "", "file holding the OAuth2 client secret (relative to the config file)"
+    )
     batch_size: int = key(_portal("batch_size"), "operations per batch request")
     connect_timeout: float = key(
         _portal("connect_timeout"), "seconds to wait for a connection", NUMBER

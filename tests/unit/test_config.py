@@ -208,17 +208,17 @@ def test_reconciliation_is_weekly_by_default_and_its_schedule_is_checked(tmp_pat
     there, empty turns it off, and a value that is not days and a time is refused."""
     from datetime import datetime
 
-    from bridge.service.daemon import _reconcile_trigger
+    from bridge.service.schedule import reconcile_trigger
 
     base = '[source]\nurl = "sqlite:///school.sqlite"\n'
     config = load_config(_write(tmp_path, base))
     assert config.schedule.reconcile_at == "sun 03:00"
-    trigger = _reconcile_trigger(config.schedule.reconcile)
+    trigger = reconcile_trigger(config.schedule.reconcile)
     assert trigger is not None
     fire = trigger.get_next_fire_time(None, datetime(2026, 12, 2, 12, 0).astimezone())
     assert (fire.strftime("%a %H:%M"), fire.day) == ("Sun 03:00", 6)
     off = load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = ""\n'))
-    assert _reconcile_trigger(off.schedule.reconcile) is None
+    assert reconcile_trigger(off.schedule.reconcile) is None
     with pytest.raises(ConfigError) as bad:
         load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = "sunday"\n'))
     assert [p.path for p in bad.value.problems] == ["schedule.reconcile_at"]
