@@ -181,7 +181,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     return Config(
         file=str(path),
         source=SourceSettings(**source),
-        state=StateSettings(url=_anchor(values["state"]["url"], base)),
+        state=StateSettings(**{**values["state"], "url": _anchor(values["state"]["url"], base)}),
         mappings=MappingsSettings(dir=str((base / values["mappings"]["dir"]).resolve())),
         portal=PortalSection(**portal),
         schedule=Schedule(**values["schedule"]),

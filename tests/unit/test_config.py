@@ -39,6 +39,33 @@ def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: 
     assert [p.path for p in caught.value.problems] == ["sync.plan_workers"]
 
 
+def test_the_regions_settings_are_read_and_checked(tmp_path: Path) -> None:
+    """state.max_connections, schedule.spread_minutes and source.query_timeout are read as
+    given, and out-of-range values are refused together, each with its key path."""
+    good = load_config(
+        _write(
+            tmp_path,
+            '[source]\nurl = "sqlite:///s.sqlite"\nquery_timeout = 45\n'
+            '[state]\nurl = "sqlite:///st.sqlite"\nmax_connections = 3\n'
+            "[schedule]\nspread_minutes = 0\n",
+        )
+    )
+    assert (good.state.max_connections, good.schedule.spread_minutes) == (3, 0)
+    assert good.source.query_timeout == 45
+    bad = _write(
+        tmp_path,
+        '[source]\nurl = "sqlite:///s.sqlite"\nquery_timeout = -1\n'
+        "[state]\nmax_connections = 1\n[schedule]\nspread_minutes = 721\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert sorted(p.path for p in caught.value.problems) == [
+        "schedule.spread_minutes",
+        "source.query_timeout",
+        "state.max_connections",
+    ]
+
+
 @pytest.mark.parametrize("value", [0, 65, -2])
 def test_portal_concurrency_outside_1_to_64_is_refused(tmp_path: Path, value: int) -> None:
     """portal.concurrency defaults to one request at a time; 0, negative or over 64 is refused
