@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -94,7 +95,10 @@ def test_a_query_blocked_on_a_lock_stops_the_pings_until_its_timeout(
                 },
             )
             try:
-                time.sleep(TIMEOUT + 6)  # blocked, timed out, then idle for a few seconds
+                # Blocked, timed out (the run ends), then idle: three pings after the run.
+                _wait(lambda: _outcome(tmp_path) is not None, 120)
+                ended = time.monotonic()
+                _wait(lambda since=ended: sum(t > since for t in pings.times) >= 3, 60)
             finally:
                 daemon.send_signal(signal.SIGTERM)
                 out, _ = daemon.communicate(timeout=60)
@@ -108,6 +112,21 @@ def test_a_query_blocked_on_a_lock_stops_the_pings_until_its_timeout(
     assert stalled >= TIMEOUT - 2 * STALL, gaps  # no ping while the query waited on the lock
     after = pings.times[gaps.index(stalled) + 1 :]
     assert len(after) >= 3, gaps  # the run failed on the timeout; the idle daemon pings again
-    with closing(sqlite3.connect(tmp_path / "state.sqlite")) as conn:
-        (outcome,) = conn.execute("SELECT outcome FROM run_history").fetchone()
-    assert outcome == "source_unavailable"
+    assert _outcome(tmp_path) == "source_unavailable"
+
+
+def _outcome(folder: Path) -> str | None:
+    """How the first run ended; None while it runs (or before the state exists)."""
+    try:
+        with closing(sqlite3.connect(folder / "state.sqlite", timeout=10)) as conn:
+            row = conn.execute("SELECT outcome FROM run_history").fetchone()
+    except sqlite3.OperationalError:  # the state store is not created yet
+        return None
+    return None if row is None else row[0]
+
+
+def _wait(done: Callable[[], bool], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.1)
