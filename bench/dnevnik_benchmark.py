@@ -177,7 +177,7 @@ def report(results: dict[str, dict[int, list[dict[str, Any]]]], args: argparse.N
             print(f"{name}:")
         print(f"{'concurrency':>11} {'records':>9} {'seconds':>8} {'records/s':>10} "
               f"{'each round':>24} {'bridge us/rec':>14} {'emulator us/rec':>16} "
-              f"{'load':>11}")  # fmt: skip
+              f"{'requests/rec':>13} {'load':>11}")  # fmt: skip
         for level, runs in by_level.items():
             best = max(runs, key=lambda r: r["rate"])
             rounds = " / ".join(f"{r['rate']:,.0f}" for r in runs)
@@ -186,7 +186,8 @@ def report(results: dict[str, dict[int, list[dict[str, Any]]]], args: argparse.N
             print(
                 f"{level:>11} {best['records']:>9,} {best['seconds']:>8.1f} "
                 f"{best['rate']:>10,.0f} {rounds:>24} {best['bridge_us']:>14.0f} "
-                f"{best['portal_us']:>16.0f} {load:>11}"
+                f"{best['portal_us']:>16.0f} {best['requests'] / best['records']:>13.3f} "
+                f"{load:>11}"
             )
     if "before" in results:
         print_ratios(results["before"], results["this"])
