@@ -27,7 +27,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from bridge import logs
 from bridge.adapters.dnevnik.settings import DnevnikSettings
-from bridge.adapters.dnevnik.transport import write_heads_with_bodies
 from bridge.adapters.portal_client.answers import (
     Disposition,
     Verdict,
@@ -93,8 +92,6 @@ class DnevnikHttp:
         self.settings = settings
         self._owns_session = session is None
         self._session = session if session is not None else _settled_session(settings)
-        if session is None:
-            write_heads_with_bodies(self._session)  # one write a request, not two
         self._base = _encoded_url(settings.base_url.rstrip("/") + "/", None)
         self._joinable = "?" not in self._base and "#" not in self._base
         self._headers: dict[str, str] = {
