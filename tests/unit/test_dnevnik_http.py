@@ -134,3 +134,33 @@ def test_the_environment_is_read_once_proxy_and_ca_bundle_included(
     assert session.trust_env is False
     monkeypatch.setenv("NO_PROXY", "api.example.test")
     assert "https" not in client()[0]._session.proxies
+
+
+@responses.activate
+def test_paths_and_queries_are_encoded_as_requests_encodes_them() -> None:
+    """A plain path is joined as is; one with a space or a query is quoted as requests would."""
+    responses.get(f"{BASE}edu-groups/5/lessons/2025-09-01/2025-09-01", json=[])
+    responses.get(f"{BASE}edu-groups/5/lessons/2025-09-01%2008:00/x", json=[])
+    responses.get(f"{BASE}works", json=[])
+    http, _ = client()
+    http.get("edu-groups/5/lessons/2025-09-01/2025-09-01")
+    http.get("/edu-groups/5/lessons/2025-09-01 08:00/x")
+    http.get("works", {"lesson": "12", "w": ["a b", "ж"]})
+    urls = [call.request.url for call in responses.calls]
+    assert urls[0] == f"{BASE}edu-groups/5/lessons/2025-09-01/2025-09-01"
+    assert urls[1] == f"{BASE}edu-groups/5/lessons/2025-09-01%2008:00/x"
+    expected = requests.Request("GET", f"{BASE}works", params={"lesson": "12", "w": ["a b", "ж"]})
+    assert urls[2] == expected.prepare().url
+
+
+@responses.activate
+def test_a_cookie_the_portal_sets_goes_back_with_the_next_requests() -> None:
+    """The session's cookies are kept as Session.request would keep them."""
+    responses.get(f"{BASE}schools/1", json={}, headers={"Set-Cookie": "lb=a1; Path=/"})
+    responses.post(f"{BASE}lessons", json={"id": 1})
+    http, _ = client()
+    http.get("schools/1")
+    http.post("lessons", {"subject": 9})
+    assert "Cookie" not in responses.calls[0].request.headers
+    assert responses.calls[1].request.headers["Cookie"] == "lb=a1"
+    assert responses.calls[1].request.headers["Content-Length"] == str(len(b'{"subject":9}'))

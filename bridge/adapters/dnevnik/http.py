@@ -11,6 +11,7 @@ before it creates anything again."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ from typing import Any
 
 import orjson
 import requests
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState
 
 from bridge import logs
@@ -82,6 +85,14 @@ class DnevnikHttp:
         self.settings = settings
         self._owns_session = session is None
         self._session = session if session is not None else _settled_session(settings)
+        self._base = _encoded_url(settings.base_url.rstrip("/") + "/", None)
+        self._joinable = "?" not in self._base and "#" not in self._base
+        self._headers: dict[str, str] = {
+            **{k: v for k, v in self._session.headers.items() if isinstance(v, str)},
+            "Access-Token": settings.token,
+            "Accept": "application/json",
+            "User-Agent": settings.user_agent,
+        }
         self._sleep, self._clock, self._now, self._random = sleep, clock, now, random
         self._pacer = _Pacer(settings.rate_limit, clock, sleep)
         self._lock = threading.Lock()
@@ -153,32 +164,20 @@ class DnevnikHttp:
     ) -> tuple[int, str | None, object, float | None]:
         """The seam: one request, paced, with the token, timeouts and TLS settings."""
         settings = self.settings
-        headers = {
-            "Access-Token": settings.token,
-            "Accept": "application/json",
-            "User-Agent": settings.user_agent,
-        }
+        headers = dict(self._headers)
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
+            headers["Content-Length"] = str(len(data))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
         self._pacer.wait_turn()
         with self._lock:
             self.requests += 1
         deadline = self._clock() + settings.request_deadline
-        url = settings.base_url.rstrip("/") + "/" + path.lstrip("/")
         try:
-            with self._session.request(
-                method,
-                url,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                verify=self._session.verify if settings.verify is True else settings.verify,
-                allow_redirects=False,
-                stream=True,
-            ) as response:
+            with self._send(method, self._url(path, params), data, headers) as response:
                 content = _read_body(response, deadline, self._clock)
         except requests.exceptions.ConnectTimeout as exc:
             raise _UnappliedError(type(exc).__name__) from exc
@@ -188,12 +187,48 @@ class DnevnikHttp:
             raise _translate(exc) from exc
         except requests.RequestException as exc:
             raise _translate(exc) from exc
+        retry_after = response.headers.get("Retry-After")
         return (
             response.status_code,
             response.headers.get("Content-Type"),
-            _json_or_none(content),
-            parse_retry_after(response.headers.get("Retry-After"), self._now()),
+            _parsed(content),
+            None if retry_after is None else parse_retry_after(retry_after, self._now()),
         )
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        """The request's URL: a plain path is joined as is (nothing in it to quote), anything
+        else is encoded as requests encodes it."""
+        path = path.lstrip("/")
+        if params is None and self._joinable and _PLAIN_PATH.fullmatch(path):
+            return self._base + path
+        return _encoded_url(self._base + path, params)
+
+    def _send(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> requests.Response:
+        """One request through the session's transport adapter, as ``Session.request`` would
+        send it (its proxies, TLS settings and cookies) without rebuilding and merging the
+        session's settings for every request: one record a request, that cost as much CPU as
+        the rest of the exchange."""
+        session, settings = self._session, self.settings
+        prepared = requests.PreparedRequest()
+        prepared.method, prepared.url, prepared.body = method, url, data
+        prepared.headers = CaseInsensitiveDict(headers)
+        if session.cookies:
+            prepared.prepare_cookies(session.cookies)
+        verify = session.verify if settings.verify is True else settings.verify
+        response = session.get_adapter(url).send(
+            prepared,
+            stream=True,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            verify=True if verify is None else verify,  # unset: verified, never skipped
+            cert=session.cert,
+            proxies=session.proxies,
+        )
+        if "Set-Cookie" in response.headers:
+            # requests ships this helper untyped
+            extract_cookies_to_jar(session.cookies, prepared, response.raw)  # type: ignore[no-untyped-call]
+        return response
 
     def _retried(self, attempt: Callable[[], Any]) -> Any:
         policy = retrying(
@@ -205,6 +240,26 @@ class DnevnikHttp:
         with self._lock:
             self.retries += 1
         log_retry(self._log, state)
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.-]*")
+"""A path with nothing in it that a URL would quote."""
+
+
+def _encoded_url(url: str, params: Mapping[str, Any] | None) -> str:
+    """``url`` with ``params`` as requests encodes them (quoted, IDNA host)."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, params)
+    return str(prepared.url)
+
+
+def _parsed(content: bytes) -> object:
+    """The body as JSON (orjson; the standard parser for what orjson will not read, such as
+    integers beyond 64 bits), or None when it is empty or not JSON (an HTML page, garbage)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return _json_or_none(content)
 
 
 def _settled_session(settings: DnevnikSettings) -> requests.Session:

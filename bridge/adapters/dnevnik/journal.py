@@ -9,15 +9,18 @@
   status from the school's table); its id on the portal is ``lesson/person``.
 
 References are translated at send time: a mark needs its pupil's matched person and its work's
-id. A create whose outcome is unknown (an answer lost) is followed by a lookup of the record on
-the portal by its natural key, and so is every create of a run that starts after one that did
-not end cleanly (``careful``): a record found there, and held by no other record of the bridge,
-is the one sent. A refusal for good becomes the operation's result (the portal's type and
+id. The lessons of a group on a day are listed once a batch (:class:`LessonDays`), and a lesson
+this operation has just created is known to have no homework yet. A create whose outcome is
+unknown (an answer lost) is followed by a fresh lookup of the record on the portal by its
+natural key, and so is every create of a run that starts after one that did not end cleanly
+(``careful``): a record found there, and held by no other record of the bridge, is the one
+sent. A refusal for good becomes the operation's result (the portal's type and
 description); anything else is raised.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,14 +43,47 @@ class NotOnPortal(Exception):  # noqa: N818 - a state of a reference, reported a
         self.entity, self.key = entity, key
 
 
+class LessonDays:
+    """The lessons of a group on a day as the portal listed them, read once and kept for one
+    batch (one thread), with the lessons the batch created added as the portal answers."""
+
+    def __init__(self, http: DnevnikHttp) -> None:
+        self._http = http
+        self._days: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+
+    def find(self, group: str, day: str, subject: str, number: int, *, fresh: bool) -> str | None:
+        """The id of the group's lesson of ``subject`` numbered ``number`` on ``day``, or None;
+        ``fresh`` lists the day again (after an unknown outcome: never trust the copy then)."""
+        if fresh or (group, day) not in self._days:
+            listed = self._http.get(f"edu-groups/{group}/lessons/{day}/{day}")
+            self._days[(group, day)] = _works(listed)
+        for lesson in self._days[(group, day)]:
+            if _id(lesson.get("subject") or {}) == subject and lesson.get("number") == number:
+                return _id(lesson)
+        return None
+
+    def add(self, group: str, day: str, subject: str, number: int, lesson: str) -> None:
+        """A lesson this batch created (the portal answered with its id)."""
+        created = {"id": lesson, "subject": {"id": subject}, "number": number}
+        self._days.setdefault((group, day), []).append(created)
+
+
 class Journal:
-    """Writes one operation at a time (thread-safe: the state is the id book's)."""
+    """Writes one operation at a time (thread-safe: the state is the id book's; the lessons
+    listed are kept per batch, see :meth:`for_batch`)."""
 
     def __init__(
         self, http: DnevnikHttp, settings: DnevnikSettings, ids: IdBook, *, careful: bool
     ) -> None:
         self.http, self.settings, self.ids, self.careful = http, settings, ids, careful
-        self._work_types: dict[str, str] | None = None
+        self._work_types: dict[str, str] = {}  # filled once, in place (shared by batches)
+        self._lessons = LessonDays(http)
+
+    def for_batch(self) -> Journal:
+        """This journal with a list of lessons of its own, for one batch in one thread."""
+        batch = copy.copy(self)
+        batch._lessons = LessonDays(self.http)
+        return batch
 
     def apply(self, op: Operation) -> OperationResult:
         """One operation's result: done (with the portal's id), or refused for good."""
@@ -70,24 +106,28 @@ class Journal:
         group = self._group_of(data)
         subject = self._matched("subject", data.get("subject"))
         day, number = str(data["date"]), int(str(data["number"]))
+        lessons = self._lessons
 
         def found() -> str | None:
-            lessons = self.http.get(f"edu-groups/{group}/lessons/{day}/{day}")
-            for lesson in lessons if isinstance(lessons, list) else []:
-                if _id(lesson.get("subject") or {}) == subject and lesson.get("number") == number:
-                    return _id(lesson)
-            return None
+            return lessons.find(group, day, subject, number, fresh=False)
+
+        def recheck() -> str | None:
+            return lessons.find(group, day, subject, number, fresh=True)
 
         body = {"group": group, "subject": subject, "date": day, "number": number}
         body["title"] = str(data.get("topic") or "")
-        lesson = self._create("lesson", op.sourced_id, "lessons", body, found, always=True)
+        lesson, posted = self._place("lessons", body, found, recheck, always=True)
+        if posted:
+            lessons.add(group, day, subject, number, lesson)
+        self.ids.note("lesson", op.sourced_id, lesson)
         homework = data.get("homework")
         if homework:
-            self._homework(lesson, str(homework), day)
+            self._homework(lesson, str(homework), day, new_lesson=posted)
         return lesson
 
-    def _homework(self, lesson: str, text: str, day: str) -> None:
-        """The lesson's homework as a ``Homework`` work, unless the lesson has one already."""
+    def _homework(self, lesson: str, text: str, day: str, *, new_lesson: bool) -> None:
+        """The lesson's homework as a ``Homework`` work, unless the lesson has one already (a
+        lesson this operation has just created has none: no need to look, then)."""
 
         def found() -> str | None:
             for work in _works(self.http.get("works", {"lesson": lesson})):
@@ -104,7 +144,7 @@ class Journal:
             "targetDate": day,
             "displayInJournal": True,
         }
-        self._post_once("works", body, found, always=True)
+        self._post_once("works", body, found, always=not new_lesson)
 
     # --- works ------------------------------------------------------------------------------
 
@@ -237,19 +277,26 @@ class Journal:
     def _post_once(self, path: str, body: Mapping[str, Any], found: Found, *, always: bool) -> str:
         """POST unless the record is already there; after an unknown outcome, look before
         posting again. Gives up as PortalUnavailable after ``max_attempts`` unknown outcomes."""
+        return self._place(path, body, found, found, always=always)[0]
+
+    def _place(
+        self, path: str, body: Mapping[str, Any], found: Found, recheck: Found, *, always: bool
+    ) -> tuple[str, bool]:
+        """(id, True when this POST created it): looked up first by ``found`` when ``always``
+        or ``careful``; after an unknown outcome always by ``recheck`` (a fresh lookup)."""
         if always or self.careful:
             there = found()
             if there is not None:
-                return there
+                return there, False
         reason = "unknown"
         for _ in range(self.settings.max_attempts):
             try:
-                return _id(self.http.post(path, body))
+                return _id(self.http.post(path, body)), True
             except OutcomeUnknown as unknown:
                 reason = unknown.reason
-                there = found()
+                there = recheck()
                 if there is not None:
-                    return there
+                    return there, False
         raise PortalUnavailable(self.settings.max_attempts, f"outcome unknown: {reason}")
 
     def _free(self, entity: str, portal_id: str) -> bool:
@@ -291,9 +338,9 @@ class Journal:
 
     def _work_type(self, kind: str) -> str:
         """The portal's id of the school's work type for a canonical work kind."""
-        if self._work_types is None:
+        if not self._work_types:
             listed = _works(self.http.get(f"work-types/{self.settings.school}"))
-            self._work_types = {str(t.get("abbr")): _id(t) for t in listed}
+            self._work_types.update({str(t.get("abbr")): _id(t) for t in listed})
         abbr = self.settings.work_types.get(kind)
         found = self._work_types.get(abbr or "")
         if found is None:

@@ -98,7 +98,7 @@ class DnevnikPortal:
 
     def send(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply one batch, one record per request, in order (see Portal.send)."""
-        journal = self._journal_now()
+        journal = self._journal_now().for_batch()
         self._prefetch(operations)
         results: list[OperationResult] = []
         for op in operations:

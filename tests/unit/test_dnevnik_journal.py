@@ -1,0 +1,114 @@
+"""The dnevnik.ru journal's lookups of lessons (a fake API, no sockets): the lessons of a group
+on a day are listed once a batch, a lost answer is settled by a fresh list (never the kept
+one), and a lesson just created is not searched for its homework."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from bridge.adapters.dnevnik.http import OutcomeUnknown
+from bridge.adapters.dnevnik.ids import IdBook
+from bridge.adapters.dnevnik.journal import Journal
+from bridge.adapters.dnevnik.settings import DnevnikSettings
+from bridge.core.matching import Match, Matches, MatchStatus
+from bridge.ports import Operation
+
+DAY = "2025-09-01"
+
+
+class FakeApi:
+    """Lessons and works in memory; ``lose`` POSTs take effect and lose their answer."""
+
+    def __init__(self, lose: int = 0) -> None:
+        self.lessons: list[dict[str, Any]] = []
+        self.works: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, str]] = []
+        self.lose = lose
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        self.calls.append(("GET", path))
+        if path.startswith("edu-groups/"):
+            return [dict(x) for x in self.lessons]
+        if path == "works":
+            return [w for w in self.works if w["lesson"] == (params or {})["lesson"]]
+        return [{"id": 7, "abbr": "ДЗ"}]  # work-types/{school}
+
+    def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        self.calls.append(("POST", path))
+        kept = {**body, "id": 100 + len(self.lessons) + len(self.works)}
+        if path == "lessons":
+            self.lessons.append({**kept, "subject": {"id": body["subject"]}})
+        else:
+            self.works.append(kept)
+        if self.lose:
+            self.lose -= 1
+            raise OutcomeUnknown("answer lost")
+        return kept
+
+
+def journal(api: FakeApi) -> Journal:
+    settings = DnevnikSettings(base_url="http://x.test/v2/", school="1", token="t")
+    ids = IdBook(lambda _e, _k: {}, lambda _e, _p: {})
+    matches = Matches()
+    matches.add([Match("class", "c1", MatchStatus.MATCHED, "11")])
+    matches.add([Match("subject", f"s{n}", MatchStatus.MATCHED, f"2{n}") for n in range(4)])
+    ids.use_matches(matches)
+    return Journal(api, settings, ids, careful=False)  # type: ignore[arg-type]
+
+
+def lessons(numbers: Sequence[int], homework: str = "") -> list[Operation]:
+    data = {"class": "c1", "date": DAY, "topic": "t", "homework": homework}
+    return [
+        Operation(f"o{n}", "PUT", "lesson", f"l{n}", data={**data, "subject": f"s{n}", "number": n})
+        for n in numbers
+    ]
+
+
+def test_the_lessons_of_a_day_are_listed_once_a_batch_and_each_is_created_once() -> None:
+    """Four lessons of one class on one day: one list of the day, four creates."""
+    api = FakeApi()
+    batch = journal(api).for_batch()
+    results = [batch.apply(op) for op in lessons(range(4))]
+    assert all(r.ok for r in results)
+    assert [c[0] for c in api.calls] == ["GET", "POST", "POST", "POST", "POST"]
+    assert len({r.portal_id for r in results}) == 4
+
+
+def test_the_next_batch_lists_the_day_again_and_finds_what_is_there() -> None:
+    """A batch keeps its list to itself: the next one reads the portal again (and so finds a
+    lesson created meanwhile instead of creating it twice)."""
+    api = FakeApi()
+    first = journal(api)
+    created = first.for_batch().apply(lessons([0])[0])
+    again = first.for_batch().apply(lessons([0])[0])
+    assert again.portal_id == created.portal_id
+    assert [c[0] for c in api.calls] == ["GET", "POST", "GET"]
+    assert len(api.lessons) == 1
+
+
+def test_a_lost_answer_is_settled_by_a_fresh_list_not_the_kept_one() -> None:
+    """The create took effect but its answer was lost: the day is listed again, the lesson
+    found there, and nothing is posted twice."""
+    api = FakeApi(lose=1)
+    result = journal(api).for_batch().apply(lessons([2])[0])
+    assert result.ok
+    assert result.portal_id == str(api.lessons[0]["id"])
+    assert [c[0] for c in api.calls] == ["GET", "POST", "GET"]
+    assert len(api.lessons) == 1
+
+
+@pytest.mark.parametrize("there", [False, True])
+def test_homework_is_looked_for_unless_the_lesson_was_just_created(there: bool) -> None:
+    """A lesson this operation created has no works: its homework is posted at once; a lesson
+    found on the portal is searched first, and its homework not posted again."""
+    api = FakeApi()
+    if there:
+        api.lessons.append({"id": 5, "subject": {"id": "20"}, "number": 0, "date": DAY})
+        api.works.append({"id": 6, "lesson": "5", "type": "Homework", "text": "p. 12"})
+    journal(api).for_batch().apply(lessons([0], homework="p. 12")[0])
+    work_lookups = [c for c in api.calls if c == ("GET", "works")]
+    assert len(work_lookups) == (1 if there else 0)
+    assert len(api.works) == 1
