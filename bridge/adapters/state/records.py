@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -133,28 +133,30 @@ class RecordReads:
 
     def portal_ids(self, entity: str, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
+        c = _by_index(self.engine)
         with self.engine.connect() as conn:
             for chunk in chunks(keys, LOOKUP_CHUNK):
-                query = sa.select(record_state.c.key, record_state.c.portal_id).where(
-                    record_state.c.entity == entity,
-                    record_state.c.key.in_(chunk),
-                    record_state.c.status != DELETED,
-                    record_state.c.portal_id.is_not(None),
+                query = _from_index(self.engine, "ix_record_state_key").where(
+                    c.entity == entity,
+                    c.key.in_(chunk),
+                    c.status != DELETED,
+                    c.portal_id.is_not(None),
                 )
                 found.update((str(k), str(p)) for k, p in conn.execute(query))
         return found
 
     def holders(self, entity: str, portal_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
+        c = _by_index(self.engine)
         with self.engine.connect() as conn:
             for chunk in chunks(portal_ids, LOOKUP_CHUNK):
-                query = sa.select(record_state.c.portal_id, record_state.c.key).where(
-                    record_state.c.entity == entity,
-                    record_state.c.portal_id.in_(chunk),
-                    record_state.c.status != DELETED,
+                query = _from_index(self.engine, "ix_record_state_portal_id").where(
+                    c.entity == entity,
+                    c.portal_id.in_(chunk),  # implies the partial index's IS NOT NULL
+                    c.status != DELETED,
                 )
-                found.update((str(p), str(k)) for p, k in conn.execute(query))
-        return found
+                found.update((str(k), str(p)) for k, p in conn.execute(query))
+        return {p: k for k, p in found.items()}
 
     def count(self, entity: str) -> int:
         query = (
@@ -195,3 +197,29 @@ class RecordReads:
         with self.engine.connect() as conn:
             value = conn.execute(_WATERMARK, {"entity": entity}).scalar()
         return None if value is None else str(value)
+
+
+def _by_index(engine: sa.Engine) -> Any:
+    """The columns of ``record_state`` as the lookups by key or by portal id name them: the
+    table's own on PostgreSQL, plain names over ``INDEXED BY`` on SQLite."""
+    if engine.dialect.name != "sqlite":
+        return record_state.c
+    return _Columns()
+
+
+def _from_index(engine: sa.Engine, index: str) -> sa.Select[str, str]:
+    """``SELECT key, portal_id`` of ``record_state``; on SQLite through ``index`` (``INDEXED
+    BY``): without statistics SQLite takes the primary key's entity prefix and reads every
+    record of the entity for each chunk of keys (a fifth of a dnevnik.ru run's CPU)."""
+    if engine.dialect.name != "sqlite":
+        return cast("sa.Select[str, str]", sa.select(record_state.c.key, record_state.c.portal_id))
+    source = sa.text(f"record_state INDEXED BY {index}")
+    key, portal_id = sa.column("key", sa.String), sa.column("portal_id", sa.String)
+    return sa.select(key, portal_id).select_from(source)
+
+
+class _Columns:
+    """Plain column names (``sa.column``), typed as ``record_state``'s for the bind values."""
+
+    def __getattr__(self, name: str) -> sa.ColumnClause[Any]:
+        return sa.column(name, record_state.c[name].type)
