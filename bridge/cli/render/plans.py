@@ -28,10 +28,23 @@ OP_WORDS = {
 """The column heading of each operation (translated where printed)."""
 MODE_WORDS = {"full": N_("full"), "incremental": N_("incremental")}
 """A run's mode, as a heading names it (translated where printed)."""
+PLAN_HEADINGS = {
+    "full": N_("Plan of a full run (a preview: nothing was sent or recorded)"),
+    "incremental": N_("Plan of an incremental run (a preview: nothing was sent or recorded)"),
+}
+"""The heading of a plan, by mode (whole sentences: a language declines the mode)."""
+
+
+def heading(*cells: tuple[str, int]) -> str:
+    """A table's column headings: each word (marked ``N_``) translated and aligned to its
+    width, a negative width aligning left."""
+    return "".join(
+        _(word).ljust(-width) if width < 0 else _(word).rjust(width) for word, width in cells
+    )
 
 
 def _op_columns() -> str:
-    return "".join(f"{_(OP_WORDS[op.value]):>9}" for op in OPS)
+    return heading(*((OP_WORDS[op.value], 9) for op in OPS))
 
 
 def _mode(mode: str) -> str:
@@ -42,13 +55,18 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
     """A reviewable plan: a table of counts, holds by reason, rejections, the guard's verdict."""
     plan = result.plan
     lines = [
-        _("Plan of a {mode} run (a preview: nothing was sent or recorded)").format(
-            mode=_mode(plan.mode)
+        _(PLAN_HEADINGS[plan.mode])
+        if plan.mode in PLAN_HEADINGS
+        else _("Plan of a {mode} run (a preview: nothing was sent or recorded)").format(
+            mode=plan.mode
         ),
         "",
     ]
-    header = f"{_('entity'):<14}{_('read'):>9}" + _op_columns()
-    lines += [header + f"{_('held'):>9}{_('rejected'):>10}", "-" * (len(header) + 19)]
+    header = heading((N_("entity"), -14), (N_("read"), 9)) + _op_columns()
+    lines += [
+        header + heading((N_("held"), 9), (N_("rejected"), 10)),
+        "-" * (len(header) + 19),
+    ]
     for entity in entities:
         counts = plan.counts.get(entity, Counter())
         held = sum(plan.holds.get(entity, {}).values())
@@ -165,8 +183,15 @@ def _reconcile(result: PlanResult, detail: bool) -> list[str]:
     lines = [
         "",
         _("Portal read back (reconciliation):"),
-        f"  {_('entity'):<14}{_('delivered'):>10}{_('on portal'):>10}{_('missing'):>9}"
-        f"{_('changed'):>9}{_('unexpected'):>11}",
+        "  "
+        + heading(
+            (N_("entity"), -14),
+            (N_("delivered"), 10),
+            (N_("on portal"), 10),
+            (N_("missing"), 9),
+            (N_("changed"), 9),
+            (N_("unexpected"), 11),
+        ),
     ]
     for name, found in drift.entities.items():
         if found.in_state or found.on_portal:
@@ -312,7 +337,7 @@ def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
         ),
         "",
     ]
-    header = f"{_('entity'):<14}" + _op_columns() + f"{_('refused'):>9}"
+    header = heading((N_("entity"), -14)) + _op_columns() + heading((N_("refused"), 9))
     lines += [header, "-" * len(header)]
     for entity in entities:
         done = report.delivered.get(entity, Counter())
