@@ -37,39 +37,41 @@ def add_demo_db(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "demo-db",
-        "Write a synthetic demo school into a database.",
+        _("Write a synthetic demo school into a database."),
         cmd_demo_db,
-        "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
+        _("examples:") + "\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
         "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/test"
         "?driver=MariaDB+Unicode' --pupils 200",
     )
     where = cmd.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="SQLite file to (re)create")
-    where.add_argument("--url", help="SQLAlchemy URL of a database to fill (tables replaced)")
+    where.add_argument("--out", help=_("SQLite file to (re)create"))
+    where.add_argument("--url", help=_("SQLAlchemy URL of a database to fill (tables replaced)"))
     _school_options(cmd)
 
 
 def _school_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--pupils", type=int, default=1100, help="pupils in the school (1100)")
-    cmd.add_argument("--seed", type=int, default=1, help="random seed (same seed, same school)")
-    cmd.add_argument("--days", type=int, help="only the first N days of the school year")
-    cmd.add_argument("--clean", action="store_true", help="without the usual journal mistakes")
+    cmd.add_argument("--pupils", type=int, default=1100, help=_("pupils in the school (1100)"))
+    cmd.add_argument("--seed", type=int, default=1, help=_("random seed (same seed, same school)"))
+    cmd.add_argument("--days", type=int, help=_("only the first N days of the school year"))
+    cmd.add_argument("--clean", action="store_true", help=_("without the usual journal mistakes"))
 
 
 def add_demo(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "demo",
-        "Demo: a school in SQLite, the reference portal, a full and an incremental sync.",
+        _("Demo: a school in SQLite, the reference portal, a full and an incremental sync."),
         cmd_demo,
     )
-    cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
+    cmd.add_argument("--dir", default=str(DEMO_DIR), help=_("where the demo files go (var/demo)"))
     cmd.add_argument(
         "--portal",
         choices=["reference", "dnevnik"],
         default="reference",
-        help="the bundled reference portal, or the dnevnik.ru emulator (one record a request: "
-        "a school of 60 pupils and 20 days unless --pupils and --days say otherwise)",
+        help=_(
+            "the bundled reference portal, or the dnevnik.ru emulator (one record a request: "
+            "a school of 60 pupils and 20 days unless --pupils and --days say otherwise)"
+        ),
     )
     _school_options(cmd)
     cmd.set_defaults(pupils=None)
@@ -79,26 +81,26 @@ def add_portal(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "portal",
-        "Run the bundled reference diary portal (demos, tests).",
+        _("Run the bundled reference diary portal (demos, tests)."),
         cmd_portal,
-        "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+        _("example:") + "\n  asiou-bridge portal --port 8400 --data portal.sqlite",
     )
-    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
-    cmd.add_argument("--data", default="var/portal.sqlite", help="SQLite file of its records")
-    cmd.add_argument("--faults", help="JSON file of faults to inject (docs/portal-api.md)")
-    cmd.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
-    cmd.add_argument("--clients", help="JSON file of schools and their client credentials")
-    cmd.add_argument("--token-ttl", type=int, default=3600, help="token lifetime in seconds")
+    cmd.add_argument("--host", default="127.0.0.1", help=_("address to listen on (127.0.0.1)"))
+    cmd.add_argument("--port", type=int, default=8400, help=_("port (8400; 0 picks a free one)"))
+    cmd.add_argument("--data", default="var/portal.sqlite", help=_("SQLite file of its records"))
+    cmd.add_argument("--faults", help=_("JSON file of faults to inject (docs/portal-api.md)"))
+    cmd.add_argument("--seed", type=int, default=0, help=_("seed of the fault dice"))
+    cmd.add_argument("--clients", help=_("JSON file of schools and their client credentials"))
+    cmd.add_argument("--token-ttl", type=int, default=3600, help=_("token lifetime in seconds"))
 
 
 def add_dnevnik_emulator(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "dnevnik-emulator",
-        "Run the bundled dnevnik.ru partner API v2 emulator (demos, tests).",
+        _("Run the bundled dnevnik.ru partner API v2 emulator (demos, tests)."),
         cmd_dnevnik_emulator,
-        "example:\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
+        _("example:") + "\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
         " --seed-school school.sqlite\n(docs/dnevnik-emulator.md)",
     )
     dnevnik_server.add_arguments(cmd)

@@ -26,27 +26,31 @@ def add_match(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "match",
-        "The school's pupils and classes matched with the portal's; settle them.",
+        _("The school's pupils and classes matched with the portal's; settle them."),
         cmd_match,
-        "examples:\n  asiou-bridge match list            what waits for a decision\n"
-        "  asiou-bridge match list --all --json\n"
-        "  asiou-bridge match confirm pupil 77 1000000000000123\n"
-        "  asiou-bridge match reject pupil 78\n\n"
-        "A pupil without a match (missing, ambiguous or rejected) is never sent: settle it,\n"
-        "and the next sync sends what is theirs.",
+        _(
+            "examples:\n  asiou-bridge match list            what waits for a decision\n"
+            "  asiou-bridge match list --all --json\n"
+            "  asiou-bridge match confirm pupil 77 1000000000000123\n"
+            "  asiou-bridge match reject pupil 78\n\n"
+            "A pupil without a match (missing, ambiguous or rejected) is never sent: settle it,\n"
+            "and the next sync sends what is theirs."
+        ),
     )
     actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="the last matching (default: the undecided)")
-    listing.add_argument("--entity", help="one entity only (pupil, class, group, subject, ...)")
-    listing.add_argument("--all", action="store_true", help="every record, matched ones too")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    confirm = actions.add_parser("confirm", help="this record is that portal record")
+    listing = actions.add_parser("list", help=_("the last matching (default: the undecided)"))
+    listing.add_argument("--entity", help=_("one entity only (pupil, class, group, subject, ...)"))
+    listing.add_argument("--all", action="store_true", help=_("every record, matched ones too"))
+    listing.add_argument("--json", action="store_true", help=_("print JSON"))
+    confirm = actions.add_parser("confirm", help=_("this record is that portal record"))
     confirm.add_argument("entity")
-    confirm.add_argument("key", help="the record's ASIOU key")
-    confirm.add_argument("portal_id", help="the portal's id of the record")
-    reject = actions.add_parser("reject", help="this record has no portal record: never match it")
+    confirm.add_argument("key", help=_("the record's ASIOU key"))
+    confirm.add_argument("portal_id", help=_("the portal's id of the record"))
+    reject = actions.add_parser(
+        "reject", help=_("this record has no portal record: never match it")
+    )
     reject.add_argument("entity")
-    reject.add_argument("key", help="the record's ASIOU key")
+    reject.add_argument("key", help=_("the record's ASIOU key"))
 
 
 def cmd_match(args: argparse.Namespace) -> int:
