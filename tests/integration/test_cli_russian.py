@@ -101,6 +101,7 @@ def test_plan_speaks_russian_and_its_json_is_the_same(config: Path) -> None:
     assert "План полного запуска (предпросмотр: ничего не отправлено и не записано)" in text.stdout
     assert "прочитано" in text.stdout.splitlines()[2]
     assert "Отложено (не выгружается):" in text.stdout
+    assert "нет согласия (no_consent) 12" in text.stdout
     assert "nothing was sent" not in text.stdout
     ru = run(*base, "--json", locale=RUSSIAN)
     en = run(*base, "--json", locale=ENGLISH)

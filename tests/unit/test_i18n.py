@@ -232,13 +232,15 @@ def literal(node: ast.AST) -> str | None:
 
 
 def unmarked(source: str, module: str) -> list[str]:
-    """Human-facing literals of ``source`` outside ``_()``/``ngettext()``/``N_()``, and marks
-    inside an f-string (Babel cannot extract those), as ``module:line: text``."""
+    """Human-facing literals of ``source`` outside ``_()``/``ngettext()``/``N_()``, and marks of
+    a literal inside an f-string (Babel cannot extract those), as ``module:line: text``."""
     tree = ast.parse(source)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found = []
     for node in ast.walk(tree):
-        if is_mark(node) and any(isinstance(a, ast.JoinedStr) for a in ancestors(node, parents)):
+        if marks_literal(node) and any(
+            isinstance(a, ast.JoinedStr) for a in ancestors(node, parents)
+        ):
             found.append(f"{module}:{node.lineno}: a mark inside an f-string is not extracted")
         text = literal(node)
         if text is None or not is_prose(text) or isinstance(parents.get(node), ast.JoinedStr):
@@ -254,6 +256,12 @@ def unmarked(source: str, module: str) -> list[str]:
 
 def is_mark(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in MARKS
+
+
+def marks_literal(node: ast.AST) -> bool:
+    """A mark of a literal message (``_("…")``; ``_(WORDS[x])`` translates text marked
+    elsewhere)."""
+    return isinstance(node, ast.Call) and is_mark(node) and any(literal(a) for a in node.args)
 
 
 def ancestors(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> list[ast.AST]:

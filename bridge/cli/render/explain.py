@@ -66,6 +66,10 @@ HOLD_WORDS = {
         "a guardian-link row of the pupil was rejected (see the rejections): nothing of the "
         "pupil leaves until it is fixed"
     ),
+    "not_matched": N_(
+        "the portal has no record this pupil is matched with (missing, ambiguous or rejected): "
+        "`asiou-bridge match list`"
+    ),
 }
 """Why the gate holds a record back, by hold reason (English ids: translate with ``_``)."""
 

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bridge.core.model import Change, Op, changed_fields
+from bridge.cli.render.holds import guard_hold_text, portal_hold_text
+from bridge.core.model import Change, HoldReason, Op, changed_fields
 from bridge.core.plan import rejection_group
 from bridge.i18n import N_, _, ngettext
 from bridge.service.engine import PlanResult, SyncResult
@@ -87,20 +88,44 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
     return "\n".join(lines)
 
 
-def reason_table(heading: str, by_entity: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """A blank line, ``heading`` and a line per entity with each reason and its count (in the
-    order of the reasons); nothing when there is nothing to count."""
+HOLD_LABELS: dict[str, str] = {
+    HoldReason.NO_CONSENT: N_("no_consent"),
+    HoldReason.CONSENT_UNCLEAR: N_("consent_unclear"),
+    HoldReason.PUPIL_ROW_REJECTED: N_("pupil_row_rejected"),
+    HoldReason.ENROLLMENT_ROW_REJECTED: N_("enrollment_row_rejected"),
+    HoldReason.GUARDIAN_LINK_ROW_REJECTED: N_("guardian_link_row_rejected"),
+    HoldReason.AFTER_WITHDRAWAL: N_("after_withdrawal"),
+    HoldReason.NOT_ENROLLED: N_("not_enrolled"),
+    HoldReason.GRADE_1_MARK: N_("grade_1_mark"),
+    HoldReason.NOT_MATCHED: N_("not_matched"),
+}
+"""A hold reason as the table of held-back records names it: the code itself in English (what
+the logs, the JSON and the docs say), a few words and the code in another language."""
+
+
+def reason_table(
+    heading: str,
+    by_entity: Mapping[str, Mapping[str, int]],
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """A blank line, ``heading`` and a line per entity with each reason (its label, if
+    ``labels`` has one, translated) and its count, in the order of the reasons; nothing when
+    there is nothing to count."""
     if not by_entity:
         return []
+    named = labels or {}
     lines = ["", heading]
     for entity, reasons in by_entity.items():
-        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        text = ", ".join(
+            f"{_(named[reason]) if reason in named else reason} {n}"
+            for reason, n in sorted(reasons.items())
+        )
         lines.append(f"  {entity:<14}{text}")
     return lines
 
 
 def _holds(result: PlanResult) -> list[str]:
-    return reason_table(_("Held back (never exported):"), result.plan.holds)
+    return reason_table(_("Held back (never exported):"), result.plan.holds, HOLD_LABELS)
 
 
 def _not_supported(result: PlanResult) -> list[str]:
@@ -163,7 +188,7 @@ def _guard(result: PlanResult) -> list[str]:
             "not be sent because it"
         ),
     ]
-    lines += [f"  - {h.describe()}" for h in result.guard_holds]
+    lines += [f"  - {guard_hold_text(h)}" for h in result.guard_holds]
     if result.approval_expired:
         lines.append("  " + _("An approval of this plan expired (guard.approval_valid_hours)."))
     lines += [
@@ -233,7 +258,7 @@ def _portal_guard(result: PlanResult) -> list[str]:
             ),
         ]
     lines = ["", _("Read-back guard: HELD. Nothing of this run is sent because")]
-    lines += [f"  - {h.describe()}" for h in result.portal_holds]
+    lines += [f"  - {portal_hold_text(h)}" for h in result.portal_holds]
     lines += [
         "  " + _("Check portal.url and portal.school first: a wrong portal looks like this."),
         "  " + _("If the portal really lost these records, approve sending them again:"),
