@@ -155,3 +155,31 @@ def test_an_error_and_its_advice_are_russian(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.CONFIG
     assert "Ошибки в настройках (ничего не сделано):" in result.stderr
     assert "source.url" in result.stderr
+
+
+def test_every_rejection_of_the_demo_school_is_worded_in_russian(tmp_path: Path) -> None:
+    """The demo school's journal mistakes (every kind the generator makes) give rejections the
+    CLI recognises, so a Russian plan says each of them in Russian, grouped or row by row."""
+    from bridge.cli.render.rejections import REASONS
+
+    english = {"LANG": "C"}
+    school_file = tmp_path / "school.sqlite"
+    made = run(
+        "demo-db", "--out", str(school_file), "--pupils", "40", "--days", "10", locale=english
+    )
+    assert made.returncode == ExitCode.OK, made.stderr
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        f'[source]\nurl = "sqlite:///{school_file}"\n[state]\nurl = "sqlite:///state.sqlite"\n'
+        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
+        encoding="utf-8",
+    )
+    plan = run("--config", str(path), "plan", "--json", "--detail", locale=english)
+    reasons = {r["reason"] for r in json.loads(plan.stdout)["rejections"]["sample"]}
+    assert len(reasons) >= 5
+    unknown = [r for r in reasons if not any(p.fullmatch(r) for p, _ in REASONS)]
+    assert not unknown
+    text = run("--config", str(path), "plan", locale=RUSSIAN).stdout
+    rejected = text[text.index("Отклонённые строки") :].splitlines()[1:]
+    assert rejected
+    assert not [line for line in rejected if "missing" in line or "refers to" in line]

@@ -246,8 +246,8 @@ def unmarked(source: str, module: str) -> list[str]:
         if text is None or not is_prose(text) or isinstance(parents.get(node), ast.JoinedStr):
             continue
         line = ancestors(node, parents)
-        if isinstance(line[0], ast.Expr) or any(is_mark(a) for a in line):
-            continue  # a docstring, or marked
+        if isinstance(line[0], ast.Expr) or any(is_mark(a) or is_pattern(a) for a in line):
+            continue  # a docstring, marked, or a regular expression
         if any((module, owner) in ALLOWED for owner in owners(line)):
             continue
         found.append(f"{module}:{node.lineno}: {text[:70]!r}")
@@ -256,6 +256,16 @@ def unmarked(source: str, module: str) -> list[str]:
 
 def is_mark(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in MARKS
+
+
+def is_pattern(node: ast.AST) -> bool:
+    """A call of the ``re`` module: its literals are regular expressions, not language."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "re"
+    )
 
 
 def marks_literal(node: ast.AST) -> bool:
@@ -303,6 +313,7 @@ def test_the_scan_finds_an_unmarked_message() -> None:
         "    print(f\"{_('entity'):<9}\")\n"
         '    print(_("{n} rows were read").format(n=n), {"plan_id": n})\n'
         '    print("asiou-bridge approve 1234")\n'
+        '    words = [(re.compile(r"refers to (?P<k>\\S+), which was"), N_("refers to {k}"))]\n'
     )
     assert sorted(unmarked(source, "m.py")) == [
         "m.py:3: ' rows were read'",

@@ -3,6 +3,7 @@ Russian: English is exactly the core's own wording, which the JSON keeps."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from bridge import i18n
 from bridge.cli.render.explain import HOLD_WORDS, hold_words
 from bridge.cli.render.holds import guard_hold_text, portal_hold_text
 from bridge.cli.render.plans import HOLD_LABELS, reason_table
+from bridge.cli.render.rejections import rejection_words
 from bridge.core.guard import GuardHold
 from bridge.core.model import HoldReason
 from bridge.core.reconcile import PortalHold
@@ -93,3 +95,56 @@ def test_the_held_back_table_in_english_prints_the_codes() -> None:
     i18n.activate("en")
     lines = reason_table("Held:", {"mark": {"no_consent": 12, "grade_1_mark": 3}}, HOLD_LABELS)
     assert lines[2] == "  mark          grade_1_mark 3, no_consent 12"
+
+
+REJECTIONS = [
+    "missing value",
+    "text is not valid UTF-8",
+    "text contains control characters",
+    "text is 312 characters long, over the limit of 255",
+    "text is N characters long, over the limit of N",
+    "not a whole number: 'abc'",
+    "not a whole number:",
+    "not a yes/no value: '…'",
+    "not a valid date '2025-13-01'",
+    "not a valid date",
+    "value not in the value map of the mapping",
+    "value not in the value map of the mapping: '6'",
+    "empty key",
+    "key contains control characters",
+    "could not be converted",
+    "missing key (NULL in a key column)",
+    "refers to lesson 17, which was rejected",
+    "refers to pupil N, which is missing from the source",
+    "date_to is before date_from: the interval ends before it begins",
+    "duplicate key: an earlier row has the same key and was kept",
+    "12 is outside 1..11",
+    "'1899-01-01' is outside 1990-01-01..2100-12-31",
+]
+"""The core's wordings of a rejection, as rows give them and as the plan groups them."""
+
+
+@pytest.mark.parametrize("reason", REJECTIONS)
+def test_a_rejection_in_english_is_the_cores_wording(reason: str) -> None:
+    """In English the CLI prints the core's wording of a rejection unchanged."""
+    i18n.activate("en")
+    assert rejection_words(reason) == reason
+
+
+@pytest.mark.usefixtures("in_russian")
+@pytest.mark.parametrize("reason", REJECTIONS)
+def test_every_rejection_the_core_words_is_said_in_russian(reason: str) -> None:
+    """In Russian each wording is recognised and said in Russian with the same facts."""
+    said = rejection_words(reason)
+    assert said != reason
+    assert re.search("[а-я]", said)
+    assert set(re.findall(r"\d+", said)) == set(re.findall(r"\d+", reason))
+
+
+@pytest.mark.usefixtures("in_russian")
+def test_an_unknown_rejection_is_printed_as_it_is() -> None:
+    """A wording no pattern knows (a core newer than the catalog) is printed unchanged."""
+    assert rejection_words("a brand new reason 7") == "a brand new reason 7"
+    assert rejection_words("text is 3 characters long, over the limit of 2") == (
+        "длина текста 3 симв., больше предела 2"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from bridge.cli.render.rejections import rejection_words
 from bridge.i18n import N_, _
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def explain_text(found: Explanation) -> str:
         lines.append(
             "  "
             + _("mapping: REJECTED, field {field}: {reason} (fix it in ASIOU)").format(
-                field=r.field, reason=r.reason
+                field=r.field, reason=rejection_words(r.reason)
             )
         )
     else:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bridge.cli.render.holds import guard_hold_text, portal_hold_text
+from bridge.cli.render.rejections import rejection_words
 from bridge.core.model import Change, HoldReason, Op, changed_fields
 from bridge.core.plan import rejection_group
 from bridge.i18n import N_, _, ngettext
@@ -150,7 +151,11 @@ def _rejections(result: PlanResult, detail: bool) -> list[str]:
         return lines + [
             "  "
             + _("{entity}: table {table}, key {key}, field {field}: {reason}").format(
-                entity=r.entity, table=r.table, key=r.key or "?", field=r.field, reason=r.reason
+                entity=r.entity,
+                table=r.table,
+                key=r.key or "?",
+                field=r.field,
+                reason=rejection_words(r.reason),
             )
             for r in plan.rejections
         ]
@@ -164,7 +169,12 @@ def _rejections(result: PlanResult, detail: bool) -> list[str]:
         lines.append(
             "  "
             + _("{entity} ({table}.{field}): {kind} — {count}× (keys {keys})").format(
-                entity=entity, table=table, field=name, kind=kind, count=count, keys=shown
+                entity=entity,
+                table=table,
+                field=name,
+                kind=rejection_words(kind),
+                count=count,
+                keys=shown,
             )
         )
     lines.append("  " + _("(`plan --detail` lists the rows one by one)"))
