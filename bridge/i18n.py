@@ -1,7 +1,8 @@
 """Messages for people in their language: gettext catalogs, English the fallback.
 
 Every text the CLI prints for a person is an English message id marked ``_("…")`` (or
-``ngettext`` for a count, ``N_`` for a module-level constant translated where it is used); the
+``ngettext`` for a count, ``pgettext`` for a word that means two things, ``N_`` for a
+module-level constant translated where it is used); the
 Russian catalog is ``bridge/locale/ru/LC_MESSAGES/bridge.po``, compiled to the ``.mo`` next to it
 (both committed, so a fresh clone and a wheel carry them; ``scripts/i18n`` extracts, updates and
 compiles, ``tests/unit/test_i18n.py`` fails on a message without a translation or a stale ``.mo``).
@@ -75,6 +76,12 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     """The form of a message for the count ``n`` (Russian has three: 1 запись, 2 записи,
     5 записей; the catalog's Plural-Forms decides)."""
     return _catalog().ngettext(singular, plural, n)
+
+
+def pgettext(context: str, message: str) -> str:
+    """``message`` in the active language, where the same English word means something else
+    elsewhere (``context`` tells them apart: a "held" plan, a "held" back record)."""
+    return _catalog().pgettext(context, message)
 
 
 def N_(message: str) -> str:  # noqa: N802 - gettext's name for a deferred mark

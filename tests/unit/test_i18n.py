@@ -24,17 +24,18 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "bridge"
 PO = PACKAGE / "locale" / "ru" / "LC_MESSAGES" / "bridge.po"
 MO = PO.with_suffix(".mo")
-MARKS = frozenset({"_", "ngettext", "N_"})
+MARKS = frozenset({"_", "ngettext", "pgettext", "N_"})
 Message = str | tuple[str, str]
 
 
-def extracted() -> dict[Message, list[str]]:
-    """Every message marked in the package, as Babel extracts it (scripts/i18n), with where."""
-    found: dict[Message, list[str]] = {}
+def extracted() -> dict[tuple[Message, str | None], list[str]]:
+    """Every message marked in the package (with its context, if any), as Babel extracts it
+    (scripts/i18n), with where."""
+    found: dict[tuple[Message, str | None], list[str]] = {}
     method_map = [("**.py", "python")]
-    for file, line, message, _comments, _context in extract_from_dir(str(PACKAGE), method_map):
+    for file, line, message, _comments, context in extract_from_dir(str(PACKAGE), method_map):
         key = message if isinstance(message, str) else (message[0], message[1])
-        found.setdefault(key, []).append(f"{file}:{line}")
+        found.setdefault((key, context), []).append(f"{file}:{line}")
     return found
 
 
@@ -52,9 +53,9 @@ def test_every_marked_message_has_a_russian_translation() -> None:
     """A message marked in the code but missing, empty or fuzzy in the Russian catalog fails."""
     catalog = russian()
     untranslated = []
-    for message, where in extracted().items():
+    for (message, context), where in extracted().items():
         msgid = message if isinstance(message, str) else message[0]
-        entry = catalog.get(msgid)
+        entry = catalog.get(msgid, context=context)
         forms = [] if entry is None else entry.string
         forms = [forms] if isinstance(forms, str) else list(forms)
         if entry is None or entry.fuzzy or not forms or not all(forms):
@@ -89,9 +90,12 @@ def test_translations_keep_the_placeholders() -> None:
 
 def test_the_catalog_has_no_message_the_code_lost() -> None:
     """An entry the code no longer marks is dropped (scripts/i18n), not kept as dead text."""
-    marked = {m if isinstance(m, str) else m[0] for m in extracted()}
-    stale = [m.id for m in russian() if m.id and (m.id if isinstance(m.id, str) else m.id[0])]
-    stale = [s for s in stale if (s if isinstance(s, str) else s[0]) not in marked]
+    marked = {(m if isinstance(m, str) else m[0], c) for m, c in extracted()}
+    stale = [
+        (m.id, m.context)
+        for m in russian()
+        if m.id and ((m.id if isinstance(m.id, str) else m.id[0]), m.context) not in marked
+    ]
     assert not stale, stale
 
 
@@ -104,7 +108,10 @@ def test_the_shipped_mo_is_the_po_compiled() -> None:
     for entry in russian():
         if not entry.id:
             continue
-        if isinstance(entry.id, str):
+        if entry.context is not None:
+            got = [compiled.pgettext(entry.context, str(entry.id))]
+            want = [entry.string]
+        elif isinstance(entry.id, str):
             got = [compiled.gettext(entry.id)]
             want = [entry.string]
         else:
