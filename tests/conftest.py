@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -156,21 +157,27 @@ def _mariadb_admin() -> sa.Engine:
     return engine
 
 
-@pytest.fixture
-def mariadb_url() -> Iterator[str]:
-    """The URL of a fresh, empty MariaDB database (utf8mb4) over ODBC, dropped after the test."""
+@contextmanager
+def fresh_mariadb_database(collation: str = "utf8mb4_general_ci") -> Iterator[str]:
+    """The URL of a new, empty MariaDB database (utf8mb4) over ODBC, named by ``fresh_name``
+    so that runs sharing one server never meet, and dropped at the end of the block."""
     admin = _mariadb_admin()
     name = fresh_name()
     with admin.begin() as conn:
-        conn.execute(
-            sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
-        )
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE {collation}"))
     try:
         yield _mariadb_url(name)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """The URL of a fresh, empty MariaDB database (utf8mb4) over ODBC, dropped after the test."""
+    with fresh_mariadb_database() as url:
+        yield url
 
 
 def _first_line(exc: Exception) -> str:

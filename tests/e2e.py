@@ -67,15 +67,23 @@ def expected_export_of(source_url: str) -> Snapshot:
 
 
 def write_config(
-    folder: Path, school: Path, url: str, batch_size: int = 20, extra: str = ""
+    folder: Path,
+    school: Path | str,
+    url: str,
+    batch_size: int = 20,
+    extra: str = "",
+    *,
+    source: str = "",
 ) -> Path:
-    """A config as an admin writes it (the portal secret in a 0600 file)."""
+    """A config as an admin writes it (the portal secret in a 0600 file). ``school`` is the
+    SQLite file of the school, or ``source`` any source URL with its [source] settings."""
     secret = folder / "portal-secret"
     secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
     secret.chmod(0o600)
     path = folder / "bridge.toml"
+    source = source or f'url = "sqlite:///{school}"'
     path.write_text(
-        f'[source]\nurl = "sqlite:///{school}"\n'
+        f"[source]\n{source}\n"
         f'[state]\nurl = "sqlite:///{folder / "state.sqlite"}"\n'
         f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
         f'[portal]\nurl = "{url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'

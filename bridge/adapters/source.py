@@ -8,9 +8,12 @@ Driver errors become :class:`~bridge.core.errors.SourceError` here, at the seam.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -371,12 +374,34 @@ def open_source(url: str, *, pre_ping: bool = False, query_timeout: float = 0) -
     """A source on a SQLAlchemy URL (read-only by how it is used; never writes). ``pre_ping``:
     each pooled connection is tested before use and replaced if the database dropped it (a
     source kept open between runs outlives a restart of the database). ``query_timeout``:
-    seconds a query may run (0: no limit)."""
+    seconds a query may run (0: no limit). A SQLite file is opened read-only, and a missing
+    one is an error ("source file not found"), never created."""
     try:
-        engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+        parsed = sa.make_url(url)
+        connect = _sqlite_read_only(parsed) if parsed.get_backend_name() == "sqlite" else None
+        options: dict[str, Any] = {} if connect is None else {"creator": connect}
+        engine = sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping, **options)
         _query_timeout(engine, query_timeout)
         if engine.dialect.driver == "pyodbc":
             sa.event.listen(engine, "handle_error", _odbc_disconnect)
         return SqlSource(engine)
     except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise SourceError("opening the source database", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _sqlite_read_only(url: sa.URL) -> Callable[[], sqlite3.Connection] | None:
+    """Connections to the SQLite file of ``url`` that cannot write (``mode=ro``); None for an
+    in-memory database. SourceError when the file is not there: SQLite would create it."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).resolve()
+    if not path.is_file():
+        raise SourceError("opening the source database", f"source file not found: {path}")
+    address = f"file:{quote(str(path))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        # The pool hands connections across threads (the daemon's jobs, the planning thread).
+        return sqlite3.connect(address, uri=True, check_same_thread=False)
+
+    return connect

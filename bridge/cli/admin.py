@@ -248,15 +248,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     notifier = Notifier.from_env(os.environ)
     listen = _listen(config.metrics.listen)
     sink = (
-        MetricsSink(textfile=config.metrics.textfile or None, listen=listen)
+        MetricsSink(
+            textfile=config.metrics.textfile or None, listen=listen, config_file=config.file
+        )
         if config.metrics.textfile or listen
         else None
     )
-    if sink is not None:
-        sink.start()
     try:
         service = Service(config, mappings, metrics=sink, stop=stop)
-        return Daemon(config, mappings, notifier, service).serve(stop)
+        daemon = Daemon(config, mappings, notifier, service)
+        return daemon.serve(stop, prepared=sink.start if sink is not None else lambda: None)
     finally:
         if sink is not None:
             sink.close()

@@ -18,10 +18,20 @@ else:  # argparse's class is not subscriptable at run time
 Handler = Callable[[argparse.Namespace], int]
 
 
+CONFIG_HELP = "config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)"
+
+
 def command(
-    sub: Subparsers, name: str, help_: str, handler: Handler, epilog: str = ""
+    sub: Subparsers,
+    name: str,
+    help_: str,
+    handler: Handler,
+    epilog: str = "",
+    *,
+    configured: bool = True,
 ) -> argparse.ArgumentParser:
-    """Register one subcommand with its handler."""
+    """Register one subcommand with its handler. A ``configured`` one (it reads the config)
+    takes ``--config`` after its name too: ``asiou-bridge check --config FILE``."""
     cmd: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help_,
@@ -30,7 +40,15 @@ def command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.set_defaults(handler=handler)
+    if configured:
+        config_option(cmd, default=argparse.SUPPRESS)
     return cmd
+
+
+def config_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--config FILE``; given before and after the subcommand, the later one counts (the
+    subcommand's default, ``SUPPRESS``, leaves what the main parser read)."""
+    parser.add_argument("--config", default=default, metavar="FILE", help=CONFIG_HELP)
 
 
 def load(args: argparse.Namespace) -> tuple[Config, MappingSet]:

@@ -23,10 +23,12 @@ from bridge.cli.render import sync_text
 from bridge.core.errors import ExitCode
 from bridge.core.mapping import load_mappings
 from bridge.demo.changes import change_journal
+from bridge.demo.target import foreign_tables, mark_as_demo
 from bridge.dnevnik import server as dnevnik_server
 from bridge.dnevnik.service import DEMO_TOKEN
 from bridge.i18n import _, ngettext
 from bridge.refportal.server import DEMO_CLIENT, serve
+from bridge.resources import default_mappings
 from bridge.service.config import load_config
 from bridge.service.runner import Request, Service
 
@@ -39,13 +41,23 @@ def add_demo_db(sub: Subparsers) -> None:
         "demo-db",
         _("Write a synthetic demo school into a database."),
         cmd_demo_db,
-        _("examples:") + "\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
-        "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/test"
-        "?driver=MariaDB+Unicode' --pupils 200",
+        _(
+            "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
+            "  mariadb -e 'CREATE DATABASE asiou_demo CHARACTER SET utf8mb4'\n"
+            "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/asiou_demo"
+            "?driver=MariaDB+Unicode&charset=utf8mb4' --pupils 200\n"
+            "The demo's tables have the names of a real ASIOU journal's, and are replaced: it "
+            "writes only\ninto an empty database or one it wrote before, and refuses any other "
+            "unless --replace."
+        ),
+        configured=False,
     )
     where = cmd.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help=_("SQLite file to (re)create"))
-    where.add_argument("--url", help=_("SQLAlchemy URL of a database to fill (tables replaced)"))
+    where.add_argument("--out", help=_("SQLite file to create (or one the demo wrote before)"))
+    where.add_argument(
+        "--url",
+        help=_("SQLAlchemy URL of an empty database to fill (or one the demo wrote before)"),
+    )
     _school_options(cmd)
 
 
@@ -54,6 +66,14 @@ def _school_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--seed", type=int, default=1, help=_("random seed (same seed, same school)"))
     cmd.add_argument("--days", type=int, help=_("only the first N days of the school year"))
     cmd.add_argument("--clean", action="store_true", help=_("without the usual journal mistakes"))
+    cmd.add_argument(
+        "--replace",
+        action="store_true",
+        help=_(
+            "write even where other tables are: the demo's own tables are dropped and "
+            "re-created (an ASIOU journal's of the same names too), the others left alone"
+        ),
+    )
 
 
 def add_demo(sub: Subparsers) -> None:
@@ -62,6 +82,7 @@ def add_demo(sub: Subparsers) -> None:
         "demo",
         _("Demo: a school in SQLite, the reference portal, a full and an incremental sync."),
         cmd_demo,
+        configured=False,
     )
     cmd.add_argument("--dir", default=str(DEMO_DIR), help=_("where the demo files go (var/demo)"))
     cmd.add_argument(
@@ -84,6 +105,7 @@ def add_portal(sub: Subparsers) -> None:
         _("Run the bundled reference diary portal (demos, tests)."),
         cmd_portal,
         _("example:") + "\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+        configured=False,
     )
     cmd.add_argument("--host", default="127.0.0.1", help=_("address to listen on (127.0.0.1)"))
     cmd.add_argument("--port", type=int, default=8400, help=_("port (8400; 0 picks a free one)"))
@@ -102,6 +124,7 @@ def add_dnevnik_emulator(sub: Subparsers) -> None:
         cmd_dnevnik_emulator,
         _("example:") + "\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
         " --seed-school school.sqlite\n(docs/dnevnik-emulator.md)",
+        configured=False,
     )
     dnevnik_server.add_arguments(cmd)
 
@@ -146,6 +169,15 @@ def cmd_demo_db(args: argparse.Namespace) -> int:
     url = args.url or f"sqlite:///{Path(args.out).resolve()}"
     if args.out:
         Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    try:
+        others = foreign_tables(engine)
+        if others and not args.replace:
+            print(_refusal(engine.url, others), file=sys.stderr)
+            return ExitCode.USAGE
+        mark_as_demo(engine)
+    finally:
+        engine.dispose()
     counts = _generate(url, args)
     rows, marks, pupils = sum(counts.values()), counts.get("mark", 0), counts.get("pupil", 0)
     print(
@@ -156,6 +188,20 @@ def cmd_demo_db(args: argparse.Namespace) -> int:
         )
     )
     return ExitCode.OK
+
+
+def _refusal(url: sa.URL, others: list[str]) -> str:
+    more = _(" and {n} more").format(n=len(others) - 8) if len(others) > 8 else ""
+    return _(
+        "The database {url} holds tables the demo did not write ({n}: {tables}): nothing was "
+        "written.\nThe demo drops and re-creates tables named as an ASIOU journal's. Give it an "
+        "empty database of its own (CREATE DATABASE asiou_demo) or a new --out file, or add "
+        "--replace if its tables of those names may go."
+    ).format(
+        url=url.render_as_string(hide_password=True),
+        n=len(others),
+        tables=", ".join(others[:8]) + more,
+    )
 
 
 def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
@@ -199,7 +245,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ).format(n=args.pupils, file=school)
     )
     args.out, args.url = str(school), None
-    cmd_demo_db(args)
+    written = cmd_demo_db(args)
+    if written != ExitCode.OK:
+        return written
     print(f"   ({_since(started)})")
     for stale in ("state.sqlite", "portal.sqlite", "dnevnik.sqlite"):
         (folder / stale).unlink(missing_ok=True)
@@ -399,7 +447,7 @@ def _write_dnevnik_config(folder: Path, school: Path, api_url: str, school_id: s
     secret = folder / "dnevnik-token"
     secret.write_text(DEMO_TOKEN, encoding="utf-8")
     os.chmod(secret, 0o600)
-    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    mappings = default_mappings()
     path.write_text(
         "# Written by `asiou-bridge demo --portal dnevnik`.\n"
         f'[source]\nurl = "sqlite:///{school}"\n\n'
@@ -418,7 +466,7 @@ def _write_demo_config(folder: Path, school: Path, portal_url: str) -> Path:
     secret = folder / "portal-secret"
     secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
     os.chmod(secret, 0o600)
-    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    mappings = default_mappings()
     path.write_text(
         "# Written by `asiou-bridge demo`.\n"
         f'[source]\nurl = "sqlite:///{school}"\n\n'

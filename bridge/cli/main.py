@@ -2,7 +2,8 @@
 place (with the scheduler) that reads the real clock or the environment.
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration error, 4 source unavailable, 5 plan held
-by a guard, 6 partial delivery, 7 portal authentication failed (docs/operations.md).
+by a guard, 6 partial delivery, 7 portal authentication failed, and for ``check`` only 8 no
+portal answering (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -14,18 +15,31 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from bridge import logs
+from bridge import __version__, logs
 from bridge.cli import admin as cli_admin
 from bridge.cli import demo as cli_demo
 from bridge.cli import match as cli_match
-from bridge.cli.common import Subparsers, command, load, say, tty_progress, wait_flags
+from bridge.cli.common import (
+    Subparsers,
+    command,
+    config_option,
+    load,
+    say,
+    tty_progress,
+    wait_flags,
+)
 from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
-from bridge.core.errors import BridgeError, ConfigError, ExitCode, Problem
+from bridge.core.errors import BridgeError, ConfigError, ExitCode, PortalUnavailable, Problem
 from bridge.core.mapping import MappingSet
+from bridge.resources import SHIPPED, shipped
 from bridge.service.config import Config
 from bridge.service.engine import PlanResult
 from bridge.service.runner import Request, Service
 from bridge.service.wiring import open_adapters
+
+CHECK_PORTAL_UNREACHABLE = 8
+"""``check``'s own exit code: no portal answered at portal.url (refused, timed out, no route),
+so neither the portal's health nor the credentials are known (docs/operations.md)."""
 
 EPILOG_PLAN = """examples:
   asiou-bridge plan                      full plan against the configured ASIOU database
@@ -61,10 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sync the ASIOU school journal to the regional e-diary.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        help="config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)",
-    )
+    config_option(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(sub)
     _add_sync(sub)
@@ -72,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_match.add_match(sub)
     _add_approve(sub)
     _add_check(sub)
+    _add_files(sub)
     cli_demo.add_demo_db(sub)
     cli_demo.add_demo(sub)
     cli_demo.add_portal(sub)
@@ -141,6 +154,20 @@ def _add_approve(sub: Subparsers) -> None:
 
 def _add_check(sub: Subparsers) -> None:
     command(sub, "check", "Check configuration, mappings and the ASIOU connection.", cmd_check)
+
+
+def _add_files(sub: Subparsers) -> None:
+    cmd = command(
+        sub,
+        "files",
+        "Where the installed bridge keeps the files it ships (example config, mappings, units).",
+        cmd_files,
+        configured=False,
+        epilog="examples:\n  asiou-bridge files                every shipped file and where it is\n"
+        '  sudo cp "$(asiou-bridge files config)" /etc/asiou-bridge/bridge.toml\n'
+        '  sudo cp -r "$(asiou-bridge files mappings)" /etc/asiou-bridge/mappings',
+    )
+    cmd.add_argument("name", nargs="?", choices=list(SHIPPED), help="print only this one's path")
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -214,6 +241,17 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_files(args: argparse.Namespace) -> int:
+    """``files``: the installed paths of the shipped files (no configuration needed)."""
+    if args.name is not None:
+        print(shipped(args.name))
+        return ExitCode.OK
+    width = max(map(len, SHIPPED))
+    for name in SHIPPED:
+        print(f"{name:<{width}}  {shipped(name)}")
+    return ExitCode.OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``check``: configuration, mappings, the source and its tables, portal authentication;
     each gets a verdict, and the exit code is that of the first failure."""
@@ -230,6 +268,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _verdict(name: str, check: Callable[[], str]) -> int:
     try:
         print(f"{name}: ok ({check()})")
+    except _Unreachable as exc:
+        print(f"{name}: FAILED\n{exc}")
+        return CHECK_PORTAL_UNREACHABLE
     except BridgeError as exc:
         print(f"{name}: FAILED\n{error_text(exc)}")
         return exc.exit_code
@@ -251,9 +292,21 @@ def _check_source(config: Config, mappings: MappingSet) -> str:
     return "connected; every mapped table is there"
 
 
+class _Unreachable(Exception):  # noqa: N818 - reads as the condition it reports
+    """``check`` found no portal answering at the configured URL (its text is the advice)."""
+
+
 def _check_portal(config: Config) -> str:
-    with open_adapters(config) as io:
-        io.portal.authenticate()
+    try:
+        with open_adapters(config, probe=True) as io:
+            io.portal.authenticate()
+    except PortalUnavailable as exc:
+        raise _Unreachable(
+            f"The portal at {config.portal.url} did not answer ({exc.last}).\nNothing is "
+            "known yet about the credentials. Check portal.url, that the portal is up, and "
+            "that this server may reach it (a firewall, a proxy): "
+            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' {config.portal.url}"
+        ) from exc
     return f"authenticated at {config.portal.url} as {config.portal.client_id}"
 
 

@@ -10,7 +10,7 @@ import argparse
 import getpass
 import json
 
-from bridge.cli.common import Subparsers, command, load, say
+from bridge.cli.common import Subparsers, command, config_option, load, say
 from bridge.cli.render.plans import heading
 from bridge.core.errors import ExitCode
 from bridge.core.matching import Match, MatchStatus, Settled
@@ -51,6 +51,8 @@ def add_match(sub: Subparsers) -> None:
     )
     reject.add_argument("entity")
     reject.add_argument("key", help=_("the record's ASIOU key"))
+    for action in (listing, confirm, reject):
+        config_option(action, default=argparse.SUPPRESS)
 
 
 def cmd_match(args: argparse.Namespace) -> int:

@@ -9,7 +9,10 @@ Secrets never live in the file. The source database password comes from
 ``$ASIOU_BRIDGE_DB_PASSWORD``, a file named by ``source.password_file``, or the systemd credential
 ``db-password`` (``$CREDENTIALS_DIRECTORY``); the portal secret likewise from
 ``$ASIOU_BRIDGE_PORTAL_SECRET``, ``portal.secret_file`` or the credential ``portal-secret``.
-A password written inline in a database URL is refused.
+A password written inline in a database URL is refused. Relative file names (SQLite paths,
+the secret files, the tables file, the mappings folder) are relative to the config file. A secret
+file the configuration names must be there. The schedule is refused unless the scheduler can
+build its triggers (``bridge.service.schedule``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sqlalchemy as sa
 from bridge.adapters.portal_client.settings import MAX_CONCURRENCY
 from bridge.core.errors import ConfigError, Problem
 from bridge.core.guard import Thresholds
+from bridge.service.schedule import build_triggers
 from bridge.service.settings import (
     CLOCK,
     DAYS,
@@ -96,6 +100,17 @@ def read_secret(variable: str, file: str, credential: str, env: Mapping[str, str
     """A secret from ``$variable``, else ``file``, else ``$CREDENTIALS_DIRECTORY/credential``."""
     if env.get(variable):
         return env[variable]
+    if file and not Path(file).is_file():
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    "",
+                    "secret file not found (named in the configuration); create it, "
+                    f"or set ${variable} or the systemd credential {credential} instead",
+                )
+            ]
+        )
     candidates = [Path(file)] if file else []
     if env.get("CREDENTIALS_DIRECTORY"):
         candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / credential)
@@ -153,18 +168,20 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     problems: list[Problem] = []
     values = _validate(data, str(path), problems)
     _check_urls(values, str(path), problems)
+    if not any(p.path.startswith("schedule") for p in problems):
+        problems += _trigger_problems(Schedule(**values["schedule"]), str(path))
     if problems:
         raise ConfigError(problems)
     base = path.parent
     portal = {**values["portal"], "url": values["portal"]["url"].rstrip("/")}
-    if portal["tables_file"]:
-        portal["tables_file"] = str((base / portal["tables_file"]).resolve())
+    for key in ("tables_file", "secret_file"):
+        portal[key] = _anchor_file(portal[key], base)
+    source = {**values["source"], "url": _anchor(values["source"]["url"], base)}
+    source["password_file"] = _anchor_file(source["password_file"], base)
     return Config(
         file=str(path),
-        source=SourceSettings(
-            **{**values["source"], "url": _anchor(values["source"]["url"], base)}
-        ),
-        state=StateSettings(url=_anchor(values["state"]["url"], base)),
+        source=SourceSettings(**source),
+        state=StateSettings(**{**values["state"], "url": _anchor(values["state"]["url"], base)}),
         mappings=MappingsSettings(dir=str((base / values["mappings"]["dir"]).resolve())),
         portal=PortalSection(**portal),
         schedule=Schedule(**values["schedule"]),
@@ -259,6 +276,7 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         problems.append(Problem(file, "sync.run_deadline_minutes", "must be 0 (no limit) or more"))
     if values["sync"]["plan_workers"] < 0:
         problems.append(Problem(file, "sync.plan_workers", "must be 0 (one per CPU core) or more"))
+    _check_limits(values, file, problems)
     if values["portal"]["kind"] not in PORTAL_KINDS:
         kinds = " or ".join(PORTAL_KINDS)
         problems.append(Problem(file, "portal.kind", f"must be {kinds}"))
@@ -280,6 +298,31 @@ def _check_urls(values: dict[str, Any], file: str, problems: list[Problem]) -> N
         value = values[section][key]
         if isinstance(value, int | float) and value <= 0:
             problems.append(Problem(file, f"{section}.{key}", "must be greater than 0"))
+
+
+def _check_limits(values: dict[str, Any], file: str, problems: list[Problem]) -> None:
+    """The region's settings: the nightly spread, the state connections, the query timeout."""
+    if not 0 <= values["schedule"]["spread_minutes"] <= 720:
+        problems.append(Problem(file, "schedule.spread_minutes", "must be from 0 to 720"))
+    if values["state"]["max_connections"] < 2:
+        problems.append(Problem(file, "state.max_connections", "must be at least 2"))
+    if float(values["source"]["query_timeout"]) < 0:
+        problems.append(Problem(file, "source.query_timeout", "must be 0 (no limit) or more"))
+
+
+def _trigger_problems(schedule: Schedule, file: str) -> list[Problem]:
+    """What keeps the scheduler from running ``schedule`` (the daemon builds the same
+    triggers before it is ready)."""
+    try:
+        build_triggers(schedule, file)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
+def _anchor_file(file: str, base: Path) -> str:
+    """A relative file name is relative to the config file's folder ("" stays unset)."""
+    return str((base / file).resolve()) if file else ""
 
 
 def _anchor(url: str, base: Path) -> str:
@@ -354,11 +397,23 @@ def _check_reconcile_at(value: object, file: str, problems: list[Problem]) -> No
         )
 
 
+def _host_port(text: str) -> bool:
+    """Whether ``text`` is HOST:PORT (HOST may be empty) with a port from 1 to 65535."""
+    found = re.fullmatch(r"[^\s:]*:(\d{1,5})", text)
+    return found is not None and 1 <= int(found[1]) <= 65535
+
+
 def _check_metrics(metrics: dict[str, Any], file: str, problems: list[Problem]) -> None:
     textfile, listen = metrics["textfile"], metrics["listen"]
     if isinstance(textfile, str) and textfile and not textfile.endswith(".prom"):
         problems.append(
             Problem(file, "metrics.textfile", "must end in .prom (node_exporter reads only those)")
         )
-    if isinstance(listen, str) and listen and not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
-        problems.append(Problem(file, "metrics.listen", "must be HOST:PORT, like 127.0.0.1:9464"))
+    if isinstance(listen, str) and listen and not _host_port(listen):
+        problems.append(
+            Problem(
+                file,
+                "metrics.listen",
+                "must be HOST:PORT (a port from 1 to 65535), like 127.0.0.1:9464",
+            )
+        )

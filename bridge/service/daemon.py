@@ -1,9 +1,14 @@
 """``asiou-bridge run``: the daemon. APScheduler 3 jobs, systemd notify, graceful stop.
 
-Jobs (``[schedule]`` in the config): an incremental sync every ``incremental_every`` (first one
-at start; optionally only in ``hours`` on ``days``), the nightly full run at ``full_at``, dead
-letters given another chance at ``dead_letters_at``, and the reconciliation (a full run that
-reads the portal back and repairs it) at ``reconcile_at``, weekly by default. Syncs run one at a
+Start-up (``serve``): whatever no restart can fix is done before READY=1 (the triggers, the
+secrets, the metrics endpoint), so a bad setting ends the daemon with exit 3 rather than a
+restart loop or a daemon that reports ready and then fails every run.
+
+Jobs (``[schedule]`` in the config, their triggers built by ``bridge.service.schedule``): an
+incremental sync every ``incremental_every`` (first one at start; optionally only in ``hours``
+on ``days``), the nightly full run at ``full_at``, dead letters given another chance at
+``dead_letters_at``, and the reconciliation (a full run that reads the portal back and repairs
+it) at ``reconcile_at``, weekly by default. Syncs run one at a
 time on a single worker (``max_instances=1``, coalesced, with a misfire grace), and under the
 same database lock as manual commands: a scheduled run that finds a manual one running skips its
 turn. SIGTERM or SIGINT stops the run in flight after its current batch (acknowledged changes
@@ -22,7 +27,6 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.core.errors import BridgeError, LockBusy
@@ -30,6 +34,9 @@ from bridge.core.mapping import MappingSet
 from bridge.service.config import Config
 from bridge.service.notify import Notifier
 from bridge.service.runner import Request, Service
+from bridge.service.schedule import Triggers, build_triggers
+from bridge.service.spread import offset_minutes
+from bridge.service.wiring import require_secrets
 
 log = structlog.get_logger()
 
@@ -47,29 +54,31 @@ class Daemon:
             service,
         )
         self._stalled = False
+        # The nightly jobs' minutes late, this school's own (bridge.service.spread).
+        self.offset = offset_minutes(config.portal.school, config.schedule.spread_minutes)
         grace = config.schedule.misfire_grace_seconds
         self.scheduler = BackgroundScheduler(
             executors={"sync": ThreadPoolExecutor(1), "default": ThreadPoolExecutor(2)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": grace},
         )
 
-    def add_jobs(self) -> None:
-        """The three sync jobs, and the watchdog ping when systemd asks for one."""
-        schedule = self.config.schedule
+    def add_jobs(self, triggers: Triggers) -> None:
+        """The sync jobs on ``triggers``, and the watchdog ping when systemd asks for one."""
         self.scheduler.add_job(
             self.incremental,
-            self._incremental_trigger(),
+            triggers.incremental,
             id="incremental",
             executor="sync",
             next_run_time=datetime.now(),
         )
-        self.scheduler.add_job(self.full, _cron(schedule.full_time), id="full", executor="sync")
+        self.scheduler.add_job(self.full, triggers.full, id="full", executor="sync")
         self.scheduler.add_job(
-            self.revive, _cron(schedule.dead_letters_time), id="dead_letters", executor="sync"
+            self.revive, triggers.dead_letters, id="dead_letters", executor="sync"
         )
-        reconciling = _reconcile_trigger(schedule.reconcile)
-        if reconciling is not None:
-            self.scheduler.add_job(self.reconcile, reconciling, id="reconcile", executor="sync")
+        if triggers.reconcile is not None:
+            self.scheduler.add_job(
+                self.reconcile, triggers.reconcile, id="reconcile", executor="sync"
+            )
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             self.scheduler.add_job(
@@ -95,14 +104,9 @@ class Daemon:
             self.notifier.status(f"stuck: no progress for {round(quiet)} s")
             self._stalled = True
 
-    def _incremental_trigger(self) -> IntervalTrigger | CronTrigger:
-        schedule = self.config.schedule
-        if not schedule.windowed:
-            return IntervalTrigger(seconds=schedule.every)
-        minutes = max(1, int(schedule.every // 60))
-        return CronTrigger(
-            minute=f"*/{minutes}", hour=schedule.hours or "*", day_of_week=schedule.days
-        )
+    def triggers(self) -> Triggers:
+        """The jobs' triggers (ConfigError naming the ``[schedule]`` key that cannot be run)."""
+        return build_triggers(self.config.schedule, self.config.file, late=self.offset)
 
     def incremental(self) -> None:
         """The frequent job."""
@@ -145,12 +149,20 @@ class Daemon:
             f"{report.total} delivered, {sum(report.refused.values())} refused"
         )
 
-    def serve(self, stop: threading.Event) -> int:
+    def serve(self, stop: threading.Event, *, prepared: Callable[[], None] = lambda: None) -> int:
         """Run until ``stop`` is set; then finish the run in flight and shut down. The source
-        and the state store stay open between runs and are closed last."""
+        and the state store stay open between runs and are closed last.
+
+        Everything that can fail for a reason no restart fixes happens before systemd hears
+        READY=1: the triggers are built, the secrets and the portal's settings are read, and
+        ``prepared`` runs (the CLI opens the metrics endpoint and textfile there). A failure
+        there ends the daemon with its ConfigError (exit 3, which the units do not restart)."""
+        triggers = self.triggers()
+        require_secrets(self.config)
+        prepared()
         with self.service.kept_open():
             self.service.seed_metrics()
-            self.add_jobs()
+            self.add_jobs(triggers)
             self.scheduler.start()
             self.notifier.ready()
             log.info("daemon.started", jobs=[j.id for j in self.scheduler.get_jobs()])
@@ -177,27 +189,15 @@ def install_signals(stop: threading.Event) -> None:
 def next_runs(daemon: Daemon) -> dict[str, Any]:
     """When each job runs next (for ``status``), without starting the scheduler."""
     now = datetime.now().astimezone()
-    found: dict[str, Any] = {}
-    for job_id, trigger in (
-        ("incremental", daemon._incremental_trigger()),
-        ("full", _cron(daemon.config.schedule.full_time)),
-        ("dead_letters", _cron(daemon.config.schedule.dead_letters_time)),
-    ):
-        fire: Callable[..., Any] = trigger.get_next_fire_time
-        found[job_id] = fire(None, now)
-    reconciling = _reconcile_trigger(daemon.config.schedule.reconcile)
+    triggers = daemon.triggers()
+    found: dict[str, Any] = {
+        job_id: trigger.get_next_fire_time(None, now)
+        for job_id, trigger in (
+            ("incremental", triggers.incremental),
+            ("full", triggers.full),
+            ("dead_letters", triggers.dead_letters),
+        )
+    }
+    reconciling = triggers.reconcile
     found["reconcile"] = None if reconciling is None else reconciling.get_next_fire_time(None, now)
     return found
-
-
-def _reconcile_trigger(when: tuple[str, int, int] | None) -> CronTrigger | None:
-    """The trigger of ``schedule.reconcile_at`` (days and a time); None when it is off."""
-    if when is None:
-        return None
-    days, hour, minute = when
-    return CronTrigger(day_of_week=days, hour=hour, minute=minute)
-
-
-def _cron(at: tuple[int, int]) -> CronTrigger:
-    hour, minute = at
-    return CronTrigger(hour=hour, minute=minute)

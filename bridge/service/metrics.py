@@ -57,7 +57,7 @@ from prometheus_client import (
 )
 
 import bridge
-from bridge.core.errors import Outcome
+from bridge.core.errors import ConfigError, Outcome, Problem
 
 if TYPE_CHECKING:
     from bridge.service.engine import SyncResult
@@ -428,18 +428,42 @@ class MetricsSink:
         *,
         textfile: str | Path | None = None,
         listen: tuple[str, int] | None = None,
+        config_file: str = "(configuration)",
     ) -> None:
+        """``config_file`` is named by the errors of ``start`` (where the settings came from)."""
+        self.config_file = config_file
         self.metrics = metrics if metrics is not None else Metrics()
         self.textfile = require_textfile_path(textfile) if textfile is not None else None
         self.listen = listen
         self.server: MetricsServer | None = None
+        self._started = False
 
     def start(self) -> None:
-        """Mark the daemon up, open the HTTP endpoint if configured, write the textfile."""
+        """Mark the daemon up, open the HTTP endpoint if configured, write the textfile.
+        ConfigError naming the key when the port cannot be bound or the textfile not written:
+        the daemon calls this before it tells systemd it is ready, and neither heals by itself.
+        """
         self.metrics.set_up(True)
         if self.listen is not None and self.server is None:
-            self.server = self.metrics.serve(*self.listen)
-        self._write()
+            host, port = self.listen
+            try:
+                self.server = self.metrics.serve(host, port)
+            except (OSError, OverflowError) as exc:
+                raise self._unusable(
+                    "metrics.listen",
+                    f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}; "
+                    "another program may hold the port (`ss -ltnp`), or the address is not "
+                    "this machine's: choose another",
+                ) from exc
+        try:
+            self._write()
+        except OSError as exc:
+            raise self._unusable(
+                "metrics.textfile",
+                f"cannot write {self.textfile}: {exc.strerror}; the folder must exist and the "
+                "service may write there (ReadWritePaths=, docs/operations.md, Metrics)",
+            ) from exc
+        self._started = True
 
     def after_run(self, summary: RunSummary) -> None:
         """Observe one finished run and rewrite the textfile if configured."""
@@ -451,12 +475,18 @@ class MetricsSink:
         self._write()
 
     def close(self) -> None:
-        """Mark the daemon down (written to the textfile) and close the HTTP endpoint."""
-        self.metrics.set_up(False)
-        self._write()
+        """Close the HTTP endpoint and mark the daemon down in the textfile (not written when
+        ``start`` did not get that far)."""
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self._started:
+            self._started = False
+            self.metrics.set_up(False)
+            self._write()
+
+    def _unusable(self, key: str, message: str) -> ConfigError:
+        return ConfigError([Problem(self.config_file, key, message)])
 
     def _write(self) -> None:
         if self.textfile is not None:

@@ -196,18 +196,16 @@ class Service:
         try:
             outcome = self._run(io, request, run_id, progress)
         except BaseException as exc:  # note the failure in the history, then let it go on
-            history.finish(
-                run_id,
-                "failed",
-                getattr(exc, "exit_code", ExitCode.FAILURE),
-                {"error": type(exc).__name__},
-            )
+            code = getattr(exc, "exit_code", ExitCode.FAILURE)
+            failed = outcome_of(code)  # auth_failed, source_unavailable, or failed
+            reason = {"error": type(exc).__name__, "reason": _reason(exc)}
+            history.finish(run_id, failed, code, reason)
             log.error(
                 "run.summary",
                 run_id=run_id,
                 mode=mode,
-                outcome="failed",
-                exit_code=getattr(exc, "exit_code", ExitCode.FAILURE),
+                outcome=failed,
+                exit_code=code,
                 error=type(exc).__name__,
                 seconds=round(time.monotonic() - started, 2),
             )
@@ -286,6 +284,12 @@ class Service:
                 ended=time.time(),
             )
         )
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what an error says, for the run history (``status``), cut short."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def _unix(moment: datetime | None) -> float | None:

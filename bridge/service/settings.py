@@ -14,13 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from bridge.adapters.portal_client import PortalSettings
 from bridge.core.guard import Thresholds
+from bridge.resources import default_mappings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Kinds = type | tuple[type, ...]
 NUMBER = (float, int)
 
@@ -48,7 +47,7 @@ class SourceSettings:
     url: str = key(
         dataclasses.MISSING, "SQLAlchemy URL of the ASIOU database, without a password", str
     )
-    password_file: str = key("", "file holding the database password")
+    password_file: str = key("", "file holding the database password (relative to the config file)")
     query_timeout: float = key(
         300.0,
         "seconds one source query may run (waiting on a lock included) before the database "
@@ -65,13 +64,21 @@ class StateSettings:
         "sqlite:////var/lib/asiou-bridge/state.sqlite",
         "SQLAlchemy URL of the state store (SQLite file or PostgreSQL)",
     )
+    max_connections: int = key(
+        4,
+        "on PostgreSQL, at most this many connections of this instance to the state store at "
+        "once (planning workers open one more each); docs/operations.md, 'Several schools'",
+    )
 
 
 @dataclass(frozen=True)
 class MappingsSettings:
     """``[mappings]``: the declarative mappings."""
 
-    dir: str = key(str(REPO_ROOT / "mappings"), "directory of the mapping files (*.toml)")
+    dir: str = key(
+        str(default_mappings()),
+        "directory of the mapping files (*.toml); by default the mappings the bridge ships",
+    )
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,9 @@ class PortalSection:
     url: str = key("http://127.0.0.1:8400", "base URL of the diary import API")
     school: str = key("demo", "the school's id on the portal")
     client_id: str = key("asiou-bridge", "OAuth2 client id")
-    secret_file: str = key("", "file holding the OAuth2 client secret")
+    secret_file: str = key(
+        "", "file holding the OAuth2 client secret (relative to the config file)"
+    )
     batch_size: int = key(_portal("batch_size"), "operations per batch request")
     connect_timeout: float = key(
         _portal("connect_timeout"), "seconds to wait for a connection", NUMBER
@@ -168,6 +177,12 @@ class Schedule:
     full_at: str = key("02:30", "the nightly full run (HH:MM, local time)")
     dead_letters_at: str = key("02:15", "dead letters get another chance (before full_at)")
     misfire_grace_seconds: int = key(300, "a run missed by less than this still runs")
+    spread_minutes: int = key(
+        60,
+        "the nightly jobs (dead_letters_at, full_at, reconcile_at) of this school start up to "
+        "this many minutes late, at an offset derived from portal.school, so that the "
+        "schools of a region do not all start at the same minute (0: exactly on time)",
+    )
     # reconciliation (bridge.core.reconcile): the portal read back and repaired
     reconcile_at: str = key(
         "sun 03:00",

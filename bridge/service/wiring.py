@@ -11,6 +11,7 @@ nothing idle towards the portal between runs).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import tomllib
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.adapters.dnevnik import DNEVNIK_SUPPORT, DnevnikPortal, DnevnikSettings
 from bridge.adapters.dnevnik.http import DnevnikHttp
@@ -65,7 +66,11 @@ class KeptEngines:
             if self._state is None:
                 config = self.config
                 self._state = open_state(
-                    config.state.url, utc_now, school=config.portal.school, pre_ping=True
+                    config.state.url,
+                    utc_now,
+                    school=config.portal.school,
+                    pre_ping=True,
+                    max_connections=config.state.max_connections,
                 )
             return self._state
 
@@ -90,8 +95,10 @@ class Adapters:
         kept: KeptEngines | None = None,
         stop: threading.Event | None = None,
         beat: Callable[[], None] | None = None,
+        *,
+        probe: bool = False,
     ) -> None:
-        self.config, self.kept, self.beat = config, kept, beat
+        self.config, self.kept, self.beat, self.probe = config, kept, beat, probe
         self.sleep = interruptible(stop, beat)  # the portal's retry and rate-limit waits
         self._source: SqlSource | None = None
         self._state: SqlStateStore | None = None
@@ -117,7 +124,12 @@ class Adapters:
             self._state = self.kept.state()
         if self._state is None:
             config = self.config
-            self._state = open_state(config.state.url, utc_now, school=config.portal.school)
+            self._state = open_state(
+                config.state.url,
+                utc_now,
+                school=config.portal.school,
+                max_connections=config.state.max_connections,
+            )
             self._opened.callback(self._state.close)
         return self._state
 
@@ -127,16 +139,20 @@ class Adapters:
         if self._portal is None:
             if self.config.portal.kind == "dnevnik":
                 state = self.state
-                settings = dnevnik_settings(self.config)
+                dnevnik = dnevnik_settings(self.config)
+                dnevnik = impatient(dnevnik) if self.probe else dnevnik
                 self._portal = DnevnikPortal(
-                    settings,
+                    dnevnik,
                     state.portal_ids,
                     state.holders,
-                    http=DnevnikHttp(settings, sleep=self.sleep),
+                    http=DnevnikHttp(dnevnik, sleep=self.sleep),
                     careful=lambda: state.batches_in_doubt() > 0,
                 )
             else:
-                self._portal = PortalClient(portal_settings(self.config), sleep=self.sleep)
+                reference = portal_settings(self.config)
+                self._portal = PortalClient(
+                    impatient(reference) if self.probe else reference, sleep=self.sleep
+                )
             self._opened.callback(self._portal.close)
         return self._portal
 
@@ -180,11 +196,33 @@ def open_adapters(
     kept: KeptEngines | None = None,
     stop: threading.Event | None = None,
     beat: Callable[[], None] | None = None,
+    *,
+    probe: bool = False,
 ) -> Adapters:
     """The adapters of ``config``'s school (nothing is opened until it is used), the source
     and the state store taken from ``kept`` if given; ``stop`` ends the portal's waits, and
-    ``beat`` is told as the work moves (rows read, retry waits: the watchdog's liveness)."""
-    return Adapters(config, kept, stop, beat)
+    ``beat`` is told as the work moves (rows read, retry waits: the watchdog's liveness).
+    ``probe``: the portal is only asked whether it answers (``check``), so it gets one
+    attempt and short timeouts (``impatient``)."""
+    return Adapters(config, kept, stop, beat, probe=probe)
+
+
+PROBE_CONNECT_TIMEOUT = 3.05
+PROBE_READ_TIMEOUT = 10.0
+PROBE_DEADLINE = 15.0
+Patient = TypeVar("Patient", PortalSettings, DnevnikSettings)
+
+
+def impatient(settings: Patient) -> Patient:
+    """``settings`` for a probe: one attempt, at most 3 s to connect, 10 s to answer, 15 s in
+    all (a portal that does not answer is reported at once, not after a run's retries)."""
+    return dataclasses.replace(
+        settings,
+        max_attempts=1,
+        connect_timeout=min(settings.connect_timeout, PROBE_CONNECT_TIMEOUT),
+        read_timeout=min(settings.read_timeout, PROBE_READ_TIMEOUT),
+        request_deadline=min(settings.request_deadline, PROBE_DEADLINE),
+    )
 
 
 def run_options(config: Config, state: SqlStateStore, **given: Any) -> RunOptions:
@@ -224,6 +262,17 @@ def _tables(path: str) -> dict[str, Any]:
     if tables.work_type is not None:
         given["work_types"] = tables.work_type
     return given
+
+
+def require_secrets(config: Config) -> None:
+    """Read the secrets and build the configured portal's settings without connecting: the
+    database password (if one is configured), the portal secret and a dnevnik.ru tables file,
+    so that a daemon missing any stops before it is ready (ConfigError naming the key)."""
+    config.source_url_with_password()
+    if config.portal.kind == "dnevnik":
+        dnevnik_settings(config)
+    else:
+        portal_settings(config)
 
 
 def dnevnik_settings(config: Config) -> DnevnikSettings:

@@ -130,7 +130,7 @@ def test_explain_and_status_speak_russian_with_the_same_json(config: Path) -> No
     assert ru_json.stdout == run(*explain, "--json", locale=ENGLISH).stdout
     status = ("--config", str(config), "status")
     shown = run(*status, locale=RUSSIAN)
-    assert "Последние запуски (сначала новые):" in shown.stdout, shown.stderr
+    assert "Последние запуски (сначала новые; время" in shown.stdout, shown.stderr
     assert "пока не было" in shown.stdout
     ru_status = json.loads(run(*status, "--json", locale=RUSSIAN).stdout)
     en_status = json.loads(run(*status, "--json", locale=ENGLISH).stdout)

@@ -1,67 +1,32 @@
 """The generator writes the same school into MariaDB (over pyodbc) as into SQLite.
 
-Uses its own database, ``asiou_gen_test``, so it never clobbers another test's tables. Skips with
+Uses a database of its own with a fresh name (``tests.conftest.fresh_mariadb_database``),
+dropped afterwards, so two runs on one server never meet and nothing is left behind. Skips with
 the reason when pyodbc, the MariaDB ODBC driver or the server is missing; on CI (``CI=true``)
 that is a failure instead, so a broken service cannot pass as green.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
 
 from bridge.demo import schema
 from bridge.demo.generate import SchoolSpec, generate
+from tests.conftest import fresh_mariadb_database
 
-DATABASE = "asiou_gen_test"
-DRIVER = "MariaDB Unicode"
 SPEC = SchoolSpec(pupils=60, seed=5, days=70)
-
-
-def _url(database: str) -> str:
-    driver = DRIVER.replace(" ", "+")
-    return f"mysql+pyodbc://root:@127.0.0.1:3306/{database}?driver={driver}&charset=utf8mb4"
-
-
-def _unavailable(what: str) -> NoReturn:
-    """Skip because ``what`` is missing, or fail on CI where nothing may be missing."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(what)
-
-
-def _create_database() -> None:
-    try:
-        import pyodbc  # imported here only to tell a missing driver from a missing server
-    except ImportError:
-        _unavailable("MariaDB access missing: the pyodbc package is not installed")
-    if DRIVER not in pyodbc.drivers():
-        _unavailable(f"ODBC driver {DRIVER!r} is not installed (found: {pyodbc.drivers()})")
-    admin = sa.create_engine(_url("mysql"), poolclass=sa.NullPool)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(
-                f"CREATE DATABASE IF NOT EXISTS {DATABASE} "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
-    except sa.exc.DBAPIError as exc:
-        first_line = str(exc.orig or exc).splitlines()[0]
-        _unavailable(f"MariaDB not reachable at 127.0.0.1:3306 as root: {first_line}")
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
 def mariadb() -> Iterator[sa.Engine]:
-    """An engine on the dedicated test database, created if needed."""
-    _create_database()
-    engine = sa.create_engine(_url(DATABASE), poolclass=sa.NullPool)
-    yield engine
-    engine.dispose()
+    """An engine on a database of this module's own, dropped after its tests."""
+    with fresh_mariadb_database("utf8mb4_unicode_ci") as url:
+        engine = sa.create_engine(url, poolclass=sa.NullPool)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ state, the reference portal over HTTP."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,37 @@ def test_sigterm_during_a_long_retry_wait_stops_the_daemon_at_once(
     with closing(sqlite3.connect(tmp_path / "state.sqlite")) as conn:
         outcomes = [r[0] for r in conn.execute("SELECT outcome FROM run_history")]
     assert outcomes == ["interrupted"]
+
+
+def test_status_shows_why_a_run_failed_and_every_time_in_one_zone(
+    tmp_path: Path, portal: ReferencePortal
+) -> None:
+    """Under TZ=Europe/Moscow `status` shows past and next runs in Moscow time, each with its
+    offset (+03:00; the history keeps UTC), and a failed run's reason; `status --json` gives
+    the same instants as ISO 8601 with the offset (issue #13, defect 7)."""
+    school = make_school(tmp_path, pupils=10, days=5)
+    config = write_config(tmp_path, school, portal.url)
+    (tmp_path / "portal-secret").write_text("Wr0ng-S3cret-x9", encoding="utf-8")
+    env = {**os.environ, "TZ": "Europe/Moscow"}
+
+    def bridge(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "bridge", "--config", str(config), *args]
+        return subprocess.run(
+            command, check=False, capture_output=True, text=True, env=env, timeout=120
+        )
+
+    assert bridge("sync").returncode == ExitCode.PORTAL_AUTH
+    shown = bridge("status")
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "times in MSK, UTC+03:00" in text
+    run_line = next(line for line in text.splitlines() if "auth_failed" in line)
+    assert run_line.count("+03:00") == 2  # started and ended
+    assert "why: PortalAuthError" in text
+    next_full = next(line for line in text.splitlines() if line.strip().startswith("full "))
+    assert next_full.endswith("+03:00")
+    as_json = json.loads(bridge("status", "--json").stdout)
+    assert as_json["runs"][0]["started_at"].endswith("+03:00")
+    assert as_json["next_runs"]["full"].endswith("+03:00")
+    started = datetime.fromisoformat(as_json["runs"][0]["started_at"])
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 600  # the same instant, not UTC

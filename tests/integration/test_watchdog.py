@@ -21,8 +21,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bridge.refportal.server import DEMO_CLIENT, ReferencePortal
-from tests.e2e import running_portal
+from bridge.refportal.server import ReferencePortal
+from tests.e2e import running_portal, write_config
 from tests.school import write_school
 
 STALL = 2.0  # WATCHDOG_USEC 2 s: a ping every second, none after 2 s without progress
@@ -57,19 +57,13 @@ class Pings:
 
 
 def _config(tmp_path: Path, source_url: str, portal: ReferencePortal) -> Path:
-    secret = tmp_path / "portal-secret"
-    secret.write_text(DEMO_CLIENT[1], encoding="utf-8")
-    secret.chmod(0o600)
-    path = tmp_path / "bridge.toml"
-    path.write_text(
-        f'[source]\nurl = "{source_url}"\nquery_timeout = {TIMEOUT}\n'
-        f'[state]\nurl = "sqlite:///{tmp_path / "state.sqlite"}"\n'
-        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n'
-        f'[portal]\nurl = "{portal.url}"\nclient_id = "{DEMO_CLIENT[0]}"\n'
-        f'secret_file = "{secret}"\n[schedule]\nincremental_every = "1h"\n',
-        encoding="utf-8",
+    return write_config(
+        tmp_path,
+        "",
+        portal.url,
+        extra='[schedule]\nincremental_every = "1h"\n',
+        source=f'url = "{source_url}"\nquery_timeout = {TIMEOUT}',
     )
-    return path
 
 
 def _gaps(times: list[float]) -> list[float]:

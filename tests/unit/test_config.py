@@ -39,6 +39,33 @@ def test_plan_workers_zero_means_one_per_core_and_negative_is_refused(tmp_path: 
     assert [p.path for p in caught.value.problems] == ["sync.plan_workers"]
 
 
+def test_the_regions_settings_are_read_and_checked(tmp_path: Path) -> None:
+    """state.max_connections, schedule.spread_minutes and source.query_timeout are read as
+    given, and out-of-range values are refused together, each with its key path."""
+    good = load_config(
+        _write(
+            tmp_path,
+            '[source]\nurl = "sqlite:///s.sqlite"\nquery_timeout = 45\n'
+            '[state]\nurl = "sqlite:///st.sqlite"\nmax_connections = 3\n'
+            "[schedule]\nspread_minutes = 0\n",
+        )
+    )
+    assert (good.state.max_connections, good.schedule.spread_minutes) == (3, 0)
+    assert good.source.query_timeout == 45
+    bad = _write(
+        tmp_path,
+        '[source]\nurl = "sqlite:///s.sqlite"\nquery_timeout = -1\n'
+        "[state]\nmax_connections = 1\n[schedule]\nspread_minutes = 721\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert sorted(p.path for p in caught.value.problems) == [
+        "schedule.spread_minutes",
+        "source.query_timeout",
+        "state.max_connections",
+    ]
+
+
 @pytest.mark.parametrize("value", [0, 65, -2])
 def test_portal_concurrency_outside_1_to_64_is_refused(tmp_path: Path, value: int) -> None:
     """portal.concurrency defaults to one request at a time; 0, negative or over 64 is refused
@@ -208,17 +235,17 @@ def test_reconciliation_is_weekly_by_default_and_its_schedule_is_checked(tmp_pat
     there, empty turns it off, and a value that is not days and a time is refused."""
     from datetime import datetime
 
-    from bridge.service.daemon import _reconcile_trigger
+    from bridge.service.schedule import reconcile_trigger
 
     base = '[source]\nurl = "sqlite:///school.sqlite"\n'
     config = load_config(_write(tmp_path, base))
     assert config.schedule.reconcile_at == "sun 03:00"
-    trigger = _reconcile_trigger(config.schedule.reconcile)
+    trigger = reconcile_trigger(config.schedule.reconcile)
     assert trigger is not None
     fire = trigger.get_next_fire_time(None, datetime(2026, 12, 2, 12, 0).astimezone())
     assert (fire.strftime("%a %H:%M"), fire.day) == ("Sun 03:00", 6)
     off = load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = ""\n'))
-    assert _reconcile_trigger(off.schedule.reconcile) is None
+    assert reconcile_trigger(off.schedule.reconcile) is None
     with pytest.raises(ConfigError) as bad:
         load_config(_write(tmp_path, base + '[schedule]\nreconcile_at = "sunday"\n'))
     assert [p.path for p in bad.value.problems] == ["schedule.reconcile_at"]

@@ -21,19 +21,26 @@ from bridge.ports import Clock
 
 
 def open_state(
-    url: str, clock: Clock = utc_now, school: str | None = None, *, pre_ping: bool = False
+    url: str,
+    clock: Clock = utc_now,
+    school: str | None = None,
+    *,
+    pre_ping: bool = False,
+    max_connections: int | None = None,
 ) -> SqlStateStore:
     """Open (creating or migrating) the state store at a SQLAlchemy URL. On PostgreSQL, shared
     by the instances of many schools, each ``school`` keeps its tables in a schema of its own
     (:func:`schema_name`), so no two schools ever see each other's state; the school id is
     stored in the state and checked on every open. ``pre_ping``: each pooled connection is
     tested before use and replaced if the database dropped it (a store kept open between runs
-    outlives a restart of PostgreSQL)."""
+    outlives a restart of PostgreSQL). ``max_connections``: at most this many connections at
+    once to a database server (PostgreSQL), waited for beyond that; None: SQLAlchemy's pool
+    default (5 kept, 10 more at a peak)."""
     parsed = sa.make_url(url)
     try:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _create_private_file(Path(str(parsed.database)))
-        engine = namespaced(_create_engine(parsed, pre_ping), school)
+        engine = namespaced(_create_engine(parsed, pre_ping, max_connections, school), school)
         store = SqlStateStore(engine, clock)
         try:
             _opening_retry(store.migrate)(school)
@@ -64,13 +71,26 @@ def _opening_retry(step: Callable[[str | None], None]) -> Callable[[str | None],
     )(step)
 
 
-def _create_engine(url: sa.URL, pre_ping: bool = False) -> sa.Engine:
+def _create_engine(
+    url: sa.URL,
+    pre_ping: bool = False,
+    max_connections: int | None = None,
+    school: str | None = None,
+) -> sa.Engine:
     """An engine for the state store. SQLite runs in WAL mode with a generous busy timeout, so
     a long read (a merge) never blocks the batch commits, and the daemon and a manual command
-    can share the file."""
+    can share the file. On PostgreSQL each connection names the bridge and its school
+    (``application_name``, seen in ``pg_stat_activity``) and the pool holds at most
+    ``max_connections``."""
     # hide_parameters: a failed statement's message must not carry payloads (names, marks).
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, hide_parameters=True, pool_pre_ping=pre_ping)
+        options: dict[str, Any] = {"hide_parameters": True, "pool_pre_ping": pre_ping}
+        if max_connections is not None:
+            options.update(pool_size=max_connections, max_overflow=0, pool_timeout=300)
+        if url.get_backend_name() == "postgresql":
+            name = f"asiou-bridge {school}" if school else "asiou-bridge"
+            options["connect_args"] = {"application_name": name[:63]}
+        return sa.create_engine(url, **options)
     engine = sa.create_engine(
         url, connect_args={"timeout": 60}, hide_parameters=True, pool_pre_ping=pre_ping
     )

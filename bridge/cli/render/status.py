@@ -4,7 +4,9 @@ approval, and the erasures due, for people and as JSON."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from bridge.cli.render.plans import reason_table
 from bridge.i18n import _, ngettext
@@ -15,9 +17,9 @@ if TYPE_CHECKING:
 
 def status_text(found: Status) -> str:
     """``status`` for people."""
-    lines = [_("Last runs (newest first):")]
+    lines = [_("Last runs (newest first; times in {zone}):").format(zone=_zone())]
     for run in found.runs:
-        ended = f"{run.ended_at:%Y-%m-%d %H:%M:%S}" if run.ended_at else _("still running")
+        ended = _when(run.ended_at) if run.ended_at else _("still running")
         who = (
             _("manual by {user}").format(user=run.user)
             if run.trigger == "manual"
@@ -25,17 +27,18 @@ def status_text(found: Status) -> str:
         )
         delivered = run.summary.get("delivered_total", 0)
         lines.append(
-            f"  {run.started_at:%Y-%m-%d %H:%M:%S} → {ended}  {run.command:<12}"
+            f"  {_when(run.started_at)} → {ended}  {run.command:<12}"
             f"{run.mode:<12}{run.outcome or '-':<20}{who}, "
             + ngettext("{n} delivered", "{n} delivered", delivered).format(n=delivered)
         )
+        why = _why(run.outcome, run.summary)
+        if why:
+            lines.append("      " + _("why: {why}").format(why=why))
     if not found.runs:
         lines.append("  " + _("none yet"))
     lines += ["", _("Next scheduled runs (when `asiou-bridge run` is running):")]
     lines += [
-        f"  {job:<14}{when:%Y-%m-%d %H:%M}"
-        for job, when in found.next_runs.items()
-        if when is not None
+        f"  {job:<14}{_when(when)}" for job, when in found.next_runs.items() if when is not None
     ]
     dead = [d for d in found.dead_letters if d.is_dead]
     retrying = len(found.dead_letters) - len(dead)
@@ -65,6 +68,39 @@ def status_text(found: Status) -> str:
         ]
         lines += _held_lines(found)
     return "\n".join(lines + _not_supported(found) + _erasures_due(found))
+
+
+def _when(moment: datetime) -> str:
+    """``moment`` in the machine's time zone, with its offset (the run history keeps UTC; a
+    naive time from it is UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    local = aware.astimezone()
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+
+
+def _iso(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in the machine's time zone, with its offset."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone().isoformat(timespec="seconds")
+
+
+def _zone() -> str:
+    """The machine's time zone, as ``status`` shows it (``MSK, UTC+03:00``)."""
+    now = datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return f"{now.tzname()}, UTC{offset[:3]}:{offset[3:]}"
+
+
+def _why(outcome: str | None, summary: Mapping[str, Any]) -> str:
+    """What stopped a run that did not end ok: its error and reason from the history."""
+    if outcome in (None, "ok"):
+        return ""
+    reason, error = summary.get("reason"), summary.get("error")
+    if outcome == "held":
+        return _("deletes, archives or closures wait for approval (see HELD below)")
+    parts = [str(p) for p in (error, reason) if p]
+    return ": ".join(parts)
 
 
 def _not_supported(found: Status) -> list[str]:
@@ -114,15 +150,18 @@ def status_json(found: Status) -> str:
                     "user": r.user,
                     "command": r.command,
                     "mode": r.mode,
-                    "started_at": r.started_at,
-                    "ended_at": r.ended_at,
+                    "started_at": _iso(r.started_at),
+                    "ended_at": _iso(r.ended_at) if r.ended_at else None,
                     "outcome": r.outcome,
                     "exit_code": r.exit_code,
                     "summary": r.summary,
                 }
                 for r in found.runs
             ],
-            "next_runs": found.next_runs,
+            "next_runs": {
+                job: _iso(when) if when is not None else None
+                for job, when in found.next_runs.items()
+            },
             "dead_letters": [
                 {
                     "entity": d.entity,
