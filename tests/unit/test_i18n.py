@@ -205,7 +205,10 @@ def test_a_module_constant_is_translated_where_printed() -> None:
 # --- human-facing text that escapes the catalog ---------------------------------------------
 
 WORD = re.compile(r"[A-Za-zА-Яа-яЁё]{2,}")
-COMMAND_LINE = re.compile(r"^(asiou-bridge\b.*|\(docs/[\w./-]+\))$")
+COMMAND_LINE = re.compile(
+    r"^((asiou-bridge|sudo|curl|mariadb|journalctl|systemctl)\b.*|\(docs/[\w./-]+\))$"
+)
+"""A line of a shell command to type (or a docs reference), not words to translate."""
 ALLOWED = {
     # The config files the demo writes for the program (TOML), not for a person to read.
     ("bridge/cli/demo.py", "_write_demo_config"),
