@@ -183,3 +183,16 @@ def test_every_rejection_of_the_demo_school_is_worded_in_russian(tmp_path: Path)
     rejected = text[text.index("Отклонённые строки") :].splitlines()[1:]
     assert rejected
     assert not [line for line in rejected if "missing" in line or "refers to" in line]
+
+
+def test_check_speaks_russian(config: Path) -> None:
+    """`check` under a Russian locale gives each verdict in Russian, and the portal's failure
+    (no secret configured: exit 3) with the Russian heading of a configuration error."""
+    result = run("--config", str(config), "check", locale=RUSSIAN)
+    assert result.stdout.startswith("настройки: в порядке ("), result.stdout + result.stderr
+    assert "сопоставления: в порядке (видов данных:" in result.stdout
+    assert "источник (АСИОУ): в порядке (подключено; все таблицы из сопоставлений на месте)" in (
+        result.stdout
+    )
+    assert "портал: ОШИБКА\nОшибка в настройках (ничего не сделано):" in result.stdout
+    assert result.returncode == ExitCode.CONFIG
