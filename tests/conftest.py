@@ -22,6 +22,10 @@ from tests.school import write_school
 from tests.tiers import only_long
 
 ROOT = Path(__file__).resolve().parent.parent
+# The suite asserts on the English messages whatever the machine's locale (LANG=ru_RU.UTF-8 on a
+# Russian workstation); the Russian ones are tested with the language set explicitly
+# (tests/unit/test_i18n.py, tests/integration/test_cli_russian.py). Subprocesses inherit it.
+os.environ["ASIOU_BRIDGE_LANG"] = "en"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 MARIADB_DRIVER = "MariaDB Unicode"

@@ -29,6 +29,7 @@ from bridge.cli.render import (
 )
 from bridge.core.errors import ExitCode
 from bridge.core.scope import Scope, everything, of_class, of_pupil, since
+from bridge.i18n import _, ngettext
 from bridge.service import admin
 from bridge.service.admin import require_key, why_not_sent
 from bridge.service.daemon import Daemon, install_signals, next_runs
@@ -43,56 +44,59 @@ def add_all(sub: Subparsers) -> None:
     command(
         sub,
         "run",
-        "Run the daemon: scheduled syncs until SIGTERM (systemd).",
+        _("Run the daemon: scheduled syncs until SIGTERM (systemd)."),
         cmd_run,
-        "example:\n  asiou-bridge run        (what asiou-bridge.service starts)",
+        _("example:\n  asiou-bridge run        (what asiou-bridge.service starts)"),
     )
     _add_resync(sub)
     cmd = command(
         sub,
         "status",
-        "Last runs, next runs, dead letters, a held plan.",
+        _("Last runs, next runs, dead letters, a held plan."),
         cmd_status,
-        "examples:\n  asiou-bridge status\n  asiou-bridge status --json",
+        _("examples:") + "\n  asiou-bridge status\n  asiou-bridge status --json",
     )
-    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd.add_argument("--json", action="store_true", help=_("print JSON"))
     cmd = command(
         sub,
         "retry",
-        "Send the dead letters again (a full sync).",
+        _("Send the dead letters again (a full sync)."),
         cmd_retry,
-        "example:\n  asiou-bridge retry",
+        _("example:") + "\n  asiou-bridge retry",
     )
     wait_flags(cmd)
     cmd = command(
         sub,
         "explain",
-        "Why a record was or was not sent.",
+        _("Why a record was or was not sent."),
         cmd_explain,
-        "examples:\n  asiou-bridge explain mark 123456\n  asiou-bridge explain pupil 77 --json",
+        _("examples:")
+        + "\n  asiou-bridge explain mark 123456\n  asiou-bridge explain pupil 77 --json",
     )
     cmd.add_argument("entity", choices=["pupil", "mark", "lesson", "absence", "period_mark"])
-    cmd.add_argument("key", help="the record's key (its ASIOU id)")
-    cmd.add_argument("--json", action="store_true", help="print JSON")
+    cmd.add_argument("key", help=_("the record's key (its ASIOU id)"))
+    cmd.add_argument("--json", action="store_true", help=_("print JSON"))
     cmd = command(
         sub,
         "erase",
-        "Delete everything of a pupil from the portal (152-FZ); print the act.",
+        _("Delete everything of a pupil from the portal (152-FZ); print the act."),
         cmd_erase,
-        "examples:\n  asiou-bridge erase pupil 77\n"
-        "  asiou-bridge erase pupil 77 --ground 'заявление родителя от 01.06.2026'\n"
-        "  asiou-bridge erase act 77        print the erasure act (Russian)",
+        _(
+            "examples:\n  asiou-bridge erase pupil 77\n"
+            "  asiou-bridge erase pupil 77 --ground 'заявление родителя от 01.06.2026'\n"
+            "  asiou-bridge erase act 77        print the erasure act (Russian)"
+        ),
     )
     cmd.add_argument(
         "entity",
         choices=["pupil", "act"],
-        help="pupil: erase the pupil; act: print the pupil's erasure act",
+        help=_("pupil: erase the pupil; act: print the pupil's erasure act"),
     )
-    cmd.add_argument("key", help="the pupil's key (ASIOU id)")
+    cmd.add_argument("key", help=_("the pupil's key (ASIOU id)"))
     cmd.add_argument(
         "--ground",
         default=DEFAULT_GROUND,
-        help=f"the ground the act names (default: «{DEFAULT_GROUND}»)",
+        help=_("the ground the act names (default: «{ground}»)").format(ground=DEFAULT_GROUND),
     )
     wait_flags(cmd)
 
@@ -101,20 +105,25 @@ def _add_resync(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "resync",
-        "Send a scope again even where it was delivered.",
+        _("Send a scope again even where it was delivered."),
         cmd_resync,
-        "examples:\n  asiou-bridge resync --pupil 77      a parent says a mark is "
-        "missing\n  asiou-bridge resync --class 12\n"
-        "  asiou-bridge resync --since 2026-03-01\n  asiou-bridge resync --full",
+        _(
+            "examples:\n  asiou-bridge resync --pupil 77      a parent says a mark is "
+            "missing\n  asiou-bridge resync --class 12\n"
+            "  asiou-bridge resync --since 2026-03-01\n  asiou-bridge resync --full"
+        ),
     )
     scope = cmd.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--full", action="store_true", help="everything")
-    scope.add_argument("--pupil", metavar="KEY", help="one pupil and all of their records")
-    scope.add_argument("--class", dest="class_key", metavar="KEY", help="one class")
+    scope.add_argument("--full", action="store_true", help=_("everything"))
+    scope.add_argument("--pupil", metavar="KEY", help=_("one pupil and all of their records"))
+    scope.add_argument("--class", dest="class_key", metavar="KEY", help=_("one class"))
     scope.add_argument(
-        "--since", type=date.fromisoformat, metavar="DATE", help="records dated on or after DATE"
+        "--since",
+        type=date.fromisoformat,
+        metavar="DATE",
+        help=_("records dated on or after DATE"),
     )
-    cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    cmd.add_argument("--json", action="store_true", help=_("print the outcome as JSON"))
     wait_flags(cmd)
 
 
@@ -182,7 +191,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
     service = Service(config, mappings)
     with service.state_store() as state:
         revived = state.revive()
-    say(f"{revived} dead letters will be sent again.")
+    say(
+        ngettext(
+            "{n} dead letter will be sent again.", "{n} dead letters will be sent again.", revived
+        ).format(n=revived)
+    )
     outcome = service.sync(manual("retry", args), say=say, progress=tty_progress())
     print(sync_text(outcome, mappings.entities))
     return outcome.exit_code
@@ -221,8 +234,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
             act = Erasures(state.engine).get(args.key)
             if act is None:
                 print(
-                    f"No erasure act for pupil {args.key}: the pupil was never erased "
-                    f"(asiou-bridge erase pupil {args.key}).",
+                    _(
+                        "No erasure act for pupil {key}: the pupil was never erased "
+                        "(asiou-bridge erase pupil {key})."
+                    ).format(key=args.key),
                     file=sys.stderr,
                 )
                 return ExitCode.USAGE

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.i18n import N_, _
 from bridge.service.config import Config, find_config, load_config
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ else:  # argparse's class is not subscriptable at run time
 Handler = Callable[[argparse.Namespace], int]
 
 
-CONFIG_HELP = "config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)"
+CONFIG_HELP = N_("config file (default: $ASIOU_BRIDGE_CONFIG, then /etc/asiou-bridge/bridge.toml)")
 
 
 def command(
@@ -48,7 +49,7 @@ def command(
 def config_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """``--config FILE``; given before and after the subcommand, the later one counts (the
     subcommand's default, ``SUPPRESS``, leaves what the main parser read)."""
-    parser.add_argument("--config", default=default, metavar="FILE", help=CONFIG_HELP)
+    parser.add_argument("--config", default=default, metavar="FILE", help=_(CONFIG_HELP))
 
 
 def load(args: argparse.Namespace) -> tuple[Config, MappingSet]:
@@ -71,8 +72,11 @@ def tty_progress(quiet: bool = False) -> Callable[[str, int], None] | None:
 
     def show(entity: str, delivered: int) -> None:
         rate = delivered / max(time.monotonic() - started, 1e-6)
+        shown = _("{entity} {delivered} delivered  {rate}/s").format(
+            entity=f"{entity:<14}", delivered=f"{delivered:>10,}", rate=f"{rate:>8,.0f}"
+        )
         print(
-            f"\r  {entity:<14} {delivered:>10,} delivered  {rate:>8,.0f}/s ",
+            f"\r  {shown} ",
             end="",
             file=sys.stderr,
             flush=True,
@@ -89,8 +93,11 @@ def wait_flags(cmd: argparse.ArgumentParser) -> None:
         dest="wait",
         action="store_true",
         default=True,
-        help="if a sync is running, wait for it (default)",
+        help=_("if a sync is running, wait for it (default)"),
     )
     group.add_argument(
-        "--no-wait", dest="wait", action="store_false", help="if a sync is running, refuse at once"
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help=_("if a sync is running, refuse at once"),
     )

@@ -26,6 +26,7 @@ from bridge.demo.changes import change_journal
 from bridge.demo.target import foreign_tables, mark_as_demo
 from bridge.dnevnik import server as dnevnik_server
 from bridge.dnevnik.service import DEMO_TOKEN
+from bridge.i18n import _, ngettext
 from bridge.refportal.server import DEMO_CLIENT, serve
 from bridge.resources import default_mappings
 from bridge.service.config import load_config
@@ -38,35 +39,40 @@ def add_demo_db(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "demo-db",
-        "Write a synthetic demo school into a database.",
+        _("Write a synthetic demo school into a database."),
         cmd_demo_db,
-        "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
-        "  mariadb -e 'CREATE DATABASE asiou_demo CHARACTER SET utf8mb4'\n"
-        "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/asiou_demo"
-        "?driver=MariaDB+Unicode&charset=utf8mb4' --pupils 200\n"
-        "The demo's tables have the names of a real ASIOU journal's, and are replaced: it writes "
-        "only\ninto an empty database or one it wrote before, and refuses any other unless "
-        "--replace.",
+        _(
+            "examples:\n  asiou-bridge demo-db --out school.sqlite --pupils 1100 --seed 1\n"
+            "  mariadb -e 'CREATE DATABASE asiou_demo CHARACTER SET utf8mb4'\n"
+            "  asiou-bridge demo-db --url 'mysql+pyodbc://root@127.0.0.1/asiou_demo"
+            "?driver=MariaDB+Unicode&charset=utf8mb4' --pupils 200\n"
+            "The demo's tables have the names of a real ASIOU journal's, and are replaced: it "
+            "writes only\ninto an empty database or one it wrote before, and refuses any other "
+            "unless --replace."
+        ),
         configured=False,
     )
     where = cmd.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="SQLite file to create (or one the demo wrote before)")
+    where.add_argument("--out", help=_("SQLite file to create (or one the demo wrote before)"))
     where.add_argument(
-        "--url", help="SQLAlchemy URL of an empty database to fill (or one the demo wrote before)"
+        "--url",
+        help=_("SQLAlchemy URL of an empty database to fill (or one the demo wrote before)"),
     )
     _school_options(cmd)
 
 
 def _school_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--pupils", type=int, default=1100, help="pupils in the school (1100)")
-    cmd.add_argument("--seed", type=int, default=1, help="random seed (same seed, same school)")
-    cmd.add_argument("--days", type=int, help="only the first N days of the school year")
-    cmd.add_argument("--clean", action="store_true", help="without the usual journal mistakes")
+    cmd.add_argument("--pupils", type=int, default=1100, help=_("pupils in the school (1100)"))
+    cmd.add_argument("--seed", type=int, default=1, help=_("random seed (same seed, same school)"))
+    cmd.add_argument("--days", type=int, help=_("only the first N days of the school year"))
+    cmd.add_argument("--clean", action="store_true", help=_("without the usual journal mistakes"))
     cmd.add_argument(
         "--replace",
         action="store_true",
-        help="write even where other tables are: the demo's own tables are dropped and "
-        "re-created (an ASIOU journal's of the same names too), the others left alone",
+        help=_(
+            "write even where other tables are: the demo's own tables are dropped and "
+            "re-created (an ASIOU journal's of the same names too), the others left alone"
+        ),
     )
 
 
@@ -74,17 +80,19 @@ def add_demo(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "demo",
-        "Demo: a school in SQLite, the reference portal, a full and an incremental sync.",
+        _("Demo: a school in SQLite, the reference portal, a full and an incremental sync."),
         cmd_demo,
         configured=False,
     )
-    cmd.add_argument("--dir", default=str(DEMO_DIR), help="where the demo files go (var/demo)")
+    cmd.add_argument("--dir", default=str(DEMO_DIR), help=_("where the demo files go (var/demo)"))
     cmd.add_argument(
         "--portal",
         choices=["reference", "dnevnik"],
         default="reference",
-        help="the bundled reference portal, or the dnevnik.ru emulator (one record a request: "
-        "a school of 60 pupils and 20 days unless --pupils and --days say otherwise)",
+        help=_(
+            "the bundled reference portal, or the dnevnik.ru emulator (one record a request: "
+            "a school of 60 pupils and 20 days unless --pupils and --days say otherwise)"
+        ),
     )
     _school_options(cmd)
     cmd.set_defaults(pupils=None)
@@ -94,27 +102,27 @@ def add_portal(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "portal",
-        "Run the bundled reference diary portal (demos, tests).",
+        _("Run the bundled reference diary portal (demos, tests)."),
         cmd_portal,
-        "example:\n  asiou-bridge portal --port 8400 --data portal.sqlite",
+        _("example:") + "\n  asiou-bridge portal --port 8400 --data portal.sqlite",
         configured=False,
     )
-    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    cmd.add_argument("--port", type=int, default=8400, help="port (8400; 0 picks a free one)")
-    cmd.add_argument("--data", default="var/portal.sqlite", help="SQLite file of its records")
-    cmd.add_argument("--faults", help="JSON file of faults to inject (docs/portal-api.md)")
-    cmd.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
-    cmd.add_argument("--clients", help="JSON file of schools and their client credentials")
-    cmd.add_argument("--token-ttl", type=int, default=3600, help="token lifetime in seconds")
+    cmd.add_argument("--host", default="127.0.0.1", help=_("address to listen on (127.0.0.1)"))
+    cmd.add_argument("--port", type=int, default=8400, help=_("port (8400; 0 picks a free one)"))
+    cmd.add_argument("--data", default="var/portal.sqlite", help=_("SQLite file of its records"))
+    cmd.add_argument("--faults", help=_("JSON file of faults to inject (docs/portal-api.md)"))
+    cmd.add_argument("--seed", type=int, default=0, help=_("seed of the fault dice"))
+    cmd.add_argument("--clients", help=_("JSON file of schools and their client credentials"))
+    cmd.add_argument("--token-ttl", type=int, default=3600, help=_("token lifetime in seconds"))
 
 
 def add_dnevnik_emulator(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "dnevnik-emulator",
-        "Run the bundled dnevnik.ru partner API v2 emulator (demos, tests).",
+        _("Run the bundled dnevnik.ru partner API v2 emulator (demos, tests)."),
         cmd_dnevnik_emulator,
-        "example:\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
+        _("example:") + "\n  asiou-bridge dnevnik-emulator --port 8500 --data var/dnevnik.sqlite"
         " --seed-school school.sqlite\n(docs/dnevnik-emulator.md)",
         configured=False,
     )
@@ -125,7 +133,9 @@ def cmd_dnevnik_emulator(args: argparse.Namespace) -> int:
     """``dnevnik-emulator``: serve the dnevnik.ru emulator until interrupted."""
     Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
     print(
-        f"dnevnik.ru emulator on http://{args.host}:{args.port}/v2/ (data {args.data})",
+        _("dnevnik.ru emulator on {url} (data {data})").format(
+            url=f"http://{args.host}:{args.port}/v2/", data=args.data
+        ),
         flush=True,
     )
     return dnevnik_server.serve(args)
@@ -135,8 +145,12 @@ def cmd_portal(args: argparse.Namespace) -> int:
     """``portal``: serve the reference portal until interrupted."""
     Path(args.data).resolve().parent.mkdir(parents=True, exist_ok=True)
     print(
-        f"reference portal on http://{args.host}:{args.port} (data {args.data}); demo "
-        f"client {DEMO_CLIENT[0]!r} (its secret is in docs/portal-api.md)",
+        _(
+            "reference portal on {url} (data {data}); demo client {client} (its secret is in "
+            "docs/portal-api.md)"
+        ).format(
+            url=f"http://{args.host}:{args.port}", data=args.data, client=repr(DEMO_CLIENT[0])
+        ),
         flush=True,
     )
     return serve(
@@ -165,21 +179,28 @@ def cmd_demo_db(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     counts = _generate(url, args)
+    rows, marks, pupils = sum(counts.values()), counts.get("mark", 0), counts.get("pupil", 0)
     print(
-        f"demo school written: {sum(counts.values())} rows "
-        f"({counts.get('mark', 0)} marks, {counts.get('pupil', 0)} pupils)"
+        _("demo school written: {rows} ({marks}, {pupils})").format(
+            rows=ngettext("{n} row", "{n} rows", rows).format(n=rows),
+            marks=ngettext("{n} mark", "{n} marks", marks).format(n=marks),
+            pupils=ngettext("{n} pupil", "{n} pupils", pupils).format(n=pupils),
+        )
     )
     return ExitCode.OK
 
 
 def _refusal(url: sa.URL, others: list[str]) -> str:
-    shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
-    return (
-        f"The database {url.render_as_string(hide_password=True)} holds tables the demo did "
-        f"not write ({len(others)}: {shown}): nothing was written.\nThe demo drops and "
-        "re-creates tables named as an ASIOU journal's. Give it an empty database of its own "
-        "(CREATE DATABASE asiou_demo) or a new --out file, or add --replace if its tables of "
-        "those names may go."
+    more = _(" and {n} more").format(n=len(others) - 8) if len(others) > 8 else ""
+    return _(
+        "The database {url} holds tables the demo did not write ({n}: {tables}): nothing was "
+        "written.\nThe demo drops and re-creates tables named as an ASIOU journal's. Give it an "
+        "empty database of its own (CREATE DATABASE asiou_demo) or a new --out file, or add "
+        "--replace if its tables of those names may go."
+    ).format(
+        url=url.render_as_string(hide_password=True),
+        n=len(others),
+        tables=", ".join(others[:8]) + more,
     )
 
 
@@ -193,7 +214,8 @@ def _generate(url: str, args: argparse.Namespace) -> dict[str, int]:
     def progress(table: str, rows: int) -> None:
         if sys.stderr.isatty() and time.monotonic() - last[0] > 0.5:
             last[0] = time.monotonic()
-            print(f"\r  writing {table}: {rows} rows ", end="", file=sys.stderr, flush=True)
+            shown = ngettext("writing {table}: {n} row", "writing {table}: {n} rows", rows)
+            print(f"\r  {shown.format(table=table, n=rows)} ", end="", file=sys.stderr, flush=True)
 
     try:
         return generate(engine, spec, progress)
@@ -215,7 +237,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.pupils = 60 if dnevnik else 300
     if dnevnik and args.days is None:
         args.days = 20
-    print(f"1. Generating a demo school of {args.pupils} pupils into {school} ...")
+    print(
+        ngettext(
+            "1. Generating a demo school of {n} pupil into {file} ...",
+            "1. Generating a demo school of {n} pupils into {file} ...",
+            args.pupils,
+        ).format(n=args.pupils, file=school)
+    )
     args.out, args.url = str(school), None
     written = cmd_demo_db(args)
     if written != ExitCode.OK:
@@ -229,13 +257,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         with _portal_process(folder) as url:
             code = _demo_syncs(folder, school, url)
-    print(f"\nThe demo took {_since(started)} in all.")
+    print("\n" + _("The demo took {time} in all.").format(time=_since(started)))
     return code
 
 
 def _since(started: float) -> str:
     """Seconds since ``started`` (a monotonic clock reading), for people."""
-    return f"{time.monotonic() - started:.1f} s"
+    return _("{seconds} s").format(seconds=f"{time.monotonic() - started:.1f}")
 
 
 @contextmanager
@@ -276,7 +304,7 @@ def _emulator_process(folder: Path, school: Path) -> Iterator[tuple[str, str]]:
     with (folder / "dnevnik.log").open("w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 - our own program
         try:
-            _wait_until_up(f"{url}/_emulator/stats", process, what="the dnevnik.ru emulator")
+            _wait_until_up(f"{url}/_emulator/stats", process, what=_("the dnevnik.ru emulator"))
             school_id = requests.get(f"{url}/_emulator/state", timeout=30).json()["school"]
             yield f"{url}/v2/", str(school_id)
         finally:
@@ -292,20 +320,27 @@ def _wait_until_up(
     url: str,
     process: subprocess.Popen[bytes],
     seconds: float = 30.0,
-    what: str = "the reference portal",
+    what: str = "",
 ) -> None:
     """Wait until ``url`` answers (a health read of the portal)."""
+    what = what or _("the reference portal")
     probe = url if "/_" in url else f"{url}/_portal/counts"
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited at start ({process.returncode})")
+            raise RuntimeError(
+                _("{what} exited at start ({code})").format(what=what, code=process.returncode)
+            )
         try:
             requests.get(probe, timeout=1).raise_for_status()
             return
         except requests.RequestException:
             time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer at {url} within {seconds:g} s")
+    raise RuntimeError(
+        _("{what} did not answer at {url} within {seconds} s").format(
+            what=what, url=url, seconds=f"{seconds:g}"
+        )
+    )
 
 
 def _demo_syncs(
@@ -319,37 +354,57 @@ def _demo_syncs(
     config = load_config(written)
     mappings = load_mappings(config.mappings_dir)
     counts = _portal_counts if dnevnik_school is None else _emulator_counts
-    name = "Reference portal" if dnevnik_school is None else "dnevnik.ru emulator"
-    print(f"2. {name} on {portal_url}; config {config.file}\n")
-    print("3. Full sync\n")
+    name = _("Reference portal") if dnevnik_school is None else _("dnevnik.ru emulator")
+    print(
+        _("2. {portal} on {url}; config {config}").format(
+            portal=name, url=portal_url, config=config.file
+        )
+        + "\n"
+    )
+    print(_("3. Full sync") + "\n")
     service = Service(config, mappings)
     started = time.monotonic()
     first = service.sync(Request(command="demo"))
     print(sync_text(first, mappings.entities) + "\n" + counts(portal_url))
-    print(f"(the full sync took {_since(started)})")
+    print(_("(the full sync took {time})").format(time=_since(started)))
     if dnevnik_school is not None:
         print("\n" + _matching_report(service))
     engine = sa.create_engine(f"sqlite:///{school}")
     changes = change_journal(engine, datetime.now())
     engine.dispose()
+    new = len(changes.new_marks)
     print(
-        f"\n4. Journal changed: {len(changes.new_marks)} new marks, mark "
-        f"{changes.edited_mark} edited, pupil {changes.withdrawn_pupil} withdrawn on "
-        f"{changes.withdrawn_on}, consent of pupil {changes.consent_withdrawn_pupil} "
-        "withdrawn\n\n5. Incremental sync\n"
+        "\n"
+        + ngettext(
+            "4. Journal changed: {n} new mark, mark {mark} edited, pupil {pupil} withdrawn "
+            "on {day}, consent of pupil {consent} withdrawn",
+            "4. Journal changed: {n} new marks, mark {mark} edited, pupil {pupil} withdrawn "
+            "on {day}, consent of pupil {consent} withdrawn",
+            new,
+        ).format(
+            n=new,
+            mark=changes.edited_mark,
+            pupil=changes.withdrawn_pupil,
+            day=changes.withdrawn_on,
+            consent=changes.consent_withdrawn_pupil,
+        )
+        + "\n\n"
+        + _("5. Incremental sync")
+        + "\n"
     )
     started = time.monotonic()
     second = service.sync(Request(command="demo", incremental=True))
     print(sync_text(second, mappings.entities) + "\n" + counts(portal_url))
-    print(f"(the incremental sync took {_since(started)})")
+    print(_("(the incremental sync took {time})").format(time=_since(started)))
     return max(first.exit_code, second.exit_code)
 
 
 def _portal_counts(url: str) -> str:
     counts = requests.get(f"{url}/_portal/counts", timeout=10).json()
-    lines = ["The portal's own counts of live records:"]
+    lines = [_("The portal's own counts of live records:")]
     for school, entities in counts.items():
-        lines.append(f"  school {school}: " + ", ".join(f"{e} {n}" for e, n in entities.items()))
+        shown = ", ".join(f"{e} {n}" for e, n in entities.items())
+        lines.append("  " + _("school {school}: {counts}").format(school=school, counts=shown))
     return "\n".join(lines)
 
 
@@ -357,7 +412,7 @@ def _emulator_counts(url: str) -> str:
     root = url.removesuffix("/v2/")
     counts = requests.get(f"{root}/_emulator/state", timeout=30).json()["counts"]
     shown = ", ".join(f"{k} {counts[k]}" for k in ("lesson", "work", "mark", "logentry"))
-    return f"The emulator's own counts: {shown}"
+    return _("The emulator's own counts: {counts}").format(counts=shown)
 
 
 def _matching_report(service: Service) -> str:
@@ -367,20 +422,23 @@ def _matching_report(service: Service) -> str:
     counts: dict[str, Counter[str]] = {}
     for m in found:
         counts.setdefault(m.entity, Counter())[m.status.value] += 1
-    lines = ["The contingent matched with the portal's (`asiou-bridge match list`):"]
+    lines = [_("The contingent matched with the portal's (`asiou-bridge match list`):")]
     lines += [
         f"  {entity:<10}" + ", ".join(f"{s} {n}" for s, n in sorted(c.items()))
         for entity, c in counts.items()
     ]
     undecided = [m for m in found if not m.status.usable]
     lines += [
-        f"  waiting: {m.entity} {m.key} {m.status.value}"
-        + (f", candidates {' '.join(m.candidates)}" if m.candidates else "")
+        "  "
+        + _("waiting: {entity} {key} {status}").format(
+            entity=m.entity, key=m.key, status=m.status.value
+        )
+        + (", " + _("candidates {ids}").format(ids=" ".join(m.candidates)) if m.candidates else "")
         + f" ({m.rule})"
         for m in undecided
     ]
     if undecided:
-        lines.append("  nothing of these is sent until `asiou-bridge match confirm|reject`")
+        lines.append("  " + _("nothing of these is sent until `asiou-bridge match confirm|reject`"))
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ from bridge.cli.common import (
 from bridge.cli.render import error_text, plan_json, plan_text, sync_json, sync_text
 from bridge.core.errors import BridgeError, ConfigError, ExitCode, PortalUnavailable, Problem
 from bridge.core.mapping import MappingSet
+from bridge.i18n import N_, _, pgettext
 from bridge.resources import SHIPPED, shipped
 from bridge.service.config import Config
 from bridge.service.engine import PlanResult
@@ -41,12 +42,12 @@ CHECK_PORTAL_UNREACHABLE = 8
 """``check``'s own exit code: no portal answered at portal.url (refused, timed out, no route),
 so neither the portal's health nor the credentials are known (docs/operations.md)."""
 
-EPILOG_PLAN = """examples:
+EPILOG_PLAN = N_("""examples:
   asiou-bridge plan                      full plan against the configured ASIOU database
   asiou-bridge plan --incremental        only rows changed since the last run
   asiou-bridge plan --detail             field-level before/after of updates
   asiou-bridge plan --json > plan.json   the same, machine-readable
-"""
+""")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print(
-            "Interrupted. What the portal acknowledged is recorded; the next run goes on.",
+            _("Interrupted. What the portal acknowledged is recorded; the next run goes on."),
             file=sys.stderr,
         )
         return 130
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="asiou-bridge",
-        description="Sync the ASIOU school journal to the regional e-diary.",
+        description=_("Sync the ASIOU school journal to the regional e-diary."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config_option(parser)
@@ -94,16 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_plan(sub: Subparsers) -> None:
     cmd = command(
-        sub, "plan", "Preview what a sync would send; changes nothing.", cmd_plan, EPILOG_PLAN
+        sub,
+        "plan",
+        _("Preview what a sync would send; changes nothing."),
+        cmd_plan,
+        _(EPILOG_PLAN),
     )
     cmd.add_argument(
         "--incremental",
         action="store_true",
-        help="read only rows changed since the last run (finds no source deletions)",
+        help=_("read only rows changed since the last run (finds no source deletions)"),
     )
-    cmd.add_argument("--detail", action="store_true", help="show field-level before/after")
-    cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    cmd.add_argument("--as-of", type=date.fromisoformat, help="plan as on this date (YYYY-MM-DD)")
+    cmd.add_argument("--detail", action="store_true", help=_("show field-level before/after"))
+    cmd.add_argument("--json", action="store_true", help=_("print JSON instead of a table"))
+    cmd.add_argument(
+        "--as-of", type=date.fromisoformat, help=_("plan as on this date (YYYY-MM-DD)")
+    )
     _reconcile_flag(cmd)
 
 
@@ -111,8 +118,10 @@ def _reconcile_flag(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--reconcile",
         action="store_true",
-        help="read the portal back first: re-send what is missing or changed "
-        "there, remove what must not be there (a full run)",
+        help=_(
+            "read the portal back first: re-send what is missing or changed "
+            "there, remove what must not be there (a full run)"
+        ),
     )
 
 
@@ -120,21 +129,23 @@ def _add_sync(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "sync",
-        "Plan and deliver the changes to the portal.",
+        _("Plan and deliver the changes to the portal."),
         cmd_sync,
-        "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
-        "  asiou-bridge sync --incremental   rows changed since the last run\n"
-        "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
-        "  asiou-bridge sync --reconcile     also read the portal back and repair it",
+        _(
+            "examples:\n  asiou-bridge sync                 full read; finds deletions\n"
+            "  asiou-bridge sync --incremental   rows changed since the last run\n"
+            "  asiou-bridge sync --dry-run       plan only (same as `plan`)\n"
+            "  asiou-bridge sync --reconcile     also read the portal back and repair it"
+        ),
     )
     cmd.add_argument(
         "--incremental",
         action="store_true",
-        help="read only rows changed since the last run (finds no source deletions)",
+        help=_("read only rows changed since the last run (finds no source deletions)"),
     )
-    cmd.add_argument("--dry-run", action="store_true", help="plan only; send nothing")
-    cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    cmd.add_argument("--as-of", type=date.fromisoformat, help="run as on this date (YYYY-MM-DD)")
+    cmd.add_argument("--dry-run", action="store_true", help=_("plan only; send nothing"))
+    cmd.add_argument("--json", action="store_true", help=_("print the outcome as JSON"))
+    cmd.add_argument("--as-of", type=date.fromisoformat, help=_("run as on this date (YYYY-MM-DD)"))
     _reconcile_flag(cmd)
     wait_flags(cmd)
 
@@ -143,31 +154,36 @@ def _add_approve(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "approve",
-        "Approve the deletes, archives and closures of a plan a guard held.",
+        _("Approve the deletes, archives and closures of a plan a guard held."),
         cmd_approve,
-        "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
-        "printed)\nAn unknown id is refused (exit 2); an approval expires after "
-        "guard.approval_valid_hours.",
+        _(
+            "example:\n  asiou-bridge approve 3f2a9c1b7d4e   (the id `plan` or `status` "
+            "printed)\nAn unknown id is refused (exit 2); an approval expires after "
+            "guard.approval_valid_hours."
+        ),
     )
-    cmd.add_argument("plan_id", help="the plan id that `asiou-bridge plan` or `status` printed")
+    cmd.add_argument("plan_id", help=_("the plan id that `asiou-bridge plan` or `status` printed"))
 
 
 def _add_check(sub: Subparsers) -> None:
-    command(sub, "check", "Check configuration, mappings and the ASIOU connection.", cmd_check)
+    command(sub, "check", _("Check configuration, mappings and the ASIOU connection."), cmd_check)
 
 
 def _add_files(sub: Subparsers) -> None:
     cmd = command(
         sub,
         "files",
-        "Where the installed bridge keeps the files it ships (example config, mappings, units).",
+        _("Where the installed bridge keeps the files it ships (example config, mappings, units)."),
         cmd_files,
         configured=False,
-        epilog="examples:\n  asiou-bridge files                every shipped file and where it is\n"
+        epilog=_(
+            "examples:\n  asiou-bridge files                every shipped file and where it is"
+        )
+        + "\n"
         '  sudo cp "$(asiou-bridge files config)" /etc/asiou-bridge/bridge.toml\n'
         '  sudo cp -r "$(asiou-bridge files mappings)" /etc/asiou-bridge/mappings',
     )
-    cmd.add_argument("name", nargs="?", choices=list(SHIPPED), help="print only this one's path")
+    cmd.add_argument("name", nargs="?", choices=list(SHIPPED), help=_("print only this one's path"))
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -176,7 +192,7 @@ def _add_files(sub: Subparsers) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     """``plan``: a full (or incremental) plan, printed; nothing is sent or recorded."""
     if args.reconcile and args.incremental:
-        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        print(_("--reconcile is a full run: it cannot be --incremental."), file=sys.stderr)
         return ExitCode.USAGE
     config, mappings = load(args)
     result = _plan(config, mappings, args.incremental, args.as_of or date.today(), args.reconcile)
@@ -215,7 +231,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         args.detail = False
         return cmd_plan(args)
     if args.reconcile and args.incremental:
-        print("--reconcile is a full run: it cannot be --incremental.", file=sys.stderr)
+        print(_("--reconcile is a full run: it cannot be --incremental."), file=sys.stderr)
         return ExitCode.USAGE
     config, mappings = load(args)
     request = cli_admin.manual(
@@ -228,15 +244,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """``approve``: let the next sync send the deletes of a held plan."""
-    config, _ = load(args)
+    config, _mappings = load(args)
     with open_adapters(config) as io:
         io.state.approve(args.plan_id, getpass.getuser())  # UnknownPlan: nothing is stored
         held = io.state.held_plan(args.plan_id)
     hours = config.thresholds.approval_valid_hours
     print(
-        f"Plan {args.plan_id} approved ({held.summary if held else 'held'}).\nA sync within "
-        f"{hours:g} hours sends its deletes, archives and closures if the plan is still the "
-        "same; then the approval expires (guard.approval_valid_hours)."
+        _(
+            "Plan {plan_id} approved ({summary}).\nA sync within {hours} hours sends its "
+            "deletes, archives and closures if the plan is still the same; then the approval "
+            "expires (guard.approval_valid_hours)."
+        ).format(
+            plan_id=args.plan_id,
+            summary=held.summary if held else pgettext("plan", "held"),
+            hours=f"{hours:g}",
+        )
     )
     return ExitCode.OK
 
@@ -256,23 +278,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``check``: configuration, mappings, the source and its tables, portal authentication;
     each gets a verdict, and the exit code is that of the first failure."""
     config, mappings = load(args)  # without these nothing else can be checked
-    print(f"configuration: ok ({config.file})")
-    print(f"mappings: ok ({len(mappings.mappings)} entities from {config.mappings_dir})")
+    print(_("configuration: ok ({file})").format(file=config.file))
+    print(
+        _("mappings: ok ({n} entities from {folder})").format(
+            n=len(mappings.mappings), folder=config.mappings_dir
+        )
+    )
     codes = [
-        _verdict("source", lambda: _check_source(config, mappings)),
-        _verdict("portal", lambda: _check_portal(config)),
+        _verdict(_("source"), lambda: _check_source(config, mappings)),
+        _verdict(_("portal"), lambda: _check_portal(config)),
     ]
     return next((code for code in codes if code != ExitCode.OK), ExitCode.OK)
 
 
 def _verdict(name: str, check: Callable[[], str]) -> int:
     try:
-        print(f"{name}: ok ({check()})")
+        print(_("{name}: ok ({detail})").format(name=name, detail=check()))
     except _Unreachable as exc:
-        print(f"{name}: FAILED\n{exc}")
+        print(_("{name}: FAILED").format(name=name) + f"\n{exc}")
         return CHECK_PORTAL_UNREACHABLE
     except BridgeError as exc:
-        print(f"{name}: FAILED\n{error_text(exc)}")
+        print(_("{name}: FAILED").format(name=name) + "\n" + error_text(exc))
         return exc.exit_code
     return ExitCode.OK
 
@@ -284,12 +310,14 @@ def _check_source(config: Config, mappings: MappingSet) -> str:
         raise ConfigError(
             [
                 Problem(
-                    str(config.mappings_dir), "", f"table or view {t} is not in the ASIOU database"
+                    str(config.mappings_dir),
+                    "",
+                    _("table or view {table} is not in the ASIOU database").format(table=t),
                 )
                 for t in missing
             ]
         )
-    return "connected; every mapped table is there"
+    return _("connected; every mapped table is there")
 
 
 class _Unreachable(Exception):  # noqa: N818 - reads as the condition it reports
@@ -302,12 +330,16 @@ def _check_portal(config: Config) -> str:
             io.portal.authenticate()
     except PortalUnavailable as exc:
         raise _Unreachable(
-            f"The portal at {config.portal.url} did not answer ({exc.last}).\nNothing is "
-            "known yet about the credentials. Check portal.url, that the portal is up, and "
-            "that this server may reach it (a firewall, a proxy): "
-            f"curl -sS -o /dev/null -w '%{{http_code}}\\n' {config.portal.url}"
+            _(
+                "The portal at {url} did not answer ({last}).\nNothing is known yet about the "
+                "credentials. Check portal.url, that the portal is up, and that this server may "
+                "reach it (a firewall, a proxy): "
+            ).format(url=config.portal.url, last=exc.last)
+            + f"curl -sS -o /dev/null -w '%{{http_code}}\\n' {config.portal.url}"
         ) from exc
-    return f"authenticated at {config.portal.url} as {config.portal.client_id}"
+    return _("authenticated at {url} as {client}").format(
+        url=config.portal.url, client=config.portal.client_id
+    )
 
 
 if __name__ == "__main__":

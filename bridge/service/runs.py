@@ -26,6 +26,7 @@ import structlog
 from bridge.adapters.seam import no_fork_meanwhile, state_errors
 from bridge.adapters.state import delivery_batch, erasure, run_history, run_lock, utc_now
 from bridge.core.errors import LockBusy
+from bridge.i18n import _
 from bridge.ports import Clock
 
 LEASE = timedelta(seconds=90)
@@ -181,7 +182,11 @@ class SyncLock:
             if not wait:
                 raise LockBusy(self.name, holder)
             if say is not None and not told:
-                say(f"Another sync is running ({holder}); waiting for it to finish ...")
+                say(
+                    _("Another sync is running ({holder}); waiting for it to finish ...").format(
+                        holder=holder
+                    )
+                )
                 told = True
             sleep(poll)
         try:

@@ -10,6 +10,7 @@ the fresh one's, which holds the installed wheel; the test checks the bridge it 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,24 @@ def test_installed_wheel_knows_its_version_and_ships_its_files(
     python = str(installed / "python")
     source = _run([python, "-c", "import bridge; print(bridge.__file__)"], tmp_path).stdout
     assert Path(source.strip()).is_relative_to(installed.parent)
+
+
+def test_installed_wheel_speaks_russian_from_its_catalog(installed: Path, tmp_path: Path) -> None:
+    """The wheel carries the compiled Russian catalog: under ``LANG=ru_RU.UTF-8`` the installed
+    program, run outside the tree, reports a configuration error in Russian (exit 3)."""
+    (tmp_path / "bad.toml").write_text("[source]\nurl = 5\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "ASIOU_"))}
+    done = subprocess.run(
+        [str(installed / "asiou-bridge"), "--config", "bad.toml", "plan"],
+        cwd=tmp_path,
+        env={**env, "LANG": "ru_RU.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Ошибка в настройках (ничего не сделано):" in done.stderr
 
 
 def _project_version() -> str:

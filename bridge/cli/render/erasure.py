@@ -7,22 +7,33 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.i18n import _, ngettext
+
 if TYPE_CHECKING:
     from bridge.service.admin import Erasure
 
 
 def erase_text(done: Erasure) -> str:
     """``erase``: what was deleted, and the act kept."""
-    counts = ", ".join(f"{e} {n}" for e, n in done.deleted.items()) or "nothing"
+    counts = ", ".join(f"{e} {n}" for e, n in done.deleted.items()) or _("nothing")
     lines = [
-        f"Pupil {done.pupil} erased from the portal: {counts}.",
-        "The erasure is recorded (time, user, ground, counts); the pupil is never exported again.",
-        f"Print the act: asiou-bridge erase act {done.pupil}",
+        _("Pupil {pupil} erased from the portal: {counts}.").format(
+            pupil=done.pupil, counts=counts
+        ),
+        _(
+            "The erasure is recorded (time, user, ground, counts); the pupil is never "
+            "exported again."
+        ),
+        _("Print the act: asiou-bridge erase act {pupil}").format(pupil=done.pupil),
     ]
     if done.refused:
+        refused = sum(done.refused.values())
         lines.append(
-            f"INCOMPLETE: the portal refused {sum(done.refused.values())} deletes; "
-            "run the command again."
+            ngettext(
+                "INCOMPLETE: the portal refused {n} delete; run the command again.",
+                "INCOMPLETE: the portal refused {n} deletes; run the command again.",
+                refused,
+            ).format(n=refused)
         )
     return "\n".join(lines)
 
@@ -42,7 +53,10 @@ ENTITY_WORDS = {
 
 def erasure_act_text(act: Mapping[str, Any], entities: Iterable[str]) -> str:
     """The erasure act as a document in Russian: who, when, on what ground, what was deleted
-    per entity and what the portal acknowledged. Ids only: no names, no birth dates."""
+    per entity and what the portal acknowledged. Ids only: no names, no birth dates.
+
+    Russian whatever the language of the CLI: the act is a school's record under 152-ФЗ, kept
+    with its other documents (so its text is not in the catalog)."""
     planned, acked = act["planned"], act["acknowledged"]
     refused, earlier = act["refused"], act["earlier"]
     done = act["completed_at"]

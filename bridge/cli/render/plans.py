@@ -12,20 +12,63 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bridge.core.model import Change, Op, changed_fields
+from bridge.cli.render.holds import guard_hold_text, portal_hold_text
+from bridge.cli.render.rejections import rejection_words
+from bridge.core.model import Change, HoldReason, Op, changed_fields
 from bridge.core.plan import rejection_group
+from bridge.i18n import N_, _, ngettext
 from bridge.service.engine import PlanResult, SyncResult
 
 OPS = (Op.CREATE, Op.UPDATE, Op.ARCHIVE, Op.DELETE)
 EXAMPLES = 3
+OP_WORDS = {
+    Op.CREATE.value: N_("create"),
+    Op.UPDATE.value: N_("update"),
+    Op.ARCHIVE.value: N_("archive"),
+    Op.DELETE.value: N_("delete"),
+}
+"""The column heading of each operation (translated where printed)."""
+MODE_WORDS = {"full": N_("full"), "incremental": N_("incremental")}
+"""A run's mode, as a heading names it (translated where printed)."""
+PLAN_HEADINGS = {
+    "full": N_("Plan of a full run (a preview: nothing was sent or recorded)"),
+    "incremental": N_("Plan of an incremental run (a preview: nothing was sent or recorded)"),
+}
+"""The heading of a plan, by mode (whole sentences: a language declines the mode)."""
+
+
+def heading(*cells: tuple[str, int]) -> str:
+    """A table's column headings: each word (marked ``N_``) translated and aligned to its
+    width, a negative width aligning left."""
+    return "".join(
+        _(word).ljust(-width) if width < 0 else _(word).rjust(width) for word, width in cells
+    )
+
+
+def _op_columns() -> str:
+    return heading(*((OP_WORDS[op.value], 9) for op in OPS))
+
+
+def _mode(mode: str) -> str:
+    return _(MODE_WORDS[mode]) if mode in MODE_WORDS else mode
 
 
 def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False) -> str:
     """A reviewable plan: a table of counts, holds by reason, rejections, the guard's verdict."""
     plan = result.plan
-    lines = [f"Plan of a {plan.mode} run (a preview: nothing was sent or recorded)", ""]
-    header = f"{'entity':<14}{'read':>9}" + "".join(f"{op.value:>9}" for op in OPS)
-    lines += [header + f"{'held':>9}{'rejected':>10}", "-" * (len(header) + 19)]
+    lines = [
+        _(PLAN_HEADINGS[plan.mode])
+        if plan.mode in PLAN_HEADINGS
+        else _("Plan of a {mode} run (a preview: nothing was sent or recorded)").format(
+            mode=plan.mode
+        ),
+        "",
+    ]
+    header = heading((N_("entity"), -14), (N_("read"), 9)) + _op_columns()
+    lines += [
+        header + heading((N_("held"), 9), (N_("rejected"), 10)),
+        "-" * (len(header) + 19),
+    ]
     for entity in entities:
         counts = plan.counts.get(entity, Counter())
         held = sum(plan.holds.get(entity, {}).values())
@@ -37,29 +80,58 @@ def plan_text(result: PlanResult, entities: Iterable[str], detail: bool = False)
     if detail:
         lines += _details(plan.updates, plan.sample_limit)
     if plan.failure:
-        lines += ["", f"The read failed midway, so no deletes were planned: {plan.failure}"]
+        lines += [
+            "",
+            _("The read failed midway, so no deletes were planned: {failure}").format(
+                failure=plan.failure
+            ),
+        ]
     return "\n".join(lines)
 
 
-def reason_table(heading: str, by_entity: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """A blank line, ``heading`` and a line per entity with each reason and its count (in the
-    order of the reasons); nothing when there is nothing to count."""
+HOLD_LABELS: dict[str, str] = {
+    HoldReason.NO_CONSENT: N_("no_consent"),
+    HoldReason.CONSENT_UNCLEAR: N_("consent_unclear"),
+    HoldReason.PUPIL_ROW_REJECTED: N_("pupil_row_rejected"),
+    HoldReason.ENROLLMENT_ROW_REJECTED: N_("enrollment_row_rejected"),
+    HoldReason.GUARDIAN_LINK_ROW_REJECTED: N_("guardian_link_row_rejected"),
+    HoldReason.AFTER_WITHDRAWAL: N_("after_withdrawal"),
+    HoldReason.NOT_ENROLLED: N_("not_enrolled"),
+    HoldReason.GRADE_1_MARK: N_("grade_1_mark"),
+    HoldReason.NOT_MATCHED: N_("not_matched"),
+}
+"""A hold reason as the table of held-back records names it: the code itself in English (what
+the logs, the JSON and the docs say), a few words and the code in another language."""
+
+
+def reason_table(
+    heading: str,
+    by_entity: Mapping[str, Mapping[str, int]],
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """A blank line, ``heading`` and a line per entity with each reason (its label, if
+    ``labels`` has one, translated) and its count, in the order of the reasons; nothing when
+    there is nothing to count."""
     if not by_entity:
         return []
+    named = labels or {}
     lines = ["", heading]
     for entity, reasons in by_entity.items():
-        text = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        text = ", ".join(
+            f"{_(named[reason]) if reason in named else reason} {n}"
+            for reason, n in sorted(reasons.items())
+        )
         lines.append(f"  {entity:<14}{text}")
     return lines
 
 
 def _holds(result: PlanResult) -> list[str]:
-    return reason_table("Held back (never exported):", result.plan.holds)
+    return reason_table(_("Held back (never exported):"), result.plan.holds, HOLD_LABELS)
 
 
 def _not_supported(result: PlanResult) -> list[str]:
     return reason_table(
-        "Not sent: this portal does not take them (planned and counted again each run):",
+        _("Not sent: this portal does not take them (planned and counted again each run):"),
         result.plan.not_supported,
     )
 
@@ -69,10 +141,22 @@ def _rejections(result: PlanResult, detail: bool) -> list[str]:
     if not plan.rejections:
         return []
     total = sum(plan.rejection_counts.values())
-    lines = ["", f"Rejected rows: {total} (fix them in ASIOU; every other record is planned)"]
+    lines = [
+        "",
+        _("Rejected rows: {total} (fix them in ASIOU; every other record is planned)").format(
+            total=total
+        ),
+    ]
     if detail:
         return lines + [
-            f"  {r.entity}: table {r.table}, key {r.key or '?'}, field {r.field}: {r.reason}"
+            "  "
+            + _("{entity}: table {table}, key {key}, field {field}: {reason}").format(
+                entity=r.entity,
+                table=r.table,
+                key=r.key or "?",
+                field=r.field,
+                reason=rejection_words(r.reason),
+            )
             for r in plan.rejections
         ]
     examples: dict[tuple[str, str, str, str], list[str]] = {}
@@ -82,8 +166,18 @@ def _rejections(result: PlanResult, detail: bool) -> list[str]:
         entity, table, name, kind = group
         keys = examples.get(group, [])
         shown = ", ".join(keys[:EXAMPLES]) + (", …" if count > EXAMPLES else "")
-        lines.append(f"  {entity} ({table}.{name}): {kind} — {count}× (keys {shown})")
-    lines.append("  (`plan --detail` lists the rows one by one)")
+        lines.append(
+            "  "
+            + _("{entity} ({table}.{field}): {kind} — {count}× (keys {keys})").format(
+                entity=entity,
+                table=table,
+                field=name,
+                kind=rejection_words(kind),
+                count=count,
+                keys=shown,
+            )
+        )
+    lines.append("  " + _("(`plan --detail` lists the rows one by one)"))
     return lines
 
 
@@ -93,20 +187,23 @@ def _guard(result: PlanResult) -> list[str]:
     if result.approved:
         return [
             "",
-            "Guard: deletes, archives and closures approved by an admin "
-            f"(plan {result.plan.plan_id}).",
+            _(
+                "Guard: deletes, archives and closures approved by an admin (plan {plan_id})."
+            ).format(plan_id=result.plan.plan_id),
         ]
     lines = [
         "",
-        "Guard: HELD. The deletes, archives and membership closures of this plan will "
-        "not be sent because it",
+        _(
+            "Guard: HELD. The deletes, archives and membership closures of this plan will "
+            "not be sent because it"
+        ),
     ]
-    lines += [f"  - {h.describe()}" for h in result.guard_holds]
+    lines += [f"  - {guard_hold_text(h)}" for h in result.guard_holds]
     if result.approval_expired:
-        lines.append("  An approval of this plan expired (guard.approval_valid_hours).")
+        lines.append("  " + _("An approval of this plan expired (guard.approval_valid_hours)."))
     lines += [
-        "  Check ASIOU first: a partial export or a wrong mapping looks like this.",
-        "  If the changes are right, approve them:",
+        "  " + _("Check ASIOU first: a partial export or a wrong mapping looks like this."),
+        "  " + _("If the changes are right, approve them:"),
         f"    asiou-bridge approve {result.plan.plan_id}",
     ]
     return lines
@@ -120,9 +217,16 @@ def _reconcile(result: PlanResult, detail: bool) -> list[str]:
         return []
     lines = [
         "",
-        "Portal read back (reconciliation):",
-        f"  {'entity':<14}{'delivered':>10}{'on portal':>10}{'missing':>9}{'changed':>9}"
-        f"{'unexpected':>11}",
+        _("Portal read back (reconciliation):"),
+        "  "
+        + heading(
+            (N_("entity"), -14),
+            (N_("delivered"), 10),
+            (N_("on portal"), 10),
+            (N_("missing"), 9),
+            (N_("changed"), 9),
+            (N_("unexpected"), 11),
+        ),
     ]
     for name, found in drift.entities.items():
         if found.in_state or found.on_portal:
@@ -136,10 +240,16 @@ def _reconcile(result: PlanResult, detail: bool) -> list[str]:
             lines.append(f"  {name}: {why} — {n}")
         if found.reported:
             shown = ", ".join(found.reported[:EXAMPLES])
+            more = ", …" if len(found.reported) > EXAMPLES else ""
             lines.append(
-                f"  {name}: {len(found.reported)} unexpected records the bridge never "
-                f"sent and ASIOU does not have, left on the portal (keys {shown}"
-                + (", …)" if len(found.reported) > EXAMPLES else ")")
+                f"  {name}: "
+                + ngettext(
+                    "{n} unexpected record the bridge never sent and ASIOU does not have, "
+                    "left on the portal (keys {keys})",
+                    "{n} unexpected records the bridge never sent and ASIOU does not have, "
+                    "left on the portal (keys {keys})",
+                    len(found.reported),
+                ).format(n=len(found.reported), keys=shown + more)
             )
     if detail:
         lines += [f"  {c.entity} {c.key}: {c.op.value} ({c.reason})" for c in drift.samples]
@@ -151,19 +261,24 @@ def _portal_guard(result: PlanResult) -> list[str]:
         return []
     if result.portal_approved:
         drift_id = result.drift.drift_id if result.drift is not None else ""
-        return ["", f"Read-back guard: approved by an admin (reconciliation {drift_id})."]
-    lines = ["", "Read-back guard: HELD. Nothing of this run is sent because"]
-    lines += [f"  - {h.describe()}" for h in result.portal_holds]
+        return [
+            "",
+            _("Read-back guard: approved by an admin (reconciliation {drift_id}).").format(
+                drift_id=drift_id
+            ),
+        ]
+    lines = ["", _("Read-back guard: HELD. Nothing of this run is sent because")]
+    lines += [f"  - {portal_hold_text(h)}" for h in result.portal_holds]
     lines += [
-        "  Check portal.url and portal.school first: a wrong portal looks like this.",
-        "  If the portal really lost these records, approve sending them again:",
+        "  " + _("Check portal.url and portal.school first: a wrong portal looks like this."),
+        "  " + _("If the portal really lost these records, approve sending them again:"),
         f"    asiou-bridge approve {result.held_id}",
     ]
     return lines
 
 
 def _details(updates: list[Change], limit: int) -> list[str]:
-    lines = ["", f"Updates, field by field (first {limit} per entity):"]
+    lines = ["", _("Updates, field by field (first {limit} per entity):").format(limit=limit)]
     for change in updates:
         lines.append(f"  {change.entity} {change.key}:")
         for name, (before, after) in changed_fields(change).items():
@@ -240,21 +355,24 @@ def scope_text(entity: str, key: str, why: str | None) -> str | None:
     of it was sent (held back or rejected), as `explain` gives it."""
     if why is None:
         return None
-    return (
-        f"{entity} {key} was not sent: {why}.\n"
-        f"`asiou-bridge explain {entity} {key}` shows the whole path."
-    )
+    return _(
+        "{entity} {key} was not sent: {why}.\n"
+        "`asiou-bridge explain {entity} {key}` shows the whole path."
+    ).format(entity=entity, key=key, why=why)
 
 
 def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
     """What a sync delivered, what it held back or refused, and how it ended."""
     report, plan = outcome.delivery, outcome.plan
     lines = [
-        f"Sync ({plan.plan.mode} run): {report.total} changes delivered in "
-        f"{report.batches} batches",
+        _("Sync ({mode} run): {changes} delivered in {batches}").format(
+            mode=_mode(plan.plan.mode),
+            changes=ngettext("{n} change", "{n} changes", report.total).format(n=report.total),
+            batches=ngettext("{n} batch", "{n} batches", report.batches).format(n=report.batches),
+        ),
         "",
     ]
-    header = f"{'entity':<14}" + "".join(f"{op.value:>9}" for op in OPS) + f"{'refused':>9}"
+    header = heading((N_("entity"), -14)) + _op_columns() + heading((N_("refused"), 9))
     lines += [header, "-" * len(header)]
     for entity in entities:
         done = report.delivered.get(entity, Counter())
@@ -275,25 +393,30 @@ def sync_text(outcome: SyncResult, entities: Iterable[str]) -> str:
 def _verdict(outcome: SyncResult) -> str:
     report = outcome.delivery
     if report.failure:
-        return (
-            f"FAILED: {report.failure}\nWhat was acknowledged is recorded; the next run "
-            "sends the rest."
-        )
+        return _(
+            "FAILED: {failure}\nWhat was acknowledged is recorded; the next run sends the rest."
+        ).format(failure=report.failure)
     if report.refused:
-        return (
-            f"INCOMPLETE: the portal refused {sum(report.refused.values())} records "
-            "(dead letters after repeated refusals; see `asiou-bridge status`)."
-        )
+        refused = sum(report.refused.values())
+        return ngettext(
+            "INCOMPLETE: the portal refused {n} record "
+            "(dead letters after repeated refusals; see `asiou-bridge status`).",
+            "INCOMPLETE: the portal refused {n} records "
+            "(dead letters after repeated refusals; see `asiou-bridge status`).",
+            refused,
+        ).format(n=refused)
     if report.skipped_dead:
-        return (
-            f"INCOMPLETE: {sum(report.skipped_dead.values())} dead letters were not sent "
-            "(`asiou-bridge retry` sends them again)."
-        )
+        skipped = sum(report.skipped_dead.values())
+        return ngettext(
+            "INCOMPLETE: {n} dead letter was not sent (`asiou-bridge retry` sends it again).",
+            "INCOMPLETE: {n} dead letters were not sent (`asiou-bridge retry` sends them again).",
+            skipped,
+        ).format(n=skipped)
     if outcome.plan.portal_held:
-        return "HELD: nothing was sent; the reconciliation waits for approval (see above)."
+        return _("HELD: nothing was sent; the reconciliation waits for approval (see above).")
     if outcome.plan.held:
-        return "HELD: deletes, archives and closures wait for approval (see above)."
-    return "OK: every planned change was delivered."
+        return _("HELD: deletes, archives and closures wait for approval (see above).")
+    return _("OK: every planned change was delivered.")
 
 
 def sync_json(outcome: SyncResult) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.cli.render.plans import reason_table
+from bridge.i18n import _, ngettext
 
 if TYPE_CHECKING:
     from bridge.service.admin import Status
@@ -16,41 +17,54 @@ if TYPE_CHECKING:
 
 def status_text(found: Status) -> str:
     """``status`` for people."""
-    lines = [f"Last runs (newest first; times in {_zone()}):"]
+    lines = [_("Last runs (newest first; times in {zone}):").format(zone=_zone())]
     for run in found.runs:
-        ended = _when(run.ended_at) if run.ended_at else "still running"
-        who = f"manual by {run.user}" if run.trigger == "manual" else "scheduled"
+        ended = _when(run.ended_at) if run.ended_at else _("still running")
+        who = (
+            _("manual by {user}").format(user=run.user)
+            if run.trigger == "manual"
+            else _("scheduled")
+        )
+        delivered = run.summary.get("delivered_total", 0)
         lines.append(
             f"  {_when(run.started_at)} → {ended}  {run.command:<12}"
             f"{run.mode:<12}{run.outcome or '-':<20}{who}, "
-            f"{run.summary.get('delivered_total', 0)} delivered"
+            + ngettext("{n} delivered", "{n} delivered", delivered).format(n=delivered)
         )
         why = _why(run.outcome, run.summary)
         if why:
-            lines.append(f"      why: {why}")
+            lines.append("      " + _("why: {why}").format(why=why))
     if not found.runs:
-        lines.append("  none yet")
-    lines += ["", "Next scheduled runs (when `asiou-bridge run` is running):"]
+        lines.append("  " + _("none yet"))
+    lines += ["", _("Next scheduled runs (when `asiou-bridge run` is running):")]
     lines += [
         f"  {job:<14}{_when(when)}" for job, when in found.next_runs.items() if when is not None
     ]
     dead = [d for d in found.dead_letters if d.is_dead]
-    lines += ["", f"Dead letters: {len(dead)} (retrying: {len(found.dead_letters) - len(dead)})"]
+    retrying = len(found.dead_letters) - len(dead)
     lines += [
-        f"  {d.entity} {d.key}: {d.kind or '-'}: {d.reason} ({d.attempts} refusals)"
+        "",
+        _("Dead letters: {dead} (retrying: {retrying})").format(dead=len(dead), retrying=retrying),
+    ]
+    lines += [
+        f"  {d.entity} {d.key}: {d.kind or '-'}: {d.reason} ("
+        + ngettext("{n} refusal", "{n} refusals", d.attempts).format(n=d.attempts)
+        + ")"
         for d in found.dead_letters[:20]
     ]
     if dead:
-        lines.append("  `asiou-bridge retry` sends them again.")
+        lines.append("  " + _("`asiou-bridge retry` sends them again."))
     lines.append(
-        f"Batches sent but never answered: {found.in_doubt_batches}"
-        + (" (the next run sends them again)" if found.in_doubt_batches else "")
+        _("Batches sent but never answered: {n}").format(n=found.in_doubt_batches)
+        + (" " + _("(the next run sends them again)") if found.in_doubt_batches else "")
     )
     if found.held_plan:
         lines += [
             "",
-            "HELD: the last run's deletes, archives and closures wait for approval: "
-            f"asiou-bridge approve {found.held_plan}",
+            _(
+                "HELD: the last run's deletes, archives and closures wait for approval: "
+                "asiou-bridge approve {plan_id}"
+            ).format(plan_id=found.held_plan),
         ]
         lines += _held_lines(found)
     return "\n".join(lines + _not_supported(found) + _erasures_due(found))
@@ -84,7 +98,7 @@ def _why(outcome: str | None, summary: Mapping[str, Any]) -> str:
         return ""
     reason, error = summary.get("reason"), summary.get("error")
     if outcome == "held":
-        return "deletes, archives or closures wait for approval (see HELD below)"
+        return _("deletes, archives or closures wait for approval (see HELD below)")
     parts = [str(p) for p in (error, reason) if p]
     return ": ".join(parts)
 
@@ -95,7 +109,7 @@ def _not_supported(found: Status) -> list[str]:
     last = next((r for r in found.runs if r.command in {"sync", "resync", "retry"}), None)
     refused = last.summary.get("not_supported") if last is not None else None
     return reason_table(
-        "Not sent by the last sync: this portal does not take them (do them by hand):",
+        _("Not sent by the last sync: this portal does not take them (do them by hand):"),
         refused or {},
     )
 
@@ -105,15 +119,22 @@ def _erasures_due(found: Status) -> list[str]:
         return []
     lines = [
         "",
-        "Consent withdrawn, not yet erased (152-ФЗ ст. 21 ч. 5: within 30 days; "
-        "`asiou-bridge erase pupil KEY`):",
+        _(
+            "Consent withdrawn, not yet erased (152-FZ art. 21 part 5: within 30 days; "
+            "`asiou-bridge erase pupil KEY`):"
+        ),
     ]
     for due in found.erasures_due:
         left = (
-            f"OVERDUE by {-due.days_left} days" if due.is_overdue else f"{due.days_left} days left"
-        )
+            ngettext("OVERDUE by {n} day", "OVERDUE by {n} days", -due.days_left)
+            if due.is_overdue
+            else ngettext("{n} day left", "{n} days left", due.days_left)
+        ).format(n=abs(due.days_left))
         lines.append(
-            f"  pupil {due.pupil}: withdrawn {due.withdrawn}, deadline {due.deadline}, {left}"
+            "  "
+            + _("pupil {pupil}: withdrawn {withdrawn}, deadline {deadline}, {left}").format(
+                pupil=due.pupil, withdrawn=due.withdrawn, deadline=due.deadline, left=left
+            )
         )
     return lines
 
@@ -184,16 +205,27 @@ def status_json(found: Status) -> str:
 def _held_lines(found: Status) -> list[str]:
     lines = []
     if found.held is not None:
-        lines.append(f"  held since {found.held.held_at:%Y-%m-%d %H:%M} UTC: {found.held.summary}")
+        lines.append(
+            "  "
+            + _("held since {at} UTC: {summary}").format(
+                at=f"{found.held.held_at:%Y-%m-%d %H:%M}", summary=found.held.summary
+            )
+        )
     approval = found.approval
     if approval is not None and found.approval_expired:
         lines.append(
-            f"  the approval by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC "
-            "expired (guard.approval_valid_hours): approve it again"
+            "  "
+            + _(
+                "the approval by {user} on {at} UTC expired (guard.approval_valid_hours): "
+                "approve it again"
+            ).format(user=approval.by, at=f"{approval.at:%Y-%m-%d %H:%M}")
         )
     elif approval is not None:
         lines.append(
-            f"  approved by {approval.by} on {approval.at:%Y-%m-%d %H:%M} UTC: the "
-            "next sync sends it if the plan is still the same"
+            "  "
+            + _(
+                "approved by {user} on {at} UTC: the next sync sends it if the plan is "
+                "still the same"
+            ).format(user=approval.by, at=f"{approval.at:%Y-%m-%d %H:%M}")
         )
     return lines
