@@ -58,6 +58,18 @@ class PortalHandler(BaseHTTPRequestHandler):
         """Answer a PATCH (always 405: no resource takes one)."""
         self._serve()
 
+    def do_OPTIONS(self) -> None:
+        """Answer an OPTIONS (405 naming the methods the resource takes)."""
+        self._serve()
+
+    def do_TRACE(self) -> None:
+        """Answer a TRACE (always 405: nothing is echoed back)."""
+        self._serve()
+
+    def do_QUERY(self) -> None:
+        """Answer a QUERY (the safe method with a body; 405: no resource takes one)."""
+        self._serve()
+
     def _serve(self) -> None:
         body = self._read_body()
         if body is None:
