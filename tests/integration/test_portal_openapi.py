@@ -35,12 +35,14 @@ gives the times)."""
 @dataclass(frozen=True)
 class Pass:
     """One schemathesis run on a portal of its own: which operations, how many it must test,
-    and answers the portal must have given (first path segment, status) so that a run whose
+    how many cases it must send at least (10 per operation and phase send about 460 and 97),
+    and answers the portal must have given (first path segment, status), so that a run whose
     requests all bounced (no token, say) cannot pass."""
 
     name: str
     filters: tuple[str, ...]
     operations: int
+    cases: int
     answers: tuple[tuple[str, int], ...]
 
 
@@ -51,10 +53,13 @@ PASSES = [
         "api",
         ("--exclude-name", "POST /_portal/faults"),
         12,
+        300,
         (("oauth", 200), ("api", 200), ("api", 201), ("api", 204)),
     ),
     # Setting faults and reading them back, on their own (faults touch /api only).
-    Pass("faults", ("--include-path", "/_portal/faults"), 2, (("_portal", 200), ("_portal", 400))),
+    Pass(
+        "faults", ("--include-path", "/_portal/faults"), 2, 60, (("_portal", 200), ("_portal", 400))
+    ),
 ]
 
 
@@ -116,13 +121,13 @@ def test_the_reference_portal_answers_as_the_document_says(
 ) -> None:
     """Derandomized schemathesis cases against the portal find no 5xx, no status, content type,
     header or body the document does not give, and no wrong Allow; it tested every operation
-    of its pass, with at least ``examples`` cases each, and the portal really answered them."""
+    of its pass with enough cases, and the portal really answered them."""
     seen = spied(portal)
     report = schemathesis(portal.url, checks, examples, tmp_path)
     assert (report["failures"], report["errors"]) == ([], []), report["output"]
     assert report["exit_code"] == 0, report["output"]
     assert report["operations"]["tested"] == checks.operations, report["operations"]
-    assert report["test_cases"]["generated"] >= examples * checks.operations
+    assert report["test_cases"]["generated"] >= checks.cases, report["test_cases"]
     assert report["warnings"]["missing_auth"] == [], report["output"]
     missing = [answer for answer in checks.answers if seen[answer] == 0]
     assert missing == [], f"the portal never answered {missing}; it answered {dict(seen)}"
