@@ -1,6 +1,7 @@
 """The reference portal's HTTP layer (stdlib ``http.server``): :class:`PortalHandler` moves
 bytes between a socket and the :class:`PortalService` (HTTP/1.1, keep-alive, JSON errors,
-dropped connections for the ``reset`` and ``lost`` faults); :class:`PortalHTTPServer` tracks
+dropped connections for the ``reset`` and ``lost`` faults), :class:`ReferencePortalHandler`
+adds the reference portal's 405 for OPTIONS, TRACE and QUERY; :class:`PortalHTTPServer` tracks
 open connections so the portal can end them on stop.
 """
 
@@ -145,6 +146,24 @@ class PortalHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
         """Per-request lines stay off: the service logs summaries (ids and counts only)."""
+
+
+class ReferencePortalHandler(PortalHandler):
+    """The reference portal's handler: methods no path takes (OPTIONS, TRACE, QUERY) reach the
+    service too, which answers 405 with ``Allow`` as for PATCH, where ``http.server`` alone
+    answers 501 (a server error, docs/portal-api.yaml lists neither)."""
+
+    def do_OPTIONS(self) -> None:
+        """Answer an OPTIONS (405 naming the methods the path takes)."""
+        self._serve()
+
+    def do_TRACE(self) -> None:
+        """Answer a TRACE (405: nothing is echoed back)."""
+        self._serve()
+
+    def do_QUERY(self) -> None:
+        """Answer a QUERY (the safe method with a body; 405: no path takes one)."""
+        self._serve()
 
 
 class PortalHTTPServer(ThreadingHTTPServer):

@@ -66,7 +66,9 @@ def inspect(service: PortalService, request: Request) -> Reply:
         return error(404, "unknownResource", "no such inspection endpoint")
     if name == "faults" and request.method == "POST":
         return _set_faults(service, request)
-    return readers[name](service, request) if request.method == "GET" else not_allowed("GET")
+    if request.method != "GET":
+        return not_allowed("GET", "POST") if name == "faults" else not_allowed("GET")
+    return readers[name](service, request)
 
 
 def _counts(service: PortalService, _: Request) -> Reply:

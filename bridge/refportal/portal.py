@@ -14,7 +14,7 @@ from typing import Any
 from bridge.refportal.auth import DEMO_CLIENTS
 from bridge.refportal.datafile import PortalFile
 from bridge.refportal.faults import FaultSettings, parse_faults
-from bridge.refportal.handler import PortalHTTPServer
+from bridge.refportal.handler import PortalHTTPServer, ReferencePortalHandler
 from bridge.refportal.service import PortalService
 
 
@@ -54,7 +54,7 @@ class ReferencePortal:
             sleep=sleep or self._stopping.wait,
         )
         try:
-            self._server = PortalHTTPServer((host, port), self.service)
+            self._server = PortalHTTPServer((host, port), self.service, ReferencePortalHandler)
         except OSError:
             self._file.close()
             raise
