@@ -8,6 +8,7 @@ it expects: pupil 1 (5А, consent), pupil 2 (5А, no consent), pupil 3 (5А, wit
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -275,3 +276,21 @@ def forbidden_by(change: str) -> set[tuple[str, str]]:
         return records_of_pupil_1_after(WITHDRAWN_ON)
     everything = {("pupil", "1"), ("enrollment", "1"), ("guardian_link", "1"), ("guardian", "1")}
     return records_of_pupil_1_after(date(2000, 1, 1)) | everything
+
+
+def write_local_config(folder: Path, *, with_school: bool = True) -> Path:
+    """``folder/bridge.toml`` naming ``asiou.sqlite`` and ``state.sqlite`` beside it (relative
+    paths, as an admin writes them) and the shipped mappings; with the small school written
+    into ``asiou.sqlite`` unless ``with_school`` is False."""
+    if with_school:
+        engine = sa.create_engine(f"sqlite:///{folder / 'asiou.sqlite'}")
+        write_school(engine)
+        engine.dispose()
+    path = folder / "bridge.toml"
+    path.write_text(
+        '[source]\nurl = "sqlite:///asiou.sqlite"\n'
+        '[state]\nurl = "sqlite:///state.sqlite"\n'
+        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
+        encoding="utf-8",
+    )
+    return path

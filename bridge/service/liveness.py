@@ -52,15 +52,18 @@ class Liveness:
 
 
 def sliced(
-    wait: Callable[[float], bool], beat: Callable[[], None], slice_seconds: float = 5.0
+    wait: Callable[[float], bool],
+    beat: Callable[[], None],
+    slice_seconds: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[float], bool]:
     """``wait`` (an ``Event.wait``: True once stopped) in slices of at most ``slice_seconds``,
     beating after each: a Retry-After of minutes is waiting, not being stuck."""
 
     def waited(seconds: float) -> bool:
-        end = time.monotonic() + max(0.0, seconds)
+        end = clock() + max(0.0, seconds)
         while True:
-            left = end - time.monotonic()
+            left = end - clock()
             if left <= 0:
                 return False
             if wait(min(left, slice_seconds)):

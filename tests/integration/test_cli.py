@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from bridge.core.errors import ExitCode
 from bridge.demo import schema
 from tests import school
+from tests.school import write_local_config
 
 
 def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,17 +47,7 @@ def record_first_sync(folder: Path) -> sa.Engine:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
-    school.write_school(engine)
-    engine.dispose()
-    path = tmp_path / "bridge.toml"
-    path.write_text(
-        '[source]\nurl = "sqlite:///asiou.sqlite"\n'
-        '[state]\nurl = "sqlite:///state.sqlite"\n'
-        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
-        encoding="utf-8",
-    )
-    return path
+    return write_local_config(tmp_path)
 
 
 def test_plan_prints_counts_and_holds_and_exits_zero(config: Path) -> None:

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bridge.core.errors import ExitCode
-from tests import school
+from tests.school import write_local_config
 
 LOCALE_VARIABLES = ("ASIOU_BRIDGE_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
@@ -42,17 +41,7 @@ ENGLISH = {"LANG": "C"}
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'asiou.sqlite'}")
-    school.write_school(engine)
-    engine.dispose()
-    path = tmp_path / "bridge.toml"
-    path.write_text(
-        '[source]\nurl = "sqlite:///asiou.sqlite"\n'
-        '[state]\nurl = "sqlite:///state.sqlite"\n'
-        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
-        encoding="utf-8",
-    )
-    return path
+    return write_local_config(tmp_path)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from bridge.adapters.state import open_state
 from bridge.cli import match as cli_match
 from bridge.core.matching import Match, MatchStatus, Settled
 from bridge.ports import MatchState
+from tests.school import write_local_config
 
 FOUND = [
     Match("pupil", "1", MatchStatus.MATCHED, "1000000000000000001", ("1000000000000000001",), "r"),
@@ -60,14 +61,7 @@ def test_matches_and_decisions_are_kept(
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "bridge.toml"
-    path.write_text(
-        '[source]\nurl = "sqlite:///asiou.sqlite"\n'
-        '[state]\nurl = "sqlite:///state.sqlite"\n'
-        f'[mappings]\ndir = "{Path("mappings").resolve()}"\n',
-        encoding="utf-8",
-    )
-    return path
+    return write_local_config(tmp_path, with_school=False)
 
 
 def _args(config: Path, *words: str, **flags: object) -> argparse.Namespace:

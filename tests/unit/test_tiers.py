@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import pytest_collection_modifyitems
 from tests.tiers import first_fast, one_fast_each, only_long
 
 
@@ -55,6 +56,10 @@ def test_only_long_names_the_tests_the_fast_tier_would_never_run() -> None:
     assert only_long(items) == ["t.py::test_b"]  # type: ignore[arg-type]
 
 
-def test_the_collected_suite_has_a_fast_case_of_every_test(request: pytest.FixtureRequest) -> None:
-    """The check runs at collection too (conftest); here it is proved on the real session."""
-    assert only_long(request.session.items) == []
+def test_collection_refuses_a_test_with_no_fast_case() -> None:
+    """The conftest hook (run before ``-m`` deselects) stops the session, naming the test,
+    when every case of a test is long; it lets a suite with a fast case of each through."""
+    fine = [_Item("t.py::test_a[0]", long=False), _Item("t.py::test_a[1]", long=True)]
+    pytest_collection_modifyitems(fine)  # type: ignore[arg-type]
+    with pytest.raises(pytest.UsageError, match=r"t\.py::test_b"):
+        pytest_collection_modifyitems([*fine, _Item("t.py::test_b[0]", long=True)])  # type: ignore[list-item]
