@@ -13,6 +13,7 @@ from bridge.adapters.dnevnik.http import OutcomeUnknown
 from bridge.adapters.dnevnik.ids import IdBook
 from bridge.adapters.dnevnik.journal import Journal
 from bridge.adapters.dnevnik.settings import DnevnikSettings
+from bridge.core.errors import PortalFatalError
 from bridge.core.matching import Match, Matches, MatchStatus
 from bridge.ports import Operation
 
@@ -112,3 +113,42 @@ def test_homework_is_looked_for_unless_the_lesson_was_just_created(there: bool) 
     work_lookups = [c for c in api.calls if c == ("GET", "works")]
     assert len(work_lookups) == (1 if there else 0)
     assert len(api.works) == 1
+
+
+class NoIdApi(FakeApi):
+    """A portal that takes a create and answers it with ``answer`` instead of the record."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        super().post(path, body)
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{}, {"id": None}, {"id": True}, {"id": 1.5e29}, {"id": -4}, {"id_str": "12x"}, [], "ok"],
+)
+def test_a_create_answered_without_a_usable_id_stops_the_batch_and_keeps_no_id(
+    answer: object,
+) -> None:
+    """A create the portal answers without a usable id is a portal error naming the request
+    (never a portal id "None" kept for the record, never posted again)."""
+    api = NoIdApi(answer)
+    book = IdBook(lambda _e, _k: {}, lambda _e, _p: {})
+    noted: list[tuple[str, str, str | None]] = []
+    book.note = lambda entity, key, portal_id: noted.append((entity, key, portal_id))  # type: ignore[method-assign]
+    matches = Matches()
+    matches.add([Match("class", "c1", MatchStatus.MATCHED, "11")])
+    matches.add([Match("subject", "s0", MatchStatus.MATCHED, "20")])
+    book.use_matches(matches)
+    settings = DnevnikSettings(base_url="http://x.test/v2/", school="1", token="t")
+    batch = Journal(api, settings, book, careful=False).for_batch()  # type: ignore[arg-type]
+    with pytest.raises(PortalFatalError) as caught:
+        batch.apply(lessons([0])[0])
+    assert caught.value.kind == "badAnswer"
+    assert "POST lessons" in str(caught.value)
+    assert noted == []
+    assert [c for c in api.calls if c[0] == "POST"] == [("POST", "lessons")]

@@ -3,9 +3,10 @@ for matching (``bridge.core.matching``). Names stay in memory; nothing here is l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from bridge.adapters.dnevnik.answers import portal_id
 from bridge.adapters.dnevnik.http import DnevnikHttp
 from bridge.core.matching import Contingent, PortalNamed, PortalPerson
 
@@ -17,20 +18,27 @@ def read_contingent(http: DnevnikHttp, school: str) -> Contingent:
     """The school's contingent as the portal holds it: every class and subgroup, the active
     members of every class, the school's subjects and the classes' reporting periods."""
     groups = _listed(http.get(f"schools/{school}/edu-groups"))
-    classes = [_named(g) for g in groups if g.get("type") != SUBGROUP]
-    subgroups = [_named(g, parent=_first_parent(g)) for g in groups if g.get("type") == SUBGROUP]
+    what = f"GET schools/{school}/edu-groups"
+    classes = [_named(g, what=what) for g in groups if g.get("type") != SUBGROUP]
+    subgroups = [
+        _named(g, what=what, parent=_first_parent(g, what))
+        for g in groups
+        if g.get("type") == SUBGROUP
+    ]
     members: dict[str, set[str]] = {}
     people: dict[str, Mapping[str, Any]] = {}
     periods: dict[str, PortalNamed] = {}
     for group in classes:
         for person in _listed(http.get(f"edu-groups/{group.id}/persons")):
             if _active(person, group.id):
-                pid = _id(person)
+                pid = portal_id(person, what=f"GET edu-groups/{group.id}/persons")
                 people[pid] = person
                 members.setdefault(pid, set()).add(group.id)
         for period in _listed(http.get(f"edu-groups/{group.id}/reporting-periods")):
-            periods.setdefault(_id(period), _named(period))
-    subjects = [_named(s) for s in _listed(http.get(f"schools/{school}/subjects"))]
+            named = _named(period, what=f"GET edu-groups/{group.id}/reporting-periods")
+            periods.setdefault(named.id, named)
+    what = f"GET schools/{school}/subjects"
+    subjects = [_named(s, what=what) for s in _listed(http.get(f"schools/{school}/subjects"))]
     persons = tuple(
         PortalPerson(
             pid,
@@ -58,25 +66,24 @@ def _listed(answer: object) -> list[Mapping[str, Any]]:
     return [item for item in answer if isinstance(item, dict)]
 
 
-def _id(obj: Mapping[str, Any], name: str = "id") -> str:
-    """An id as text: the ``*_str`` twin where there is one (an int64 read exactly)."""
-    text = obj.get(f"{name}_str")
-    return str(text) if text is not None else str(obj.get(name))
-
-
-def _named(obj: Mapping[str, Any], parent: str | None = None) -> PortalNamed:
+def _named(obj: Mapping[str, Any], *, what: str, parent: str | None = None) -> PortalNamed:
     year = obj.get("studyyear", obj.get("year"))
     return PortalNamed(
-        _id(obj),
+        portal_id(obj, what=what),
         str(obj.get("name") or ""),
         year if isinstance(year, int) and not isinstance(year, bool) else None,
         parent,
     )
 
 
-def _first_parent(group: Mapping[str, Any]) -> str | None:
-    parents: Iterable[Any] = group.get("parentIds_str") or group.get("parentIds") or ()
-    return next((str(p) for p in parents), None)
+def _first_parent(group: Mapping[str, Any], what: str) -> str | None:
+    """A subgroup's class: the first of its parents' ids (the exact twins first), if any."""
+    texts, numbers = group.get("parentIds_str"), group.get("parentIds")
+    if isinstance(texts, list) and texts:
+        return portal_id({"id_str": texts[0]}, what=f"{what} (parentIds_str)")
+    if isinstance(numbers, list) and numbers:
+        return portal_id({"id": numbers[0]}, what=f"{what} (parentIds)")
+    return None
 
 
 def _active(person: Mapping[str, Any], group: str) -> bool:

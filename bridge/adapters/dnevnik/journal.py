@@ -21,9 +21,11 @@ description); anything else is raised.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bridge.adapters.dnevnik.answers import portal_id
 from bridge.adapters.dnevnik.http import DnevnikHttp, OutcomeUnknown, Refused
 from bridge.adapters.dnevnik.ids import IdBook
 from bridge.adapters.dnevnik.settings import DnevnikSettings
@@ -58,13 +60,17 @@ class LessonDays:
             listed = self._http.get(f"edu-groups/{group}/lessons/{day}/{day}")
             self._days[(group, day)] = _works(listed)
         for lesson in self._days[(group, day)]:
-            if _id(lesson.get("subject") or {}) == subject and lesson.get("number") == number:
-                return _id(lesson)
+            what = f"GET edu-groups/{group}/lessons"
+            if (
+                portal_id(lesson.get("subject"), what=what) == subject
+                and lesson.get("number") == number
+            ):
+                return portal_id(lesson, what=what)
         return None
 
     def add(self, group: str, day: str, subject: str, number: int, lesson: str) -> None:
         """A lesson this batch created (the portal answered with its id)."""
-        created = {"id": lesson, "subject": {"id": subject}, "number": number}
+        created = {"id_str": lesson, "subject": {"id_str": subject}, "number": number}
         self._days.setdefault((group, day), []).append(created)
 
 
@@ -132,7 +138,7 @@ class Journal:
         def found() -> str | None:
             for work in _works(self.http.get("works", {"lesson": lesson})):
                 if work.get("type") == "Homework" and work.get("text") == text:
-                    return _id(work)
+                    return portal_id(work, what="GET works")
             return None
 
         body = {
@@ -168,12 +174,10 @@ class Journal:
         def found() -> str | None:
             for work in _works(self.http.get("works", {"lesson": lesson})):
                 marked = work.get("markType") is not None  # not a lesson's homework text
-                if (
-                    marked
-                    and str(work.get("workType")) == work_type
-                    and self._free("work", _id(work))
-                ):
-                    return _id(work)
+                if marked and str(work.get("workType")) == work_type:
+                    there = portal_id(work, what="GET works")
+                    if self._free("work", there):
+                        return there
             return None
 
         return self._create("work", op.sourced_id, "works", body, found)
@@ -200,8 +204,9 @@ class Journal:
 
         def found() -> str | None:
             for mark in _works(self.http.get(f"persons/{person}/works/{work}/marks")):
-                if self._free("mark", _id(mark)):
-                    return _id(mark)
+                there = portal_id(mark, what="GET persons/{p}/works/{w}/marks")
+                if self._free("mark", there):
+                    return there
             return None
 
         body = {"value": str(data.get("value")), "mood": None}
@@ -235,7 +240,7 @@ class Journal:
             # gone from the portal meanwhile: created again below
 
         try:
-            self._post_once(path, {"lessonLogEntry": entry}, found, always=False)
+            self._post_once(path, {"lessonLogEntry": entry}, found, always=False, keyed=False)
         except Refused:
             if found() is None:
                 raise
@@ -253,7 +258,7 @@ class Journal:
 
     def _log_entry(self, lesson: str, person: str) -> Mapping[str, Any] | None:
         for entry in _works(self.http.get(f"lessons/{lesson}/log-entries")):
-            if _id(entry, "person") == person:
+            if portal_id(entry, "person", what=f"GET lessons/{lesson}/log-entries") == person:
                 return entry
         return None
 
@@ -274,16 +279,27 @@ class Journal:
         self.ids.note(entity, key, portal_id)
         return portal_id
 
-    def _post_once(self, path: str, body: Mapping[str, Any], found: Found, *, always: bool) -> str:
+    def _post_once(
+        self, path: str, body: Mapping[str, Any], found: Found, *, always: bool, keyed: bool = True
+    ) -> str:
         """POST unless the record is already there; after an unknown outcome, look before
         posting again. Gives up as PortalUnavailable after ``max_attempts`` unknown outcomes."""
-        return self._place(path, body, found, found, always=always)[0]
+        return self._place(path, body, found, found, always=always, keyed=keyed)[0]
 
     def _place(
-        self, path: str, body: Mapping[str, Any], found: Found, recheck: Found, *, always: bool
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        found: Found,
+        recheck: Found,
+        *,
+        always: bool,
+        keyed: bool = True,
     ) -> tuple[str, bool]:
         """(id, True when this POST created it): looked up first by ``found`` when ``always``
-        or ``careful``; after an unknown outcome always by ``recheck`` (a fresh lookup)."""
+        or ``careful``; after an unknown outcome always by ``recheck`` (a fresh lookup). The
+        answer's id is read strictly unless the record has none of its own (not ``keyed``: a
+        log entry is its lesson's and person's; the id is then "")."""
         if always or self.careful:
             there = found()
             if there is not None:
@@ -291,7 +307,8 @@ class Journal:
         reason = "unknown"
         for _ in range(self.settings.max_attempts):
             try:
-                return _id(self.http.post(path, body)), True
+                answer = self.http.post(path, body)
+                return (portal_id(answer, what=f"POST {_shape(path)}") if keyed else ""), True
             except OutcomeUnknown as unknown:
                 reason = unknown.reason
                 there = recheck()
@@ -340,7 +357,8 @@ class Journal:
         """The portal's id of the school's work type for a canonical work kind."""
         if not self._work_types:
             listed = _works(self.http.get(f"work-types/{self.settings.school}"))
-            self._work_types.update({str(t.get("abbr")): _id(t) for t in listed})
+            what = "GET work-types"
+            self._work_types.update({str(t.get("abbr")): portal_id(t, what=what) for t in listed})
         abbr = self.settings.work_types.get(kind)
         found = self._work_types.get(abbr or "")
         if found is None:
@@ -378,8 +396,6 @@ def _works(answer: object) -> list[Mapping[str, Any]]:
     return [x for x in answer if isinstance(x, dict)] if isinstance(answer, list) else []
 
 
-def _id(obj: Mapping[str, Any] | object, name: str = "id") -> str:
-    if not isinstance(obj, dict):
-        raise ValueError("the portal answered a write with something other than the record")
-    text = obj.get(f"{name}_str")
-    return str(text) if text is not None else str(obj.get(name))
+def _shape(path: str) -> str:
+    """A request path with its ids as ``{id}`` (``persons/{id}/works/{id}/mark``)."""
+    return re.sub(r"[0-9]+", "{id}", path)
