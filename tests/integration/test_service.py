@@ -154,9 +154,9 @@ def test_a_manual_sync_never_runs_alongside_a_scheduled_one(
     """During a scheduled run, `sync --no-wait` refuses with a clear message, and a manual
     `resync --full` waits for the scheduled run to end before it starts."""
     school = make_school(tmp_path, pupils=60, days=45, seed=6)
-    config = write_config(
-        tmp_path, school, unhurried_portal.url, extra='[schedule]\nincremental_every = "1h"\n'
-    )
+    # one request at a time: the scheduled run must still be delivering when resync starts
+    extra = 'concurrency = 1\n[schedule]\nincremental_every = "1h"\n'
+    config = write_config(tmp_path, school, unhurried_portal.url, extra=extra)
     daemon = start(config, "run")
     try:
         wait_for(lambda: (tmp_path / "state.sqlite").exists() and acked_batches(tmp_path) >= 1)

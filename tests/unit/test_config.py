@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.adapters.portal_client import PortalSettings
 from bridge.core.errors import ConfigError, ExitCode
 from bridge.service.config import find_config, load_config, read_secret
 from bridge.service.engine import resolve_workers
@@ -68,10 +69,11 @@ def test_the_regions_settings_are_read_and_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [0, 65, -2])
 def test_portal_concurrency_outside_1_to_64_is_refused(tmp_path: Path, value: int) -> None:
-    """portal.concurrency defaults to one request at a time; 0, negative or over 64 is refused
-    with its key path and the allowed range."""
+    """portal.concurrency defaults to four requests in flight (the client alone: one at a time);
+    0, negative or over 64 is refused with its key path and the allowed range."""
     base = '[source]\nurl = "sqlite:///s.sqlite"\n'
-    assert load_config(_write(tmp_path, base)).portal.concurrency == 1
+    assert load_config(_write(tmp_path, base)).portal.concurrency == 4
+    assert PortalSettings("http://portal", "s", "c", "secret").concurrency == 1
     path = _write(tmp_path, f"{base}[portal]\nconcurrency = {value}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)

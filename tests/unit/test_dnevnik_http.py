@@ -3,13 +3,16 @@ HTML pages, Retry-After, and a POST never repeated once it may have taken effect
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 import requests
 import responses
 
 from bridge.adapters.dnevnik.http import DnevnikHttp, OutcomeUnknown, Refused
 from bridge.adapters.dnevnik.settings import DnevnikSettings
-from bridge.core.errors import PortalAuthError, PortalUnavailable
+from bridge.adapters.portal_client import client as client_module
+from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
 
 BASE = "https://api.example.test/v2/"
 TOKEN = "t0ken-secret"
@@ -164,3 +167,30 @@ def test_a_cookie_the_portal_sets_goes_back_with_the_next_requests() -> None:
     assert "Cookie" not in responses.calls[0].request.headers
     assert responses.calls[1].request.headers["Cookie"] == "lb=a1"
     assert responses.calls[1].request.headers["Content-Length"] == str(len(b'{"subject":9}'))
+
+
+@responses.activate
+def test_an_answer_beyond_the_size_limit_is_refused_decoded_size_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A portal sending more than MAX_ANSWER_BYTES (here 4 KiB), plain or as a small gzip that
+    inflates beyond it, is a portal error; a smaller answer is read as usual."""
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 4096)
+    big = b"[" + b"1," * 4000 + b"1]"
+    responses.get(f"{BASE}plain", body=big, content_type="application/json")
+    responses.get(
+        f"{BASE}bomb",
+        body=gzip.compress(big),
+        content_type="application/json",
+        headers={"Content-Encoding": "gzip"},
+        auto_calculate_content_length=True,
+    )
+    responses.get(f"{BASE}small", json=[1, 2])
+    http, _ = client()
+    for path in ("plain", "bomb"):
+        with pytest.raises(PortalFatalError) as caught:
+            http.get(path)
+        assert caught.value.kind == "answerTooLarge"
+        assert "4,096 bytes" in str(caught.value)
+    assert len(gzip.compress(big)) < 4096
+    assert http.get("small") == [1, 2]

@@ -20,6 +20,7 @@ from bridge.adapters.portal_client import (
     classify_result,
     parse_retry_after,
 )
+from bridge.adapters.portal_client import client as client_module
 from bridge.adapters.portal_client.wire import encode_batch
 from bridge.core.errors import PortalAuthError, PortalFatalError, PortalUnavailable
 from bridge.ports import Operation, OperationResult
@@ -857,3 +858,17 @@ def test_a_refused_token_is_never_sent_again_even_when_the_resend_fails() -> Non
     assert [r.ok for r in client.send([put("1")])] == [True]
     assert sent_with == ["Bearer t1", "Bearer t2", "Bearer t2"]
     assert client.stats.token_fetches == 2
+
+
+def test_a_batch_answer_beyond_the_size_limit_is_a_portal_error_and_not_retried(
+    mocked: responses.RequestsMock, client: PortalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer larger than MAX_ANSWER_BYTES (here 4 KiB) is refused as it arrives: the run
+    stops with a portal error, and the same batch is not sent again."""
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 4096)
+    token(mocked)
+    mocked.post(BATCH_URL, json={"results": [ok(str(i)) for i in range(400)]})
+    with pytest.raises(PortalFatalError) as caught:
+        client.send([put("1")])
+    assert caught.value.kind == "answerTooLarge"
+    assert [c.request.url for c in mocked.calls] == [TOKEN_URL, BATCH_URL]

@@ -286,17 +286,31 @@ def _translate(exc: requests.RequestException) -> Exception:
 READ_PIECE = 65536
 
 
+MAX_ANSWER_BYTES = 64 * 2**20
+"""The largest answer read (decoded): a batch's results take tens of kilobytes, a class's
+persons a few; a portal sending more (or a compressed bomb) is refused, not held in memory."""
+
+
 def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> bytes:
     """The whole body, read piece by piece as it arrives; a body still arriving at
     ``deadline`` is cut off (a transient failure): the read timeout bounds one socket read, so
-    a server dripping a byte at a time would otherwise hold the run for ever."""
-    raw, pieces = response.raw, list[bytes]()
+    a server dripping a byte at a time would otherwise hold the run for ever. A body beyond
+    ``MAX_ANSWER_BYTES`` once decoded is a portal error (``answerTooLarge``): the same request
+    would get the same answer."""
+    raw, pieces, size = response.raw, list[bytes](), 0
     while True:
         if clock() > deadline:
             raise _TransientError("RequestDeadline")
         piece = raw.read1(READ_PIECE, decode_content=True)
         if not piece:
             return b"".join(pieces)
+        size += len(piece)
+        if size > MAX_ANSWER_BYTES:
+            raise PortalFatalError(
+                response.status_code,
+                "answerTooLarge",
+                f"the answer exceeded {MAX_ANSWER_BYTES:,} bytes; nothing of it was read",
+            )
         pieces.append(piece)
 
 
