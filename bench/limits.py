@@ -14,9 +14,11 @@ own started afresh (empty) for its line:
   bare-portal     the same loop → the reference portal (the portal's own limit)
   naive-portal    bench/naive_exporter.py (read, hash, send new ones in batches, remember the
                   hashes) → the reference portal: the baseline
-  bridge-sink     ``asiou-bridge sync`` (full, fresh state) → bench/sink.py
-  bridge-portal   ``asiou-bridge sync`` (full, fresh state) → the reference portal
-  bridge-portal-cN  the same with ``portal.concurrency = N`` (``--concurrency``, default 4)
+  bridge-sink     ``asiou-bridge sync`` (full, fresh state, the service's defaults) → bench/sink.py
+  bridge-portal   ``asiou-bridge sync`` (full, fresh state, the service's defaults: 4 requests
+                  in flight) → the reference portal
+  bridge-portal-cN  the same with ``portal.concurrency = N`` (``--concurrency``, default 1: one
+                  request at a time, the default before 2026-12-07)
 
 Each line reports records/s (operations sent ÷ wall seconds: the whole sender process for the
 naive exporter and the bridge, start-up included; the send loop alone for the bare client), its
@@ -182,7 +184,9 @@ def naive(url: str, folder: Path) -> dict[str, float]:
     return {"seconds": seconds, "records": figures["sent"], "sender_cpu": cpu}
 
 
-def bridge(url: str, folder: Path, batch: int, concurrency: int = 1) -> dict[str, float]:
+def bridge(url: str, folder: Path, batch: int, concurrency: int | None) -> dict[str, float]:
+    """``asiou-bridge sync`` with its own config (``concurrency`` None: the service's
+    default)."""
     state = folder / "bridge-state.sqlite"
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(f"{state}{suffix}").unlink(missing_ok=True)
@@ -195,7 +199,9 @@ def bridge(url: str, folder: Path, batch: int, concurrency: int = 1) -> dict[str
         f'[state]\nurl = "sqlite:///{state}"\n\n'
         f'[mappings]\ndir = "{ROOT / "mappings"}"\n\n'
         f'[portal]\nurl = "{url}"\nschool = "demo"\nclient_id = "{CLIENT_ID}"\n'
-        f'secret_file = "{secret}"\nbatch_size = {batch}\nconcurrency = {concurrency}\n\n'
+        f'secret_file = "{secret}"\nbatch_size = {batch}\n'
+        + ("" if concurrency is None else f"concurrency = {concurrency}\n")
+        + "\n"
         "[guard]\nmin_deletes = 1000000000\n",
         encoding="utf-8",
     )
@@ -224,7 +230,7 @@ def measure(
     line: str, folder: Path, bodies: list[bytes], operations: int, args: argparse.Namespace
 ) -> dict[str, float]:
     kind = "sink" if line.endswith("sink") else "portal"
-    concurrency = int(line.rsplit("-c", 1)[1]) if "-portal-c" in line else 1
+    concurrency = int(line.rsplit("-c", 1)[1]) if "-portal-c" in line else None
     receiver = Receiver(kind, folder, args.portal_src)
     if kind == "portal" and args.latency > 0:  # every answer that much later (a distant portal)
         faults = {"rates": {"slow": 1.0}, "slow_seconds": args.latency / 1000}
@@ -254,7 +260,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
-        "--concurrency", type=int, default=4, help="portal.concurrency of bridge-portal-cN"
+        "--concurrency", type=int, default=1, help="portal.concurrency of bridge-portal-cN"
     )
     parser.add_argument(
         "--latency", type=float, default=0.0, help="ms the portal waits before each answer"
