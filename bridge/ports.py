@@ -264,10 +264,13 @@ class StateStore(Protocol):
         delivered: Sequence[Delivered],
         refused: Sequence[Refusal],
         max_attempts: int,
+        *,
+        complete: bool = True,
     ) -> None:
         """After the portal answered a batch: record what it acknowledged (clearing their dead
         letters), count the refusals as dead-letter attempts, close the intent. One transaction.
-        """
+        ``complete`` False: only a part of the batch was answered (it stopped partway); the
+        intent stays in doubt (``partial``), so the next run looks before it creates."""
         ...
 
     def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:

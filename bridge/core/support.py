@@ -45,11 +45,14 @@ CANNOT = {
 @dataclass(frozen=True, slots=True)
 class EntitySupport:
     """One entity's treatment by a portal; ``note`` says why, in a word an admin reads (it is
-    added to the reason of every change this portal will not receive)."""
+    added to the reason of every change this portal will not receive). ``alone``: its batches
+    are sent one at a time, never beside another batch (the adapter finds the portal's record
+    by its natural key before it creates one: two batches in flight could both create it)."""
 
     capability: Capability = Capability.WRITE
     ops: frozenset[Op] = ALL_OPS
     note: str = ""
+    alone: bool = False
 
     def refusal(self, op: Op) -> str | None:
         """None when the portal takes ``op`` of this entity; else why it does not."""

@@ -23,9 +23,9 @@ from bridge.resources import default_mappings
 Kinds = type | tuple[type, ...]
 NUMBER = (float, int)
 DEFAULT_CONCURRENCY = 4
-"""The service's requests in flight (the client's own default is one at a time): four
-overlap a distant portal's answers with the bridge's own work, and cost nothing against a
-near one (docs/benchmarks.md, "Batches in flight")."""
+"""The service's batches in flight (the client's own default is one at a time): four overlap
+a distant portal's answers with the bridge's own work, and gain less against a portal on the
+same machine (docs/benchmarks.md, "Batches in flight")."""
 
 
 def key(default: Any, meaning: str, kinds: Kinds | None = None) -> Any:
@@ -123,8 +123,8 @@ class PortalSection:
     )
     concurrency: int = key(
         DEFAULT_CONCURRENCY,
-        "requests in flight at once (1: one at a time; batches that could refer to each "
-        "other are never sent together)",
+        "batch requests in flight at once (1: one at a time; batches that could refer to "
+        "each other are never sent together)",
     )
     ca_bundle: str = key("", "CA bundle for TLS verification (default: the system's)")
     tables_file: str = key(

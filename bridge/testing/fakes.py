@@ -284,8 +284,11 @@ class MemoryStateStore:
         delivered: Sequence[Delivered],
         refused: Sequence[Refusal],
         max_attempts: int,
+        *,
+        complete: bool = True,
     ) -> None:
-        """Record acknowledged changes, count refusals, close the intent."""
+        """Record acknowledged changes, count refusals, close the intent (``partial`` when
+        only a part of the batch was answered)."""
         self.record(delivered)
         for d in delivered:
             self.letters.pop((d.change.entity, d.change.sort_key), None)
@@ -304,7 +307,7 @@ class MemoryStateStore:
                 refusal.reason[:500],
                 "dead" if attempts >= max_attempts else "retrying",
             )
-        self.batches[(run_id, batch)] = "acked"
+        self.batches[(run_id, batch)] = "acked" if complete else "partial"
 
     def dead_letters(self) -> dict[tuple[str, str], DeadLetter]:
         """Every dead letter by (entity, sort key)."""

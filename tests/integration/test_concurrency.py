@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from bridge.adapters.dnevnik.portal import DNEVNIK_SUPPORT
 from bridge.adapters.portal_client import PortalClient, PortalSettings
 from bridge.adapters.portal_client.retries import _Pacer
 from bridge.core.errors import ExitCode, Interrupted, PortalFatalError, PortalUnavailable
 from bridge.core.mapping import load_mappings
 from bridge.core.model import Change, Op, Record
-from bridge.core.support import full_support
+from bridge.core.support import EntitySupport, full_support
 from bridge.ports import ENTITIES, Operation, OperationResult
 from bridge.refportal.server import ReferencePortal
 from bridge.service.engine import Deliverer
@@ -119,6 +120,22 @@ def test_batches_of_one_entity_overlap_up_to_the_limit_and_entities_never_do() -
         recorded(state, "subject", "teacher") == portal.acked == {(c.entity, c.key) for c in plan}
     )
     assert deliverer.report.total == len(plan)
+
+
+def test_an_entity_the_portal_sends_alone_never_has_two_batches_in_flight() -> None:
+    """A portal that finds its records by natural key before creating them (dnevnik.ru's
+    lessons) asks for that entity's batches one at a time: two in flight could both create
+    one lesson. Its other entities still overlap."""
+    portal = WatchingPortal(concurrency=4)
+    portal.support = {**full_support(ENTITIES), "lesson": EntitySupport(alone=True)}
+    portal.patience = 0.2
+    state = MemoryStateStore()
+    deliverer = Deliverer(portal, state, MAPPINGS, run_id="r")  # type: ignore[arg-type]
+    deliverer.add_all(changes("lesson", 6 * BATCH))
+    assert portal.most == 1
+    deliverer.add_all(changes("subject", 6 * BATCH))
+    assert portal.most == 4
+    assert DNEVNIK_SUPPORT["lesson"].alone
 
 
 def test_a_failed_batch_in_flight_leaves_the_others_recorded_and_the_run_failed() -> None:

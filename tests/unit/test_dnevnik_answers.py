@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.adapters.dnevnik.answers import MAX_ID, portal_id
+from bridge.adapters.dnevnik.answers import MAX_ID, listed, portal_id, same_id
 from bridge.adapters.dnevnik.contingent import read_contingent
 from bridge.core.errors import PortalFatalError
 
@@ -42,6 +42,9 @@ def test_a_usable_id_is_read_exactly(answer: dict[str, Any], expected: str) -> N
         ({"id_str": "12x", "id": 12}, "id_str is not a positive 64-bit id"),
         ({"id_str": 12}, "id_str is not a positive 64-bit id"),
         ({"id_str": "12", "id": 13}, "id and id_str disagree"),
+        ({"id_str": "5", "id": -1}, "id is not a positive 64-bit id"),
+        ({"id_str": "5", "id": 6.0}, "id is not a positive 64-bit id"),
+        ({"id_str": "5", "id": True}, "id is not a positive 64-bit id"),
         ([{"id": 1}], "an object with 'id' was expected"),
         (None, "an object with 'id' was expected"),
     ],
@@ -81,3 +84,21 @@ def test_a_person_the_portal_lists_without_a_usable_id_stops_matching() -> None:
     broken = {**good, "id": None, "id_str": None}
     with pytest.raises(PortalFatalError, match="GET edu-groups/11/persons: no id"):
         read_contingent(Contingent([good, broken]), "1")  # type: ignore[arg-type]
+
+
+def test_a_list_answer_is_a_list_of_objects_or_one_list_wrapped() -> None:
+    assert listed([{"id": 1}], what="GET x") == [{"id": 1}]
+    assert listed({"works": [{"id": 1}], "count": 1}, what="GET x") == [{"id": 1}]
+    assert listed([], what="GET x") == []
+    for answer in ({"type": "apiServerError"}, {"a": [], "b": []}, None, "[]", [{"id": 1}, 2]):
+        with pytest.raises(PortalFatalError, match="badAnswer"):
+            listed(answer, what="GET x")
+
+
+def test_a_listed_object_that_names_its_owner_must_name_the_right_one() -> None:
+    assert same_id({"person": 31}, "person", "31", what="GET x")
+    assert same_id({"person_str": "31", "person": 31}, "person", "31", what="GET x")
+    assert not same_id({"person": 32}, "person", "31", what="GET x")
+    assert same_id({"id": 1}, "person", "31", what="GET x")  # says nothing: the request's word
+    with pytest.raises(PortalFatalError, match="badAnswer"):
+        same_id({"person": "Иванов"}, "person", "31", what="GET x")

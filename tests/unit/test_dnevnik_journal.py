@@ -4,6 +4,7 @@ one), and a lesson just created is not searched for its homework."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -116,39 +117,145 @@ def test_homework_is_looked_for_unless_the_lesson_was_just_created(there: bool) 
 
 
 class NoIdApi(FakeApi):
-    """A portal that takes a create and answers it with ``answer`` instead of the record."""
+    """A portal that takes a create and answers it with ``answer`` instead of the record; with
+    ``hidden`` its lists never show what it created."""
 
-    def __init__(self, answer: object) -> None:
+    def __init__(self, answer: object, *, hidden: bool = False) -> None:
         super().__init__()
-        self.answer = answer
+        self.answer, self.hidden = answer, hidden
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return [] if self.hidden and path.startswith("edu-groups/") else super().get(path, params)
 
     def post(self, path: str, body: Mapping[str, Any]) -> Any:
         super().post(path, body)
         return self.answer
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [{}, {"id": None}, {"id": True}, {"id": 1.5e29}, {"id": -4}, {"id_str": "12x"}, [], "ok"],
-)
-def test_a_create_answered_without_a_usable_id_stops_the_batch_and_keeps_no_id(
-    answer: object,
-) -> None:
-    """A create the portal answers without a usable id is a portal error naming the request
-    (never a portal id "None" kept for the record, never posted again)."""
-    api = NoIdApi(answer)
+def one_lesson_journal(api: FakeApi) -> tuple[Journal, IdBook]:
+    """A journal of one class and subject, and its id book."""
     book = IdBook(lambda _e, _k: {}, lambda _e, _p: {})
-    noted: list[tuple[str, str, str | None]] = []
-    book.note = lambda entity, key, portal_id: noted.append((entity, key, portal_id))  # type: ignore[method-assign]
     matches = Matches()
     matches.add([Match("class", "c1", MatchStatus.MATCHED, "11")])
     matches.add([Match("subject", "s0", MatchStatus.MATCHED, "20")])
     book.use_matches(matches)
     settings = DnevnikSettings(base_url="http://x.test/v2/", school="1", token="t")
-    batch = Journal(api, settings, book, careful=False).for_batch()  # type: ignore[arg-type]
+    return Journal(api, settings, book, careful=False), book  # type: ignore[arg-type]
+
+
+BAD_ANSWERS = [
+    {},
+    {"id": None},
+    {"id": True},
+    {"id": 1.5e29},
+    {"id": -4},
+    {"id_str": "12x"},
+    [],
+    "ok",
+]
+
+
+@pytest.mark.parametrize("answer", BAD_ANSWERS)
+def test_a_create_answered_without_a_usable_id_is_looked_up_not_posted_again(
+    answer: object,
+) -> None:
+    """The create took effect but its answer names no usable id: the day is listed again and
+    the lesson's id taken from there; nothing is posted twice."""
+    api = NoIdApi(answer)
+    batch, _book = one_lesson_journal(api)
+    result = batch.for_batch().apply(lessons([0])[0])
+    assert result.ok
+    assert result.portal_id == str(api.lessons[0]["id"])
+    assert [c for c in api.calls if c[0] == "POST"] == [("POST", "lessons")]
+
+
+@pytest.mark.parametrize("answer", BAD_ANSWERS)
+def test_a_create_without_a_usable_id_nor_a_record_to_find_stops_and_keeps_no_id(
+    answer: object,
+) -> None:
+    """The lookup does not find it either: a portal error naming the request; no id kept for
+    the record (never "None"), nothing posted again."""
+    api = NoIdApi(answer, hidden=True)
+    batch, book = one_lesson_journal(api)
     with pytest.raises(PortalFatalError) as caught:
-        batch.apply(lessons([0])[0])
+        batch.for_batch().apply(lessons([0])[0])
     assert caught.value.kind == "badAnswer"
     assert "POST lessons" in str(caught.value)
-    assert noted == []
+    assert book.get("lesson", "l0") is None
     assert [c for c in api.calls if c[0] == "POST"] == [("POST", "lessons")]
+
+
+class CannedApi:
+    """GET answers by path, POSTs counted and answered with new ids."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers, self.posts = answers, list[str]()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return copy.deepcopy(self.answers.get(path, [{"id": 7, "abbr": "ДЗ"}]))
+
+    def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        self.posts.append(path)
+        return {"id": 900 + len(self.posts), "id_str": str(900 + len(self.posts))}
+
+
+def careful_journal(api: CannedApi) -> Journal:
+    """A journal after an unclean end (every create looked up first): pupil p1 is person 31,
+    work w1 is portal work 601, class c1 is group 11, subject s0 is 20."""
+    written = {("work", "w1"): "601"}
+    book = IdBook(
+        lambda e, keys: {k: written[(e, k)] for k in keys if (e, k) in written},
+        lambda _e, _p: {},
+    )
+    matches = Matches()
+    matches.add([Match("class", "c1", MatchStatus.MATCHED, "11")])
+    matches.add([Match("subject", "s0", MatchStatus.MATCHED, "20")])
+    matches.add([Match("pupil", "p1", MatchStatus.MATCHED, "31")])
+    book.use_matches(matches)
+    settings = DnevnikSettings(base_url="http://x.test/v2/", school="1", token="t")
+    return Journal(api, settings, book, careful=True)  # type: ignore[arg-type]
+
+
+def mark_op() -> Operation:
+    return Operation("o1", "PUT", "mark", "m1", data={"pupil": "p1", "work": "w1", "value": "5"})
+
+
+def test_a_listed_mark_of_another_person_or_work_is_never_taken_for_the_pupil_s() -> None:
+    """The lookup before a create takes only a mark that is this person's on this work: a
+    listing that also shows another pupil's mark (a portal ignoring the filter) is not read
+    as this pupil's mark being there."""
+    marks = "persons/31/works/601/marks"
+    api = CannedApi({marks: [{"id": 5, "person": 32, "work": 601}, {"id": 6, "work": 602}]})
+    result = careful_journal(api).for_batch().apply(mark_op())
+    assert api.posts == ["persons/31/works/601/mark"]
+    assert result.portal_id == "901"
+    api = CannedApi({marks: [{"id": 5, "person": 32}, {"id": 8, "person": 31, "work": 601}]})
+    assert careful_journal(api).for_batch().apply(mark_op()).portal_id == "8"
+    assert api.posts == []
+
+
+def test_a_listed_lesson_of_another_group_or_day_is_never_taken() -> None:
+    day = f"edu-groups/11/lessons/{DAY}/{DAY}"
+    other = [
+        {"id": 5, "subject": {"id": 20}, "number": 0, "group": 12, "date": DAY},
+        {"id": 6, "subject": {"id": 20}, "number": 0, "group": 11, "date": "2025-09-02"},
+        {"id": 7, "subject": {"id": 20}, "number": False, "group": 11, "date": DAY},
+    ]
+    api = CannedApi({day: other})
+    result = careful_journal(api).for_batch().apply(lessons([0])[0])
+    assert api.posts == ["lessons"]
+    assert result.portal_id == "901"
+    api = CannedApi({day: [*other, {"id": 8, "subject": {"id": 20}, "number": 0, "group": 11}]})
+    assert careful_journal(api).for_batch().apply(lessons([0])[0]).portal_id == "8"
+    assert api.posts == []
+
+
+def test_a_lookup_answered_with_something_other_than_a_list_stops_the_batch() -> None:
+    """An answer that is not a list (an error envelope with a 200, an object, text) is never
+    read as "nothing there", which would create the record again."""
+    day = f"edu-groups/11/lessons/{DAY}/{DAY}"
+    for answer in ({"type": "apiServerError", "description": "x"}, "ok", None, [1]):
+        api = CannedApi({day: answer})
+        with pytest.raises(PortalFatalError, match="badAnswer"):
+            careful_journal(api).for_batch().apply(lessons([0])[0])
+        assert api.posts == []

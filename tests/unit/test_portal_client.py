@@ -872,3 +872,15 @@ def test_a_batch_answer_beyond_the_size_limit_is_a_portal_error_and_not_retried(
         client.send([put("1")])
     assert caught.value.kind == "answerTooLarge"
     assert [c.request.url for c in mocked.calls] == [TOKEN_URL, BATCH_URL]
+
+
+def test_a_whole_entity_listing_is_not_held_to_the_answer_size_limit(
+    mocked: responses.RequestsMock, client: PortalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reconciliation reads an entity whole (about 57 bytes a record: 250 MB for a large
+    school's marks): that answer is read whatever its size."""
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 4096)
+    token(mocked)
+    records = [{"sourcedId": f"m{i}", "fingerprint": f"f{i}"} for i in range(400)]
+    mocked.get(f"{BASE}/api/v1/schools/school-7/mark", json={"records": records})
+    assert len(client.fingerprints("mark")) == 400

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.adapters.dnevnik.answers import portal_id
+from bridge.adapters.dnevnik.answers import bad_answer, listed, portal_id, same_id
 from bridge.adapters.dnevnik.http import DnevnikHttp
 from bridge.core.matching import Contingent, PortalNamed, PortalPerson
 
@@ -17,8 +17,8 @@ SUBGROUP = "Subgroup"
 def read_contingent(http: DnevnikHttp, school: str) -> Contingent:
     """The school's contingent as the portal holds it: every class and subgroup, the active
     members of every class, the school's subjects and the classes' reporting periods."""
-    groups = _listed(http.get(f"schools/{school}/edu-groups"))
     what = f"GET schools/{school}/edu-groups"
+    groups = listed(http.get(f"schools/{school}/edu-groups"), what=what)
     classes = [_named(g, what=what) for g in groups if g.get("type") != SUBGROUP]
     subgroups = [
         _named(g, what=what, parent=_first_parent(g, what))
@@ -29,16 +29,22 @@ def read_contingent(http: DnevnikHttp, school: str) -> Contingent:
     people: dict[str, Mapping[str, Any]] = {}
     periods: dict[str, PortalNamed] = {}
     for group in classes:
-        for person in _listed(http.get(f"edu-groups/{group.id}/persons")):
-            if _active(person, group.id):
-                pid = portal_id(person, what=f"GET edu-groups/{group.id}/persons")
+        what = f"GET edu-groups/{group.id}/persons"
+        for person in listed(http.get(f"edu-groups/{group.id}/persons"), what=what):
+            if _active(person, group.id, what):
+                pid = portal_id(person, what=what)
+                if pid in people and _who(people[pid]) != _who(person):
+                    raise bad_answer(what, f"person {pid} is listed otherwise in another class")
                 people[pid] = person
                 members.setdefault(pid, set()).add(group.id)
-        for period in _listed(http.get(f"edu-groups/{group.id}/reporting-periods")):
-            named = _named(period, what=f"GET edu-groups/{group.id}/reporting-periods")
+        what = f"GET edu-groups/{group.id}/reporting-periods"
+        for period in listed(http.get(f"edu-groups/{group.id}/reporting-periods"), what=what):
+            named = _named(period, what=what)
             periods.setdefault(named.id, named)
     what = f"GET schools/{school}/subjects"
-    subjects = [_named(s, what=what) for s in _listed(http.get(f"schools/{school}/subjects"))]
+    subjects = [
+        _named(s, what=what) for s in listed(http.get(f"schools/{school}/subjects"), what=what)
+    ]
     persons = tuple(
         PortalPerson(
             pid,
@@ -54,18 +60,6 @@ def read_contingent(http: DnevnikHttp, school: str) -> Contingent:
     )
 
 
-def _listed(answer: object) -> list[Mapping[str, Any]]:
-    """The objects of a list answer (a portal may wrap a list; anything else is an error)."""
-    if isinstance(answer, dict):
-        for value in answer.values():
-            if isinstance(value, list):
-                answer = value
-                break
-    if not isinstance(answer, list):
-        raise ValueError("the portal answered a list read with something else")
-    return [item for item in answer if isinstance(item, dict)]
-
-
 def _named(obj: Mapping[str, Any], *, what: str, parent: str | None = None) -> PortalNamed:
     year = obj.get("studyyear", obj.get("year"))
     return PortalNamed(
@@ -79,19 +73,29 @@ def _named(obj: Mapping[str, Any], *, what: str, parent: str | None = None) -> P
 def _first_parent(group: Mapping[str, Any], what: str) -> str | None:
     """A subgroup's class: the first of its parents' ids (the exact twins first), if any."""
     texts, numbers = group.get("parentIds_str"), group.get("parentIds")
-    if isinstance(texts, list) and texts:
-        return portal_id({"id_str": texts[0]}, what=f"{what} (parentIds_str)")
-    if isinstance(numbers, list) and numbers:
-        return portal_id({"id": numbers[0]}, what=f"{what} (parentIds)")
-    return None
+    for name, value in (("parentIds_str", texts), ("parentIds", numbers)):
+        if value is not None and not isinstance(value, list):
+            raise bad_answer(what, f"{name} is not a list")
+    text = texts[0] if texts else None
+    number = numbers[0] if numbers else None
+    if text is None and number is None:
+        return None
+    return portal_id({"id_str": text, "id": number}, what=f"{what} (parentIds)")
 
 
-def _active(person: Mapping[str, Any], group: str) -> bool:
-    """True unless the person's membership of ``group`` says it is not active."""
+def _active(person: Mapping[str, Any], group: str, what: str) -> bool:
+    """True unless the person's membership says it is not active, or is another group's."""
     membership = person.get("membership")
     if not isinstance(membership, dict):
         return True
-    return bool(membership.get("status", "Active") == "Active")
+    return bool(membership.get("status", "Active") == "Active") and same_id(
+        membership, "eduGroup", group, what=what
+    )
+
+
+def _who(person: Mapping[str, Any]) -> tuple[object, ...]:
+    """What matching reads of a person (a person listed in two classes must agree)."""
+    return (person.get("lastName"), person.get("firstName"), _day(person.get("birthday")))
 
 
 def _day(value: object) -> str | None:

@@ -62,6 +62,20 @@ class IdBook:
             if portal_id is not None:
                 self._taken[(entity, portal_id)] = key
 
+    def claim(self, entity: str, portal_id: str, key: str) -> bool:
+        """Take ``portal_id`` for ``key`` unless another record holds it (this run, or
+        recorded): True if taken. The test and the taking are one step under the lock, so two
+        batches in flight never both take one portal record."""
+        recorded = self._holders(entity, [portal_id]).get(portal_id)  # read before locking
+        with self._lock:
+            taken = self._taken.get((entity, portal_id))
+            holder = taken if taken is not None else recorded
+            if holder is not None and holder != key:
+                return False
+            self._taken[(entity, portal_id)] = key
+            self._ids[(entity, key)] = portal_id
+            return True
+
     def holder(self, entity: str, portal_id: str) -> str | None:
         """The key of the record that holds ``portal_id`` (this run, or recorded), if any."""
         with self._lock:

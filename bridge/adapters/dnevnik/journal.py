@@ -25,11 +25,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.adapters.dnevnik.answers import portal_id
+from bridge.adapters.dnevnik.answers import bad_answer, listed, portal_id, same_id
 from bridge.adapters.dnevnik.http import DnevnikHttp, OutcomeUnknown, Refused
 from bridge.adapters.dnevnik.ids import IdBook
 from bridge.adapters.dnevnik.settings import DnevnikSettings
-from bridge.core.errors import PortalUnavailable
+from bridge.core.errors import PortalFatalError, PortalUnavailable
 from bridge.ports import Operation, OperationResult
 
 HOMEWORK = "homework"
@@ -56,21 +56,24 @@ class LessonDays:
     def find(self, group: str, day: str, subject: str, number: int, *, fresh: bool) -> str | None:
         """The id of the group's lesson of ``subject`` numbered ``number`` on ``day``, or None;
         ``fresh`` lists the day again (after an unknown outcome: never trust the copy then)."""
+        what = f"GET edu-groups/{group}/lessons"
         if fresh or (group, day) not in self._days:
-            listed = self._http.get(f"edu-groups/{group}/lessons/{day}/{day}")
-            self._days[(group, day)] = _works(listed)
+            answer = self._http.get(f"edu-groups/{group}/lessons/{day}/{day}")
+            self._days[(group, day)] = listed(answer, what=what)
         for lesson in self._days[(group, day)]:
-            what = f"GET edu-groups/{group}/lessons"
             if (
-                portal_id(lesson.get("subject"), what=what) == subject
+                lesson.get("number").__class__ is int
                 and lesson.get("number") == number
+                and portal_id(lesson.get("subject"), what=what) == subject
+                and same_id(lesson, "group", group, what=what)
+                and str(lesson.get("date") or day)[:10] == day
             ):
                 return portal_id(lesson, what=what)
         return None
 
     def add(self, group: str, day: str, subject: str, number: int, lesson: str) -> None:
         """A lesson this batch created (the portal answered with its id)."""
-        created = {"id_str": lesson, "subject": {"id_str": subject}, "number": number}
+        created = {"id_str": lesson, "subject": {"id_str": subject}, "number": number, "date": day}
         self._days.setdefault((group, day), []).append(created)
 
 
@@ -123,7 +126,9 @@ class Journal:
         body = {"group": group, "subject": subject, "date": day, "number": number}
         body["title"] = str(data.get("topic") or "")
         lesson, posted = self._place("lessons", body, found, recheck, always=True)
-        if posted:
+        if posted:  # a new lesson: its id must be nobody's (a timetable's may be shared)
+            if not self.ids.claim("lesson", lesson, op.sourced_id):
+                raise bad_answer("POST lessons", "the id it gave is another lesson's")
             lessons.add(group, day, subject, number, lesson)
         self.ids.note("lesson", op.sourced_id, lesson)
         homework = data.get("homework")
@@ -136,9 +141,14 @@ class Journal:
         lesson this operation has just created has none: no need to look, then)."""
 
         def found() -> str | None:
-            for work in _works(self.http.get("works", {"lesson": lesson})):
-                if work.get("type") == "Homework" and work.get("text") == text:
-                    return portal_id(work, what="GET works")
+            what = "GET works"
+            for work in listed(self.http.get("works", {"lesson": lesson}), what=what):
+                if (
+                    work.get("type") == "Homework"
+                    and work.get("text") == text
+                    and same_id(work, "lesson", lesson, what=what)
+                ):
+                    return portal_id(work, what=what)
             return None
 
         body = {
@@ -172,11 +182,18 @@ class Journal:
             return own
 
         def found() -> str | None:
-            for work in _works(self.http.get("works", {"lesson": lesson})):
+            what = "GET works"
+            for work in listed(self.http.get("works", {"lesson": lesson}), what=what):
                 marked = work.get("markType") is not None  # not a lesson's homework text
-                if marked and str(work.get("workType")) == work_type:
-                    there = portal_id(work, what="GET works")
-                    if self._free("work", there):
+                typed = work.get("workType") is not None or work.get("workType_str") is not None
+                if (
+                    marked
+                    and typed
+                    and same_id(work, "workType", work_type, what=what)
+                    and same_id(work, "lesson", lesson, what=what)
+                ):
+                    there = portal_id(work, what=what)
+                    if self.ids.claim("work", there, op.sourced_id):
                         return there
             return None
 
@@ -203,10 +220,14 @@ class Journal:
         path = f"persons/{person}/works/{work}/mark"
 
         def found() -> str | None:
-            for mark in _works(self.http.get(f"persons/{person}/works/{work}/marks")):
-                there = portal_id(mark, what="GET persons/{p}/works/{w}/marks")
-                if self._free("mark", there):
-                    return there
+            what = "GET persons/{p}/works/{w}/marks"
+            for mark in listed(self.http.get(f"persons/{person}/works/{work}/marks"), what=what):
+                if same_id(mark, "person", person, what=what) and same_id(
+                    mark, "work", work, what=what
+                ):
+                    there = portal_id(mark, what=what)
+                    if self.ids.claim("mark", there, op.sourced_id):
+                        return there
             return None
 
         body = {"value": str(data.get("value")), "mood": None}
@@ -257,8 +278,9 @@ class Journal:
         self.ids.note("absence", op.sourced_id, None)
 
     def _log_entry(self, lesson: str, person: str) -> Mapping[str, Any] | None:
-        for entry in _works(self.http.get(f"lessons/{lesson}/log-entries")):
-            if portal_id(entry, "person", what=f"GET lessons/{lesson}/log-entries") == person:
+        what = f"GET lessons/{lesson}/log-entries"
+        for entry in listed(self.http.get(f"lessons/{lesson}/log-entries"), what=what):
+            if portal_id(entry, "person", what=what) == person:
                 return entry
         return None
 
@@ -274,10 +296,13 @@ class Journal:
         *,
         always: bool = False,
     ) -> str:
-        """Create one record (or find it, when a lookup is due) and note its id."""
-        portal_id = self._post_once(path, body, found, always=always)
-        self.ids.note(entity, key, portal_id)
-        return portal_id
+        """Create one record (or find it, when a lookup is due) and take its id: an id the
+        portal gives that another record of the bridge holds is a bad answer (two records would
+        share one portal record, and an edit of one would change the other)."""
+        there = self._place(path, body, found, found, always=always)[0]
+        if not self.ids.claim(entity, there, key):  # a record found was claimed by its lookup
+            raise bad_answer(f"POST {_shape(path)}", f"the id it gave is another {entity}'s")
+        return there
 
     def _post_once(
         self, path: str, body: Mapping[str, Any], found: Found, *, always: bool, keyed: bool = True
@@ -308,17 +333,22 @@ class Journal:
         for _ in range(self.settings.max_attempts):
             try:
                 answer = self.http.post(path, body)
-                return (portal_id(answer, what=f"POST {_shape(path)}") if keyed else ""), True
             except OutcomeUnknown as unknown:
                 reason = unknown.reason
                 there = recheck()
                 if there is not None:
                     return there, False
+                continue
+            if not keyed:
+                return "", True
+            try:
+                return portal_id(answer, what=f"POST {_shape(path)}"), True
+            except PortalFatalError:  # it took effect, but which record it made is not said:
+                there = recheck()  # look it up (never post again: it would be a second one)
+                if there is None:
+                    raise
+                return there, False
         raise PortalUnavailable(self.settings.max_attempts, f"outcome unknown: {reason}")
-
-    def _free(self, entity: str, portal_id: str) -> bool:
-        """True when no record of the bridge holds ``portal_id`` (it may be this one's)."""
-        return self.ids.holder(entity, portal_id) is None
 
     def _exists(self, path: str) -> bool:
         try:
@@ -356,9 +386,11 @@ class Journal:
     def _work_type(self, kind: str) -> str:
         """The portal's id of the school's work type for a canonical work kind."""
         if not self._work_types:
-            listed = _works(self.http.get(f"work-types/{self.settings.school}"))
             what = "GET work-types"
-            self._work_types.update({str(t.get("abbr")): portal_id(t, what=what) for t in listed})
+            types = listed(self.http.get(f"work-types/{self.settings.school}"), what=what)
+            self._work_types.update(
+                {str(t["abbr"]): portal_id(t, what=what) for t in types if t.get("abbr")}
+            )
         abbr = self.settings.work_types.get(kind)
         found = self._work_types.get(abbr or "")
         if found is None:
@@ -390,10 +422,6 @@ def _data(op: Operation) -> Mapping[str, Any]:
     if op.data is None:
         raise ValueError(f"a {op.method} of {op.entity} carries its record")
     return op.data
-
-
-def _works(answer: object) -> list[Mapping[str, Any]]:
-    return [x for x in answer if isinstance(x, dict)] if isinstance(answer, list) else []
 
 
 def _shape(path: str) -> str:

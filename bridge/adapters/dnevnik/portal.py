@@ -37,8 +37,8 @@ DNEVNIK_SUPPORT: PortalSupport = {
     "group_member": EntitySupport(Capability.UNSUPPORTED, frozenset(), _OWN),
     "guardian": EntitySupport(Capability.UNSUPPORTED, frozenset(), _OWN),
     "guardian_link": EntitySupport(Capability.UNSUPPORTED, frozenset(), _OWN),
-    "lesson": EntitySupport(
-        Capability.WRITE, frozenset({Op.CREATE}), "the API has no lesson update or delete"
+    "lesson": EntitySupport(  # alone: a day's lessons are listed once a batch
+        Capability.WRITE, frozenset({Op.CREATE}), "the API has no lesson update or delete", True
     ),
     "work": EntitySupport(Capability.WRITE, frozenset({Op.CREATE, Op.UPDATE, Op.DELETE})),
     "mark": EntitySupport(

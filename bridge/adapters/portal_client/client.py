@@ -127,7 +127,11 @@ class PortalClient:
     def fingerprints(self, entity: str) -> dict[str, str]:
         """sourcedId → fingerprint of every live record of ``entity`` (see Portal.fingerprints)."""
         url = self._api_url(entity)
-        return self._with_retries(lambda: parse_fingerprints(self._call_api("GET", url)))
+        # the whole entity in one answer: it grows with the school (about 57 bytes a record,
+        # 250 MB for 4.4 M marks), so the answer-size cap is not for it
+        return self._with_retries(
+            lambda: parse_fingerprints(self._call_api("GET", url, capped=False))
+        )
 
     def close(self) -> None:
         """Close the session if the client built it."""
@@ -154,7 +158,9 @@ class PortalClient:
             self._stats.retries += 1
         log_retry(self._log, state)
 
-    def _call_api(self, method: str, url: str, body: bytes | None = None) -> object:
+    def _call_api(
+        self, method: str, url: str, body: bytes | None = None, *, capped: bool = True
+    ) -> object:
         """One /api exchange with a valid token; on 401 one fresh token and one resend. Returns
         the parsed JSON of an OK answer; raises per ``raise_unless_ok`` otherwise.
 
@@ -162,14 +168,16 @@ class PortalClient:
         with requests in flight in several threads, each refused one gets a token nobody
         used before (a portal may refuse a token once it was used elsewhere)."""
         refused = self._held_token()
-        reply = self._exchange(method, url, body=body, headers=_bearer(refused))
+        reply = self._exchange(method, url, body=body, headers=_bearer(refused), capped=capped)
         if reply.status == 401:
             with self._lock:  # no other request takes the refused token from now on
                 if self._token is refused:
                     self._token = None
             token = self._fetch_token()
             try:
-                reply = self._exchange(method, url, body=body, headers=_bearer(token))
+                reply = self._exchange(
+                    method, url, body=body, headers=_bearer(token), capped=capped
+                )
             finally:  # shared once used, whatever the resend's fate
                 with self._lock:
                     if self._token is None:
@@ -211,6 +219,7 @@ class PortalClient:
         body: bytes | None = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        capped: bool = True,
     ) -> _Reply:
         """The seam: one HTTP request, paced, with timeouts and TLS settings; requests'
         exceptions become _TransientError or PortalFatalError here."""
@@ -236,7 +245,7 @@ class PortalClient:
                 allow_redirects=False,
                 stream=True,
             ) as response:
-                content = _read_body(response, deadline, self._clock)
+                content = _read_body(response, deadline, self._clock, capped=capped)
         except requests.RequestException as exc:
             self._count_outcome(type(exc).__name__)
             raise _translate(exc) from exc
@@ -291,13 +300,20 @@ MAX_ANSWER_BYTES = 64 * 2**20
 persons a few; a portal sending more (or a compressed bomb) is refused, not held in memory."""
 
 
-def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> bytes:
+def _read_body(
+    response: requests.Response,
+    deadline: float,
+    clock: Callable[[], float],
+    *,
+    capped: bool = True,
+) -> bytes:
     """The whole body, read piece by piece as it arrives; a body still arriving at
     ``deadline`` is cut off (a transient failure): the read timeout bounds one socket read, so
     a server dripping a byte at a time would otherwise hold the run for ever. A body beyond
     ``MAX_ANSWER_BYTES`` once decoded is a portal error (``answerTooLarge``): the same request
-    would get the same answer."""
+    would get the same answer (unless not ``capped``: a listing of a whole entity)."""
     raw, pieces, size = response.raw, list[bytes](), 0
+    limit = MAX_ANSWER_BYTES if capped else None
     while True:
         if clock() > deadline:
             raise _TransientError("RequestDeadline")
@@ -305,7 +321,7 @@ def _read_body(response: requests.Response, deadline: float, clock: Callable[[],
         if not piece:
             return b"".join(pieces)
         size += len(piece)
-        if size > MAX_ANSWER_BYTES:
+        if limit is not None and size > limit:
             raise PortalFatalError(
                 response.status_code,
                 "answerTooLarge",

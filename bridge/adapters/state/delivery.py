@@ -26,6 +26,8 @@ from bridge.core.model import Change, HoldReason, Op
 from bridge.ports import Clock, DeadLetter, Delivered, Refusal
 
 NO_CONSENT = HoldReason.NO_CONSENT.value
+IN_DOUBT = ("sent", "lost", "partial")
+"""Delivery batch statuses whose outcome is not wholly known."""
 
 
 class Deliveries:
@@ -130,7 +132,8 @@ class Deliveries:
 
     def batches_in_doubt(self) -> int:
         """Batches sent and never answered since the last run that ended OK (a run killed or
-        cut off: still "sent", or "lost" once the next run closed it): their outcome is
+        cut off: still "sent", or "lost" once the next run closed it; or "partial", stopped
+        partway by a failure after some of it was answered): their outcome is
         unknown, so a portal that only creates looks its records up before creating again."""
         last_ok = (
             sa.select(sa.func.max(run_history.c.started_at))
@@ -141,7 +144,7 @@ class Deliveries:
             sa.select(sa.func.count())
             .select_from(delivery_batch)
             .where(
-                delivery_batch.c.status.in_(["sent", "lost"]),
+                delivery_batch.c.status.in_(IN_DOUBT),
                 sa.or_(last_ok.is_(None), delivery_batch.c.opened_at > last_ok),
             )
         )
@@ -166,6 +169,8 @@ class Deliveries:
         delivered: Sequence[Delivered],
         refused: Sequence[Refusal],
         max_attempts: int,
+        *,
+        complete: bool = True,
     ) -> None:
         now = self.clock()
         with self.engine.begin() as conn:
@@ -177,7 +182,7 @@ class Deliveries:
             conn.execute(
                 delivery_batch.update()
                 .where(delivery_batch.c.run_id == run_id, delivery_batch.c.batch == batch)
-                .values(status="acked", closed_at=now)
+                .values(status="acked" if complete else "partial", closed_at=now)
             )
 
     def _refused(

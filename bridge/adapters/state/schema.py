@@ -88,7 +88,8 @@ delivery_batch = sa.Table(
     sa.Column("run_id", sa.String(40), primary_key=True),
     sa.Column("batch", sa.Integer, primary_key=True),
     sa.Column("operations", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(10), nullable=False),  # "sent" until answered, then "acked"
+    # "sent" until answered, then "acked" ("partial": stopped partway, the rest in doubt)
+    sa.Column("status", sa.String(10), nullable=False),
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True)),
 )

@@ -150,7 +150,12 @@ class Deliverer:
         # Up to portal.concurrency batches in flight (bridge.service.engine.inflight).
         limit = portal.concurrency
         self._flight = InFlight(portal.send, limit) if limit > 1 else None
-        self._alone = frozenset(m.entity for m in mappings.mappings if m.entity in m.refs.values())
+        # One batch at a time: an entity that refers to itself (a parent may be in the batch
+        # before), and what the portal asks to be sent so (bridge.core.support).
+        self._alone = frozenset(
+            {m.entity for m in mappings.mappings if m.entity in m.refs.values()}
+            | {entity for entity, treated in portal.support.items() if treated.alone}
+        )
 
     def add(self, change: Change) -> None:
         """Queue one change; a full batch is sent at once."""
@@ -288,33 +293,44 @@ class Deliverer:
         to record the batch before is only logged: the stop's cause is the one raised)."""
         answered = partial.results[: len(batch)]
         try:
-            self._record_later(number, batch[: len(answered)], answered)
+            self._record_later(number, batch[: len(answered)], answered, complete=False)
         except Exception as earlier:  # noqa: BLE001 - logged; the cause below is raised
             log.warning("delivery.also_failed", error=type(earlier).__name__)
         raise partial.cause
 
     def _record_later(
-        self, number: int, batch: list[Change], results: list[OperationResult]
+        self,
+        number: int,
+        batch: list[Change],
+        results: list[OperationResult],
+        *,
+        complete: bool = True,
     ) -> None:
+        """Record an answered batch in the recorder thread (``complete`` False: the answered
+        part of a batch that stopped partway, whose rest stays in doubt)."""
         try:
             self._wait_recorded()  # the batch before is recorded: one batch behind at most
         finally:  # this batch was answered: it is recorded even if the one before failed to be
             if self._recorder is None:
                 self._recorder = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-            self._recording = self._recorder.submit(self._commit_guarded, number, batch, results)
+            self._recording = self._recorder.submit(
+                self._commit_guarded, number, batch, results, complete
+            )
 
     def _commit_guarded(
-        self, number: int, batch: list[Change], results: list[OperationResult]
+        self, number: int, batch: list[Change], results: list[OperationResult], complete: bool
     ) -> None:
         with no_fork_meanwhile():  # range planning never forks while this is in the driver
-            self._commit(number, batch, results)
+            self._commit(number, batch, results, complete)
 
     def _wait_recorded(self) -> None:
         recording, self._recording = self._recording, None
         if recording is not None:
             recording.result()
 
-    def _commit(self, number: int, batch: list[Change], results: list[OperationResult]) -> None:
+    def _commit(
+        self, number: int, batch: list[Change], results: list[OperationResult], complete: bool
+    ) -> None:
         acked: list[Delivered] = []
         refused: list[Refusal] = []
         versions = self._versions
@@ -326,7 +342,9 @@ class Deliverer:
                 refused.append(
                     Refusal(change, result.type, result.description or f"HTTP {result.status}")
                 )
-        self.state.commit_batch(self.run_id, number, acked, refused, self.max_attempts)
+        self.state.commit_batch(
+            self.run_id, number, acked, refused, self.max_attempts, complete=complete
+        )
         self.report.count_all(d.change for d in acked)
         for r in refused:
             self.report.refused[r.change.entity] += 1
