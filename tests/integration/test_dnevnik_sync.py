@@ -4,6 +4,8 @@ the portal's ids, as an independent client (pydnevnikruapi) reads it back."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -429,3 +431,45 @@ def test_a_withdrawal_and_a_readmission_on_dnevnik(tmp_path: Path) -> None:
     assert not [
         x for x in after("logentry", person, "2025-09-05") if lessons[x["lesson"]] < "2025-09-09"
     ]
+
+
+def test_creates_answered_without_their_id_leave_the_portal_exact(rig: Rig) -> None:
+    """A hostile portal takes every fifth work and mark it is sent but answers it without the
+    record's id (an empty object, a null id, a boolean): the adapter looks each up instead of
+    trusting or repeating it, so a sync leaves the journal as a clean sync does, nothing twice,
+    and every recorded portal id a real one."""
+    service = rig.emulator.service
+    handle = service.handle
+    stripped = Counter[str]()
+    answers: list[dict[str, Any]] = [{}, {"id": None}, {"id": True, "id_str": None}]
+
+    def hostile(request: Any) -> Any:
+        reply = handle(request)
+        creates = request.method == "POST" and request.path.rstrip("/").endswith(("works", "mark"))
+        if creates and reply.status == 200:
+            count = sum(stripped.values())
+            stripped[request.path.rsplit("/", 1)[-1]] += 1
+            if count % 5 == 0:
+                body = json.dumps(answers[count % 3]).encode()
+                return dataclasses.replace(reply, body=body)
+        return reply
+
+    service.handle = hostile  # type: ignore[method-assign]
+    rig.sync("r1")
+    service.handle = handle  # type: ignore[method-assign]
+    again = rig.sync("r2")
+    assert stripped["works"] > 5
+    assert stripped["mark"] > 5
+    assert again.delivery.failure is None
+    state = rig.emulator.state()
+    assert all(not found for found in state["duplicates"].values()), state["duplicates"]
+    marks = rig.objects("mark")
+    mark_ids = rig.state.portal_ids("mark", [m.key for m in _live(rig.state, "mark")])
+    assert sorted(mark_ids.values()) == sorted(str(m["id"]) for m in marks)
+    works = rig.objects("work")
+    held = list(rig.state.portal_ids("work", [w.key for w in _live(rig.state, "work")]).values())
+    assert len(set(held)) == len(held)  # no portal work shared by two records
+    assert set(held) <= {str(w["id"]) for w in works}
+    # every other work on the portal is a lesson's homework text (no mark type), never a
+    # work of the bridge's posted twice
+    assert all(w.get("markType") is None for w in works if str(w["id"]) not in set(held))
