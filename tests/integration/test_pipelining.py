@@ -67,6 +67,8 @@ class SlowRecorder:
         delivered: Sequence[Delivered],
         refused: Sequence[Refusal],
         max_attempts: int,
+        *,
+        complete: bool = True,
     ) -> None:
         with self.portal.arrived:
             seen = self.portal.arrived.wait_for(
@@ -74,7 +76,7 @@ class SlowRecorder:
             )
         self.overlapped.append(seen)
         self.recorded.append(batch)
-        self.inner.commit_batch(run_id, batch, delivered, refused, max_attempts)
+        self.inner.commit_batch(run_id, batch, delivered, refused, max_attempts, complete=complete)
 
 
 def subjects(count: int) -> list[Change]:
@@ -163,10 +165,12 @@ class FailingRecorder(SlowRecorder):
         delivered: Sequence[Delivered],
         refused: Sequence[Refusal],
         max_attempts: int,
+        *,
+        complete: bool = True,
     ) -> None:
         if batch == 1:
             raise RuntimeError("state store unavailable")
-        super().commit_batch(run_id, batch, delivered, refused, max_attempts)
+        super().commit_batch(run_id, batch, delivered, refused, max_attempts, complete=complete)
 
 
 def test_a_batch_answered_after_a_failed_recording_is_still_recorded() -> None:
