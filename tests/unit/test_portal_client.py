@@ -884,3 +884,33 @@ def test_a_whole_entity_listing_is_not_held_to_the_answer_size_limit(
     records = [{"sourcedId": f"m{i}", "fingerprint": f"f{i}"} for i in range(400)]
     mocked.get(f"{BASE}/api/v1/schools/school-7/mark", json={"records": records})
     assert len(client.fingerprints("mark")) == 400
+
+
+def test_the_environment_is_read_once_proxy_and_ca_bundle_included(
+    monkeypatch: pytest.MonkeyPatch, make: Callable[..., PortalClient]
+) -> None:
+    """Each request goes straight to the session's transport adapter, so the proxy and the
+    CA bundle of the environment are read when the client builds its session, as
+    ``Session.request`` would read them for every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.school.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/regional-ca.pem")
+    session = make()._session
+    assert session.proxies["https"] == "http://proxy.school.test:3128"
+    assert session.verify == "/etc/ssl/regional-ca.pem"
+    assert session.trust_env is False
+    assert make(verify="/etc/ssl/school-ca.pem")._session.verify is True  # the setting rules
+    monkeypatch.setenv("NO_PROXY", "portal.example")
+    assert "https" not in make()._session.proxies
+
+
+def test_a_token_request_is_a_form_and_a_batch_carries_its_length(
+    mocked: responses.RequestsMock, client: PortalClient
+) -> None:
+    token(mocked)
+    results(mocked, ok("1"))
+    client.send([put("1")])
+    form, batch = mocked.calls[0].request, mocked.calls[1].request
+    assert form.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert form.headers["Content-Length"] == str(len(form.body))
+    assert batch.headers["Content-Length"] == str(len(batch.body))
+    assert batch.headers["Authorization"] == f"Bearer {TOKEN}"

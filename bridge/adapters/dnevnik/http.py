@@ -10,7 +10,6 @@ before it creates anything again."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -21,8 +20,6 @@ from typing import Any
 
 import orjson
 import requests
-from requests.cookies import extract_cookies_to_jar
-from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState
 
 from bridge import logs
@@ -36,9 +33,10 @@ from bridge.adapters.portal_client.answers import (
 )
 from bridge.adapters.portal_client.client import (
     _json_or_none,
-    _pooled_session,
     _read_body,
     _translate,
+    send_direct,
+    settled_session,
 )
 from bridge.adapters.portal_client.retries import _Pacer, _TransientError, log_retry, retrying
 from bridge.core.errors import PortalAuthError, PortalFatalError
@@ -84,7 +82,11 @@ class DnevnikHttp:
     ) -> None:
         self.settings = settings
         self._owns_session = session is None
-        self._session = session if session is not None else _settled_session(settings)
+        self._session = (
+            session
+            if session is not None
+            else settled_session(settings.base_url, settings.concurrency, settings.verify)
+        )
         self._base = _encoded_url(settings.base_url.rstrip("/") + "/", None)
         self._joinable = "?" not in self._base and "#" not in self._base
         self._headers: dict[str, str] = {
@@ -177,7 +179,15 @@ class DnevnikHttp:
             self.requests += 1
         deadline = self._clock() + settings.request_deadline
         try:
-            with self._send(method, self._url(path, params), data, headers) as response:
+            with send_direct(
+                self._session,
+                method,
+                self._url(path, params),
+                data,
+                headers,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                verify=settings.verify,
+            ) as response:
                 content = _read_body(response, deadline, self._clock)
         except requests.exceptions.ConnectTimeout as exc:
             raise _UnappliedError(type(exc).__name__) from exc
@@ -202,33 +212,6 @@ class DnevnikHttp:
         if params is None and self._joinable and _PLAIN_PATH.fullmatch(path):
             return self._base + path
         return _encoded_url(self._base + path, params)
-
-    def _send(
-        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
-    ) -> requests.Response:
-        """One request through the session's transport adapter, as ``Session.request`` would
-        send it (its proxies, TLS settings and cookies) without rebuilding and merging the
-        session's settings for every request: one record a request, that cost as much CPU as
-        the rest of the exchange."""
-        session, settings = self._session, self.settings
-        prepared = requests.PreparedRequest()
-        prepared.method, prepared.url, prepared.body = method, url, data
-        prepared.headers = CaseInsensitiveDict(headers)
-        if session.cookies:
-            prepared.prepare_cookies(session.cookies)
-        verify = session.verify if settings.verify is True else settings.verify
-        response = session.get_adapter(url).send(
-            prepared,
-            stream=True,
-            timeout=(settings.connect_timeout, settings.read_timeout),
-            verify=True if verify is None else verify,  # unset: verified, never skipped
-            cert=session.cert,
-            proxies=session.proxies,
-        )
-        if "Set-Cookie" in response.headers:
-            # requests ships this helper untyped
-            extract_cookies_to_jar(session.cookies, prepared, response.raw)  # type: ignore[no-untyped-call]
-        return response
 
     def _retried(self, attempt: Callable[[], Any]) -> Any:
         policy = retrying(
@@ -260,19 +243,6 @@ def _parsed(content: bytes) -> object:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         return _json_or_none(content)
-
-
-def _settled_session(settings: DnevnikSettings) -> requests.Session:
-    """A pooled session with the environment read once: the proxy for the API's host (and
-    ``NO_PROXY``) and a CA bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, instead of
-    on every request (one record a request: that lookup cost more than the request)."""
-    session = _pooled_session(settings.concurrency)
-    session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
-    session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle and settings.verify is True:
-        session.verify = bundle
-    return session
 
 
 class _UnappliedError(_TransientError):

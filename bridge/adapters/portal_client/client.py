@@ -4,7 +4,9 @@ says; requests' exceptions translated at this seam."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from random import random as _unit_random
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState
 
 from bridge import logs
@@ -87,7 +91,11 @@ class PortalClient:
         self.support: PortalSupport = REFERENCE_SUPPORT
         self._settings = settings
         self._owns_session = session is None
-        self._session = session if session is not None else _pooled_session(settings.concurrency)
+        self._session = (
+            session
+            if session is not None
+            else settled_session(settings.base_url, settings.concurrency, settings.verify)
+        )
         self._sleep, self._clock, self._now, self._random = sleep, clock, now, random
         self._pacer = _Pacer(settings.rate_limit, self._clock, self._sleep)
         self._token: _Token | None = None
@@ -229,21 +237,28 @@ class PortalClient:
             "User-Agent": settings.user_agent,
             **(headers or {}),
         }
+        data: bytes | str | None = body
         if body is not None:
             all_headers["Content-Type"] = "application/json"
+        elif form is not None:
+            data = urlencode(form)  # ASCII text, as requests sends a form
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if data is not None:
+            all_headers["Content-Length"] = str(len(data))
+        elif method not in ("GET", "HEAD"):
+            all_headers["Content-Length"] = "0"
         self._pacer.wait_turn()
         self._count_request()
         deadline = self._clock() + settings.request_deadline
         try:
-            with self._session.request(
+            with send_direct(
+                self._session,
                 method,
-                url,
-                data=body if body is not None else form,
-                headers=all_headers,
+                encoded_url(url),
+                data,
+                all_headers,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 verify=settings.verify,
-                allow_redirects=False,
-                stream=True,
             ) as response:
                 content = _read_body(response, deadline, self._clock, capped=capped)
         except requests.RequestException as exc:
@@ -346,6 +361,62 @@ def _bearer(token: _Token) -> dict[str, str]:
 
 REFERENCE_SUPPORT: PortalSupport = full_support(ENTITIES)
 """The reference import API writes every canonical entity, by the bridge's own key."""
+
+
+def settled_session(base_url: str, concurrency: int, verify: bool | str) -> requests.Session:
+    """A pooled session with the environment read once: the proxy for the portal's host (and
+    ``NO_PROXY``) and a CA bundle named by ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, as
+    ``Session.request`` would read them for every request (a cost as large as the rest of a
+    small request's)."""
+    session = _pooled_session(concurrency)
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and verify is True:
+        session.verify = bundle
+    return session
+
+
+def send_direct(
+    session: requests.Session,
+    method: str,
+    url: str,
+    data: bytes | str | None,
+    headers: Mapping[str, str],
+    *,
+    timeout: tuple[float, float],
+    verify: bool | str,
+) -> requests.Response:
+    """One request through the session's transport adapter, as ``Session.request`` sends it
+    (the session's proxies, TLS settings and cookies; no redirects followed) without
+    rebuilding and merging the session's settings for every request. ``url`` is already
+    encoded (``encoded_url``); ``verify`` True means the session's own (its CA bundle)."""
+    prepared = requests.PreparedRequest()
+    prepared.method, prepared.url, prepared.body = method, url, data
+    prepared.headers = CaseInsensitiveDict(headers)
+    if session.cookies:
+        prepared.prepare_cookies(session.cookies)
+    chosen = session.verify if verify is True else verify
+    response = session.get_adapter(url).send(
+        prepared,
+        stream=True,
+        timeout=timeout,
+        verify=True if chosen is None else chosen,  # unset: verified, never skipped
+        cert=session.cert,
+        proxies=session.proxies,
+    )
+    if "Set-Cookie" in response.headers:
+        # requests ships this helper untyped
+        extract_cookies_to_jar(session.cookies, prepared, response.raw)  # type: ignore[no-untyped-call]
+    return response
+
+
+@functools.lru_cache(maxsize=256)
+def encoded_url(url: str) -> str:
+    """``url`` as requests encodes it (quoted where it must be, an IDNA host), once per URL."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return str(prepared.url)
 
 
 def _pooled_session(concurrency: int = 1) -> requests.Session:
