@@ -316,11 +316,9 @@ def _sqlite_upsert(conn: sa.Connection, live: Sequence[Delivered], now: datetime
 def _forget_dead_letters(conn: sa.Connection, delivered: Sequence[Delivered]) -> None:
     """Delete the dead letters of acknowledged changes: only those that have one (the table is
     usually empty, and a DELETE per record costs as much as the record itself)."""
-    entities = {d.change.entity for d in delivered}
-    query = sa.select(dead_letter.c.entity, dead_letter.c.sort_key).where(
-        dead_letter.c.entity.in_(entities)
-    )
-    held = {(str(entity), str(sort_key)) for entity, sort_key in conn.execute(query)}
+    entities = sorted({d.change.entity for d in delivered})
+    found = conn.execute(_DEAD_LETTER_KEYS, {"entities": entities})
+    held = {(str(entity), str(sort_key)) for entity, sort_key in found}
     if not held:
         return
     done = [
@@ -329,13 +327,16 @@ def _forget_dead_letters(conn: sa.Connection, delivered: Sequence[Delivered]) ->
         if (d.change.entity, d.change.sort_key) in held
     ]
     if done:
-        conn.execute(
-            dead_letter.delete().where(
-                dead_letter.c.entity == sa.bindparam("e"),
-                dead_letter.c.sort_key == sa.bindparam("s"),
-            ),
-            done,
-        )
+        conn.execute(_FORGET_DEAD_LETTER, done)
+
+
+_DEAD_LETTER_KEYS = sa.select(dead_letter.c.entity, dead_letter.c.sort_key).where(
+    dead_letter.c.entity.in_(sa.bindparam("entities", expanding=True))
+)
+"""The dead letters of some entities (built once: a batch asks it each time)."""
+_FORGET_DEAD_LETTER = dead_letter.delete().where(
+    dead_letter.c.entity == sa.bindparam("e"), dead_letter.c.sort_key == sa.bindparam("s")
+)
 
 
 def withdrawal_changes(delivered: Sequence[Delivered]) -> tuple[list[str], list[str]]:
