@@ -75,11 +75,3 @@ class IdBook:
             self._taken[(entity, portal_id)] = key
             self._ids[(entity, key)] = portal_id
             return True
-
-    def holder(self, entity: str, portal_id: str) -> str | None:
-        """The key of the record that holds ``portal_id`` (this run, or recorded), if any."""
-        with self._lock:
-            key = self._taken.get((entity, portal_id))
-        if key is not None:
-            return key
-        return self._holders(entity, [portal_id]).get(portal_id)
